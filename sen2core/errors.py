@@ -1,0 +1,66 @@
+"""Exception and warning hierarchy of sen2core.
+
+Every error raised on purpose by the library derives from :class:`Sen2CoreError`.
+Subclasses also inherit the builtin they specialise (as rasterio does), so callers
+that catch ``ValueError`` or ``OSError`` keep working. Transient failures (worth a
+retry) and permanent ones (a bad product) are kept in separate branches so that
+orchestration can tell them apart.
+"""
+
+from __future__ import annotations
+
+
+class Sen2CoreError(Exception):
+    """Root of all sen2core errors."""
+
+
+class InputProductError(Sen2CoreError, ValueError):
+    """The input product is unusable: not a product, wrong level, missing or corrupt parts.
+
+    Permanent: retrying does not help.
+    """
+
+    def __init__(self, product: object, problem: str) -> None:
+        self.product = str(product)
+        self.problem = problem
+        super().__init__(f"{self.product}: {problem}")
+
+
+class MetadataError(InputProductError):
+    """A metadata file is missing, truncated, malformed or unsafe."""
+
+
+class BandReadError(InputProductError):
+    """A band raster is missing, truncated or cannot be decoded."""
+
+
+class ConfigurationError(Sen2CoreError, ValueError):
+    """Invalid configuration value or configuration file."""
+
+
+class AuxDataError(Sen2CoreError, ValueError):
+    """Auxiliary data (DEM, LUT, maps) is missing or inconsistent."""
+
+
+class LUTError(AuxDataError):
+    """The radiative-transfer look-up table is missing, corrupt or queried out of range."""
+
+
+class RadiativeTransferError(Sen2CoreError, RuntimeError):
+    """The 6S radiative-transfer code failed or produced unreadable output."""
+
+
+class TransientIOError(Sen2CoreError, OSError):
+    """An I/O failure that may succeed when retried (network, busy storage)."""
+
+
+class OutputError(Sen2CoreError, OSError):
+    """An output product could not be written or committed."""
+
+
+class Sen2CoreWarning(UserWarning):
+    """Root of sen2core warnings."""
+
+
+class MetadataWarning(Sen2CoreWarning):
+    """Metadata is incomplete; a documented fallback was used."""
