@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (Debian/Ubuntu, Python 3.11):
+#   make demo   set up .venv and run a real processing job on an embedded default
+#   make test   set up .venv and run the test suite (the command CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+
+.PHONY: setup demo test lut clean
+.DEFAULT_GOAL := demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/system-deps.sh
+	./scripts/system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[lut,test]"
+	touch $@
+
+demo: setup
+	./scripts/demo.sh $(BIN) $(DEMO)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# Rebuild the packaged radiative-transfer LUT (about an hour on 2 cores; resumable).
+lut: setup
+	$(BIN)/sen2core lut build --grid full --workdir lut-build
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,227 @@
+"""Evaluate the 6S radiative-transfer LUT: atmospheric terms, forward and inverse models.
+
+Lambertian surface with uniform surroundings::
+
+    rho_toa = rho_path + Tg * T_down * T_up * rho / (1 - S * rho)
+
+where ``Tg`` is the two-way gaseous transmittance, ``T_down``/``T_up`` the total
+(direct + diffuse) scattering transmittances, ``S`` the spherical albedo and
+``rho_path`` the atmospheric path reflectance including gas absorption the way
+6S couples them: the Rayleigh part attenuated by the dry gases, the aerosol part
+by the dry gases and half the water vapour column (aerosols mixed with vapour in
+the boundary layer). Direct transmittances are ``exp(-tau / mu)``; the diffuse
+part is the rest.
+
+Angles are in degrees. The relative azimuth is ``|view azimuth - sun azimuth|``
+folded to [0, 180]: 0 means the sensor is on the sun's side (backscattering),
+with both azimuths measured from the pixel toward the sun and the sensor, as in
+the Sentinel-2 metadata. Queries outside the grid are clamped to its edges.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from sen2core.atmosphere.grid import LUTGrid
+from sen2core.errors import LUTError
+from sen2core.kernels.interp import multilinear
+
+Array = NDArray[np.float64]
+
+#: File name of the LUT shipped with the package.
+DEFAULT_LUT_NAME = "sen2core_6s_lut.npz"
+
+
+@dataclass(frozen=True)
+class AtmosphericTerms:
+    """Atmospheric terms of one band at given conditions (arrays broadcast together)."""
+
+    path: Array
+    """Atmospheric path reflectance seen at the sensor (scattering with gas absorption)."""
+    t_down: Array
+    """Total scattering transmittance sun to ground."""
+    t_up: Array
+    """Total scattering transmittance ground to sensor."""
+    t_down_dir: Array
+    """Direct part of ``t_down``."""
+    t_up_dir: Array
+    """Direct part of ``t_up``."""
+    spherical_albedo: Array
+    """Spherical albedo of the atmosphere."""
+    gas: Array
+    """Two-way gaseous transmittance of the surface signal."""
+
+
+def relative_azimuth(sun_azimuth: ArrayLike, view_azimuth: ArrayLike) -> Array:
+    """Relative azimuth folded to [0, 180] degrees."""
+    d = np.asarray(view_azimuth, dtype=np.float64) - np.asarray(sun_azimuth, dtype=np.float64)
+    return np.abs((d + 180.0) % 360.0 - 180.0)
+
+
+def toa_reflectance(surface: ArrayLike, t: AtmosphericTerms) -> Array:
+    """Forward model: TOA reflectance of a Lambertian ``surface`` reflectance."""
+    rho = np.asarray(surface, dtype=np.float64)
+    return t.path + t.gas * t.t_down * t.t_up * rho / (1.0 - t.spherical_albedo * rho)
+
+
+def surface_reflectance(toa: ArrayLike, t: AtmosphericTerms) -> Array:
+    """Inverse model: Lambertian surface reflectance from TOA reflectance."""
+    y = (np.asarray(toa, dtype=np.float64) - t.path) / (t.gas * t.t_down * t.t_up)
+    return y / (1.0 + t.spherical_albedo * y)
+
+
+def _airmass(deg: ArrayLike) -> Array:
+    return 1.0 / np.cos(np.radians(np.asarray(deg, dtype=np.float64)))
+
+
+class RadiativeTransferLUT:
+    """A LUT built by ``sen2core lut build``; see the module docstring for the model."""
+
+    _TABLES = ("path0", "dpath", "t", "s", "tau", "gas")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path.with_suffix(".json")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+            with np.load(self.path) as z:
+                self.tables = {k: np.asarray(z[k], dtype=np.float64) for k in self._TABLES}
+        except (OSError, KeyError, ValueError) as exc:
+            raise LUTError(f"{self.path}: not a readable sen2core LUT ({exc})") from exc
+        g = self.meta["grid"]
+        self.grid = LUTGrid(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in g.items()})
+        self.spacecraft: tuple[str, ...] = tuple(self.meta["spacecraft"])
+        self.bands: tuple[str, ...] = tuple(self.meta["bands"])
+        gr = self.grid
+        self._n_sza = _airmass(gr.sza)
+        self._n_vza = np.asarray(gr.vza, dtype=np.float64)
+        self._n_raa = -np.cos(np.radians(np.asarray(gr.raa, dtype=np.float64)))
+        self._n_aot = np.asarray(gr.aot, dtype=np.float64)
+        self._n_z = np.asarray(gr.elevation, dtype=np.float64)
+        self._n_m = np.asarray(gr.airmass, dtype=np.float64)
+        self._n_wv = np.asarray(gr.water_vapour, dtype=np.float64)
+        self._n_o3 = np.asarray(gr.ozone, dtype=np.float64)
+
+    @property
+    def id(self) -> str:
+        """Identifier recorded in every product made with this LUT."""
+        return str(self.meta["id"])
+
+    def _index(self, spacecraft: str, band: str, aerosol: str) -> tuple[int, int, int]:
+        try:
+            return (self.spacecraft.index(spacecraft), self.bands.index(band), self.grid.aerosols.index(aerosol))
+        except ValueError as exc:
+            raise LUTError(
+                f"LUT {self.id} has no entry for spacecraft={spacecraft!r}, band={band!r}, aerosol={aerosol!r}"
+            ) from exc
+
+    def terms(
+        self,
+        spacecraft: str,
+        band: str,
+        aerosol: str,
+        sza: ArrayLike,
+        vza: ArrayLike,
+        raa: ArrayLike,
+        aot: ArrayLike,
+        elevation_km: ArrayLike = 0.0,
+        water_vapour: ArrayLike = 2.0,
+        ozone: ArrayLike = 0.33,
+    ) -> AtmosphericTerms:
+        """Atmospheric terms of ``band`` at the given conditions.
+
+        Parameters
+        ----------
+        spacecraft, band, aerosol
+            ``S2A``/``S2B``, band name (``B01`` .. ``B12``, ``B8A``), ``continental``/``maritime``.
+        sza, vza, raa
+            Sun zenith, view zenith, relative azimuth (degrees).
+        aot
+            Aerosol optical thickness at 550 nm above the surface.
+        elevation_km
+            Surface elevation (km above sea level).
+        water_vapour
+            Water vapour column above the surface (g/cm2, i.e. cm).
+        ozone
+            Ozone column (cm-atm; 0.33 = 330 DU).
+
+        Returns
+        -------
+        AtmosphericTerms
+            Arrays broadcast over all inputs.
+        """
+        isc, ib, ia = self._index(spacecraft, band, aerosol)
+        tb = self.tables
+        m_s, m_v = _airmass(sza), _airmass(vza)
+        cr = -np.cos(np.radians(np.asarray(raa, dtype=np.float64)))
+        z = np.asarray(elevation_km, dtype=np.float64)
+        p0, dp = tb["path0"][isc, ib, ia], tb["dpath"][isc, ib, ia]
+        geo = (self._n_sza, self._n_vza, self._n_raa, self._n_aot)
+        path = multilinear(p0, geo, (m_s, vza, cr, aot)) + multilinear(dp, (self._n_z, self._n_sza, self._n_aot),
+                                                                      (z, m_s, aot))
+        # AOT 0 is the pure Rayleigh path, which 6S attenuates by the dry gases only.
+        rayleigh = multilinear(p0[..., :1], geo[:3] + (self._n_aot[:1],), (m_s, vza, cr, 0.0)) + multilinear(
+            dp[..., :1], (self._n_z, self._n_sza, self._n_aot[:1]), (z, m_s, 0.0)
+        )
+        t_tab = tb["t"][isc, ib, ia]
+        axes = (self._n_z, self._n_sza, self._n_aot)
+        t_down = multilinear(t_tab, axes, (z, m_s, aot))
+        t_up = multilinear(t_tab, axes, (z, m_v, aot))
+        s = multilinear(tb["s"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot))
+        tau = multilinear(tb["tau"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot))
+        gas_axes = (self._n_z, self._n_m, self._n_wv, self._n_o3)
+        wv = np.asarray(water_vapour, dtype=np.float64)
+        g_tab, m = tb["gas"][isc, ib], m_s + m_v
+        gas = multilinear(g_tab, gas_axes, (z, m, wv, ozone))
+        gas_half = multilinear(g_tab, gas_axes, (z, m, 0.5 * wv, ozone))
+        gas_dry = multilinear(g_tab, gas_axes, (z, m, 0.0, ozone))
+        path = rayleigh * gas_dry + (path - rayleigh) * gas_half
+        t_down_dir = np.minimum(np.exp(-tau * m_s), t_down)
+        t_up_dir = np.minimum(np.exp(-tau * m_v), t_up)
+        shape = np.broadcast_shapes(path.shape, t_down.shape, t_up.shape, s.shape, gas.shape)
+        return AtmosphericTerms(
+            *(np.broadcast_to(a, shape) for a in (path, t_down, t_up, t_down_dir, t_up_dir, s, gas))
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Axes, ranges, id and provenance, JSON-serialisable."""
+        g = self.grid
+        axes = {
+            "sza_deg": g.sza, "vza_deg": g.vza, "raa_deg": g.raa, "aot550": g.aot,
+            "elevation_km": g.elevation, "airmass": g.airmass, "water_vapour_cm": g.water_vapour,
+            "ozone_cm_atm": g.ozone,
+        }  # fmt: skip
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "spacecraft": list(self.spacecraft),
+            "bands": list(self.bands),
+            "aerosol_models": list(g.aerosols),
+            "axes": {k: list(v) for k, v in axes.items()},
+            "ranges": {k: [min(v), max(v)] for k, v in axes.items()},
+            "size_bytes": self.path.stat().st_size,
+            **{k: self.meta[k] for k in ("built_with", "srf", "n_6s_runs", "command", "build_seconds", "built_at")
+               if k in self.meta},
+        }
+
+
+def default_lut_path() -> Path:
+    """Path of the LUT shipped as package data."""
+    return Path(str(resources.files("sen2core") / "data" / "lut" / DEFAULT_LUT_NAME))
+
+
+@lru_cache(maxsize=4)
+def load_lut(path: str | Path | None = None) -> RadiativeTransferLUT:
+    """Load (and cache) a LUT; the packaged one by default."""
+    p = Path(path) if path is not None else default_lut_path()
+    if not p.exists():
+        raise LUTError(f"{p}: LUT file not found (build one with `sen2core lut build`)")
+    return RadiativeTransferLUT(p)

@@ -1,0 +1,57 @@
+"""Command-line interface: ``sen2core``.
+
+Errors of the library are reported as one line on stderr with a non-zero exit
+code; ``--debug`` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from sen2core import __version__
+from sen2core.errors import Sen2CoreError
+
+
+class _Sen2CoreGroup(click.Group):
+    """Click group that turns library errors into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Sen2CoreError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"sen2core: error: {exc}", err=True)
+            sys.exit(1)
+        except (OSError, ValueError) as exc:
+            # Anything that escaped the library's own checks still gets one line.
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"sen2core: error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Sen2CoreGroup)
+@click.version_option(__version__, prog_name="sen2core")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """sen2core: Sentinel-2 Level-1C to Level-2A processor."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+from sen2core.cli.lut import lut  # noqa: E402  (commands register on the group)
+
+main.add_command(lut)
+from sen2core.cli.info import info  # noqa: E402
+
+main.add_command(info)

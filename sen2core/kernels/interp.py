@@ -1,0 +1,66 @@
+"""Vectorised multilinear interpolation on regular (not necessarily uniform) grids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def locate(nodes: NDArray[np.float64], x: ArrayLike) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+    """Lower node index and fractional position of ``x`` on ascending ``nodes``.
+
+    Values outside the nodes are clamped to the end nodes (no extrapolation).
+    A single-node axis gives index 0 and fraction 0.
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    if len(nodes) == 1:
+        return np.zeros(xa.shape, dtype=np.intp), np.zeros(xa.shape)
+    xc = np.clip(xa, nodes[0], nodes[-1])
+    i = np.clip(np.searchsorted(nodes, xc, side="right") - 1, 0, len(nodes) - 2)
+    frac = (xc - nodes[i]) / (nodes[i + 1] - nodes[i])
+    return i.astype(np.intp), frac
+
+
+def multilinear(
+    table: NDArray[np.floating], nodes: Sequence[NDArray[np.float64]], coords: Sequence[ArrayLike]
+) -> NDArray[np.float64]:
+    """Interpolate ``table`` (one dimension per axis) at broadcast ``coords``.
+
+    Parameters
+    ----------
+    table
+        Values at the grid nodes, shape ``(len(nodes[0]), len(nodes[1]), ...)``.
+    nodes
+        Ascending node coordinates per axis.
+    coords
+        Query coordinates per axis; they broadcast against each other.
+
+    Returns
+    -------
+    numpy.ndarray
+        Interpolated values with the broadcast shape of ``coords``.
+    """
+    if table.ndim != len(nodes) or len(nodes) != len(coords):
+        raise ValueError("table, nodes and coords must have one entry per axis")
+    located = [locate(n, c) for n, c in zip(nodes, coords)]
+    shape = np.broadcast_shapes(*(i.shape for i, _ in located))
+    out = np.zeros(shape)
+    k = len(nodes)
+    for corner in range(1 << k):
+        idx = []
+        w: NDArray[np.float64] | float = 1.0
+        for axis, (i, f) in enumerate(located):
+            if (corner >> axis) & 1:
+                if len(nodes[axis]) == 1:
+                    w = 0.0
+                    break
+                idx.append(i + 1)
+                w = w * f
+            else:
+                idx.append(i)
+                w = w * (1.0 - f)
+        else:
+            out += w * table[tuple(idx)]
+    return out

