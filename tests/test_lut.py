@@ -161,3 +161,14 @@ def test_6s_input_deck_layout() -> None:
     assert lines[2:4] == ["8", "2.00000 0.30000"]
     assert lines[4:7] == ["2", "0", "0.20000"]
     assert lines[7:9] == ["-1.5000", "-1000"]
+
+
+def test_geometry_table_equals_full_evaluation(lut) -> None:  # type: ignore[no-untyped-def]
+    """The per-chunk table (one geometry, per-pixel AOT/elevation/WV) loses nothing."""
+    rng = np.random.default_rng(11)
+    a, z, w = rng.uniform(0, 1.3, 500), rng.uniform(0, 3.5, 500), rng.uniform(0, 6, 500)
+    for band in ("B02", "B09", "B12"):
+        table = lut.geometry_table("S2B", band, "maritime", 41.3, 7.7, 123.0, 0.31)
+        fast, full = table.at(a, z, w), lut.terms("S2B", band, "maritime", 41.3, 7.7, 123.0, a, z, w, 0.31)
+        for x, y in zip(vars(fast).values(), vars(full).values()):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)

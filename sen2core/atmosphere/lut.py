@@ -82,6 +82,65 @@ def _airmass(deg: ArrayLike) -> Array:
     return 1.0 / np.cos(np.radians(np.asarray(deg, dtype=np.float64)))
 
 
+def _combine(
+    sc: dict[str, Array], g_full: Array, g_half: Array, g_dry: Array, m_s: ArrayLike, m_v: ArrayLike
+) -> AtmosphericTerms:
+    path = sc["rayleigh"] * g_dry + (sc["path"] - sc["rayleigh"]) * g_half
+    t_down_dir = np.minimum(np.exp(-sc["tau"] * m_s), sc["t_down"])
+    t_up_dir = np.minimum(np.exp(-sc["tau"] * m_v), sc["t_up"])
+    arrays = (path, sc["t_down"], sc["t_up"], t_down_dir, t_up_dir, sc["s"], g_full)
+    shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    return AtmosphericTerms(*(np.broadcast_to(a, shape) for a in arrays))
+
+
+@dataclass(frozen=True)
+class GeometryTable:
+    """Terms of one band at one geometry over the per-pixel axes (see ``geometry_table``)."""
+
+    aot: Array
+    """AOT nodes."""
+    elevation: Array
+    """Elevation nodes, km."""
+    water_vapour: Array
+    """Water vapour nodes, cm."""
+    airmass_sun: float
+    """1/cos(sza)."""
+    airmass_view: float
+    """1/cos(vza)."""
+    path: Array
+    """Scattering path reflectance [aot, elevation]."""
+    rayleigh: Array
+    """Rayleigh path reflectance [elevation]."""
+    t_down: Array
+    """[aot, elevation]."""
+    t_up: Array
+    """[aot, elevation]."""
+    s: Array
+    """Spherical albedo [aot, elevation]."""
+    tau: Array
+    """Optical depth [aot, elevation]."""
+    gas: Array
+    """Gas transmittance [elevation, water vapour]."""
+
+    def at(self, aot: ArrayLike, elevation_km: ArrayLike = 0.0, water_vapour: ArrayLike = 2.0) -> AtmosphericTerms:
+        """Per-pixel terms by bilinear gathers along (AOT, elevation) and (elevation, water vapour)."""
+        az = (self.aot, self.elevation)
+        zw = (self.elevation, self.water_vapour)
+        q_az = (aot, elevation_km)
+        q_zw = (elevation_km, water_vapour)
+        sc = {k: multilinear(getattr(self, k), az, q_az) for k in ("path", "t_down", "t_up", "s", "tau")}
+        sc["rayleigh"] = multilinear(self.rayleigh, (self.elevation,), (elevation_km,))
+        wv = np.asarray(water_vapour, dtype=np.float64)
+        return _combine(
+            sc,
+            multilinear(self.gas, zw, q_zw),
+            multilinear(self.gas, zw, (elevation_km, 0.5 * wv)),
+            multilinear(self.gas, zw, (elevation_km, 0.0)),
+            self.airmass_sun,
+            self.airmass_view,
+        )
+
+
 class RadiativeTransferLUT:
     """A LUT built by ``sen2core lut build``; see the module docstring for the model."""
 
@@ -159,37 +218,75 @@ class RadiativeTransferLUT:
             Arrays broadcast over all inputs.
         """
         isc, ib, ia = self._index(spacecraft, band, aerosol)
-        tb = self.tables
         m_s, m_v = _airmass(sza), _airmass(vza)
-        cr = -np.cos(np.radians(np.asarray(raa, dtype=np.float64)))
         z = np.asarray(elevation_km, dtype=np.float64)
+        sc = self._scattering(isc, ib, ia, m_s, m_v, vza, raa, aot, z)
+        g_full, g_half, g_dry = self._gas(isc, ib, z, m_s + m_v, water_vapour, ozone)
+        return _combine(sc, g_full, g_half, g_dry, m_s, m_v)
+
+    def _scattering(
+        self, isc: int, ib: int, ia: int, m_s: Array, m_v: Array, vza: ArrayLike, raa: ArrayLike, aot: ArrayLike,
+        z: ArrayLike,
+    ) -> dict[str, Array]:  # fmt: skip
+        tb = self.tables
+        cr = -np.cos(np.radians(np.asarray(raa, dtype=np.float64)))
         p0, dp = tb["path0"][isc, ib, ia], tb["dpath"][isc, ib, ia]
         geo = (self._n_sza, self._n_vza, self._n_raa, self._n_aot)
-        path = multilinear(p0, geo, (m_s, vza, cr, aot)) + multilinear(dp, (self._n_z, self._n_sza, self._n_aot),
-                                                                      (z, m_s, aot))
+        elev = (self._n_z, self._n_sza, self._n_aot)
+        path = multilinear(p0, geo, (m_s, vza, cr, aot)) + multilinear(dp, elev, (z, m_s, aot))
         # AOT 0 is the pure Rayleigh path, which 6S attenuates by the dry gases only.
         rayleigh = multilinear(p0[..., :1], geo[:3] + (self._n_aot[:1],), (m_s, vza, cr, 0.0)) + multilinear(
-            dp[..., :1], (self._n_z, self._n_sza, self._n_aot[:1]), (z, m_s, 0.0)
+            dp[..., :1], elev[:2] + (self._n_aot[:1],), (z, m_s, 0.0)
         )
         t_tab = tb["t"][isc, ib, ia]
-        axes = (self._n_z, self._n_sza, self._n_aot)
-        t_down = multilinear(t_tab, axes, (z, m_s, aot))
-        t_up = multilinear(t_tab, axes, (z, m_v, aot))
-        s = multilinear(tb["s"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot))
-        tau = multilinear(tb["tau"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot))
-        gas_axes = (self._n_z, self._n_m, self._n_wv, self._n_o3)
+        return {
+            "path": path,
+            "rayleigh": rayleigh,
+            "t_down": multilinear(t_tab, elev, (z, m_s, aot)),
+            "t_up": multilinear(t_tab, elev, (z, m_v, aot)),
+            "s": multilinear(tb["s"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot)),
+            "tau": multilinear(tb["tau"][isc, ib, ia], (self._n_z, self._n_aot), (z, aot)),
+        }
+
+    def _gas(
+        self, isc: int, ib: int, z: ArrayLike, m: ArrayLike, water_vapour: ArrayLike, ozone: ArrayLike
+    ) -> tuple[Array, Array, Array]:
+        axes = (self._n_z, self._n_m, self._n_wv, self._n_o3)
         wv = np.asarray(water_vapour, dtype=np.float64)
-        g_tab, m = tb["gas"][isc, ib], m_s + m_v
-        gas = multilinear(g_tab, gas_axes, (z, m, wv, ozone))
-        gas_half = multilinear(g_tab, gas_axes, (z, m, 0.5 * wv, ozone))
-        gas_dry = multilinear(g_tab, gas_axes, (z, m, 0.0, ozone))
-        path = rayleigh * gas_dry + (path - rayleigh) * gas_half
-        t_down_dir = np.minimum(np.exp(-tau * m_s), t_down)
-        t_up_dir = np.minimum(np.exp(-tau * m_v), t_up)
-        shape = np.broadcast_shapes(path.shape, t_down.shape, t_up.shape, s.shape, gas.shape)
-        return AtmosphericTerms(
-            *(np.broadcast_to(a, shape) for a in (path, t_down, t_up, t_down_dir, t_up_dir, s, gas))
+        g_tab = self.tables["gas"][isc, ib]
+        return (
+            multilinear(g_tab, axes, (z, m, wv, ozone)),
+            multilinear(g_tab, axes, (z, m, 0.5 * wv, ozone)),
+            multilinear(g_tab, axes, (z, m, 0.0, ozone)),
         )
+
+    def geometry_table(
+        self,
+        spacecraft: str,
+        band: str,
+        aerosol: str,
+        sza: float,
+        vza: float,
+        raa: float,
+        ozone: float = 0.33,
+    ) -> GeometryTable:
+        """Terms of ``band`` at one geometry, tabulated over AOT, elevation and water vapour.
+
+        Sun and view angles vary slowly across a scene, so a processing chunk takes
+        one geometry (its mean) and evaluates per pixel only along the axes that do
+        vary per pixel. Multilinear interpolation is separable, so
+        ``geometry_table(...).at(aot, z, wv)`` equals ``terms(...)`` at that geometry.
+        """
+        isc, ib, ia = self._index(spacecraft, band, aerosol)
+        m_s, m_v = float(_airmass(sza)), float(_airmass(vza))
+        aot_n, z_n, wv_n = self._n_aot, self._n_z, self._n_wv
+        sc = self._scattering(isc, ib, ia, np.asarray(m_s), np.asarray(m_v), vza, raa, aot_n[:, None], z_n[None, :])
+        g_full = self._gas(isc, ib, z_n[:, None], m_s + m_v, wv_n[None, :], ozone)[0]
+        return GeometryTable(
+            aot=aot_n, elevation=z_n, water_vapour=wv_n, airmass_sun=m_s, airmass_view=m_v,
+            path=sc["path"], rayleigh=sc["rayleigh"][0, :], t_down=sc["t_down"], t_up=sc["t_up"],
+            s=sc["s"], tau=sc["tau"], gas=g_full,
+        )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         """Axes, ranges, id and provenance, JSON-serialisable."""

@@ -1,0 +1,427 @@
+"""Atmospheric correction on dask arrays: AOT (DDV), water vapour (APDA), cirrus, terrain, adjacency, BOA.
+
+Follows Sen2Cor's method (SEN2COR_REFERENCE A4) with the project's 6S LUT. Every
+block takes one geometry (its mean sun and view angles, which vary slowly) and
+evaluates the LUT per pixel only along AOT, elevation and water vapour
+(:meth:`RadiativeTransferLUT.geometry_table`), as vectorised gathers. Scene-wide
+choices (DDV threshold, aerosol model, AOT scaling, water-vapour land mean,
+cirrus gamma) are small block sums computed between the stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from numpy.typing import NDArray
+
+from sen2core import lazy
+from sen2core.atmosphere.lut import GeometryTable, RadiativeTransferLUT, load_lut, relative_azimuth
+from sen2core.atmosphere.srf import BANDS
+from sen2core.errors import ConfigurationError
+from sen2core.kernels import adjacency, cirrus, rt
+from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
+from sen2core.kernels.wv import water_vapour_apda
+
+log = logging.getLogger(__name__)
+
+F32 = np.float32
+NODATA, SATURATED, SHADOW, VEGETATION, NOT_VEGETATED, WATER = 0, 1, 3, 4, 5, 6
+CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS, SNOW = 8, 9, 10, 11
+WAVELENGTH_UM = dict(zip(BANDS, (0.443, 0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 0.945, 1.375, 1.610, 2.190)))
+AEROSOL_MODELS = ("continental", "maritime")
+NEGATIVE_CHECK_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Settings of the atmospheric correction (Sen2Cor 2.8 GIPP defaults where one exists)."""
+
+    aerosol: str = "continental"
+    """``continental`` (Sen2Cor RURAL), ``maritime`` or ``auto`` (the model whose blue DDV reflectance fits best)."""
+    default_aot: float = field(default_factory=lambda: round(visibility_to_aot(40.0), 4))
+    """AOT550 used when DDV fails (Sen2Cor ``Visibility`` 40 km)."""
+    ozone_cm_atm: float = 0.331
+    """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU)."""
+    start_water_vapour_cm: float = 1.0
+    """Water vapour assumed for the AOT retrieval before APDA (``AC_Wv_Iter_Start_Summer``)."""
+    default_water_vapour_cm: float = 1.0
+    """Used where APDA has no land pixel at all."""
+    elevation_km: float = 0.0
+    """Surface elevation when no DEM is given."""
+    cirrus_correction: bool = False
+    """Sen2Cor ``Cirrus_Correction`` (off by default)."""
+    adjacency_km: float = 1.0
+    """Sen2Cor ``Adj_Km``: range of the adjacency background."""
+    aot_smoothing_km: float = 1.0
+    """Sen2Cor ``AC_Ddv_Smooting_Window``: Gaussian sigma of the AOT map."""
+    cloud_distance_km: float = 1.0
+    """DDV pixels must be this far from clouds."""
+    negative_fraction: float = 0.01
+    """``AC_Cut_Off_Aot_Iter``: at most this fraction of vegetation/soil with red BOA below ``negative_red``."""
+    negative_red: float = 0.01
+    ddv: DDVSettings = field(default_factory=DDVSettings)
+    cirrus: cirrus.CirrusSettings = field(default_factory=cirrus.CirrusSettings)
+
+    def __post_init__(self) -> None:
+        if self.aerosol not in (*AEROSOL_MODELS, "auto"):
+            raise ConfigurationError(f"aerosol must be continental, maritime or auto, not {self.aerosol!r}")
+        if not 0.0 <= self.default_aot <= 1.3:
+            raise ConfigurationError(f"default_aot {self.default_aot} outside the LUT range 0-1.3")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the correction needs of a product on one working grid (all dask arrays, same chunks)."""
+
+    toa: dict[str, da.Array]
+    """TOA reflectance per band (float32, NaN = no data)."""
+    sun_zenith: da.Array
+    sun_azimuth: da.Array
+    view_zenith: dict[str, da.Array]
+    view_azimuth: dict[str, da.Array]
+    elevation_km: da.Array
+    resolution_m: float
+    spacecraft: str
+    """``S2A`` or ``S2B`` (LUT spectral responses)."""
+    cos_incidence: da.Array | None = None
+    """Terrain: cosine of the local solar incidence (None = flat)."""
+    sunlit: da.Array | None = None
+    """Terrain: 0 in cast shadow."""
+    sky_view: da.Array | None = None
+    """Terrain: sky-view factor."""
+
+
+@dataclass(frozen=True)
+class Atmosphere:
+    """Retrieved atmosphere on the working grid and its summary."""
+
+    aot: da.Array
+    """AOT550 map (float32, NaN = no data)."""
+    water_vapour: da.Array
+    """Water vapour map in cm (float32, NaN = no data)."""
+    aerosol: str
+    """Aerosol model used."""
+    summary: dict[str, Any]
+    """AOT_RETRIEVAL_METHOD, GRANULE_MEAN_AOT, GRANULE_MEAN_WV, DDV_PIXEL_PERCENTAGE, ..."""
+    cirrus_gamma: float | None = None
+
+
+def _lut(path: str) -> RadiativeTransferLUT:
+    return load_lut(Path(path))
+
+
+def _mean_angle(a: NDArray[Any]) -> float:
+    v = a[np.isfinite(a)]
+    return float(v.mean()) if v.size else 0.0
+
+
+def _table(lut_path: str, sc: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
+           raa: NDArray[Any]) -> GeometryTable:  # fmt: skip
+    return _lut(lut_path).geometry_table(sc, band, aerosol, _mean_angle(sza), _mean_angle(vza), _mean_angle(raa), ozone)
+
+
+def _irradiance(t: rt.AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
+    cos_sza = np.cos(np.radians(sza))
+    if terrain is None:
+        return rt.irradiance_factor(t, cos_sza)
+    cos_i, sunlit, sky = terrain
+    return rt.irradiance_factor(t, cos_sza, cos_i, sunlit, sky)
+
+
+def _relative_azimuth(saa: da.Array, vaa: da.Array) -> da.Array:
+    return da.map_blocks(relative_azimuth, saa, vaa, dtype=np.float64)
+
+
+# --- DDV aerosol ------------------------------------------------------------------------------------------------
+
+
+def _ddv_block(
+    toa04: NDArray[Any], toa8a: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any], scl: NDArray[Any],
+    near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any], sza: NDArray[Any],
+    vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
+    lut_path: str, sc: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
+    start_aot: float,
+) -> NDArray[np.float32]:  # fmt: skip
+    """Per pixel: [DDV level, then per model: AOT, blue residual] (NaN where not DDV)."""
+    out = np.full((1 + 2 * len(models),) + toa04.shape, np.nan, dtype=F32)
+    usable = np.isfinite(toa04) & np.isfinite(toa12) & ~near_cloud & np.isin(scl, (VEGETATION, NOT_VEGETATED))
+    if not usable.any():
+        out[0] = 0
+        return out
+    cos_sza = np.cos(np.radians(sza))
+    t12 = _table(lut_path, sc, "B12", models[0], ozone, sza, vza, raa).at(start_aot, elev, wv)
+    rho12 = rt.surface_from_toa_uniform(toa12, t12, rt.irradiance_factor(t12, cos_sza))
+    level = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable, settings)
+    out[0] = level
+    sel = level > 0
+    if not sel.any():
+        return out
+    for i, model in enumerate(models):
+        red = _table(lut_path, sc, "B04", model, ozone, sza, vza, raa)
+        b12 = _table(lut_path, sc, "B12", model, ozone, sza, vza, raa)
+        aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], np.full(sel.sum(), wv), cos_sza[sel], settings,
+                         bg04[sel], bg12[sel])  # fmt: skip
+        # Blue check (Sen2Cor's aerosol-type test): rho_blue should be half of rho_red.
+        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv)
+        rho_blue = corrected_reflectance(toa02[sel], bg02[sel], tb, cos_sza[sel])
+        rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv), cos_sza[sel])
+        out[1 + 2 * i][sel] = aot
+        out[2 + 2 * i][sel] = rho_blue - 0.25 * rho12s
+    return out
+
+
+def _ddv_sums(level: NDArray[Any], *per_model: NDArray[Any], scl: NDArray[Any], n_levels: int) -> NDArray[np.float64]:
+    """[non-water valid count] + per level k: [count, per model: sum AOT, sum blue residual^2]."""
+    out = [float(np.sum(np.isin(scl, (VEGETATION, NOT_VEGETATED, SHADOW, 7, SNOW, 2))))]
+    for k in range(1, n_levels + 1):
+        m = (level >= 1) & (level <= k)
+        out.append(float(m.sum()))
+        for j in range(0, len(per_model), 2):
+            out.append(float(np.sum(per_model[j][m], dtype=np.float64)))
+            out.append(float(np.sum(np.square(per_model[j + 1][m], dtype=np.float64))))
+    return np.asarray(out)
+
+
+def _negative_block(
+    toa04: NDArray[Any], scl: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any],
+    elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, aot: float, wv: float, ozone: float,
+    red_min: float,
+) -> NDArray[np.float64]:  # fmt: skip
+    """[count of vegetation/soil] + per AOT factor: count with red BOA below ``red_min``."""
+    land = np.isin(scl, (VEGETATION, NOT_VEGETATED)) & np.isfinite(toa04)
+    out = [float(land.sum())]
+    if not land.any():
+        return np.asarray(out + [0.0] * len(NEGATIVE_CHECK_FACTORS))
+    table = _table(lut_path, sc, "B04", aerosol, ozone, sza, vza, raa)
+    cos_sza = np.cos(np.radians(sza[land]))
+    for f in NEGATIVE_CHECK_FACTORS:
+        t = table.at(aot * f, elev[land], wv)
+        rho = rt.surface_from_toa_uniform(toa04[land], t, rt.irradiance_factor(t, cos_sza))
+        out.append(float(np.sum(rho < red_min)))
+    return np.asarray(out)
+
+
+def _select_ddv(level: NDArray[Any], aot: NDArray[Any], *, k: int, fill: float, scale: float) -> NDArray[np.float32]:
+    sel = (level >= 1) & (level <= k) & np.isfinite(aot)
+    return (np.where(sel, aot, fill) * scale).astype(F32)
+
+
+# --- water vapour -----------------------------------------------------------------------------------------------
+
+
+def _wv_block(
+    toa8a: NDArray[Any], toa09: NDArray[Any], aot: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any],
+    raa: NDArray[Any], elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, ozone: float,
+) -> NDArray[np.float32]:  # fmt: skip
+    ok = np.isfinite(toa8a) & np.isfinite(toa09) & np.isfinite(aot)
+    out = np.full(toa8a.shape, np.nan, dtype=F32)
+    if ok.any():
+        t8 = _table(lut_path, sc, "B8A", aerosol, ozone, sza, vza, raa)
+        t9 = _table(lut_path, sc, "B09", aerosol, ozone, sza, vza, raa)
+        out[ok] = water_vapour_apda(toa8a[ok], toa09[ok], t8, t9, aot[ok], elev[ok])
+    return out
+
+
+def _land_sums(wv: NDArray[Any], scl: NDArray[Any]) -> NDArray[np.float64]:
+    land = np.isin(scl, (VEGETATION, NOT_VEGETATED, SNOW)) & np.isfinite(wv)
+    valid = np.isfinite(wv)
+    return np.asarray([float(wv[land].sum()), float(land.sum()), float(wv[valid].sum()), float(valid.sum())])
+
+
+def _wv_fill(wv: NDArray[Any], scl: NDArray[Any], *, land_mean: float) -> NDArray[np.float32]:
+    # Over water and clouds APDA has no usable surface: Sen2Cor's WV_Watermask=1 puts the land average there.
+    land = np.isin(scl, (VEGETATION, NOT_VEGETATED, SNOW)) & np.isfinite(wv)
+    out = np.where(land, wv, land_mean)
+    return np.where(scl == NODATA, np.nan, out).astype(F32)
+
+
+# --- cirrus -----------------------------------------------------------------------------------------------------
+
+
+def _gamma_sums(toa: NDArray[Any], rho_c: NDArray[Any], *, settings: cirrus.CirrusSettings) -> NDArray[np.float64]:
+    return cirrus.gamma_sums(toa.astype(np.float64), rho_c.astype(np.float64), settings)
+
+
+def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> NDArray[np.float32]:
+    return cirrus.remove_cirrus(toa, rho_c, gamma).astype(F32)
+
+
+# --- BOA --------------------------------------------------------------------------------------------------------
+
+
+def _boa_block(
+    toa: NDArray[Any], bg: NDArray[Any] | None, aot: NDArray[Any], wv: NDArray[Any], elev: NDArray[Any],
+    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], *terrain: NDArray[Any], lut_path: str, sc: str,
+    band: str, aerosol: str, ozone: float,
+) -> NDArray[np.float32]:  # fmt: skip
+    ok = np.isfinite(toa) & np.isfinite(aot) & np.isfinite(wv)
+    out = np.full(toa.shape, np.nan, dtype=F32)
+    if not ok.any():
+        return out
+    table = _table(lut_path, sc, band, aerosol, ozone, sza, vza, raa)
+    t = table.at(aot[ok], elev[ok], wv[ok])
+    ter = tuple(x[ok] for x in terrain) if terrain else None
+    e = _irradiance(t, sza[ok], ter)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if bg is None:
+            rho = rt.surface_from_toa_uniform(toa[ok], t, e)
+        else:
+            b = bg[ok]
+            b = np.where(np.isfinite(b), b, rt.surface_from_toa_uniform(toa[ok], t, e))
+            rho = rt.surface_from_toa(toa[ok], b, t, e)
+    out[ok] = np.clip(rho, -0.2, 1.5)  # beyond this a pixel is not a surface the model describes
+    return out
+
+
+def _mask_clouds(rho: NDArray[Any], scl: NDArray[Any]) -> NDArray[np.float32]:
+    # Cloud tops are not the ground the adjacency effect comes from: leave them out of the background.
+    return np.where(np.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH)), np.nan, rho).astype(F32)
+
+
+def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
+    return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
+
+
+class AtmosphericCorrection:
+    """Retrieve the atmosphere of a scene and correct its bands (lazy, on dask arrays)."""
+
+    def __init__(self, config: CorrectionConfig = CorrectionConfig(), lut: RadiativeTransferLUT | None = None):
+        self.config = config
+        self.lut = lut or load_lut()
+        self.lut_path = str(self.lut.path)
+
+    def _raa(self, scene: Scene, band: str) -> da.Array:
+        return _relative_azimuth(scene.sun_azimuth, scene.view_azimuth[band])
+
+    def _terrain(self, scene: Scene) -> tuple[da.Array, ...]:
+        if scene.cos_incidence is None:
+            return ()
+        assert scene.sunlit is not None and scene.sky_view is not None
+        return (scene.cos_incidence, scene.sunlit, scene.sky_view)
+
+    def remove_cirrus(self, scene: Scene, scl: da.Array) -> tuple[Scene, float | None]:
+        """Cirrus-corrected scene (Sen2Cor A4.3) and the gamma used; unchanged when too few samples."""
+        if "B10" not in scene.toa:
+            return scene, None
+        rho_c = lazy.median3(scene.toa["B10"])
+        sums = [lazy.block_sum(_gamma_sums, scene.toa[b], rho_c, settings=self.config.cirrus)
+                for b in ("B01", "B02", "B03") if b in scene.toa]  # fmt: skip
+        total = np.sum(dask.compute(*sums), axis=0)
+        gamma = cirrus.gamma_from_sums(total, self.config.cirrus)
+        if gamma is None:
+            log.info("cirrus correction skipped: too few cirrus or clear samples")
+            return scene, None
+        toa = dict(scene.toa)
+        for b, x in scene.toa.items():
+            if b != "B10":
+                g = cirrus.band_gamma(gamma, WAVELENGTH_UM[b])
+                toa[b] = da.map_blocks(_remove_cirrus, x, rho_c, gamma=g, dtype=F32)
+        return Scene(**{**scene.__dict__, "toa": toa}), gamma
+
+    def retrieve(self, scene: Scene, scl: da.Array) -> Atmosphere:
+        """AOT by DDV and water vapour by APDA on the scene's working grid."""
+        cfg, res = self.config, scene.resolution_m
+        models = AEROSOL_MODELS if cfg.aerosol == "auto" else (cfg.aerosol,)
+        cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
+        size = adjacency.window_pixels(cfg.cloud_distance_km, res)
+        near_cloud = lazy.overlap(_near, cloud, size // 2 + 1, dtype=bool, size=size)
+        raa = self._raa(scene, "B04")
+        t = scene.toa
+        adj = adjacency.window_pixels(cfg.adjacency_km, res)
+        bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
+        ddv = da.map_blocks(
+            _ddv_block, t["B04"], t["B8A"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"], bg["B02"],
+            scene.sun_zenith,
+            scene.view_zenith["B04"], raa, scene.elevation_km,
+            lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
+            ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
+            new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
+        )  # fmt: skip
+        (ddv,) = dask.persist(ddv)
+        layers = [ddv[i] for i in range(ddv.shape[0])]
+        n_levels = len(cfg.ddv.b12_upper)
+        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, *layers, scl=scl, n_levels=n_levels))
+        sums = np.asarray(sums)
+        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
+        summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
+        k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= cfg.ddv.min_fraction * nonwater),
+                     None)  # fmt: skip
+        if k_sel is None:
+            aerosol = models[0]
+            aot_map = da.where(scl == NODATA, np.nan, F32(cfg.default_aot)).astype(F32)
+            summary.update(AOT_RETRIEVAL_METHOD="DEFAULT", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
+            scene_aot = cfg.default_aot
+        else:
+            count = per_level[k_sel, 0]
+            sse = [per_level[k_sel, 2 + 2 * i] for i in range(len(models))]
+            im = int(np.argmin(sse)) if len(models) > 1 else 0
+            aerosol = models[im]
+            scene_aot = float(per_level[k_sel, 1 + 2 * im] / count)
+            neg = np.asarray(dask.compute(lazy.block_sum(
+                _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
+                lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
+                wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
+            ))[0])  # fmt: skip
+            land, too_dark = neg[0], neg[1:]
+            scale = next((f for f, n in zip(NEGATIVE_CHECK_FACTORS, too_dark) if land == 0 or n <= cfg.negative_fraction * land), 0.0)
+            sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
+            raw = da.map_blocks(_select_ddv, layers[0], layers[1 + 2 * im], k=k_sel + 1, fill=scene_aot,
+                                scale=scale, dtype=F32)  # fmt: skip
+            aot_map = da.where(scl == NODATA, np.nan, da.clip(lazy.gaussian(raw, sigma), 0.0, 1.3))
+            summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=round(float(100.0 * count / nonwater), 3),
+                           DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
+            scene_aot *= scale
+        summary["AEROSOL_TYPE"] = aerosol
+        (aot_map,) = dask.persist(aot_map.astype(F32))
+        # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
+        wv_raw = da.map_blocks(
+            _wv_block, t["B8A"], t["B09"], aot_map, scene.sun_zenith, scene.view_zenith["B8A"],
+            self._raa(scene, "B8A"), scene.elevation_km,
+            lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=cfg.ozone_cm_atm, dtype=F32,
+        )  # fmt: skip
+        (wv_raw,) = dask.persist(wv_raw)
+        ls = np.asarray(dask.compute(lazy.block_sum(_land_sums, wv_raw, scl))[0])
+        if ls[1] >= 2:
+            land_mean, wv_method = ls[0] / ls[1], "APDA"
+        elif ls[3] >= 2:
+            land_mean, wv_method = ls[2] / ls[3], "APDA_NO_LAND"
+        else:
+            land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
+        wv_map = lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32))
+        (wv_map,) = dask.persist(wv_map)
+        summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
+                       GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE="CONFIG",
+                       OZONE_VALUE=round(cfg.ozone_cm_atm * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
+        return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary)
+
+    def correct(self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]) -> dict[str, da.Array]:
+        """Lazy BOA reflectance (float32, NaN = no data) of ``bands`` with adjacency and terrain terms."""
+        cfg = self.config
+        size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m)
+        terrain = self._terrain(scene)
+        out = {}
+        for b in bands:
+            common = dict(lut_path=self.lut_path, sc=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
+                          ozone=cfg.ozone_cm_atm, dtype=F32)  # fmt: skip
+            geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
+                   scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
+            first = da.map_blocks(_boa_block, scene.toa[b], None, *geo, **common)
+            bg = lazy.box_mean(da.map_blocks(_mask_clouds, first, scl, dtype=F32), size)
+            out[b] = da.map_blocks(_boa_block, scene.toa[b], bg, *geo, **common)
+        return out
+
+
+def config_dict(config: CorrectionConfig) -> dict[str, Any]:
+    """JSON-serialisable view of a configuration (for product metadata)."""
+    d = asdict(config)
+    d["default_aot"] = float(config.default_aot)
+    return d
+
+
+__all__ = ["AtmosphericCorrection", "Atmosphere", "CorrectionConfig", "Scene", "config_dict"]

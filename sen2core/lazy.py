@@ -1,0 +1,109 @@
+"""Thin dask adapters over the numpy kernels: resampling, neighbourhood filters, reductions.
+
+Neighbourhood operations go through ``map_overlap`` with a depth that covers the
+kernel's reach, so chunked results equal unchunked ones. Scene-wide statistics
+are sums of small per-block numpy vectors, so they cost one pass and no
+full-array compute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from sen2core.kernels.adjacency import box_mean as _box_mean
+from sen2core.kernels.radiometry import block_mean, upsample_nearest
+
+F32 = np.float32
+
+
+def _meta(dtype: Any) -> NDArray[Any]:
+    return np.empty((0, 0), dtype=dtype)
+
+
+def downsample_mean(x: da.Array, factor: int) -> da.Array:
+    """NaN-aware block mean by an integer factor; chunks must be multiples of it (except at the edge)."""
+    if factor == 1:
+        return x
+    chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in x.chunks)
+    return x.map_blocks(block_mean, factor, chunks=chunks, dtype=F32, meta=_meta(F32))
+
+
+def upsample(x: da.Array, factor: int, shape: tuple[int, int]) -> da.Array:
+    """Nearest-neighbour refinement by an integer factor, cropped to ``shape``."""
+    if factor == 1:
+        return x
+    chunks = tuple(tuple(c * factor for c in dim) for dim in x.chunks)
+    out = x.map_blocks(upsample_nearest, factor, chunks=chunks, dtype=x.dtype, meta=_meta(x.dtype))
+    return out[: shape[0], : shape[1]]
+
+
+def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: Any = F32, **kwargs: Any) -> da.Array:
+    """Apply a neighbourhood ``func`` block-wise with ``depth`` pixels of overlap.
+
+    Array edges are not padded (``boundary="none"``): the kernel's own edge mode
+    applies there exactly as on the whole array. Chunks thinner than the depth
+    are merged first, since an overlap cannot reach beyond a neighbour.
+    """
+    depth = int(depth)
+    if any(min(c) < depth and len(c) > 1 for c in x.chunks):
+        size = max(depth, max(max(c) for c in x.chunks))
+        x = x.rechunk((size, size))
+    return x.map_overlap(func, depth=depth, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
+
+
+def _gaussian_nan(block: NDArray[Any], sigma: float) -> NDArray[np.float32]:
+    ok = np.isfinite(block)
+    num = ndimage.gaussian_filter(np.where(ok, block, 0.0).astype(np.float64), sigma, mode="nearest")
+    den = ndimage.gaussian_filter(ok.astype(np.float64), sigma, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-6, num / den, np.nan).astype(F32)
+
+
+def gaussian(x: da.Array, sigma_px: float) -> da.Array:
+    """NaN-aware Gaussian smoothing (NaN pixels neither contribute nor stay NaN if a neighbour is valid)."""
+    return overlap(_gaussian_nan, x, math.ceil(4.0 * sigma_px), sigma=sigma_px)
+
+
+def _box_block(block: NDArray[Any], size: int) -> NDArray[np.float32]:
+    return _box_mean(block.astype(np.float64), size).astype(F32)
+
+
+def box_mean(x: da.Array, size: int) -> da.Array:
+    """NaN-aware box mean of odd width ``size``."""
+    return overlap(_box_block, x, size // 2 + 1, size=size)
+
+
+def _median3(block: NDArray[Any]) -> NDArray[np.float32]:
+    ok = np.isfinite(block)
+    med = ndimage.median_filter(np.where(ok, block, 0.0), size=3, mode="nearest")
+    return np.where(ok, med, np.nan).astype(F32)
+
+
+def median3(x: da.Array) -> da.Array:
+    """3x3 median, keeping NaN where the input is NaN."""
+    return overlap(_median3, x, 1)
+
+
+def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, **kwargs: Any) -> Delayed:
+    """Sum over blocks of ``func(*aligned_blocks, **kwargs)`` (a small float64 vector).
+
+    Arrays must share their chunking. Use this for scene-wide statistics: the
+    result is a :class:`dask.delayed.Delayed` to compute together with others.
+    """
+    grids = [a.to_delayed() for a in arrays]
+    shape = grids[0].shape
+    for g in grids[1:]:
+        if g.shape != shape:
+            raise ValueError("block_sum needs arrays with the same chunk grid")
+    part = dask.delayed(func, pure=True)
+    parts = [part(*(g[idx] for g in grids), **kwargs) for idx in np.ndindex(*shape)]
+    return dask.delayed(sum, pure=True)(parts, np.zeros(1))

@@ -1,0 +1,103 @@
+"""Atmospheric correction on dask arrays against a scene with known truth.
+
+The scene is made here with the same forward model the correction inverts
+(6S LUT + adjacency background), so the test isolates the retrieval logic:
+DDV aerosol, APDA vapour, the negative-reflectance check and the inversion.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from sen2core.atmosphere.lut import load_lut, relative_azimuth
+from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene
+from sen2core.kernels import adjacency, rt
+
+BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+# Typical spectra (surface reflectance): a dense conifer forest (red = 0.5 x B12, the DDV
+# premise, so that the test isolates the retrieval), dry bare soil, clear water.
+FOREST = dict(zip(BANDS, (0.012, 0.015, 0.035, 0.0225, 0.06, 0.18, 0.24, 0.27, 0.28, 0.27, 0.12, 0.045)))
+SOIL = dict(zip(BANDS, (0.07, 0.09, 0.13, 0.17, 0.20, 0.22, 0.24, 0.26, 0.27, 0.27, 0.34, 0.28)))
+WATER = dict(zip(BANDS, (0.05, 0.05, 0.04, 0.02, 0.012, 0.006, 0.005, 0.004, 0.004, 0.003, 0.002, 0.001)))
+N, RES = 240, 20.0
+SZA, SAA, VZA, VAA = 41.0, 155.0, 6.0, 105.0
+
+
+def _scene(true_aot: float, true_wv: float, soil_only: bool = False):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(int(true_aot * 1000 + true_wv * 10))
+    y, x = np.mgrid[0:N, 0:N]
+    cover = np.where((x // 40 + y // 40) % 3 == 0, 5, 4)  # checkerboard of soil and forest
+    cover[:, -30:] = 6  # a lake strip
+    if soil_only:
+        cover[cover == 4] = 5
+    aot = true_aot * (1.0 + 0.15 * np.sin(x / 70.0) * np.cos(y / 90.0))
+    wv = true_wv * (1.0 + 0.1 * np.cos(x / 60.0))
+    elev = 0.2 + 0.3 * y / N
+    lut = load_lut()
+    raa = float(relative_azimuth(SAA, VAA))
+    size = adjacency.window_pixels(1.0, RES)
+    toa, surf = {}, {}
+    for b in BANDS:
+        lib = {4: FOREST, 5: SOIL, 6: WATER}
+        rho = np.choose(np.searchsorted([4, 5, 6], cover), [lib[4][b], lib[5][b], lib[6][b]]).astype(float)
+        rho = rho * (1.0 + 0.05 * rng.standard_normal(rho.shape))
+        surf[b] = rho
+        t = lut.terms("S2A", b, "continental", SZA, VZA, raa, aot, elev, wv, 0.331)
+        e = rt.irradiance_factor(t, np.cos(np.radians(SZA)))
+        toa[b] = rt.toa_from_surface(rho, adjacency.box_mean(rho, size), t, e)
+    chunks = (120, 120)
+
+    def arr(a):  # type: ignore[no-untyped-def]
+        return da.from_array(np.asarray(a, dtype=np.float32), chunks=chunks)
+
+    full = lambda v: arr(np.full((N, N), v))  # noqa: E731
+    scene = Scene(
+        toa={b: arr(v) for b, v in toa.items()}, sun_zenith=full(SZA), sun_azimuth=full(SAA),
+        view_zenith={b: full(VZA) for b in BANDS}, view_azimuth={b: full(VAA) for b in BANDS},
+        elevation_km=arr(elev), resolution_m=RES, spacecraft="S2A",
+    )  # fmt: skip
+    return scene, da.from_array(cover.astype(np.uint8), chunks=chunks), surf, aot, wv, cover
+
+
+@pytest.mark.parametrize("true_aot,true_wv", [(0.08, 0.8), (0.3, 2.0), (0.5, 3.5)])
+def test_retrieval_and_boa_against_truth(true_aot: float, true_wv: float) -> None:
+    scene, scl, surf, aot, wv, cover = _scene(true_aot, true_wv)
+    ac = AtmosphericCorrection(CorrectionConfig())
+    with dask.config.set(scheduler="threads"):
+        atm = ac.retrieve(scene, scl)
+        boa = dict(zip(BANDS, dask.compute(*ac.correct(scene, atm, scl, BANDS).values())))
+        aot_map, wv_map = dask.compute(atm.aot, atm.water_vapour)
+    s = atm.summary
+    print(s)
+    assert s["AOT_RETRIEVAL_METHOD"] == "SEN2COR_DDV"
+    assert abs(s["GRANULE_MEAN_AOT"] - aot.mean()) <= max(0.03, 0.15 * aot.mean())
+    land = cover != 6
+    assert abs(np.nanmean(wv_map[land]) - wv[land].mean()) <= 0.1 * wv[land].mean()
+    assert abs(s["GRANULE_MEAN_WV"] - wv[land].mean()) <= 0.1 * wv[land].mean()
+    rmse = {b: float(np.sqrt(np.mean((boa[b][land] - surf[b][land]) ** 2))) for b in BANDS}
+    print("BOA RMSE over land: " + ", ".join(f"{b} {v:.4f}" for b, v in rmse.items()))
+    # The issue's limits: B02-B8A 0.01, B11-B12 0.015. B01 and B09 (aerosol and vapour
+    # bands) carry the retrieval errors and get a looser 0.02.
+    for b, v in rmse.items():
+        limit = 0.015 if b in ("B11", "B12") else 0.02 if b in ("B01", "B09") else 0.01
+        assert v <= limit, (b, v)
+
+
+def test_no_vegetation_falls_back_to_default_aot() -> None:
+    scene, scl, *_ = _scene(0.3, 2.0, soil_only=True)
+    cfg = CorrectionConfig()
+    with dask.config.set(scheduler="threads"):
+        atm = AtmosphericCorrection(cfg).retrieve(scene, scl)
+        aot_map = atm.aot.compute()
+    assert atm.summary["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
+    assert np.allclose(aot_map, cfg.default_aot)
+
+
+def test_config_rejects_unknown_aerosol() -> None:
+    from sen2core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="aerosol"):
+        CorrectionConfig(aerosol="desert")
