@@ -25,6 +25,10 @@ class InputProductError(Sen2CoreError, ValueError):
         self.problem = problem
         super().__init__(f"{self.product}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Errors raised on Dask workers travel pickled; args alone would not rebuild this one.
+        return (type(self), (self.product, self.problem))
+
 
 class MetadataError(InputProductError):
     """A metadata file is missing, truncated, malformed or unsafe."""

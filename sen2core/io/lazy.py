@@ -1,0 +1,217 @@
+"""Dask adapters: lazy band reads and per-pixel angle fields built from the pure kernels.
+
+Every block function here runs on a worker: it opens its own dataset and its own
+``rasterio.Env`` (GDAL options are thread-local and do not travel with the graph), reads
+only its window, and turns any GDAL failure into :class:`~sen2core.errors.BandReadError`
+naming the product, band and file. Graph construction never reads pixels.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import rasterio
+from dask.base import tokenize
+from numpy.typing import NDArray
+from rasterio.windows import Window
+
+from sen2core.errors import BandReadError
+from sen2core.kernels.angles import grid_indices, interpolate_angles, utm_to_lonlat
+from sen2core.solar import solar_position
+
+__all__ = [
+    "BandHeader",
+    "angle_field",
+    "constant_field",
+    "dn_array",
+    "read_header",
+    "read_window",
+    "solar_field",
+]
+
+Chunks = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class BandHeader:
+    """What opening a raster tells without decoding pixels."""
+
+    shape: tuple[int, int]
+    """``(rows, cols)``."""
+    dtype: str
+    """Data type name of band 1."""
+    transform: tuple[float, float, float, float, float, float]
+    """Affine coefficients ``(a, b, c, d, e, f)``."""
+    epsg: int | None
+    """EPSG code of the CRS when it has one."""
+
+
+def read_header(path: str, *, product: str, band: str, display: str,
+                gdal_options: Mapping[str, str]) -> BandHeader:
+    """Open a band raster and read its header.
+
+    Raises
+    ------
+    BandReadError
+        If GDAL cannot open the file.
+    """
+    try:
+        with rasterio.Env(**gdal_options), rasterio.open(path) as ds:
+            epsg = ds.crs.to_epsg() if ds.crs is not None else None
+            t = ds.transform
+            return BandHeader(
+                shape=(ds.height, ds.width),
+                dtype=ds.dtypes[0],
+                transform=(t.a, t.b, t.c, t.d, t.e, t.f),
+                epsg=epsg,
+            )
+    except Exception as exc:
+        # GDAL reports through several exception types (RasterioIOError, CPLE_*,
+        # sometimes plain RuntimeError); all of them mean "this band cannot be read".
+        raise BandReadError(product, f"band {band}: cannot open {display} ({exc})") from exc
+
+
+def read_window(path: str, row0: int, row1: int, col0: int, col1: int, *, product: str,
+                band: str, display: str, gdal_options: Mapping[str, str]) -> NDArray[np.uint16]:
+    """Read one window of band 1 as uint16.
+
+    Raises
+    ------
+    BandReadError
+        If the file cannot be opened or the window cannot be decoded (truncated or
+        corrupt JPEG 2000).
+    """
+    try:
+        with rasterio.Env(**gdal_options), rasterio.open(path) as ds:
+            data = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), out_dtype="uint16")
+    except Exception as exc:
+        raise BandReadError(
+            product, f"band {band}: cannot decode rows {row0}:{row1}, cols {col0}:{col1} of {display} ({exc})"
+        ) from exc
+    if data.shape != (row1 - row0, col1 - col0):
+        raise BandReadError(product, f"band {band}: short read from {display}: got {data.shape}")
+    return np.asarray(data, dtype=np.uint16)
+
+
+def _block_rows_cols(block_info: dict[Any, Any] | None) -> tuple[int, int, int, int]:
+    if block_info is None:
+        raise TypeError("block functions run inside dask.array.map_blocks, which passes block_info")
+    loc = block_info[None]["array-location"]
+    (r0, r1), (c0, c1) = loc[-2], loc[-1]
+    return r0, r1, c0, c1
+
+
+def _dn_block(*, path: str, product: str, band: str, display: str, gdal_options: Mapping[str, str],
+              block_info: dict[Any, Any] | None = None) -> NDArray[np.uint16]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    return read_window(path, r0, r1, c0, c1, product=product, band=band, display=display,
+                       gdal_options=gdal_options)
+
+
+def dn_array(path: str, *, chunks: Chunks, product: str, band: str, display: str,
+             gdal_options: Mapping[str, str]) -> da.Array:
+    """Lazy uint16 array of a band, one windowed read per chunk."""
+    name = f"sen2core-dn-{band}-{tokenize(path, chunks, dict(gdal_options))}"
+    arr: da.Array = da.map_blocks(
+        _dn_block,
+        chunks=chunks,
+        dtype=np.uint16,
+        meta=np.empty((0, 0), dtype=np.uint16),
+        name=name,
+        path=path,
+        product=product,
+        band=band,
+        display=display,
+        gdal_options=dict(gdal_options),
+    )
+    return arr
+
+
+def _angle_block(*, zenith: NDArray[np.float64], azimuth: NDArray[np.float64], row_step: float,
+                 col_step: float, pixel: float, x_off: float, y_off: float,
+                 block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    gy = grid_indices(r0, r1, pixel, row_step, offset=y_off)
+    gx = grid_indices(c0, c1, pixel, col_step, offset=x_off)
+    zen, az = interpolate_angles(zenith, azimuth, gy, gx)
+    return np.stack([zen, az]).astype(np.float32)
+
+
+def angle_field(zenith: NDArray[np.float64], azimuth: NDArray[np.float64], *, row_step: float,
+                col_step: float, pixel: float, x_off: float, y_off: float, chunks: Chunks,
+                label: str) -> tuple[da.Array, da.Array]:
+    """Per-pixel zenith and azimuth interpolated from a NaN-free grid pair.
+
+    ``x_off``/``y_off`` are the distances (m, positive east/south) from grid node (0, 0)
+    to the upper-left corner of the pixel grid.
+    """
+    z = np.ascontiguousarray(zenith, dtype=np.float64)
+    a = np.ascontiguousarray(azimuth, dtype=np.float64)
+    name = f"sen2core-{label}-{tokenize(z, a, row_step, col_step, pixel, x_off, y_off, chunks)}"
+    stacked = da.map_blocks(
+        _angle_block,
+        chunks=((2,), *chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        name=name,
+        zenith=z,
+        azimuth=a,
+        row_step=row_step,
+        col_step=col_step,
+        pixel=pixel,
+        x_off=x_off,
+        y_off=y_off,
+    )
+    return stacked[0], stacked[1]
+
+
+def _solar_block(*, time: str, epsg: int, transform: tuple[float, ...],
+                 block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    a, _, c, _, e, f = transform[:6]
+    x = c + (np.arange(c0, c1, dtype=np.float64) + 0.5) * a
+    y = f + (np.arange(r0, r1, dtype=np.float64) + 0.5) * e
+    xx, yy = np.meshgrid(x, y)
+    if 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760:
+        lon, lat = utm_to_lonlat(xx, yy, epsg % 100, south=epsg > 32700)
+    else:
+        from rasterio.warp import transform as warp_transform
+
+        with rasterio.Env():
+            lo, la = warp_transform(f"EPSG:{epsg}", "EPSG:4326", xx.ravel().tolist(), yy.ravel().tolist())
+        lon = np.asarray(lo).reshape(xx.shape)
+        lat = np.asarray(la).reshape(xx.shape)
+    zen, az = solar_position(time, lat, lon)
+    return np.stack([zen, az]).astype(np.float32)
+
+
+def solar_field(time: _dt.datetime, *, epsg: int, transform: tuple[float, ...], chunks: Chunks
+                ) -> tuple[da.Array, da.Array]:
+    """Per-pixel sun zenith and azimuth from the solar position at each pixel centre."""
+    iso = time.astimezone(_dt.timezone.utc).isoformat()
+    t6 = tuple(float(v) for v in transform[:6])
+    name = f"sen2core-sun-position-{tokenize(iso, epsg, t6, chunks)}"
+    stacked = da.map_blocks(
+        _solar_block,
+        chunks=((2,), *chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        name=name,
+        time=iso,
+        epsg=epsg,
+        transform=t6,
+    )
+    return stacked[0], stacked[1]
+
+
+def constant_field(zenith: float, azimuth: float, *, chunks: Chunks) -> tuple[da.Array, da.Array]:
+    """A constant zenith/azimuth pair on a pixel grid (the nadir or mean-angle fallback)."""
+    shape = (sum(chunks[0]), sum(chunks[1]))
+    z = da.full(shape, zenith, dtype=np.float32, chunks=chunks)
+    a = da.full(shape, azimuth, dtype=np.float32, chunks=chunks)
+    return z, a

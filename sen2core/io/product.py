@@ -1,0 +1,583 @@
+"""Opening Sentinel-2 products and the lazy pixel API.
+
+:func:`open_product` accepts a SAFE directory, a ``.SAFE.zip`` archive (read in place
+through ``/vsizip/``, never extracted), the path of ``MTD_MSIL1C.xml`` /
+``MTD_MSIL2A.xml``, or an AWS tile folder (``tileInfo.json`` plus ``B01.jp2``...,
+optionally ``metadata.xml`` and ``product_metadata.xml``). It reads metadata only;
+pixels are read lazily, window by window, when a dask array is computed.
+
+Missing optional metadata never makes opening fail: a documented fallback is used and
+a warning is recorded in :attr:`Product.warnings` and emitted as
+:class:`~sen2core.errors.MetadataWarning`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import warnings as _warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+import dask.array as da
+import numpy as np
+from affine import Affine
+from numpy.typing import NDArray
+
+from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning
+from sen2core.io import lazy
+from sen2core.io.metadata import (
+    BAND_IDS,
+    NOMINAL_RESOLUTION,
+    GeoBox,
+    Level,
+    ManifestMetadata,
+    MeanAngles,
+    Radiometry,
+    ResolutionGrid,
+    TileInfo,
+    TileMetadata,
+    UserProductMetadata,
+    normalize_band,
+)
+from sen2core.io.store import ProductStore
+from sen2core.kernels.angles import circular_mean, fill_nan_nearest, merge_detector_grids, utm_to_lonlat
+from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_nearest
+from sen2core.solar import solar_position
+
+__all__ = [
+    "ANGLE_FALLBACK_WARNING",
+    "DEFAULT_CHUNK_M",
+    "DEFAULT_GDAL_OPTIONS",
+    "BandFile",
+    "Product",
+    "open_l1c",
+    "open_product",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_M = 18300.0
+"""Default chunk edge in metres: 1830 px at 10 m = 915 at 20 m = 305 at 60 m."""
+
+ANGLE_FALLBACK_WARNING = "no angle grids: sun angles computed from sensing time and footprint, view assumed nadir"
+"""Warning recorded when a product has neither sun nor viewing angle grids."""
+
+DEFAULT_GDAL_OPTIONS: Mapping[str, str] = MappingProxyType({"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"})
+"""GDAL options set inside every read: no directory listing on open (SAFE folders are
+large and /vsizip/ listings are slow), nothing else changed from GDAL's defaults."""
+
+Layout = Literal["SAFE", "SAFE.zip", "AWS"]
+"""How a product is stored: SAFE directory, SAFE zip archive, or AWS tile folder."""
+
+
+@dataclass(frozen=True)
+class BandFile:
+    """Where a band's raster lives inside a product."""
+
+    band: str
+    """Band name (``"B8A"``)."""
+    path: str
+    """POSIX path relative to the product root."""
+    resolution: int
+    """Native pixel size of the file in metres."""
+
+
+@dataclass(frozen=True, eq=False)
+class Product:
+    """An opened Sentinel-2 Level-1C or Level-2A product (metadata read, pixels lazy)."""
+
+    href: str
+    """The reference the product was opened from (used in messages)."""
+    layout: Layout
+    """``SAFE`` (directory), ``SAFE.zip`` (archive read in place) or ``AWS`` (tile folder)."""
+    product_id: str
+    """Product identifier (``S2B_MSIL1C_20230823T095559_N0509_R122_T34UCF_20230823T120234``)."""
+    level: Level
+    """``L1C`` or ``L2A``."""
+    product_type: str | None
+    """``S2MSI1C``, ``S2MSI2A``... when known."""
+    spacecraft: str | None
+    """``Sentinel-2A``, ``Sentinel-2B``... when known."""
+    sensing_time: _dt.datetime | None
+    """Tile sensing time (UTC): ``MTD_TL`` ``SENSING_TIME``, else datatake start, else
+    product start, else the AWS ``timestamp``."""
+    processing_baseline: str | None
+    """``"05.09"``."""
+    tile_id: str | None
+    """MGRS tile (``"34UCF"``)."""
+    epsg: int | None
+    """EPSG code of the tile's UTM CRS."""
+    grids: Mapping[int, ResolutionGrid]
+    """Pixel grids per resolution (m) from the tile geocoding (or band headers)."""
+    band_files: Mapping[str, BandFile]
+    """Band rasters that exist in the product."""
+    missing_bands: Mapping[str, str]
+    """Bands expected but not found, with the path that was looked for."""
+    radiometry: Radiometry
+    """Resolved radiometric constants."""
+    user_metadata: UserProductMetadata | None
+    """Parsed ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``."""
+    tile_metadata: TileMetadata | None
+    """Parsed ``MTD_TL.xml``."""
+    manifest: ManifestMetadata | None
+    """Parsed ``manifest.safe``."""
+    tile_info: TileInfo | None
+    """Parsed AWS ``tileInfo.json``."""
+    warnings: tuple[str, ...]
+    """Fallbacks used while opening (missing optional metadata)."""
+    store: ProductStore = field(repr=False)
+    """File access (directory or zip archive)."""
+    chunk_m: float = DEFAULT_CHUNK_M
+    """Default chunk edge in metres for the lazy arrays."""
+    gdal_options: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_GDAL_OPTIONS))
+    """GDAL configuration options set with ``rasterio.Env`` inside each read."""
+
+    def __post_init__(self) -> None:
+        for name in ("grids", "band_files", "missing_bands", "gdal_options"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def __dask_tokenize__(self) -> object:
+        return ("sen2core.Product", self.href, self.product_id, self.chunk_m)
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Bands whose raster exists, in band order."""
+        return tuple(b for b in BAND_IDS if b in self.band_files)
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """Resolutions (m) with a pixel grid in the metadata."""
+        return tuple(sorted(self.grids))
+
+    @property
+    def has_sun_grid(self) -> bool:
+        """True when the tile metadata has a usable sun angle grid."""
+        return self.tile_metadata is not None and self.tile_metadata.sun_grid is not None
+
+    def band_resolution(self, band: str) -> int:
+        """Native pixel size (m) of a band: from its file, else the metadata, else nominal."""
+        b = normalize_band(band)
+        if b in self.band_files:
+            return self.band_files[b].resolution
+        if self.user_metadata is not None and b in self.user_metadata.band_resolution:
+            return self.user_metadata.band_resolution[b]
+        return NOMINAL_RESOLUTION[b]
+
+    def geobox(self, resolution_m: float) -> GeoBox:
+        """Pixel grid of the tile at a resolution.
+
+        Resolutions of the metadata (10, 20, 60 m; 900 m for the coarse AWS sample) come
+        from the tile geocoding; others are derived from the tile extent of the finest
+        grid (e.g. 120 m gives 915 x 915 px).
+
+        Raises
+        ------
+        MetadataError
+            If the product has no tile geocoding or no CRS.
+        ValueError
+            If ``resolution_m`` is not positive.
+        """
+        if not resolution_m or resolution_m <= 0:
+            raise ValueError(f"resolution must be positive, got {resolution_m!r}")
+        if self.epsg is None or not self.grids:
+            raise MetadataError(self.href, "no tile geocoding (MTD_TL.xml Tile_Geocoding): pixel grid unknown")
+        key = int(resolution_m) if float(resolution_m).is_integer() else None
+        if key is not None and key in self.grids:
+            return self.grids[key].geobox(self.epsg)
+        ref = self.grids[min(self.grids)]
+        width_m = ref.ncols * ref.xdim
+        height_m = ref.nrows * -ref.ydim
+        res = float(resolution_m)
+        cols, rows = _pixel_count(width_m, res), _pixel_count(height_m, res)
+        return GeoBox(epsg=self.epsg, transform=Affine(res, 0.0, ref.ulx, 0.0, -res, ref.uly), shape=(rows, cols))
+
+    def chunk_pixels(self, resolution_m: float) -> int:
+        """Default chunk edge in pixels at a resolution (``chunk_m / resolution``, at least 1)."""
+        return max(1, math.floor(self.chunk_m / resolution_m + 1e-9))
+
+    def _chunks(self, shape: tuple[int, int], resolution_m: float,
+                chunks: int | tuple[int, int] | None) -> lazy.Chunks:
+        if chunks is None:
+            cy = cx = self.chunk_pixels(resolution_m)
+        elif isinstance(chunks, int):
+            cy = cx = chunks
+        else:
+            cy, cx = chunks
+        if cy < 1 or cx < 1:
+            raise ValueError(f"chunks must be positive, got {chunks!r}")
+        normalized = da.core.normalize_chunks((cy, cx), shape)
+        return (tuple(normalized[0]), tuple(normalized[1]))
+
+    def band_href(self, band: str) -> str:
+        """GDAL path of a band raster (a ``/vsizip/`` path for archives).
+
+        Raises
+        ------
+        BandReadError
+            If the band has no raster in the product.
+        """
+        return self.store.gdal_path(self._band_file(normalize_band(band)).path)
+
+    def _band_file(self, band: str) -> BandFile:
+        if band in self.band_files:
+            return self.band_files[band]
+        where = self.missing_bands.get(band)
+        detail = f" (expected {where})" if where else ""
+        raise BandReadError(self.href, f"band {band}: raster file not found in {self.product_id}{detail}")
+
+    # ------------------------------------------------------------------ pixels
+
+    def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
+        """Lazy digital numbers of a band at its native resolution.
+
+        Parameters
+        ----------
+        band
+            Band name (``"B04"``, ``"B8A"``; ``"B4"`` accepted).
+        chunks
+            Chunk edge in pixels (int or ``(rows, cols)``); default ``chunk_m`` metres.
+
+        Returns
+        -------
+        dask.array.Array
+            uint16, shape of :meth:`geobox` at :meth:`band_resolution`. Each chunk is one
+            windowed read of the file, opened inside the task.
+
+        Raises
+        ------
+        BandReadError
+            If the raster is missing, cannot be opened, is shorter than the manifest
+            says, or has a shape other than the tile grid. Decode failures surface as
+            BandReadError when the array is computed.
+        """
+        b = normalize_band(band)
+        bf = self._band_file(b)
+        gb = self.geobox(bf.resolution)
+        display = f"{self.store.display}/{bf.path}"
+        declared = self.manifest.file_sizes.get(bf.path) if self.manifest is not None else None
+        actual = self.store.size(bf.path)
+        if declared is not None and actual is not None and actual < declared:
+            raise BandReadError(
+                self.href, f"band {b}: {bf.path} is truncated ({actual} bytes, manifest.safe says {declared})"
+            )
+        path = self.store.gdal_path(bf.path)
+        header = lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
+        if header.shape != gb.shape:
+            raise BandReadError(
+                self.href,
+                f"band {b}: {bf.path} is {header.shape[0]}x{header.shape[1]} px, the tile grid at "
+                f"{bf.resolution} m is {gb.shape[0]}x{gb.shape[1]}",
+            )
+        return lazy.dn_array(
+            path,
+            chunks=self._chunks(gb.shape, bf.resolution, chunks),
+            product=self.href,
+            band=b,
+            display=display,
+            gdal_options=self.gdal_options,
+        )
+
+    def toa(self, band: str, resolution_m: float | None = None,
+            chunks: int | tuple[int, int] | None = None) -> da.Array:
+        """Lazy top-of-atmosphere reflectance of a Level-1C band.
+
+        ``rho = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE``; DN 0 gives NaN.
+
+        Parameters
+        ----------
+        band
+            Band name.
+        resolution_m
+            Output resolution; default the band's native one. Coarser: mean of the valid
+            pixels of each block; finer: nearest neighbour. The ratio must be an integer.
+        chunks
+            Output chunk edge in pixels; default ``chunk_m`` metres, so that chunks align
+            across resolutions.
+
+        Returns
+        -------
+        dask.array.Array
+            float32 on :meth:`geobox` ``(resolution_m)``.
+
+        Raises
+        ------
+        InputProductError
+            If the product is Level-2A.
+        BandReadError
+            See :meth:`read_dn`.
+        ValueError
+            If the resolution ratio is not an integer.
+        """
+        if self.level != "L1C":
+            raise InputProductError(
+                self.href, f"{self.product_id} is a Level-2A product; TOA reflectance needs Level-1C"
+            )
+        b = normalize_band(band)
+        native = self.band_resolution(b)
+        target = float(native if resolution_m is None else resolution_m)
+        offset = float(self.radiometry.add_offset.get(b, 0.0))
+        quant = float(self.radiometry.quantification_value)
+        nodata = int(self.radiometry.nodata)
+        out_gb = self.geobox(target)
+        out_chunks = self._chunks(out_gb.shape, target, chunks)
+        cy, cx = out_chunks[0][0], out_chunks[1][0]
+
+        def to_rho(dn: da.Array) -> da.Array:
+            rho: da.Array = da.map_blocks(dn_to_reflectance, dn, offset, quant, nodata, dtype=np.float32,
+                                          meta=np.empty((0, 0), dtype=np.float32))
+            return rho
+
+        if math.isclose(target, native):
+            return to_rho(self.read_dn(b, chunks=(cy, cx)))
+        if target > native:
+            factor = _integer_ratio(target, native)
+            rho = to_rho(self.read_dn(b, chunks=(cy * factor, cx * factor)))
+            coarse_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in rho.chunks)
+            out: da.Array = da.map_blocks(block_mean, rho, factor, chunks=coarse_chunks, dtype=np.float32,
+                                          meta=np.empty((0, 0), dtype=np.float32))
+        else:
+            factor = _integer_ratio(native, target)
+            ny = cy // factor if cy % factor == 0 else max(1, cy // factor)
+            nx = cx // factor if cx % factor == 0 else max(1, cx // factor)
+            rho = to_rho(self.read_dn(b, chunks=(ny, nx)))
+            fine_chunks = tuple(tuple(c * factor for c in dim) for dim in rho.chunks)
+            out = da.map_blocks(upsample_nearest, rho, factor, chunks=fine_chunks, dtype=np.float32,
+                                meta=np.empty((0, 0), dtype=np.float32))
+        rows, cols = out_gb.shape
+        if out.shape[0] < rows or out.shape[1] < cols:
+            raise MetadataError(
+                self.href, f"band {b} at {native} m does not cover the {target:g} m grid {rows}x{cols}"
+            )
+        cropped: da.Array = out[:rows, :cols]
+        return cropped
+
+    def sun_angles(self, resolution_m: float, chunks: int | tuple[int, int] | None = None
+                   ) -> tuple[da.Array, da.Array]:
+        """Lazy per-pixel sun zenith and azimuth (degrees, float32).
+
+        Bilinear interpolation of the 5 km ``Sun_Angles_Grid`` at each pixel centre
+        (azimuth through sine and cosine; NaN nodes filled from the nearest valid
+        node). Without a grid, the solar position at each pixel centre's latitude and
+        longitude at the sensing time (NOAA algorithm, geometric, no refraction).
+
+        Raises
+        ------
+        MetadataError
+            If there is no grid and no sensing time, or no tile geocoding.
+        """
+        gb = self.geobox(resolution_m)
+        ch = self._chunks(gb.shape, gb.resolution, chunks)
+        tm = self.tile_metadata
+        if tm is not None and tm.sun_grid is not None:
+            g = tm.sun_grid
+            x_off, y_off = self._grid_offsets(gb)
+            return lazy.angle_field(
+                fill_nan_nearest(g.zenith), fill_nan_nearest(g.azimuth), row_step=g.row_step,
+                col_step=g.col_step, pixel=gb.resolution, x_off=x_off, y_off=y_off, chunks=ch, label="sun",
+            )
+        if self.sensing_time is None:
+            raise MetadataError(self.href, "no sun angle grid and no sensing time: sun angles unknown")
+        return lazy.solar_field(self.sensing_time, epsg=gb.epsg, transform=tuple(gb.transform)[:6], chunks=ch)
+
+    def view_angles(self, band: str, resolution_m: float, chunks: int | tuple[int, int] | None = None
+                    ) -> tuple[da.Array, da.Array]:
+        """Lazy per-pixel viewing zenith and azimuth of a band (degrees, float32).
+
+        The band's per-detector 5 km grids are merged (mean where detectors overlap,
+        azimuth as a direction), gaps filled from the nearest valid node, then
+        interpolated bilinearly at pixel centres. Without grids for the band: the
+        band's mean viewing angles when the metadata has them, else nadir (0, 0).
+        """
+        b = normalize_band(band)
+        gb = self.geobox(resolution_m)
+        ch = self._chunks(gb.shape, gb.resolution, chunks)
+        merged = self._merged_view_grid(b)
+        if merged is not None:
+            zen, az, row_step, col_step, _ = merged
+            x_off, y_off = self._grid_offsets(gb)
+            return lazy.angle_field(zen, az, row_step=row_step, col_step=col_step, pixel=gb.resolution,
+                                    x_off=x_off, y_off=y_off, chunks=ch, label=f"view-{b}")
+        mean = self._metadata_mean_view(b)
+        if mean is not None:
+            return lazy.constant_field(mean.zenith, mean.azimuth, chunks=ch)
+        return lazy.constant_field(0.0, 0.0, chunks=ch)
+
+    def _grid_offsets(self, gb: GeoBox) -> tuple[float, float]:
+        # Angle grid node (0, 0) is the tile's upper-left corner, the common corner of
+        # all resolutions; offsets are only non-zero for a grid not starting there.
+        ref = self.grids[min(self.grids)]
+        return float(gb.transform.c - ref.ulx), float(ref.uly - gb.transform.f)
+
+    def _merged_view_grid(self, band: str) -> tuple[np.ndarray, np.ndarray, float, float, np.ndarray] | None:
+        """Merged, gap-filled view grid of a band, its steps, and the mask of nodes some
+        detector actually covers."""
+        tm = self.tile_metadata
+        if tm is None or band not in tm.view_grids:
+            return None
+        grids = [g for _, g in tm.view_grids[band]]
+        first = grids[0]
+        # Detectors of one band share the grid geometry; an odd one out cannot be merged.
+        same = [g for g in grids if g.shape == first.shape and g.row_step == first.row_step
+                and g.col_step == first.col_step]
+        zs = np.stack([g.zenith for g in same])
+        azs = np.stack([g.azimuth for g in same])
+        covered: NDArray[np.bool_] = np.asarray((np.isfinite(zs) & np.isfinite(azs)).any(axis=0), dtype=bool)
+        if not covered.any():
+            return None
+        zen, az = merge_detector_grids(zs, azs)
+        return zen, az, first.row_step, first.col_step, covered
+
+    def _metadata_mean_view(self, band: str) -> MeanAngles | None:
+        tm = self.tile_metadata
+        if tm is None:
+            return None
+        m = tm.mean_view.get(band)
+        return m if m is not None and m.finite else None
+
+    # ------------------------------------------------------------------ summaries
+
+    def mean_sun_angles(self) -> MeanAngles | None:
+        """Mean sun zenith/azimuth: ``Mean_Sun_Angle``, else the mean of the sun grid,
+        else the solar position averaged over the tile's 5 km nodes; None if unknown."""
+        tm = self.tile_metadata
+        if tm is not None and tm.mean_sun is not None and tm.mean_sun.finite:
+            return tm.mean_sun
+        if tm is not None and tm.sun_grid is not None:
+            return MeanAngles(float(np.nanmean(tm.sun_grid.zenith)), float(circular_mean(tm.sun_grid.azimuth)))
+        if self.sensing_time is None or self.epsg is None or not self.grids:
+            return None
+        gb = self.geobox(min(self.grids))
+        step = 5000.0
+        width_m, height_m = gb.width * gb.resolution, gb.height * gb.resolution
+        xs = gb.transform.c + np.arange(0.0, width_m + 1.0, step)
+        ys = gb.transform.f - np.arange(0.0, height_m + 1.0, step)
+        xx, yy = np.meshgrid(xs, ys)
+        lon, lat = _to_lonlat(xx, yy, gb.epsg)
+        zen, az = solar_position(self.sensing_time, lat, lon)
+        return MeanAngles(float(zen.mean()), float(circular_mean(az)))
+
+    def mean_view_angles(self, band: str) -> MeanAngles | None:
+        """Mean viewing zenith/azimuth of a band: ``Mean_Viewing_Incidence_Angle``, else
+        the mean of its merged grid, else nadir when the product has no viewing grids."""
+        b = normalize_band(band)
+        m = self._metadata_mean_view(b)
+        if m is not None:
+            return m
+        merged = self._merged_view_grid(b)
+        if merged is not None:
+            zen, az, _, _, covered = merged
+            return MeanAngles(float(np.mean(zen[covered])), float(circular_mean(az[covered])))
+        tm = self.tile_metadata
+        if tm is None or not tm.view_grids:
+            return MeanAngles(0.0, 0.0)
+        return None
+
+
+def _integer_ratio(coarse: float, fine: float) -> int:
+    ratio = coarse / fine
+    if not math.isclose(ratio, round(ratio), rel_tol=1e-9) or round(ratio) < 1:
+        raise ValueError(f"resolution {coarse:g} m is not an integer multiple of {fine:g} m")
+    return round(ratio)
+
+
+def _pixel_count(extent_m: float, res: float) -> int:
+    # Exact multiples (109800 m / 60 m) must not become 1831 through rounding noise.
+    n = extent_m / res
+    return round(n) if math.isclose(n, round(n)) else math.ceil(n)
+
+
+def _to_lonlat(x: np.ndarray, y: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray]:
+    if 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760:
+        return utm_to_lonlat(x, y, epsg % 100, south=epsg > 32700)
+    import rasterio
+    from rasterio.warp import transform as warp_transform
+
+    with rasterio.Env():
+        lo, la = warp_transform(f"EPSG:{epsg}", "EPSG:4326", x.ravel().tolist(), y.ravel().tolist())
+    return np.asarray(lo).reshape(x.shape), np.asarray(la).reshape(x.shape)
+
+
+# ====================================================================== opening
+
+
+def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None,
+             chunk_m: float = DEFAULT_CHUNK_M) -> Product:
+    """Open a product that must be Level-1C.
+
+    Parameters
+    ----------
+    href, tile, chunk_m
+        See :func:`open_product`.
+
+    Returns
+    -------
+    Product
+
+    Raises
+    ------
+    InputProductError
+        If the product is Level-2A (or any error of :func:`open_product`).
+    """
+    product = open_product(href, tile=tile, chunk_m=chunk_m)
+    if product.level != "L1C":
+        raise InputProductError(
+            product.href, f"{product.product_id} is a Level-2A product; sen2core needs Level-1C"
+        )
+    return product
+
+
+def open_product(href: str | os.PathLike[str], *, tile: str | None = None,
+                 chunk_m: float = DEFAULT_CHUNK_M) -> Product:
+    """Open a Sentinel-2 L1C or L2A product; read its metadata, not its pixels.
+
+    Parameters
+    ----------
+    href
+        A SAFE directory, a ``.SAFE.zip`` archive, the path of ``MTD_MSIL1C.xml`` /
+        ``MTD_MSIL2A.xml``, or an AWS tile folder (or its ``tileInfo.json``).
+    tile
+        MGRS tile to use when an old multi-granule product holds several (``"32TQM"``).
+    chunk_m
+        Default chunk edge in metres of the lazy arrays (18 300 m: 1830 px at 10 m).
+
+    Returns
+    -------
+    Product
+
+    Raises
+    ------
+    InputProductError
+        If ``href`` does not exist or is not a Sentinel-2 product.
+    MetadataError
+        If required metadata is missing, malformed, truncated or unsafe.
+
+    Warns
+    -----
+    MetadataWarning
+        Once per fallback used for missing optional metadata (also in ``warnings``).
+    """
+    if chunk_m <= 0:
+        raise ValueError(f"chunk_m must be positive, got {chunk_m!r}")
+    display = os.fspath(href)
+    path = Path(display).expanduser()
+    if not path.exists():
+        raise InputProductError(display, "no such file or directory")
+    # Imported here: the layout adapters build Product objects, so they import this module.
+    from sen2core.io.layouts import open_location
+
+    try:
+        product = open_location(path, display, tile=tile, chunk_m=chunk_m)
+    except OSError as exc:
+        raise InputProductError(display, f"cannot read product files ({exc})") from exc
+    for message in product.warnings:
+        _warnings.warn(f"{product.product_id}: {message}", MetadataWarning, stacklevel=2)
+    log.debug("opened %s (%s, %s) from %s", product.product_id, product.level, product.layout, display)
+    return product

@@ -1,0 +1,176 @@
+"""Read-only access to the files of a product: a directory or a zip archive read in place.
+
+A store maps POSIX paths relative to the product root (``GRANULE/.../MTD_TL.xml``) to
+bytes (for XML and JSON, read with Python) and to GDAL paths (for rasters). A zip
+archive is never extracted: small metadata files are read with :mod:`zipfile` and
+rasters are opened by GDAL through ``/vsizip/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Protocol
+
+from sen2core.errors import InputProductError
+
+__all__ = ["DirStore", "ProductStore", "ZipStore"]
+
+
+class ProductStore(Protocol):
+    """What the product reader needs from a storage layout."""
+
+    @property
+    def display(self) -> str:
+        """Human-readable location of the product root (for messages)."""
+        ...
+
+    def exists(self, rel: str) -> bool:
+        """True if the file exists."""
+        ...
+
+    def read_bytes(self, rel: str) -> bytes:
+        """Content of a (small) file; ``FileNotFoundError`` if absent."""
+        ...
+
+    def size(self, rel: str) -> int | None:
+        """Size in bytes, or None if absent."""
+        ...
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Names of the entries directly under a directory (files and directories)."""
+        ...
+
+    def glob(self, pattern: str) -> list[str]:
+        """Sorted relative paths of files matching a glob pattern (``*`` stays within one level)."""
+        ...
+
+    def gdal_path(self, rel: str) -> str:
+        """Path GDAL opens (a filesystem path or a ``/vsizip/`` path)."""
+        ...
+
+
+def _clean(rel: str) -> str:
+    rel = rel.replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    return rel.lstrip("/")
+
+
+class DirStore:
+    """Files under a directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def display(self) -> str:
+        return str(self.root)
+
+    def _path(self, rel: str) -> Path:
+        return self.root / _clean(rel)
+
+    def exists(self, rel: str) -> bool:
+        return self._path(rel).is_file()
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self._path(rel).read_bytes()
+
+    def size(self, rel: str) -> int | None:
+        p = self._path(rel)
+        return p.stat().st_size if p.is_file() else None
+
+    def listdir(self, rel: str = "") -> list[str]:
+        p = self._path(rel) if rel else self.root
+        try:
+            return sorted(os.listdir(p))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(
+            p.relative_to(self.root).as_posix() for p in self.root.glob(_clean(pattern)) if p.is_file()
+        )
+
+    def gdal_path(self, rel: str) -> str:
+        return str(self._path(rel))
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    # fnmatch's "*" crosses "/"; a SAFE glob must not, so only "*" and "?" are special
+    # and neither matches a separator.
+    out = []
+    for ch in _clean(pattern):
+        out.append("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch))
+    return re.compile("^" + "".join(out) + "$", re.DOTALL)
+
+
+class ZipStore:
+    """Files under a prefix of a zip archive, read in place."""
+
+    def __init__(self, archive: Path, prefix: str, names: frozenset[str]) -> None:
+        self.archive = archive.resolve()
+        self.prefix = prefix
+        self._names = names
+        self._files = frozenset(
+            n[len(prefix):] for n in names if n.startswith(prefix) and not n.endswith("/")
+        )
+
+    @classmethod
+    def open(cls, archive: Path) -> tuple[ZipStore, list[str]]:
+        """Open an archive; return a store with an empty prefix and all member names.
+
+        Raises
+        ------
+        InputProductError
+            If the file is not a readable zip archive.
+        """
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InputProductError(archive, f"not a readable zip archive ({exc})") from exc
+        return cls(archive, "", frozenset(names)), names
+
+    def with_prefix(self, prefix: str) -> ZipStore:
+        """The same archive seen from a sub-directory (``"X.SAFE/"``)."""
+        return ZipStore(self.archive, prefix, self._names)
+
+    @property
+    def display(self) -> str:
+        return f"{self.archive}!/{self.prefix}" if self.prefix else str(self.archive)
+
+    def exists(self, rel: str) -> bool:
+        return _clean(rel) in self._files
+
+    def read_bytes(self, rel: str) -> bytes:
+        rel = _clean(rel)
+        if rel not in self._files:
+            raise FileNotFoundError(f"{self.display}/{rel}")
+        with zipfile.ZipFile(self.archive) as zf:
+            return zf.read(self.prefix + rel)
+
+    def size(self, rel: str) -> int | None:
+        rel = _clean(rel)
+        if rel not in self._files:
+            return None
+        with zipfile.ZipFile(self.archive) as zf:
+            return zf.getinfo(self.prefix + rel).file_size
+
+    def listdir(self, rel: str = "") -> list[str]:
+        base = _clean(rel)
+        base = f"{base}/" if base else ""
+        out = set()
+        for f in self._files:
+            if f.startswith(base):
+                out.add(f[len(base):].split("/", 1)[0])
+        return sorted(out)
+
+    def glob(self, pattern: str) -> list[str]:
+        rx = _glob_regex(pattern)
+        return sorted(f for f in self._files if rx.match(f))
+
+    def gdal_path(self, rel: str) -> str:
+        return f"/vsizip/{self.archive.as_posix()}/{self.prefix}{_clean(rel)}"
