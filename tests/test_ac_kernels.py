@@ -12,7 +12,7 @@ from sen2core.kernels.solve import bisect
 GEOM = dict(sza=38.0, vza=6.5, raa=110.0)
 
 
-def _table(band: str, aerosol: str = "continental"):  # type: ignore[no-untyped-def]
+def _table(band: str, aerosol: str = "continental"):
     return load_lut().geometry_table("S2A", band, aerosol, GEOM["sza"], GEOM["vza"], GEOM["raa"], 0.33)
 
 

@@ -26,7 +26,7 @@ N, RES = 240, 20.0
 SZA, SAA, VZA, VAA = 41.0, 155.0, 6.0, 105.0
 
 
-def _scene(true_aot: float, true_wv: float, soil_only: bool = False):  # type: ignore[no-untyped-def]
+def _scene(true_aot: float, true_wv: float, soil_only: bool = False):
     rng = np.random.default_rng(int(true_aot * 1000 + true_wv * 10))
     y, x = np.mgrid[0:N, 0:N]
     cover = np.where((x // 40 + y // 40) % 3 == 0, 5, 4)  # checkerboard of soil and forest
@@ -50,7 +50,7 @@ def _scene(true_aot: float, true_wv: float, soil_only: bool = False):  # type: i
         toa[b] = rt.toa_from_surface(rho, adjacency.box_mean(rho, size), t, e)
     chunks = (120, 120)
 
-    def arr(a):  # type: ignore[no-untyped-def]
+    def arr(a):
         return da.from_array(np.asarray(a, dtype=np.float32), chunks=chunks)
 
     full = lambda v: arr(np.full((N, N), v))  # noqa: E731

@@ -8,7 +8,7 @@ from sen2core.atmosphere.lut import load_lut, toa_reflectance
 from sen2core.kernels import rt
 
 
-def _terms(n: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _terms(n: int, rng: np.random.Generator):
     return load_lut().terms(
         "S2B", "B04", "continental", rng.uniform(10, 70, n), rng.uniform(0, 12, n), rng.uniform(0, 180, n),
         rng.uniform(0, 1, n), rng.uniform(0, 3, n), rng.uniform(0.2, 5, n), 0.3,
