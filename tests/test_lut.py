@@ -28,7 +28,7 @@ STRONG_ABSORPTION = ("B09", "B10")
 
 
 @pytest.fixture(scope="module")
-def lut():  # type: ignore[no-untyped-def]
+def lut():
     return load_lut()
 
 
@@ -37,7 +37,7 @@ def _live(cases: list[sixs.SixSCase]) -> list[float]:
         return [r.apparent_reflectance for r in pool.map(sixs.run, cases)]
 
 
-def _compare(lut, points):  # type: ignore[no-untyped-def]
+def _compare(lut, points):
     """LUT and live-6S TOA reflectance for each point and surface."""
     cases, preds, labels = [], [], []
     for sc, band, aer, sza, vza, raa, aot, z, wv, o3 in points:
@@ -51,36 +51,64 @@ def _compare(lut, points):  # type: ignore[no-untyped-def]
 
 @pytest.mark.sixs
 def test_tables_reproduce_live_6s_at_grid_nodes(lut) -> None:  # type: ignore[no-untyped-def]
-    """At nodes of every axis (full atmosphere, S2A), TOA agrees with 6S to 1e-4."""
+    """At grid nodes every tabulated term equals live 6S's to 1e-4: path reflectance,
+    transmittances, spherical albedo (scattering runs without gas) and gas transmittance
+    (ground-level runs at the combined air mass). S2A; S2B is S2A times nadir ratios."""
     g = lut.grid
     rng = np.random.default_rng(20261124)
-    points = []
-    for i in range(26):
-        band = BANDS[i % len(BANDS)]
-        vza = float(rng.choice(g.vza))
+    cases, expect = [], []
+    for i in range(40):
+        band, aer = BANDS[i % len(BANDS)], str(rng.choice(g.aerosols))
         z = float(rng.choice(g.elevation)) if i % 3 == 0 else 0.0
-        points.append((
-            "S2A", band, str(rng.choice(g.aerosols)), float(rng.choice(g.sza)),
-            0.0 if z > 0 else vza, float(rng.choice(g.raa)), float(rng.choice(g.aot)), z,
-            float(rng.choice(g.water_vapour[2:])), float(rng.choice(g.ozone)),
-        ))  # fmt: skip
-    pred, live, labels = _compare(lut, points)
-    err = np.abs(pred - live)
-    worst = int(np.argmax(err))
-    print(f"grid nodes: {len(err)} comparisons, max |LUT-6S| = {err.max():.2e} at {labels[worst]}")
-    assert err.max() <= 1e-4, labels[worst]
+        vza = 0.0 if z > 0 else float(rng.choice(g.vza))
+        sza, raa, aot = float(rng.choice(g.sza)), float(rng.choice(g.raa)), float(rng.choice(g.aot))
+        terms = lut.scattering("S2A", band, aer, sza, vza, raa, aot, z)
+        cases.append(sixs.SixSCase(sza, vza, raa, aer, aot, z, nominal_srf("S2A", band)))
+        expect.append(("scat", band, terms, (sza, vza, raa, aot, z)))
+        m, wv, o3 = float(rng.choice(g.airmass)), float(rng.choice(g.water_vapour)), float(rng.choice(g.ozone))
+        gas = lut.gas_transmittance("S2A", band, z, m, wv, o3)
+        sza_m = float(np.degrees(np.arccos(1.0 / m)))
+        cases.append(sixs.SixSCase(sza_m, 0.0, 0.0, "continental", 0.1, z, nominal_srf("S2A", band), 0.0, wv, o3,
+                                   sensor="ground"))  # fmt: skip
+        expect.append(("gas", band, gas, (m, wv, o3, z)))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(sixs.run, cases))
+    worst = 0.0
+    for (kind, band, mine, where), r in zip(expect, results, strict=True):
+        if kind == "gas":
+            diffs = [float(mine) - r.gas_down]
+        else:
+            diffs = [
+                float(mine["path"]) - r.apparent_reflectance,
+                float(mine["t_down"]) - r.scat_down,
+                float(mine["s"]) - r.spherical_albedo,
+                float(mine["tau"]) - (r.tau_rayleigh + r.tau_aerosol),
+            ]
+            if where[1] == 0.0:
+                diffs.append(float(mine["t_up"]) - r.scat_up)
+        err = max(abs(d) for d in diffs)
+        assert err <= 1e-4, (kind, band, where, diffs)
+        worst = max(worst, err)
+    print(f"grid nodes: {len(cases)} 6S runs, max |LUT-6S| over all terms = {worst:.1e}")
 
 
 @pytest.mark.sixs
-def test_toa_off_grid_within_tolerance(lut) -> None:  # type: ignore[no-untyped-def]
-    """Random off-grid conditions, S2A and S2B: |dTOA| <= 0.002 or 1 % relative."""
+def test_off_grid_toa_and_inversion_against_live_6s(lut) -> None:  # type: ignore[no-untyped-def]
+    """Random off-grid conditions, S2A and S2B: |dTOA| <= 0.002 or 1 % relative, and
+    inverting live 6S's TOA with the LUT at the known AOT/WV recovers the surface to 0.005."""
     rng = np.random.default_rng(7)
     bands = [b for b in BANDS if b not in STRONG_ABSORPTION]
     points = [
         (
-            str(rng.choice(["S2A", "S2B"])), bands[i % len(bands)], str(rng.choice(lut.grid.aerosols)),
-            float(rng.uniform(0, 72)), float(rng.uniform(0, 12)), float(rng.uniform(0, 180)),
-            float(rng.uniform(0.0, 1.0)), float(rng.uniform(0, 3.0)), float(rng.uniform(0.2, 5.0)),
+            str(rng.choice(["S2A", "S2B"])),
+            bands[i % len(bands)],
+            str(rng.choice(lut.grid.aerosols)),
+            float(rng.uniform(0, 72)),
+            float(rng.uniform(0, 12)),
+            float(rng.uniform(0, 180)),
+            float(rng.uniform(0.0, 1.0)),
+            float(rng.uniform(0, 3.0)),
+            float(rng.uniform(0.2, 5.0)),
             float(rng.uniform(0.25, 0.45)),
         )  # fmt: skip
         for i in range(36)
@@ -89,14 +117,24 @@ def test_toa_off_grid_within_tolerance(lut) -> None:  # type: ignore[no-untyped-
     err = np.abs(pred - live)
     allowed = np.maximum(0.002, 0.01 * live)
     by_band: dict[str, float] = {}
-    for e, lab in zip(err, labels):
+    for e, lab in zip(err, labels, strict=False):
         by_band[lab[1]] = max(by_band.get(lab[1], 0.0), float(e))
     print("off-grid max |LUT-6S| per band: " + ", ".join(f"{b} {v:.1e}" for b, v in sorted(by_band.items())))
-    bad = [(lab, float(p), float(x)) for lab, p, x, ok in zip(labels, pred, live, err <= allowed) if not ok]
+    bad = [
+        (lab, float(p), float(x)) for lab, p, x, ok in zip(labels, pred, live, err <= allowed, strict=False) if not ok
+    ]
     assert not bad, bad[:5]
+    inv_err = []
+    for lab, toa in zip(labels, live, strict=False):
+        sc, band, aer, sza, vza, raa, aot, z, wv, o3, rho = lab
+        terms = lut.terms(sc, band, aer, sza, vza, raa, aot, z, wv, o3)
+        inv_err.append(abs(float(surface_reflectance(toa, terms)[()]) - rho))
+    print(f"inversion of live 6S TOA: max |rho - truth| = {max(inv_err):.4f}")
+    assert max(inv_err) <= 0.005
 
 
-def test_forward_inverse_round_trip(lut) -> None:  # type: ignore[no-untyped-def]
+
+def test_forward_inverse_round_trip(lut) -> None:
     rng = np.random.default_rng(3)
     n = 5000
     for sc in lut.spacecraft:
@@ -116,7 +154,7 @@ def test_forward_inverse_round_trip(lut) -> None:  # type: ignore[no-untyped-def
             assert np.max(np.abs(back - rho[seen])) < 1e-6
 
 
-def test_terms_are_physical(lut) -> None:  # type: ignore[no-untyped-def]
+def test_terms_are_physical(lut) -> None:
     t = lut.terms("S2A", "B02", "continental", 35.0, 5.0, 100.0, np.array([0.0, 0.2, 0.8]), 0.0, 2.0, 0.33)
     # More aerosol: more path reflectance, less transmittance, more spherical albedo.
     assert np.all(np.diff(t.path) > 0) and np.all(np.diff(t.t_down) < 0) and np.all(np.diff(t.spherical_albedo) > 0)
@@ -132,12 +170,12 @@ def test_terms_are_physical(lut) -> None:  # type: ignore[no-untyped-def]
     assert float(a) - float(b) > 3e-3
 
 
-def test_unknown_band_is_a_clear_error(lut) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_band_is_a_clear_error(lut) -> None:
     with pytest.raises(LUTError, match="B13"):
         lut.terms("S2A", "B13", "continental", 30, 0, 0, 0.1)
 
 
-def test_lut_info_cli(lut) -> None:  # type: ignore[no-untyped-def]
+def test_lut_info_cli(lut) -> None:
     res = CliRunner().invoke(main, ["lut", "info", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
@@ -163,12 +201,12 @@ def test_6s_input_deck_layout() -> None:
     assert lines[7:9] == ["-1.5000", "-1000"]
 
 
-def test_geometry_table_equals_full_evaluation(lut) -> None:  # type: ignore[no-untyped-def]
+def test_geometry_table_equals_full_evaluation(lut) -> None:
     """The per-chunk table (one geometry, per-pixel AOT/elevation/WV) loses nothing."""
     rng = np.random.default_rng(11)
     a, z, w = rng.uniform(0, 1.3, 500), rng.uniform(0, 3.5, 500), rng.uniform(0, 6, 500)
     for band in ("B02", "B09", "B12"):
         table = lut.geometry_table("S2B", band, "maritime", 41.3, 7.7, 123.0, 0.31)
         fast, full = table.at(a, z, w), lut.terms("S2B", band, "maritime", 41.3, 7.7, 123.0, a, z, w, 0.31)
-        for x, y in zip(vars(fast).values(), vars(full).values()):
+        for x, y in zip(vars(fast).values(), vars(full).values(), strict=False):
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)

