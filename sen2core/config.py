@@ -1,0 +1,652 @@
+"""Configuration of the processor, passed in explicitly (never read at import time).
+
+:class:`SceneClassificationConfig` holds every threshold of the scene classification
+(SCL). Its defaults are Sen2Cor 2.8's: the values of ``L2A_CAL_SC_GIPP.xml`` for the
+thresholds Sen2Cor reads from that file, and the constants hard-coded in Sen2Cor's
+``L2A_SceneClass.py`` for the others (all named here so that they can be changed).
+The few options that go beyond Sen2Cor (cloud buffer, bright-surface and thin-cloud
+fixes, per-pixel view parallax in the shadow projection) are documented where they
+are declared.
+
+A configuration is built from the defaults, from Sen2Cor's own files
+(:meth:`SceneClassificationConfig.from_gipp`: ``L2A_CAL_SC_GIPP.xml`` for thresholds,
+the user ``L2A_GIPP.xml`` for the scene-classification switches) or from the
+project's TOML/JSON file (:meth:`SceneClassificationConfig.from_file`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
+from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
+
+from sen2core.errors import ConfigurationError
+
+__all__ = [
+    "SC_GIPP_ROOT",
+    "SC_GIPP_TAGS",
+    "USER_GIPP_ROOT",
+    "SceneClassificationConfig",
+]
+
+SC_GIPP_ROOT = "Level-2A_CAL_SC_Ground_Image_Processing_Parameter"
+"""Root element of Sen2Cor's ``L2A_CAL_SC_GIPP.xml``."""
+USER_GIPP_ROOT = "Level-2A_Ground_Image_Processing_Parameter"
+"""Root element of Sen2Cor's user ``L2A_GIPP.xml``."""
+
+SC_GIPP_TAGS: Mapping[str, str] = {
+    "T1_B02": "t1_b02",
+    "T2_B02": "t2_b02",
+    "T1_B04": "t1_b04",
+    "T2_B04": "t2_b04",
+    "T1_B8A": "t1_b8a",
+    "T2_B8A": "t2_b8a",
+    "T1_B10": "t1_b10",
+    "T2_B10": "t2_b10",
+    "T1_B12": "t1_b12",
+    "T_B02_B12": "t_b02_b12",
+    "T_CLOUD_LP": "t_cloud_lp",
+    "T_CLOUD_MP": "t_cloud_mp",
+    "T_CLOUD_HP": "t_cloud_hp",
+    "T1_NDSI_CLD": "t1_ndsi_cld",
+    "T2_NDSI_CLD": "t2_ndsi_cld",
+    "T1_NDSI_SNW": "t1_ndsi_snw",
+    "T2_NDSI_SNW": "t2_ndsi_snw",
+    "T1_NDVI": "t1_ndvi",
+    "T2_NDVI": "t2_ndvi",
+    "T1_SNOW": "t1_snow",
+    "T1_R_B02_B04": "t1_r_b02_b04",
+    "T2_R_B02_B04": "t2_r_b02_b04",
+    "T1_R_B8A_B03": "t1_r_b8a_b03",
+    "T2_R_B8A_B03": "t2_r_b8a_b03",
+    "T1_R_B8A_B11": "t1_r_b8a_b11",
+    "T2_R_B8A_B11": "t2_r_b8a_b11",
+    "T11_B02": "t11_b02",
+    "T12_B02": "t12_b02",
+    "T11_R_B02_B11": "t11_r_b02_b11",
+    "T12_R_B02_B11": "t12_r_b02_b11",
+    "T21_R_B02_B11": "t21_r_b02_b11",
+    "T22_R_B02_B11": "t22_r_b02_b11",
+    "T21_B12": "t21_b12",
+    "T22_B12": "t22_b12",
+}
+"""``Scene_Classification/Thresholds`` elements of ``L2A_CAL_SC_GIPP.xml`` and the field each sets."""
+
+# Entries of L2A_CAL_SC_GIPP.xml that Sen2Cor 2.8's classification does not use: the
+# legacy shadow reference vector RV_* (replaced by a hard-coded spectrum, here
+# ``shadow_reference``), T_SDW, and the second snow and B12 thresholds. They are
+# accepted so that any genuine Sen2Cor file loads, and have no effect.
+_SC_GIPP_UNUSED = frozenset({"T2_SNOW", "T2_B12", "RV_B2", "RV_B3", "RV_B4", "RV_B8", "RV_B11", "RV_B12", "T_SDW"})
+
+# Switches of the user L2A_GIPP.xml that concern the scene classification (path
+# below the root element) and the field each sets.
+_USER_GIPP_PATHS: Mapping[str, str] = {
+    "Scene_Classification/Filters/Median_Filter": "median_filter",
+    "Common_Section/Handle_L1C_QLT_Mask": "handle_l1c_quality_mask",
+}
+
+# Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
+_RAMPS: tuple[tuple[str, str], ...] = (
+    ("t1_b02", "t2_b02"),
+    ("t1_b04", "t2_b04"),
+    ("t1_b8a", "t2_b8a"),
+    ("t1_b10", "t2_b10"),
+    ("t1_ndsi_cld", "t2_ndsi_cld"),
+    ("t1_ndsi_snw", "t2_ndsi_snw"),
+    ("t1_ndvi", "t2_ndvi"),
+    ("t1_r_b02_b04", "t2_r_b02_b04"),
+    ("t1_r_b8a_b03", "t2_r_b8a_b03"),
+    ("t1_r_b8a_b11", "t2_r_b8a_b11"),
+    ("t11_r_b02_b11", "t12_r_b02_b11"),
+    ("t21_r_b02_b11", "t22_r_b02_b11"),
+    ("t1_r_b04_b11", "t2_r_b04_b11"),
+    ("cloud_height_min_m", "cloud_height_max_m"),
+)
+
+
+@dataclass(frozen=True)
+class SceneClassificationConfig:
+    """Every threshold and switch of the scene classification.
+
+    Field names are the lower-case GIPP names where Sen2Cor reads the value from
+    ``L2A_CAL_SC_GIPP.xml`` (``T1_B04`` is :attr:`t1_b04`); the constants Sen2Cor
+    hard-codes have descriptive names. Step numbers refer to SEN2COR_REFERENCE.md A3.
+    Reflectances are top-of-atmosphere, in [0, 1].
+    """
+
+    # -- step 1.1: brightness on B4 (cloud confidence CMC = ramp(B4, t1, t2)^2)
+    t1_b04: float = 0.06
+    """B4 below which a pixel is not cloud (CMC = 0)."""
+    t2_b04: float = 0.25
+    """B4 above which the brightness test gives full cloud confidence."""
+    dark_b04_max: float = 0.1
+    """Dark features (class 2): B4 below this ..."""
+    dark_b8a_min: float = 0.04
+    """... and B8A above this ..."""
+    dark_b8a_max: float = 0.15
+    """... and below this."""
+    # -- step 1.2: NDSI cloud filter
+    t1_ndsi_cld: float = -0.24
+    """NDSI at which CMC is multiplied by 0."""
+    t2_ndsi_cld: float = -0.16
+    """NDSI from which CMC is kept unchanged."""
+    # -- step 2: snow chain (snow confidence CMS)
+    t1_ndsi_snw: float = 0.35
+    """NDSI at which snow confidence starts."""
+    t2_ndsi_snw: float = 0.50
+    """NDSI of full snow confidence."""
+    snow_b05_b8a_min: float = 0.85
+    """Step 2.1bis: B5/B8A below this is not snow (snow is flat from 705 to 865 nm)."""
+    t1_b8a: float = 0.15
+    """Step 2.2: B8A ramp start."""
+    t2_b8a: float = 0.35
+    """Step 2.2: B8A ramp end."""
+    t1_b02: float = 0.18
+    """Step 2.3: B2 ramp start."""
+    t2_b02: float = 0.22
+    """Step 2.3: B2 ramp end."""
+    t1_r_b02_b04: float = 0.85
+    """Step 2.4: B2/B4 ramp start."""
+    t2_r_b02_b04: float = 0.95
+    """Step 2.4: B2/B4 ramp end."""
+    t1_snow: float = 0.12
+    """Step 2.5: snow confidence above which a pixel is SNOW_ICE."""
+    snow_ring_iterations: int = 3
+    """Step 2.5: 4-connected dilations defining the ring around snow."""
+    t1_b12: float = 0.25
+    """Step 2.5: in the snow ring, B12 below this clears the cloud confidence."""
+    # -- step 3: NDVI
+    t1_ndvi: float = 0.36
+    """NDVI ramp start."""
+    t2_ndvi: float = 0.42
+    """NDVI from which a pixel is VEGETATION (if also B2 < ``vegetation_b02_max``)."""
+    vegetation_b02_max: float = 0.15
+    """Step 3: vegetation is dark in the blue."""
+    # -- step 4 (disabled in Sen2Cor 2.8) and recovery R1: B8A/B3
+    t1_r_b8a_b03: float = 1.50
+    """B8A/B3 ramp start (step 4, not applied, as in 2.8)."""
+    t2_r_b8a_b03: float = 2.50
+    """R1: B8A/B3 above this on a dark or unclassified pixel is VEGETATION."""
+    # -- step 5.1: soils, R = B2/B11
+    t11_b02: float = -0.40
+    """Slope of the B2 threshold line against B2/B11."""
+    t12_b02: float = 0.46
+    """Intercept of the B2 threshold line against B2/B11."""
+    soil_b02_min: float = 0.15
+    """Lower clip of the B2 threshold line."""
+    soil_b02_max: float = 0.32
+    """Upper clip of the B2 threshold line."""
+    t11_r_b02_b11: float = 0.70
+    """B2/B11 below which (and B2 under the line) a pixel is NOT_VEGETATED."""
+    t12_r_b02_b11: float = 1.0
+    """End of the B2/B11 ramp that lowers CMC."""
+    # -- step 5.2: water
+    t21_r_b02_b11: float = 2.00
+    """B2/B11 from which CMC is lowered towards water."""
+    t22_r_b02_b11: float = 4.00
+    """B2/B11 above which (with the other conditions) a pixel is WATER."""
+    t21_b12: float = 0.1
+    """Slope of the B12 threshold line against B2/B11."""
+    t22_b12: float = -0.09
+    """Intercept of the B12 threshold line against B2/B11."""
+    water_b12_min: float = 0.07
+    """Lower clip of the B12 threshold line."""
+    water_b12_max: float = 0.21
+    """Upper clip of the B12 threshold line."""
+    water_b02_max: float = 0.2
+    """Water is darker than this in B2."""
+    water_b02_b04_diff: float = 0.034
+    """Second water test: B2 - B4 above this (with B8A < B4 and B2 < ``water_b02_max``)."""
+    # -- step 6: rocks and sand, R8 = B8A/B11
+    rock_b02_slope: float = -0.25
+    """Slope of the B2 threshold line against B8A/B11."""
+    rock_b02_intercept: float = 0.475
+    """Intercept of the B2 threshold line against B8A/B11."""
+    rock_b02_min: float = 0.16
+    """Lower clip of that line."""
+    rock_b02_max: float = 0.35
+    """Upper clip of that line."""
+    t1_r_b8a_b11: float = 0.90
+    """B8A/B11 below which (with the B2 tests) a pixel is NOT_VEGETATED."""
+    t2_r_b8a_b11: float = 1.10
+    """End of the B8A/B11 ramp that lowers CMC."""
+    rock_b02_b11_factor: float = 0.8
+    """Rocks and sand: B2 < factor * B11."""
+    # -- step 6bis: B4/B11
+    t1_r_b04_b11: float = 3.0
+    """B4/B11 ramp start."""
+    t2_r_b04_b11: float = 6.0
+    """B4/B11 from which CMC = 0."""
+    # -- step 7: cloud classes and cirrus
+    t_cloud_lp: float = 0.0
+    """CMC above which an unclassified pixel is low-probability cloud (code 7)."""
+    t_cloud_mp: float = 0.20
+    """CMC from which a pixel is CLOUD_MEDIUM_PROBABILITY."""
+    t_cloud_hp: float = 0.80
+    """CMC from which a pixel is CLOUD_HIGH_PROBABILITY."""
+    t1_b10: float = 0.012
+    """B10 above which a pixel may be THIN_CIRRUS."""
+    t2_b10: float = 0.035
+    """B10 from which a pixel is thick cirrus (CLOUD_MEDIUM_PROBABILITY)."""
+    cirrus_b02_max: float = 0.50
+    """Thin cirrus is darker than this in B2."""
+    cirrus_leakage_correction: bool = True
+    """Beyond Sen2Cor: subtract from B10 what bright ground leaks into it through dry
+    air (``B10 - k * B11``, ``k`` a low quantile of B10/B11 over bright land of the
+    scene) before the cirrus tests. Off: raw B10, as Sen2Cor."""
+    cirrus_leakage_quantile: float = 0.05
+    """Quantile of B10/B11 over bright land taken as the ground's leakage."""
+    cirrus_leakage_min_pixels: int = 1000
+    """Fewer bright land pixels than this: no leakage correction."""
+    cirrus_dem_max_m: float = 1500.0
+    """With a DEM: thin cirrus only below this elevation (high ground shows in B10)."""
+    # -- cloud shadows
+    t_b02_b12: float = 0.018
+    """Radiometric shadow test: mean absolute distance to the shadow spectrum below this."""
+    shadow_reference: tuple[float, float, float, float, float, float] = (0.12, 0.08, 0.06, 0.10, 0.0545, 0.0255)
+    """Reference TOA spectrum of a cloud shadow in B2, B3, B4, B8A, B11, B12 (Sen2Cor's RV_MEAN)."""
+    shadow_water_ratio: float = 6.0
+    """B2/B11 above this is water, never shadow."""
+    shadow_cloud_cmc: float = 0.33
+    """Cloud mask for the projection: median3(CMC) above this."""
+    shadow_threshold: float = 0.05
+    """CLOUD_SHADOWS where radiometric x geometric shadow exceeds this."""
+    shadow_sigma_px: float = 3.0
+    """Gaussian smoothing (pixels of the classification grid) of the projected shadow."""
+    cloud_height_min_m: float = 300.0
+    """Lowest cloud height (m) of the shadow projection. Sen2Cor's height distribution
+    reaches its class-3 threshold (0.05) at 290 m (:meth:`sen2cor` uses 290 m)."""
+    cloud_height_max_m: float = 12000.0
+    """Highest cloud height (m) of the shadow projection: the mid-latitude tropopause.
+    Sen2Cor's distribution stops at 5150 m (used by :meth:`sen2cor`), which misses
+    the shadows of mid- and high-level clouds."""
+    shadow_grid_m: float = 60.0
+    """Pixel size (m) on which the cloud mask is projected; a multiple of the
+    classification resolution. Coarser is faster and needs a smaller overlap between
+    chunks; the projection is then upsampled and combined with the radiometric test
+    at full resolution."""
+    shadow_max_sun_zenith_deg: float = 70.0
+    """Sun zenith clip of the projection (Sen2Cor clips to 70 degrees); also bounds
+    the overlap between chunks."""
+    shadow_max_view_zenith_deg: float = 12.0
+    """View zenith bound used for the overlap between chunks (Sentinel-2 sees at most
+    about 11.5 degrees off nadir)."""
+    shadow_height_matching: bool = True
+    """Beyond Sen2Cor: find the cloud heights by matching the projected clouds with dark
+    pixels (:func:`sen2core.kernels.shadow.match_shadow_zone`), and take as cloud
+    shadow every pixel of the matched zone that is dark in the NIR and SWIR (B8A,
+    B11, B12 below the reference shadow spectrum). Sen2Cor's test needs all six bands
+    dark and excludes B2/B11 > 6 as water, which rejects most real shadows (the sky
+    light that lights a shadow is blue; shadows are black in the SWIR); it stays
+    as a second test."""
+    shadow_match_grid_m: float = 300.0
+    """Cell size (m) of the height matching; a multiple of the classification resolution."""
+    shadow_match_window_px: int = 15
+    """Neighbourhood (cells of the matching grid, odd) whose clouds are matched together."""
+    shadow_match_min_score: float = 0.3
+    """A neighbourhood whose best match leaves less than this fraction of its observable
+    shadow dark has no matched height."""
+    shadow_match_plateau: float = 0.9
+    """Heights scoring at least this fraction of the best one are accepted."""
+    shadow_match_min_observed: float = 0.1
+    """Shifts that leave less than this fraction of the clouds' shadow observable (not
+    under a cloud) are not scored."""
+    shadow_match_dilation_px: int = 1
+    """Dilation (cells of the matching grid) of the matched zone."""
+    view_parallax: bool = True
+    """Beyond Sen2Cor: shift the projection by the per-pixel view parallax of the cloud
+    (the cloud appears displaced away from the satellite by h tan(view zenith))."""
+    # -- recovery steps
+    recovery_unclassified_b8a_max: float = 0.3
+    """R2: an unclassified pixel recovered as water must be darker than this in B8A."""
+    recovery_soil_ratio: float = 0.65
+    """R6: dark pixels with B2/B11 below this are NOT_VEGETATED."""
+    hillshade_water_max: float = 128.0
+    """R4: water on slopes with hillshade below this is DARK_AREA."""
+    slope_water_min_deg: float = 15.0
+    """R4: ... and slope above this."""
+    hillshade_shadow_max: float = 32.0
+    """R4: cloud shadow with 0 < hillshade < this is DARK_AREA (terrain, not cloud)."""
+    hillshade_snow_max: float = 128.0
+    """R4: topographic shadow over snow below this hillshade is DARK_AREA."""
+    terrain_shadow_max_distance_m: float = 5000.0
+    """Cast-shadow ray length (m): terrain farther than this along the sun direction is
+    ignored. Bounds the overlap between chunks."""
+    land_min_fraction: float = 0.05
+    """R7: land must cover at least this fraction of valid pixels ..."""
+    land_min_area_km2: float = 121.0
+    """R7: ... and at least this area."""
+    hpc_high_fraction: float = 0.20
+    """R7: above this fraction of high-probability cloud the B10 threshold comes from all of them."""
+    hpc_low_fraction: float = 0.02
+    """R7: below this fraction the B10 threshold is the land mean."""
+    r7_b10_floor: float = 0.0015
+    """R7: lowest B10 threshold."""
+    hpc_blob_m: float = 300.0
+    """R7: between the two fractions, only high-probability cloud inside blobs at least
+    this wide (erosion by a square of this size) gives statistics."""
+    r8_soil_sigma: float = 3.0
+    """R8: thin cirrus on land above mean + this many standard deviations of B10 on bare soil ..."""
+    r8_land_floor: float = 0.003
+    """R8: ... and above this."""
+    r8_water_sigma: float = 1.0
+    """R8: thin cirrus on water above mean + this many standard deviations of B10 on water ..."""
+    r8_water_floor: float = 0.002
+    """R8: ... and above this."""
+    r9_ring_cloud_max: float = 0.35
+    """R9: a low/medium cloud blob on urban or bare land whose 1-pixel ring is at most
+    this cloudy is NOT_VEGETATED."""
+    r9_max_blob_m: float = 2000.0
+    """R9: only blobs at most this long and wide are considered (bounds the overlap
+    between chunks; larger bright surfaces are not recovered)."""
+    # -- no data, saturation
+    saturated_reflectance: float = 6.4
+    """Reflectance from which a band is saturated: L1C codes saturation as DN 65535,
+    i.e. 6.5535 (PB < 04.00) or 6.4535 (PB >= 04.00, offset -1000)."""
+    # -- user L2A_GIPP.xml switches
+    median_filter: int = 0
+    """``Median_Filter`` of L2A_GIPP.xml: size of a median filter on the SCL (0 = off)."""
+    handle_l1c_quality_mask: bool = True
+    """``Handle_L1C_QLT_Mask``: pixels flagged in the L1C quality masks are
+    SATURATED_OR_DEFECTIVE."""
+    # -- beyond Sen2Cor
+    cloud_buffer_m: float = 0.0
+    """Dilation (m) of the cloud classes; buffered pixels become CLOUD_MEDIUM_PROBABILITY.
+    0 = off (Sen2Cor 2.8 does not dilate)."""
+    cloud_buffer_classes: tuple[int, ...] = (8, 9)
+    """Classes that the buffer dilates (thin cirrus is left out: it is wide and thin)."""
+    bright_surface_fix: bool = True
+    """Beyond Sen2Cor: bright, warm-coloured surfaces (sand, rock, roofs) whose spectrum
+    rises from blue to SWIR and that show no high-cloud signal in B10 are not cloud."""
+    bright_surface_min_redness: float = 0.05
+    """Bright-surface fix: (B4 - B2) / (B4 + B2) above this is a red surface, not a white
+    cloud (at the top of the atmosphere Rayleigh scattering makes clouds bluish)."""
+    thin_cloud_fix: bool = True
+    """Beyond Sen2Cor: pixels left clear or unclassified whose calibrated cloud
+    probability reaches ``thin_cloud_probability`` are CLOUD_MEDIUM_PROBABILITY."""
+    thin_cloud_probability: float = 0.5
+    """Calibrated probability from which the thin-cloud fix marks a pixel as cloud."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigurationError(f"scene classification: {f.name} must be finite, got {value!r}")
+        for a, b in _RAMPS:
+            if not getattr(self, a) < getattr(self, b):
+                raise ConfigurationError(
+                    f"scene classification: {a} ({getattr(self, a)}) must be below {b} ({getattr(self, b)})"
+                )
+        if not self.t_cloud_lp <= self.t_cloud_mp <= self.t_cloud_hp:
+            raise ConfigurationError("scene classification: need t_cloud_lp <= t_cloud_mp <= t_cloud_hp")
+        if self.median_filter < 0 or (self.median_filter and self.median_filter % 2 == 0):
+            raise ConfigurationError(
+                f"scene classification: median_filter must be 0 or an odd size, got {self.median_filter}"
+            )
+        for name in ("cloud_buffer_m", "terrain_shadow_max_distance_m", "r9_max_blob_m", "hpc_blob_m",
+                     "shadow_sigma_px"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"scene classification: {name} must be >= 0")
+        if self.shadow_grid_m <= 0:
+            raise ConfigurationError("scene classification: shadow_grid_m must be positive")
+        if self.cloud_height_min_m < 0:
+            raise ConfigurationError("scene classification: cloud_height_min_m must be >= 0")
+        if not 0.0 <= self.shadow_max_sun_zenith_deg < 89.0 or not 0.0 <= self.shadow_max_view_zenith_deg < 60.0:
+            raise ConfigurationError("scene classification: shadow zenith bounds out of range")
+        if self.snow_ring_iterations < 0:
+            raise ConfigurationError("scene classification: snow_ring_iterations must be >= 0")
+        if len(self.shadow_reference) != 6:
+            raise ConfigurationError("scene classification: shadow_reference needs 6 values (B2 B3 B4 B8A B11 B12)")
+        if any(c not in range(12) for c in self.cloud_buffer_classes):
+            raise ConfigurationError("scene classification: cloud_buffer_classes must be SCL codes 0..11")
+        if self.shadow_match_grid_m <= 0 or self.shadow_match_window_px < 1 or self.shadow_match_window_px % 2 == 0:
+            raise ConfigurationError("scene classification: shadow_match_grid_m must be positive and "
+                                     "shadow_match_window_px a positive odd number")
+        if self.shadow_match_dilation_px < 0:
+            raise ConfigurationError("scene classification: shadow_match_dilation_px must be >= 0")
+        if not 0.0 < self.cirrus_leakage_quantile < 1.0:
+            raise ConfigurationError("scene classification: cirrus_leakage_quantile must be in (0, 1)")
+        if not 0.0 < self.thin_cloud_probability < 1.0:
+            raise ConfigurationError("scene classification: thin_cloud_probability must be in (0, 1)")
+
+    def __dask_tokenize__(self) -> object:
+        return ("sen2core.SceneClassificationConfig", dataclasses.astuple(self))
+
+    # ------------------------------------------------------------------ builders
+
+    @classmethod
+    def sen2cor(cls, **overrides: Any) -> SceneClassificationConfig:
+        """Sen2Cor 2.8 behaviour: every improvement off (no buffer, no bright-surface or
+        thin-cloud fix, no view parallax, no height matching, Sen2Cor's 290-5150 m
+        cloud heights, raw B10), with optional ``overrides``."""
+        base: dict[str, Any] = {
+            "bright_surface_fix": False, "thin_cloud_fix": False, "view_parallax": False, "cloud_buffer_m": 0.0,
+            "shadow_height_matching": False, "cloud_height_min_m": 290.0, "cloud_height_max_m": 5150.0,
+            "cirrus_leakage_correction": False,
+        }
+        base.update(overrides)
+        return cls().replace(**base)
+
+    def replace(self, **changes: Any) -> SceneClassificationConfig:
+        """A copy with some fields changed (values are checked and converted).
+
+        Raises
+        ------
+        ConfigurationError
+            If a name is not a field or a value has the wrong type or is out of range.
+        """
+        return dataclasses.replace(self, **_coerce_fields(changes, source="replace()"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as plain Python values (tuples as lists), for JSON or TOML."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], base: SceneClassificationConfig | None = None
+                  ) -> SceneClassificationConfig:
+        """Read the project's configuration file (TOML or JSON).
+
+        Keys are field names. In TOML they may sit at the top level or in a
+        ``[scene_classification]`` table; in JSON at the top level or under a
+        ``"scene_classification"`` key. Fields not in the file keep the value of
+        ``base`` (default: Sen2Cor 2.8 defaults).
+
+        Raises
+        ------
+        ConfigurationError
+            If the file cannot be read or parsed, has another suffix than ``.toml`` or
+            ``.json``, or has an unknown key or a bad value.
+        """
+        p = Path(path)
+        suffix = p.suffix.lower()
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"{p}: cannot read configuration: {exc}") from exc
+        try:
+            if suffix == ".toml":
+                data: Any = tomllib.loads(raw.decode("utf-8"))
+            elif suffix == ".json":
+                data = json.loads(raw.decode("utf-8"))
+            else:
+                raise ConfigurationError(f"{p}: configuration must be .toml or .json, not {suffix or 'no suffix'}")
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{p}: cannot parse configuration: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"{p}: configuration must be a table/object")
+        section = data.get("scene_classification", data)
+        if not isinstance(section, dict):
+            raise ConfigurationError(f"{p}: scene_classification must be a table/object")
+        if section is not data:
+            extra = set(data) - {"scene_classification"}
+            if extra:
+                raise ConfigurationError(f"{p}: unknown configuration section(s): {', '.join(sorted(extra))}")
+        return dataclasses.replace(base or cls(), **_coerce_fields(section, source=str(p)))
+
+    @classmethod
+    def from_gipp(cls, *paths: str | os.PathLike[str], base: SceneClassificationConfig | None = None
+                  ) -> SceneClassificationConfig:
+        """Read Sen2Cor configuration files, applied in the order given.
+
+        Each file is recognised by its root element: ``L2A_CAL_SC_GIPP.xml`` sets the
+        thresholds of ``Scene_Classification/Thresholds`` (see :data:`SC_GIPP_TAGS`);
+        the user ``L2A_GIPP.xml`` sets ``Median_Filter`` and ``Handle_L1C_QLT_Mask``
+        (its other settings concern the atmospheric correction and are ignored here).
+
+        Raises
+        ------
+        ConfigurationError
+            If a file cannot be read, is not well-formed or unsafe XML, is neither of
+            the two Sen2Cor files, has an unknown threshold or a value that is not a
+            number, or gives inconsistent thresholds.
+        """
+        if not paths:
+            raise ConfigurationError("from_gipp needs at least one file")
+        config = base or cls()
+        for path in paths:
+            root = _parse_xml(Path(path))
+            tag = _local(root.tag)
+            if tag == SC_GIPP_ROOT:
+                changes = _read_sc_gipp(root, Path(path))
+            elif tag == USER_GIPP_ROOT:
+                changes = _read_user_gipp(root, Path(path))
+            else:
+                raise ConfigurationError(
+                    f"{path}: not a Sen2Cor L2A_CAL_SC_GIPP.xml or L2A_GIPP.xml (root element {tag!r})"
+                )
+            config = dataclasses.replace(config, **_coerce_fields(changes, source=str(path)))
+        return config
+
+
+# ---------------------------------------------------------------------- helpers
+
+_FIELDS = {f.name: f for f in dataclasses.fields(SceneClassificationConfig)}
+
+
+def _coerce_fields(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """Check names and convert values to the field types."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        f = _FIELDS.get(name)
+        if f is None:
+            raise ConfigurationError(f"{source}: unknown scene classification setting {name!r}")
+        out[name] = _coerce(name, value, f.default, source)
+    return out
+
+
+def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
+    def bad(expected: str) -> ConfigurationError:
+        return ConfigurationError(f"{source}: {name} must be {expected}, got {value!r}")
+
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
+            return value.strip().upper() == "TRUE"
+        raise bad("a boolean")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise bad("an integer")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad("an integer") from None
+        if not number.is_integer():
+            raise bad("an integer")
+        return int(number)
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise bad("a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise bad("a number") from None
+    if isinstance(default, tuple):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise bad("a list")
+        items = list(value)
+        if default and isinstance(default[0], int):
+            if any(isinstance(v, bool) or not float(v).is_integer() for v in items):
+                raise bad("a list of integers")
+            return tuple(int(v) for v in items)
+        try:
+            return tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            raise bad("a list of numbers") from None
+    raise bad(type(default).__name__)  # pragma: no cover - every field type is handled above
+
+
+def _parse_xml(path: Path) -> Element:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read Sen2Cor configuration: {exc}") from exc
+    try:
+        root: Element = SafeET.fromstring(raw)
+    except DefusedXmlException as exc:
+        raise ConfigurationError(f"{path}: unsafe XML refused ({type(exc).__name__})") from exc
+    except SafeET.ParseError as exc:
+        raise ConfigurationError(f"{path}: not well-formed XML: {exc}") from exc
+    return root
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(element: Element, name: str) -> Element | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return child
+    return None
+
+
+def _read_sc_gipp(root: Element, path: Path) -> dict[str, Any]:
+    sc = _child(root, "Scene_Classification")
+    thresholds = _child(sc, "Thresholds") if sc is not None else None
+    if thresholds is None:
+        raise ConfigurationError(f"{path}: no Scene_Classification/Thresholds in L2A_CAL_SC_GIPP.xml")
+    changes: dict[str, Any] = {}
+    for element in thresholds:
+        if not isinstance(element.tag, str):
+            continue  # comments and processing instructions
+        tag = _local(element.tag)
+        if tag in _SC_GIPP_UNUSED:
+            continue
+        name = SC_GIPP_TAGS.get(tag)
+        if name is None:
+            raise ConfigurationError(f"{path}: unknown threshold {tag} in L2A_CAL_SC_GIPP.xml")
+        text = (element.text or "").strip()
+        try:
+            changes[name] = float(text)
+        except ValueError:
+            raise ConfigurationError(f"{path}: threshold {tag} is not a number: {text!r}") from None
+    return changes
+
+
+def _read_user_gipp(root: Element, path: Path) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for rel, name in _USER_GIPP_PATHS.items():
+        node: Element | None = root
+        for part in rel.split("/"):
+            node = _child(node, part) if node is not None else None
+        if node is None:
+            continue
+        text = (node.text or "").strip()
+        if not text:
+            raise ConfigurationError(f"{path}: {rel} is empty")
+        changes[name] = text
+    return changes
+

@@ -1,0 +1,477 @@
+"""Scene classification on dask arrays: a thin adapter over :mod:`sen2core.kernels.scene_class`.
+
+:func:`classify` builds a lazy graph; nothing is computed until the caller computes or
+stores the arrays of the returned :class:`SceneClassification`. Each kernel stage runs
+per chunk, through ``map_blocks`` or, where it looks at neighbours, on chunks extended
+by exactly the stage's reach (``dask.array.overlap``), so the chunked result equals the
+whole-image reference :func:`sen2core.kernels.scene_class.scene_classification`:
+
+- pixel rules (steps 0-7): overlap = snow-ring dilations (3 px);
+- radiometric shadow test and cloud mask: 2 px;
+- shadow projection: on a coarser grid (``config.shadow_grid_m``, 60 m by default) with
+  an overlap of the longest possible shadow (``cloud_height_max_m`` at the sun zenith
+  clip ``shadow_max_sun_zenith_deg`` plus the view parallax; pass ``max_sun_zenith_deg``
+  to :func:`classify` to bound it by the scene's sun instead). The zone is upsampled
+  (nearest) and combined with the full-resolution radiometric test;
+- cloud heights matched with dark pixels (``config.shadow_height_matching``): on a
+  300 m grid, overlap twice the longest shadow plus the matching window;
+- terrain cast shadows (with a DEM): on the 60 m shadow grid, overlap
+  ``terrain_shadow_max_distance_m``;
+- recovery and post-processing: Gaussian smoothing of the shadow, snow dilation, R9
+  blobs, median filter and cloud buffer.
+
+Scene-wide quantities are small reductions: the B10/B11 histogram of bright land (ground
+leakage into B10), the mean of the CCI snow-condition map, the R7/R8 B10 statistics
+(with a land-cover map), and the class counts behind the percentages. No chunk holds
+more than its own neighbourhood: a full tile is never one numpy array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed
+
+from sen2core.config import SceneClassificationConfig
+from sen2core.errors import ConfigurationError, InputProductError
+from sen2core.kernels import morphology
+from sen2core.kernels import scene_class as sc
+from sen2core.kernels import shadow as shadow_kernels
+from sen2core.kernels.radiometry import block_mean
+
+__all__ = ["AuxiliaryMaps", "SceneClassification", "classify"]
+
+Chunks = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+@dataclass(frozen=True, eq=False)
+class AuxiliaryMaps:
+    """Optional auxiliary maps on the classification grid (dask or numpy 2-D arrays).
+
+    Each is used when given; the steps that need it are skipped when it is not.
+    """
+
+    water_bodies: Any = None
+    """ESA-CCI water bodies (1 land, 2 water): recovery R3 and the land percentage."""
+    land_cover: Any = None
+    """ESA-CCI land cover classes: recoveries R7 (needs B09), R8 and R9."""
+    snow_condition: Any = None
+    """ESA-CCI snow-condition climatology (percent, 254 water): in a snow-free scene
+    (mean below 10 %) snow found on water is cloud."""
+    snow_possible: bool | None = None
+    """From a snow climatology (Sen2Cor's GlobalSnowMap over the tile): False skips the
+    snow chain; None (unknown) runs it."""
+
+
+@dataclass(frozen=True, eq=False)
+class SceneClassification:
+    """Lazy scene classification products (dask arrays on the classification grid)."""
+
+    scl: da.Array
+    """SCL, uint8 codes 0-11 (:class:`~sen2core.kernels.scene_class.SCL`)."""
+    cloud_probability: da.Array
+    """``MSK_CLDPRB``: uint8 percent, ``uint8(CMC * 100 + 0.5)``."""
+    snow_probability: da.Array
+    """``MSK_SNWPRB``: uint8 percent, ``uint8(CMS * 100 + 0.5)``."""
+    calibrated_cloud_probability: da.Array
+    """float32 probability of cloud, 0..1, calibrated on synthetic truth (NaN without data)."""
+    cloud_buffer: da.Array
+    """bool, pixels the cloud buffer turned into CLOUD_MEDIUM_PROBABILITY (all False
+    when ``config.cloud_buffer_m`` is 0)."""
+    resolution_m: float
+    """Pixel size of the classification grid (m)."""
+    config: SceneClassificationConfig
+    """Configuration used."""
+    water_bodies: da.Array | None = None
+    """CCI water bodies, when given (for ``CLOUDY_PIXEL_OVER_LAND_PERCENTAGE``)."""
+
+    def scl_60m(self) -> da.Array:
+        """The 60 m SCL as Sen2Cor derives it from 20 m: 3 x 3 median, then nearest resize.
+
+        Raises
+        ------
+        ValueError
+            If the classification grid is not 20 m.
+        """
+        factor = self._factor_to_60m()
+        (filtered,) = _overlap_map(lambda s: (morphology.median3(s),), [self.scl], 1, 1)
+        filtered = filtered.astype(np.uint8)
+        return _to_coarse(lambda s: (morphology.block_centres(s, factor),), [filtered], factor, 1, np.uint8)[0]
+
+    def cloud_probability_60m(self) -> da.Array:
+        """``MSK_CLDPRB`` at 60 m: 3 x 3 block mean of the 20 m mask, rounded (uint8 percent)."""
+        return self._probability_60m(self.cloud_probability)
+
+    def snow_probability_60m(self) -> da.Array:
+        """``MSK_SNWPRB`` at 60 m: 3 x 3 block mean of the 20 m mask, rounded (uint8 percent)."""
+        return self._probability_60m(self.snow_probability)
+
+    def _factor_to_60m(self) -> int:
+        if not math.isclose(self.resolution_m, 20.0):
+            raise ValueError(f"the 60 m products derive from a 20 m classification, not {self.resolution_m:g} m")
+        return 3
+
+    def _probability_60m(self, mask: da.Array) -> da.Array:
+        factor = self._factor_to_60m()
+
+        def mean_u8(a: np.ndarray) -> tuple[np.ndarray]:
+            return (np.floor(block_mean(a.astype(np.float32), factor) + np.float32(0.5)).astype(np.uint8),)
+
+        return _to_coarse(mean_u8, [mask], factor, 1, np.uint8)[0]
+
+    def class_counts(self) -> da.Array:
+        """Lazy (3, 12) int64 table of :func:`~sen2core.kernels.scene_class.class_counts`: a small reduction."""
+        arrays = [self.scl, self.cloud_buffer] + ([self.water_bodies] if self.water_bodies is not None else [])
+
+        def counts(scl: np.ndarray, buffered: np.ndarray, *wb: np.ndarray) -> np.ndarray:
+            return sc.class_counts(scl, wb[0] if wb else None, buffered)[None, None]
+
+        rows, cols = self.scl.chunks
+        per_block = da.map_blocks(counts, *arrays, new_axis=[2, 3], dtype=np.int64,
+                                  chunks=((1,) * len(rows), (1,) * len(cols), (3,), (12,)),
+                                  meta=np.empty((0, 0, 0, 0), dtype=np.int64))
+        return per_block.sum(axis=(0, 1))
+
+    def percentages(self) -> Delayed:
+        """Lazy dict of Sen2Cor's percentages (:func:`~sen2core.kernels.scene_class.class_percentages`:
+        ``CLOUDY_PIXEL_PERCENTAGE``, ``CLOUDY_PIXEL_OVER_LAND_PERCENTAGE``...) plus
+        ``CLOUD_BUFFER_M`` (the buffer used) and ``CLOUD_BUFFER_PERCENTAGE``."""
+        buffer_m = float(self.config.cloud_buffer_m)
+
+        def build(counts: np.ndarray) -> dict[str, float]:
+            out = sc.class_percentages(counts)
+            out["CLOUD_BUFFER_M"] = buffer_m
+            return out
+
+        return dask.delayed(build, pure=True)(self.class_counts())
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _overlap_map(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], depth: int, n_out: int,
+                 **kwargs: Any) -> list[da.Array]:
+    """Run ``func`` on blocks extended by ``depth`` pixels; ``n_out`` same-shape outputs.
+
+    The outputs are packed into one float32 stack per block (class codes, masks and
+    confidences are all exact in float32), trimmed back to the chunks of ``arrays[0]``
+    and split. Edges of the image get no padding (``boundary="none"``): there the
+    kernel sees the true image edge, as on the whole image.
+    """
+    chunks = arrays[0].chunks
+    # Beyond the image there is nothing to see: a depth larger than the image is the image.
+    depths = {axis: min(depth, max(sum(chunks[axis]) - 1, 0)) for axis in (0, 1)}
+    if any(depths.values()):
+        extended = [da.overlap.overlap(a, depth=depths, boundary="none") for a in arrays]
+    else:
+        extended = list(arrays)
+
+    def packed(*blocks: np.ndarray, **kw: Any) -> np.ndarray:
+        return np.stack([np.asarray(o, dtype=np.float32) for o in func(*blocks, **kw)])
+
+    stacked = da.map_blocks(packed, *extended, new_axis=0, chunks=((n_out,), *extended[0].chunks),
+                            dtype=np.float32, meta=np.empty((0, 0, 0), dtype=np.float32), **kwargs)
+    if any(depths.values()):
+        stacked = da.overlap.trim_internal(stacked, {0: 0, 1: depths[0], 2: depths[1]}, boundary="none")
+    if stacked.chunks[1:] != chunks:
+        # dask.array.overlap merges chunks smaller than the depth: restore the layout.
+        stacked = stacked.rechunk(((n_out,), *chunks))
+    return [stacked[i] for i in range(n_out)]
+
+
+def _to_coarse(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], factor: int, n_out: int,
+               dtype: Any) -> list[da.Array]:
+    """Run a ``factor``-coarsening kernel per chunk (chunks are multiples of ``factor``)."""
+    out_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in arrays[0].chunks)
+
+    def packed(*blocks: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(o, dtype=np.float64) for o in func(*blocks)])
+
+    stacked = da.map_blocks(packed, *arrays, new_axis=0, chunks=((n_out,), *out_chunks), dtype=np.float64,
+                            meta=np.empty((0, 0, 0), dtype=np.float64))
+    return [stacked[i].astype(dtype) for i in range(n_out)]
+
+
+def _to_fine(coarse: da.Array, factor: int, chunks: Chunks, dtype: Any) -> da.Array:
+    """Nearest-neighbour upsampling of a coarse array onto the fine chunks."""
+    coarse_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in chunks)
+    if coarse.chunks != coarse_chunks:
+        coarse = coarse.rechunk(coarse_chunks)
+
+    def up(a: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+        shape = (block_info or {})[None]["chunk-shape"]
+        return np.asarray(morphology.upsample_blocks(a, factor, shape), dtype=dtype)
+
+    return da.map_blocks(up, coarse, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+
+
+def _aligned_chunks(chunks: Chunks, unit: int) -> Chunks:
+    """Chunks whose sizes (except the last) are multiples of ``unit``."""
+    out = []
+    for dim in chunks:
+        total = sum(dim)
+        if all(c % unit == 0 for c in dim[:-1]):
+            out.append(tuple(dim))
+            continue
+        size = max(unit, -(-dim[0] // unit) * unit)
+        full, rest = divmod(total, size)
+        out.append((size,) * full + ((rest,) if rest else ()))
+    return (out[0], out[1])
+
+
+def _as_dask(a: Any, chunks: Chunks, name: str, shape: tuple[int, ...]) -> da.Array:
+    if np.shape(a) != shape:
+        raise InputProductError("scene classification", f"{name} is {np.shape(a)}, the bands are {shape}")
+    x = a if isinstance(a, da.Array) else da.from_array(np.asarray(a), chunks=chunks)
+    return x.rechunk(chunks) if x.chunks != chunks else x
+
+
+def _scene_mean_below_100(snc: da.Array) -> Delayed:
+    ok = snc <= 100
+    total = da.where(ok, snc.astype(np.float64), 0.0).sum()
+    count = ok.sum()
+
+    def mean(t: float, n: int) -> float:
+        return float(t) / float(n) if n else math.nan
+
+    return dask.delayed(mean, pure=True)(total, count)
+
+
+# ---------------------------------------------------------------------------- classify
+
+
+def classify(
+    bands: Mapping[str, da.Array],
+    sun_zenith: da.Array,
+    sun_azimuth: da.Array,
+    view_zenith: da.Array | None,
+    view_azimuth: da.Array | None,
+    resolution_m: float,
+    config: SceneClassificationConfig | None = None,
+    dem: da.Array | None = None,
+    quality_mask: da.Array | None = None,
+    aux: AuxiliaryMaps | None = None,
+    *,
+    max_sun_zenith_deg: float | None = None,
+) -> SceneClassification:
+    """Build the lazy scene classification of one image.
+
+    Parameters
+    ----------
+    bands
+        TOA reflectance (float, NaN = no data) of ``B02 B03 B04 B05 B8A B10 B11 B12``
+        (and ``B09`` for R7), all on the classification grid (20 m or 60 m) with the
+        same shape.
+    sun_zenith, sun_azimuth, view_zenith, view_azimuth
+        Per-pixel angles (degrees) on the same grid; the view angles may be None
+        (nadir: no parallax).
+    resolution_m
+        Pixel size of the grid in metres.
+    config
+        Thresholds and switches (default: Sen2Cor 2.8 with sen2core's fixes).
+    dem
+        Elevation (m) on the same grid: thin-cirrus elevation limit, DEM cleaning R4
+        and terrain cast shadows.
+    quality_mask
+        True where the L1C quality masks (``MSK_QUALIT``) flag a pixel as defective.
+    aux
+        Optional ESA-CCI maps and snow climatology (:class:`AuxiliaryMaps`).
+    max_sun_zenith_deg
+        An upper bound of the sun zenith over the image (e.g. the maximum of the
+        metadata's 5 km sun grid plus a margin). The chunk overlap of the shadow
+        projection is the longest shadow at this zenith instead of at the configured
+        clip (70 degrees), which makes chunks much smaller for a high sun. Results do
+        not depend on it; a pixel with a larger sun zenith raises when computed.
+
+    Returns
+    -------
+    SceneClassification
+        Lazy arrays with the chunks of ``bands["B02"]`` (rounded up to multiples of
+        the shadow-grid factor and, at 20 m, of 3).
+
+    Raises
+    ------
+    InputProductError
+        If a band is missing or an input is not on the bands' grid.
+    ConfigurationError
+        When computed, if a sun zenith exceeds ``max_sun_zenith_deg``.
+    """
+    cfg = config if config is not None else SceneClassificationConfig()
+    maps = aux if aux is not None else AuxiliaryMaps()
+    missing = [b for b in sc.REQUIRED_BANDS if b not in bands]
+    if missing:
+        raise InputProductError("scene classification", f"missing band(s) {', '.join(missing)}")
+    names = [*sc.REQUIRED_BANDS, *(b for b in sc.OPTIONAL_BANDS if b in bands)]
+    ref = bands["B02"]
+    shape = tuple(np.shape(ref))
+    if len(shape) != 2:
+        raise InputProductError("scene classification", f"bands must be 2-D, B02 is {shape}")
+    k = sc.shadow_grid_factor(resolution_m, cfg)
+    unit = math.lcm(k, sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
+                    3 if math.isclose(resolution_m, 20.0) else 1)
+    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
+    chunks = _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
+
+    def prep(a: Any, name: str, dtype: Any = np.float32) -> da.Array:
+        return _as_dask(a, chunks, name, shape).astype(dtype)
+
+    band_arrays = [prep(bands[n], n) for n in names]
+    nb = len(names)
+    sz = prep(sun_zenith, "sun_zenith")
+    sa = prep(sun_azimuth, "sun_azimuth")
+    use_view = view_zenith is not None and view_azimuth is not None
+    vz = prep(view_zenith, "view_zenith") if use_view else None
+    va = prep(view_azimuth, "view_azimuth") if use_view else None
+    dem_a = prep(dem, "dem") if dem is not None else None
+    qm = prep(quality_mask, "quality_mask", bool) if quality_mask is not None else None
+    wb = prep(maps.water_bodies, "water_bodies", np.uint8) if maps.water_bodies is not None else None
+    lc = prep(maps.land_cover, "land_cover", np.uint16) if maps.land_cover is not None else None
+    snc = prep(maps.snow_condition, "snow_condition", np.uint8) if maps.snow_condition is not None else None
+
+    # Stage 1: steps 0-7 and the calibrated probability (pixel rules, snow ring).
+    extras1 = [a for a in (dem_a, qm, snc) if a is not None]
+    snc_mean = _scene_mean_below_100(snc) if snc is not None else None
+
+    def stage1(*blocks: np.ndarray, snow_condition_mean: float | None = None,
+               b10_leakage: float = 0.0) -> tuple[np.ndarray, ...]:
+        b = dict(zip(names, blocks[:nb], strict=True))
+        rest = iter(blocks[nb:])
+        dem_b = next(rest) if dem_a is not None else None
+        qm_b = next(rest) if qm is not None else None
+        snc_b = next(rest) if snc is not None else None
+        cm, cmc, cms = sc.classify_pixels(b, cfg, dem=dem_b, quality_mask=qm_b, snow_possible=maps.snow_possible,
+                                          snow_condition=snc_b, snow_condition_mean=snow_condition_mean,
+                                          b10_leakage=b10_leakage)
+        p = sc.calibrated_cloud_probability(b, cm, cmc, b10_leakage)
+        p[cm == sc.SCL.NO_DATA] = np.nan
+        return cm, cmc, cms, p
+
+    # Scene-wide B10 leakage of bright ground (a histogram reduction).
+    leakage: Delayed | float = 0.0
+    if cfg.cirrus_leakage_correction:
+        rows, cols = chunks
+        hist = da.map_blocks(
+            lambda *blocks: sc.leakage_histogram(dict(zip(names, blocks, strict=True)))[None, None],
+            *band_arrays, new_axis=2, dtype=np.int64, meta=np.empty((0, 0, 0), dtype=np.int64),
+            chunks=((1,) * len(rows), (1,) * len(cols), (sc.LEAKAGE_BINS,)))
+        leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist.sum(axis=(0, 1)), cfg)
+
+    kw1: dict[str, Any] = {"b10_leakage": leakage}
+    if snc_mean is not None:
+        kw1["snow_condition_mean"] = snc_mean
+    cm, cmc, cms, probability = _overlap_map(stage1, [*band_arrays, *extras1], cfg.snow_ring_iterations, 4, **kw1)
+    cm = cm.astype(np.uint8)
+
+    # Stage 2: radiometric shadow test and the cloud mask to project.
+    def stage2(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+        return sc.shadow_inputs(dict(zip(names, blocks[:nb], strict=True)), blocks[nb], blocks[nb + 1], cfg)
+
+    csd1, cloud, dark = _overlap_map(stage2, [*band_arrays, cm, cmc], 2, 3)
+    cloud = cloud.astype(bool)
+    dark = dark.astype(bool)
+
+    # Stage 3: projection on the shadow grid.
+    def displacement(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+        if max_sun_zenith_deg is not None and np.nanmax(blocks[0], initial=0.0) > max_sun_zenith_deg:
+            raise ConfigurationError(
+                f"sun zenith {float(np.nanmax(blocks[0])):.2f} exceeds max_sun_zenith_deg={max_sun_zenith_deg}: "
+                "the shadow projection would need a larger chunk overlap"
+            )
+        if use_view:
+            return sc.shadow_displacement_field(blocks[0], blocks[1], blocks[2], blocks[3], cfg)
+        return sc.shadow_displacement_field(blocks[0], blocks[1], None, None, cfg)
+
+    angles = [sz, sa] + ([vz, va] if vz is not None and va is not None else [])
+    drow, dcol = _overlap_map(displacement, angles, 0, 2)
+    pixel_c = resolution_m * k
+    cloud_c, drow_c, dcol_c = _to_coarse(
+        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
+        [cloud, drow, dcol], k, 3, np.float32)
+    (projected_c,) = _overlap_map(
+        lambda c, r, co: (sc.project_cloud_shadow(c, r, co, pixel_c, cfg),),
+        [cloud_c.astype(bool), drow_c, dcol_c], sc.shadow_reach(pixel_c, cfg, max_sun_zenith_deg), 1)
+    projected = _to_fine(projected_c.astype(bool), k, chunks, bool)
+
+    # Stage 3b: cloud heights matched with dark pixels, on the matching grid.
+    matched = None
+    if cfg.shadow_height_matching:
+        m = sc.match_grid_factor(resolution_m, cfg)
+        pixel_m = resolution_m * m
+        counts = _to_coarse(lambda c, d, r, co: sc.match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5,
+                            np.float64)
+        (zone_m,) = _overlap_map(
+            lambda cc, dk, nn, r, co: (sc.match_cloud_shadow(cc, dk, nn, r, co, pixel_m, cfg),),
+            [counts[0].astype(np.int64), counts[1].astype(np.int64), counts[2].astype(np.int64),
+             counts[3].astype(np.float32), counts[4].astype(np.float32)],
+            sc.match_zone_reach(pixel_m, cfg, max_sun_zenith_deg), 1)
+        matched = _to_fine(zone_m.astype(bool), m, chunks, bool)
+
+    cast = None
+    if dem_a is not None:
+        def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
+            zen_f, sin_az, cos_az = sc.sun_components(zen, azi)
+            zen_c, az_c = sc.coarse_sun(zen_f, sin_az, cos_az, k)
+            return block_mean(z, k), zen_c, az_c
+
+        dem_c, sz_c, sa_c = _to_coarse(coarse_terrain, [dem_a, sz, sa], k, 3, np.float64)
+        (cast_c,) = _overlap_map(
+            lambda z, zen, azi: (shadow_kernels.cast_shadow(z, zen, azi, pixel_c, cfg.terrain_shadow_max_distance_m),),
+            [dem_c.astype(np.float32), sz_c, sa_c], sc.terrain_shadow_reach(pixel_c, cfg), 1)
+        cast = _to_fine(cast_c.astype(bool), k, chunks, bool)
+
+    # Stage 4: scene statistics for R7/R8 (land cover only).
+    statistics = None
+    if lc is not None:
+        (blob,) = _overlap_map(lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm],
+                               sc.hpc_blob_reach(resolution_m, cfg), 1)
+
+        def sums(*blocks: np.ndarray) -> np.ndarray:
+            b = dict(zip(names, blocks[:nb], strict=True))
+            return sc.scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2])[None, None]
+
+        rows, cols = chunks
+        per_block = da.map_blocks(sums, *band_arrays, cm, blob.astype(bool), lc, new_axis=2, dtype=np.float64,
+                                  chunks=((1,) * len(rows), (1,) * len(cols), (sc.N_STATISTICS,)),
+                                  meta=np.empty((0, 0, 0), dtype=np.float64))
+        statistics = dask.delayed(sc.statistics_from_sums, pure=True)(per_block.sum(axis=(0, 1)), resolution_m, cfg)
+
+    # Stage 5: shadows, recoveries, post-processing, improvements.
+    optional = {"dem": dem_a, "cast": cast, "water_bodies": wb, "land_cover": lc, "matched": matched}
+    present = {key: a for key, a in optional.items() if a is not None}
+    sun = [sz, sa] if dem_a is not None else []
+
+    def stage5(*blocks: np.ndarray, statistics: sc.SceneStatistics | None = None,
+               b10_leakage: float = 0.0) -> tuple[np.ndarray, ...]:
+        b = dict(zip(names, blocks[:nb], strict=True))
+        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nb: nb + 6]
+        rest = list(blocks[nb + 6:])
+        sun_b = rest[:2] if sun else [None, None]
+        kw = dict(zip(present, rest[len(sun):], strict=True))
+        return sc.finalize(b, cm_b, csd1_b, cloud_b, proj_b, resolution_m, cfg, dark=dark_b, probability=p_b,
+                           sun_zenith=sun_b[0], sun_azimuth=sun_b[1], statistics=statistics,
+                           b10_leakage=b10_leakage, **kw)
+
+    kw5: dict[str, Any] = {"b10_leakage": leakage}
+    if statistics is not None:
+        kw5["statistics"] = statistics
+    scl, buffered = _overlap_map(
+        stage5, [*band_arrays, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
+        sc.finalize_reach(resolution_m, cfg, land_cover=lc is not None), 2, **kw5)
+
+    u8 = np.empty((0, 0), dtype=np.uint8)
+    return SceneClassification(
+        scl=scl.astype(np.uint8),
+        cloud_probability=da.map_blocks(sc.probability_to_uint8, cmc, dtype=np.uint8, meta=u8),
+        snow_probability=da.map_blocks(sc.probability_to_uint8, cms, dtype=np.uint8, meta=u8),
+        calibrated_cloud_probability=probability,
+        cloud_buffer=buffered.astype(bool),
+        resolution_m=float(resolution_m),
+        config=cfg,
+        water_bodies=wb,
+    )
