@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 F32 = np.float32
 NODATA, SATURATED, SHADOW, VEGETATION, NOT_VEGETATED, WATER = 0, 1, 3, 4, 5, 6
 CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS, SNOW = 8, 9, 10, 11
-WAVELENGTH_UM = dict(zip(BANDS, (0.443, 0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 0.945, 1.375, 1.610, 2.190)))
+WAVELENGTH_UM = dict(
+    zip(
+        BANDS, (0.443, 0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 0.945, 1.375, 1.610, 2.190), strict=False
+    )
+)
 AEROSOL_MODELS = ("continental", "maritime")
 NEGATIVE_CHECK_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
@@ -369,7 +373,14 @@ class AtmosphericCorrection:
                 wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
             ))[0])  # fmt: skip
             land, too_dark = neg[0], neg[1:]
-            scale = next((f for f, n in zip(NEGATIVE_CHECK_FACTORS, too_dark) if land == 0 or n <= cfg.negative_fraction * land), 0.0)
+            scale = next(
+                (
+                    f
+                    for f, n in zip(NEGATIVE_CHECK_FACTORS, too_dark, strict=False)
+                    if land == 0 or n <= cfg.negative_fraction * land
+                ),
+                0.0,
+            )
             sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
             raw = da.map_blocks(_select_ddv, layers[0], layers[1 + 2 * im], k=k_sel + 1, fill=scene_aot,
                                 scale=scale, dtype=F32)  # fmt: skip
@@ -400,7 +411,9 @@ class AtmosphericCorrection:
                        OZONE_VALUE=round(cfg.ozone_cm_atm * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
         return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary)
 
-    def correct(self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]) -> dict[str, da.Array]:
+    def correct(
+        self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]
+    ) -> dict[str, da.Array]:
         """Lazy BOA reflectance (float32, NaN = no data) of ``bands`` with adjacency and terrain terms."""
         cfg = self.config
         size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m)

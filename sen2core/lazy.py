@@ -50,14 +50,11 @@ def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: A
     """Apply a neighbourhood ``func`` block-wise with ``depth`` pixels of overlap.
 
     Array edges are not padded (``boundary="none"``): the kernel's own edge mode
-    applies there exactly as on the whole array. Chunks thinner than the depth
-    are merged first, since an overlap cannot reach beyond a neighbour.
+    applies there exactly as on the whole array.
     """
-    depth = int(depth)
-    if any(min(c) < depth and len(c) > 1 for c in x.chunks):
-        size = max(depth, max(max(c) for c in x.chunks))
-        x = x.rechunk((size, size))
-    return x.map_overlap(func, depth=depth, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
+    # One chunk along an axis needs no overlap; elsewhere dask merges chunks thinner than the depth.
+    per_axis = {i: (0 if len(c) == 1 else min(int(depth), x.shape[i])) for i, c in enumerate(x.chunks)}
+    return x.map_overlap(func, depth=per_axis, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
 
 
 def _gaussian_nan(block: NDArray[Any], sigma: float) -> NDArray[np.float32]:

@@ -55,3 +55,9 @@ main.add_command(lut)
 from sen2core.cli.info import info  # noqa: E402
 
 main.add_command(info)
+from sen2core.cli.process import process  # noqa: E402
+
+main.add_command(process)
+from sen2core.cli.synth import synth  # noqa: E402
+
+main.add_command(synth)

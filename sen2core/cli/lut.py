@@ -22,15 +22,35 @@ def lut() -> None:
 
 
 @lut.command("build")
-@click.option("--grid", "grid_name", type=click.Choice(["full", "dev"]), default="full", show_default=True,
-              help="Node set: 'full' is the shipped LUT (~1 h on 2 cores), 'dev' a coarse one for quick checks.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output .npz (default: the packaged LUT).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("lut-build"),
-              show_default=True, help="Checkpoint folder: rerun the same command to resume.")
+@click.option(
+    "--grid",
+    "grid_name",
+    type=click.Choice(["full", "dev"]),
+    default="full",
+    show_default=True,
+    help="Node set: 'full' is the shipped LUT (~1 h on 2 cores), 'dev' a coarse one for quick checks.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output .npz (default: the packaged LUT).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("lut-build"),
+    show_default=True,
+    help="Checkpoint folder: rerun the same command to resume.",
+)
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True, help="Parallel 6S runs.")
-@click.option("--srf", "srf_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="ESA spectral response table as CSV (default: super-Gaussian responses).")
+@click.option(
+    "--srf",
+    "srf_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="ESA spectral response table as CSV (default: super-Gaussian responses).",
+)
 def build_cmd(grid_name: str, output: Path | None, workdir: Path, workers: int, srf_csv: Path | None) -> None:
     """Run 6S over the LUT grid (resumable) and write the LUT."""
     from sen2core.atmosphere.build import build
@@ -56,8 +76,13 @@ def build_cmd(grid_name: str, output: Path | None, workdir: Path, workers: int, 
 
 
 @lut.command("info")
-@click.option("--lut", "lut_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="LUT file (default: the packaged LUT).")
+@click.option(
+    "--lut",
+    "lut_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="LUT file (default: the packaged LUT).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info_cmd(lut_path: Path | None, as_json: bool) -> None:
     """Print the LUT's axes, ranges, id and provenance."""

@@ -44,7 +44,9 @@ def encode_scaled(values: NDArray[np.floating], scale: float) -> NDArray[np.uint
     return np.where(ok, np.clip(np.floor(np.where(ok, v, 0.0) * scale + 0.5), 0, 65535), 0).astype(np.uint16)
 
 
-def tci(b04: NDArray[np.integer], b03: NDArray[np.integer], b02: NDArray[np.integer], offset: int = 1000) -> NDArray[np.uint8]:
+def tci(
+    b04: NDArray[np.integer], b03: NDArray[np.integer], b02: NDArray[np.integer], offset: int = 1000
+) -> NDArray[np.uint8]:
     """True-colour image (bands, rows, cols) as Sen2Cor scales it: reflectance 0-0.25 to 1-255, 0 = no data."""
     out = []
     for dn in (b04, b03, b02):

@@ -52,7 +52,11 @@ def irradiance_factor(
     sky_view
         Fraction of the sky hemisphere seen by the pixel.
     """
-    ci = np.asarray(cos_sza, dtype=np.float64) if cos_i is None else np.clip(np.asarray(cos_i, dtype=np.float64), 0.0, None)
+    ci = (
+        np.asarray(cos_sza, dtype=np.float64)
+        if cos_i is None
+        else np.clip(np.asarray(cos_i, dtype=np.float64), 0.0, None)
+    )
     direct = t.t_down_dir * np.asarray(sunlit, dtype=np.float64) * ci / np.asarray(cos_sza, dtype=np.float64)
     return direct + (t.t_down - t.t_down_dir) * np.asarray(sky_view, dtype=np.float64)
 

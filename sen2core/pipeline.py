@@ -1,0 +1,366 @@
+"""Process one Level-1C product into a Level-2A product: the library's unit of work.
+
+``process_product(l1c_href, output_root, config) -> L2AResult``. The product is
+built in a hidden sibling folder and renamed into place once complete; a summary
+file written last inside it marks it done, so a crash never leaves something that
+looks finished and a rerun of a finished product is a no-op (unless overwrite).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from sen2core import __version__, lazy
+from sen2core.atmosphere.lut import load_lut
+from sen2core.config import SceneClassificationConfig
+from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, config_dict
+from sen2core.errors import ConfigurationError, InputProductError
+from sen2core.io.dem import dem_on_grid
+from sen2core.io.product import Product, open_l1c
+from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.kernels import encode, terrain
+from sen2core.scl import classify
+
+log = logging.getLogger(__name__)
+
+F32 = np.float32
+BANDS_10M = ("B02", "B03", "B04", "B08")
+BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")
+BANDS_60M = ("B01", "B09")
+#: Bands corrected on the working grid (B08 only at 10 m, B10 is never output: as Sen2Cor).
+WORKING_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
+INPUT_BANDS = WORKING_BANDS + ("B10",)
+SCL_COLOURS = {
+    0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (47, 47, 47, 255), 3: (100, 50, 0, 255), 4: (0, 160, 0, 255),
+    5: (255, 230, 90, 255), 6: (0, 0, 255, 255), 7: (128, 128, 128, 255), 8: (192, 192, 192, 255),
+    9: (255, 255, 255, 255), 10: (100, 200, 255, 255), 11: (255, 150, 255, 255),
+}  # fmt: skip
+MARKER = "L2A_SUMMARY.json"
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """Options of one processing run."""
+
+    resolution: int | None = None
+    """10, 20 or 60; None = every band at its native resolution (Sen2Cor's default run)."""
+    sc_only: bool = False
+    """Scene classification only (Sen2Cor ``--sc_only``)."""
+    dem: str | None = None
+    """DEM raster for terrain correction and the pressure axis."""
+    overwrite: bool = False
+    """Reprocess a product that is already done."""
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
+    classification: SceneClassificationConfig = field(default_factory=SceneClassificationConfig)
+    lut: str | None = None
+    """LUT file (default: the packaged one)."""
+    chunk_m: float = 18300.0
+    """Chunk edge in metres (1830 px at 10 m = 915 at 20 m = 305 at 60 m)."""
+
+    def __post_init__(self) -> None:
+        if self.resolution not in (None, 10, 20, 60):
+            raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")
+
+
+@dataclass(frozen=True)
+class L2AResult:
+    """What a run produced (small: safe to return from a task)."""
+
+    l1c_id: str
+    l2a_id: str
+    output_dir: str
+    status: str
+    """``done`` or ``skipped`` (already done, no overwrite)."""
+    class_percentages: dict[str, float] = field(default_factory=dict)
+    atmosphere: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable view."""
+        return asdict(self)
+
+
+def spacecraft_code(product: Product) -> str:
+    """``S2A`` or ``S2B`` for the LUT's spectral responses (later units use S2A's, with a warning)."""
+    name = (product.spacecraft or product.product_id or "")[-1:].upper()
+    text = (product.spacecraft or "") + " " + (product.product_id or "")
+    if "2B" in text:
+        return "S2B"
+    if "2A" not in text:
+        log.warning("%s: spacecraft %r has no spectral responses in the LUT; using S2A's", product.href, name)
+    return "S2A"
+
+
+def l2a_id(product: Product) -> str:
+    """Deterministic Level-2A id: the L1C id with MSIL2A and baseline N9{major}{minor:02d} of sen2core."""
+    major, minor = (int(x) for x in __version__.split(".")[:2])
+    parts = product.product_id.split("_")
+    if len(parts) == 7 and parts[1].startswith("MSIL1C"):
+        parts[1] = "MSIL2A"
+        parts[3] = f"N9{major}{minor:02d}"
+        return "_".join(parts)
+    return f"{product.product_id}_L2A_N9{major}{minor:02d}"
+
+
+def output_dir(product: Product, root: str | Path) -> Path:
+    """``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}``."""
+    if product.sensing_time is None or product.tile_id is None:
+        raise InputProductError(product.href, "sensing time or tile unknown: cannot place the output")
+    t = product.sensing_time
+    return Path(root) / product.tile_id / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}" / l2a_id(product)
+
+
+def is_done(folder: Path) -> bool:
+    """A product is done when its summary (written last) exists."""
+    return (folder / MARKER).is_file()
+
+
+class _Clock:
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.t0 = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.progress = progress
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.progress:
+            self.progress(name)
+        log.info("stage %s", name)
+        self._current = name
+        self.last = now
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 2)
+        self.last = now
+
+
+def _terrain_arrays(
+    dem_km: da.Array, sza: da.Array, saa: da.Array, res: float, mean_sza: float, mean_saa: float
+) -> tuple[da.Array, da.Array, da.Array]:
+    def slope_aspect(block: np.ndarray) -> np.ndarray:
+        s, a = terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)
+        return np.stack([s, a]).astype(F32)
+
+    sa = da.map_overlap(slope_aspect, dem_km, depth={0: 1, 1: 1}, boundary="none", new_axis=0,
+                        dtype=F32, meta=np.empty((0, 0, 0), F32))  # fmt: skip
+    slope, aspect = sa[0], sa[1]
+    cos_i = da.map_blocks(lambda s, a, z, az: terrain.cos_incidence(s, a, z, az).astype(F32), slope, aspect, sza, saa,
+                          dtype=F32)  # fmt: skip
+    sky = da.map_blocks(lambda s: terrain.sky_view(s).astype(F32), slope, dtype=F32)
+    # Cast shadows reach at most the relief over the sun's elevation; 5 km covers 2 km of relief at 68 deg.
+    reach = min(5000.0, 2000.0 * math.tan(math.radians(min(mean_sza, 80.0))))
+    depth = max(int(reach / res), 1)
+
+    def shadow(block: np.ndarray) -> np.ndarray:
+        return (~terrain.cast_shadow(block.astype(np.float64) * 1000.0, res, mean_sza, mean_saa, reach)).astype(F32)
+
+    sunlit = lazy.overlap(shadow, dem_km, depth)
+    return cos_i, sunlit, sky
+
+
+def process_product(
+    l1c_href: str | os.PathLike[str],
+    output_root: str | os.PathLike[str],
+    config: ProcessingConfig = ProcessingConfig(),
+    progress: Callable[[str], None] | None = None,
+) -> L2AResult:
+    """Process one Level-1C product to Level-2A COGs under ``output_root``.
+
+    Parameters
+    ----------
+    l1c_href
+        SAFE folder, ``.SAFE.zip`` or ``MTD_MSIL1C.xml``.
+    output_root
+        Root of the output tree (``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}/``).
+    config
+        Processing options.
+    progress
+        Called with each stage's name as it starts.
+
+    Returns
+    -------
+    L2AResult
+
+    Raises
+    ------
+    InputProductError
+        The input is not a usable Level-1C product.
+    """
+    clock = _Clock(progress)
+    clock.stage("open")
+    product = open_l1c(l1c_href, chunk_m=config.chunk_m)
+    final = output_dir(product, output_root)
+    ident = final.name
+    if is_done(final) and not config.overwrite:
+        summary = json.loads((final / MARKER).read_text())
+        return L2AResult(product.product_id, ident, str(final), "skipped", summary.get("class_percentages", {}),
+                         summary.get("atmosphere", {}), {}, tuple(sorted(p.name for p in final.iterdir())))  # fmt: skip
+    lut = load_lut(config.lut)
+    sc = spacecraft_code(product)
+    wr = 60 if config.resolution == 60 else 20
+    gb = product.geobox(wr)
+    clock.done("open")
+
+    clock.stage("read")
+    present = [b for b in INPUT_BANDS if b in product.band_files]
+    missing = [b for b in WORKING_BANDS if b not in product.band_files]
+    if missing:
+        raise InputProductError(product.href, f"bands needed for Level-2A are missing: {', '.join(missing)}")
+    toa = dict(zip(present, dask.persist(*(product.toa(b, wr) for b in present)), strict=False))
+    sza, saa = product.sun_angles(wr)
+    vza, vaa = {}, {}
+    for b in present:
+        vza[b], vaa[b] = product.view_angles(b, wr)
+    clock.done("read")
+
+    clock.stage("scene classification")
+    dem_km = None
+    if config.dem:
+        dem_m = dem_on_grid(config.dem, gb, toa["B04"].chunks)
+        dem_km = da.clip(da.where(da.isfinite(dem_m), dem_m, 0.0), -500.0, 9000.0) / 1000.0
+    # The highest sun zenith bounds how far shadows reach, hence the chunk overlaps.
+    (max_sza,) = dask.compute(da.nanmax(sza))
+    scl_res = classify(
+        {b: toa[b] for b in present}, sza, saa, vza["B8A"], vaa["B8A"], resolution_m=wr,
+        config=config.classification, dem=None if dem_km is None else dem_km * 1000.0,
+        max_sun_zenith_deg=min(float(max_sza) + 2.0, 89.0),
+    )  # fmt: skip
+    layers = ("scl", "cloud_probability", "snow_probability", "calibrated_cloud_probability", "cloud_buffer")
+    scl_res = replace(scl_res, **dict(zip(layers, dask.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
+    (percentages,) = dask.compute(scl_res.percentages())
+    scl = scl_res.scl
+    clock.done("scene classification")
+
+    outputs: dict[str, tuple[da.Array, RasterSpec]] = {}
+    cmap = {k: v for k, v in SCL_COLOURS.items()}
+    outputs["SCL.tif"] = (scl, RasterSpec(gb, "uint8", 0, ("SCL",), "mode", colormap=cmap))
+    outputs["MSK_CLDPRB.tif"] = (
+        scl_res.cloud_probability,
+        RasterSpec(gb, "uint8", None, ("cloud probability %",), "average"),
+    )
+    outputs["MSK_SNWPRB.tif"] = (scl_res.snow_probability,
+                                 RasterSpec(gb, "uint8", None, ("snow probability %",), "average"))  # fmt: skip
+    outputs["CLD_PROB_CALIBRATED.tif"] = (scl_res.calibrated_cloud_probability,
+                                          RasterSpec(gb, "uint8", None, ("calibrated cloud probability %",)))  # fmt: skip
+    if wr == 20:
+        gb60 = product.geobox(60)
+        outputs["SCL_60m.tif"] = (scl_res.scl_60m(), RasterSpec(gb60, "uint8", 0, ("SCL",), "mode", colormap=cmap))
+        outputs["MSK_CLDPRB_60m.tif"] = (scl_res.cloud_probability_60m(), RasterSpec(gb60, "uint8", None))
+        outputs["MSK_SNWPRB_60m.tif"] = (scl_res.snow_probability_60m(), RasterSpec(gb60, "uint8", None))
+    atmosphere: dict[str, Any] = {}
+
+    if not config.sc_only:
+        clock.stage("atmosphere")
+        elev = dem_km if dem_km is not None else da.full(gb.shape, config.correction.elevation_km, dtype=F32,
+                                                                  chunks=toa["B04"].chunks)  # fmt: skip
+        terrain_arrays: tuple[Any, ...] = (None, None, None)
+        if dem_km is not None:
+            mean_sza, mean_saa = (float(v) for v in dask.compute(da.nanmean(sza), da.nanmean(saa)))
+            terrain_arrays = _terrain_arrays(dem_km, sza, saa, wr, mean_sza, mean_saa)
+        scene = Scene(toa=toa, sun_zenith=sza, sun_azimuth=saa, view_zenith=vza, view_azimuth=vaa,
+                      elevation_km=elev, resolution_m=wr, spacecraft=sc, cos_incidence=terrain_arrays[0],
+                      sunlit=terrain_arrays[1], sky_view=terrain_arrays[2])  # fmt: skip
+        ac = AtmosphericCorrection(config.correction, lut)
+        gamma = None
+        if config.correction.cirrus_correction:
+            scene, gamma = ac.remove_cirrus(scene, scl)
+        atm = ac.retrieve(scene, scl)
+        atmosphere = dict(atm.summary, CIRRUS_GAMMA=gamma)
+        clock.done("atmosphere")
+
+        clock.stage("correction")
+        boa_wr = ac.correct(scene, atm, scl, WORKING_BANDS)
+        legacy = False
+        boa_spec = dict(scale=1.0 / encode.BOA_QUANTIFICATION, offset=encode.BOA_ADD_OFFSET / encode.BOA_QUANTIFICATION)
+
+        def enc(x: da.Array) -> da.Array:
+            return da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)
+
+        def enc_scaled(x: da.Array, scale: float) -> da.Array:
+            return da.map_blocks(encode.encode_scaled, x, scale, dtype=np.uint16)
+
+        outputs["AOT.tif"] = (enc_scaled(atm.aot, encode.AOT_QUANTIFICATION),
+                              RasterSpec(gb, "uint16", 0, ("AOT x1000",), scale=1e-3))  # fmt: skip
+        outputs["WVP.tif"] = (enc_scaled(atm.water_vapour, encode.WVP_QUANTIFICATION),
+                              RasterSpec(gb, "uint16", 0, ("WVP cm x1000",), scale=1e-3))  # fmt: skip
+        native = config.resolution in (None, 10)
+        if config.resolution == 60 or config.resolution == 20:
+            for b in WORKING_BANDS:
+                outputs[f"{b}.tif"] = (enc(boa_wr[b]), RasterSpec(gb, "uint16", 0, (b,), **boa_spec))
+            tci_src = (boa_wr["B04"], boa_wr["B03"], boa_wr["B02"])
+            tci_gb = gb
+        if native:
+            for b in BANDS_20M:
+                outputs[f"{b}.tif"] = (enc(boa_wr[b]), RasterSpec(gb, "uint16", 0, (b,), **boa_spec))
+            gb60 = product.geobox(60)
+            for b in BANDS_60M:
+                b60 = lazy.downsample_mean(boa_wr[b].rechunk(toa["B04"].chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
+                outputs[f"{b}.tif"] = (enc(b60), RasterSpec(gb60, "uint16", 0, (b,), **boa_spec))
+            gb10 = product.geobox(10)
+            toa10 = {b: product.toa(b, 10) for b in BANDS_10M}
+            sza10, saa10 = product.sun_angles(10)
+            up = lambda x: lazy.upsample(x, 2, gb10.shape).rechunk(toa10["B02"].chunks)  # noqa: E731
+            view10 = {b: product.view_angles(b, 10) for b in BANDS_10M}
+            scene10 = Scene(
+                toa=toa10, sun_zenith=sza10, sun_azimuth=saa10, view_zenith={b: v[0] for b, v in view10.items()},
+                view_azimuth={b: v[1] for b, v in view10.items()}, elevation_km=up(elev), resolution_m=10,
+                spacecraft=sc,
+                cos_incidence=None if terrain_arrays[0] is None else up(terrain_arrays[0]),
+                sunlit=None if terrain_arrays[1] is None else up(terrain_arrays[1]),
+                sky_view=None if terrain_arrays[2] is None else up(terrain_arrays[2]),
+            )  # fmt: skip
+            atm10 = type(atm)(aot=up(atm.aot), water_vapour=up(atm.water_vapour), aerosol=atm.aerosol,
+                              summary=atm.summary)  # fmt: skip
+            scl10 = up(scl)
+            if gamma is not None:
+                scene10, _ = ac.remove_cirrus(
+                    Scene(**{**scene10.__dict__, "toa": {**toa10, "B10": product.toa("B10", 10)}}), scl10
+                )
+            boa10 = ac.correct(scene10, atm10, scl10, BANDS_10M)
+            for b in BANDS_10M:
+                outputs[f"{b}.tif"] = (enc(boa10[b]), RasterSpec(gb10, "uint16", 0, (b,), **boa_spec))
+            tci_src = (boa10["B04"], boa10["B03"], boa10["B02"])
+            tci_gb = gb10
+        dn = [enc(x) for x in tci_src]
+        tci = da.map_blocks(encode.tci, *dn, new_axis=0, chunks=((3,),) + dn[0].chunks, dtype=np.uint8)
+        outputs["TCI.tif"] = (tci, RasterSpec(tci_gb, "uint8", 0, ("red", "green", "blue"), compress="DEFLATE"))
+        clock.done("correction")
+
+    clock.stage("write")
+    tmp = final.parent / f".{ident}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        dask.compute(*cog_tasks(outputs, tmp))
+        clock.done("write")
+        summary = {
+            "l1c_id": product.product_id, "l2a_id": ident, "processor": f"sen2core {__version__}", "lut_id": lut.id,
+            "spacecraft_srf": sc, "resolution": config.resolution, "sc_only": config.sc_only,
+            "class_percentages": percentages, "atmosphere": atmosphere,
+            "correction_config": config_dict(config.correction), "seconds": clock.seconds,
+            "warnings": list(product.warnings),
+        }  # fmt: skip
+        (tmp / MARKER).write_text(json.dumps(summary, indent=1, default=float))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files = tuple(sorted(p.name for p in final.iterdir()))
+    return L2AResult(product.product_id, ident, str(final), "done", percentages, atmosphere, clock.seconds, files)

@@ -1,0 +1,90 @@
+"""``sen2core process`` end to end on synthetic Level-1C scenes with known truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from sen2core.pipeline import ProcessingConfig, process_product
+
+
+def synth(folder: Path, *args: str) -> Path:
+    out = subprocess.run([sys.executable, "-m", "sen2core.cli", "synth", str(folder), *args],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return Path(out.strip().splitlines()[-1])
+
+
+def truth_of(safe: Path) -> Path:
+    return safe.with_name(safe.name[: -len(".SAFE")] + ".truth")
+
+
+@pytest.mark.parametrize("wv,seed", [(0.8, 11), (2.0, 12), (3.8, 13)])
+def test_process_retrieves_water_vapour(tmp_path: Path, wv: float, seed: int) -> None:
+    """APDA on synthetic scenes: scene-mean water vapour within 10 % of truth."""
+    safe = synth(tmp_path / "l1c", "--size", "732", "--seed", str(seed), "--aot", "0.2", "--wv", str(wv),
+                 "--cloud-cover", "15")  # fmt: skip
+    res = process_product(safe, tmp_path / "l2a", ProcessingConfig(resolution=20))
+    truth = json.loads((truth_of(safe) / "truth.json").read_text())["atmosphere"]
+    atm = res.atmosphere
+    print(f"WV {atm['GRANULE_MEAN_WV']:.3f} (truth {truth['water_vapour_mean_cm']}), "
+          f"AOT {atm['GRANULE_MEAN_AOT']:.3f} (truth {truth['aot550_mean']}), {atm['AOT_RETRIEVAL_METHOD']}")  # fmt: skip
+    assert atm["WV_RETRIEVAL_METHOD"] == "APDA" and atm["AOT_RETRIEVAL_METHOD"] == "SEN2COR_DDV"
+    assert abs(atm["GRANULE_MEAN_WV"] - truth["water_vapour_mean_cm"]) <= 0.10 * truth["water_vapour_mean_cm"]
+
+
+def test_desert_without_vegetation_falls_back_to_default_aot(tmp_path: Path) -> None:
+    """No dark dense vegetation on a real desert surface: the configured AOT, recorded as DEFAULT."""
+    desert = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+    safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "4", "--cloud-cover", "0", "--surface", str(desert),
+                 "--wv", "0.6")  # fmt: skip
+    res = process_product(safe, tmp_path / "l2a", ProcessingConfig(resolution=20))
+    assert res.atmosphere["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
+    with rasterio.open(Path(res.output_dir) / "AOT.tif") as ds:
+        aot = ds.read(1)
+    assert np.all((aot == 0) | (aot == round(1000 * res.atmosphere["GRANULE_MEAN_AOT"])))
+
+
+def test_outputs_are_valid_cogs_and_rerun_is_a_no_op(tmp_path: Path) -> None:
+    safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "5", "--cloud-cover", "20")
+    first = process_product(safe, tmp_path / "l2a")
+    out = Path(first.output_dir)
+    assert first.status == "done"
+    tifs = sorted(out.glob("*.tif"))
+    assert {p.name for p in tifs} >= {f"{b}.tif" for b in ("B01", "B02", "B8A", "B12", "SCL", "AOT", "WVP", "TCI")}
+    for p in tifs:
+        valid, errors, _ = cog_validate(str(p), quiet=True)
+        assert valid, (p.name, errors)
+    with rasterio.open(out / "B02.tif") as ds:
+        assert ds.res == (10.0, 10.0) and ds.nodata == 0 and ds.scales[0] == pytest.approx(1e-4)
+        assert ds.offsets[0] == pytest.approx(-0.1)
+    with rasterio.open(out / "B05.tif") as ds:
+        assert ds.res == (20.0, 20.0)
+    with rasterio.open(out / "B01.tif") as ds:
+        assert ds.res == (60.0, 60.0)
+    assert not list(out.parent.glob(".*tmp*")), "temporary build folders left behind"
+    stamp = (out / "L2A_SUMMARY.json").stat().st_mtime_ns
+    again = process_product(safe, tmp_path / "l2a")
+    assert again.status == "skipped" and (out / "L2A_SUMMARY.json").stat().st_mtime_ns == stamp
+    forced = process_product(safe, tmp_path / "l2a", ProcessingConfig(overwrite=True))
+    assert forced.status == "done" and (out / "L2A_SUMMARY.json").stat().st_mtime_ns != stamp
+
+
+def test_sc_only_writes_masks_and_percentages(tmp_path: Path) -> None:
+    safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "8", "--cloud-cover", "30")
+    res = subprocess.run([sys.executable, "-m", "sen2core.cli", "process", str(safe), "-o", str(tmp_path / "l2a"),
+                          "--sc-only", "--json"], check=True, capture_output=True, text=True)  # fmt: skip
+    summary = json.loads(res.stdout)
+    names = set(summary["files"])
+    assert {"SCL.tif", "SCL_60m.tif", "MSK_CLDPRB.tif", "MSK_SNWPRB.tif", "L2A_SUMMARY.json"} <= names
+    assert not any(n.startswith("B") for n in names)
+    pct = summary["class_percentages"]
+    for key in ("CLOUDY_PIXEL_PERCENTAGE", "CLOUDY_PIXEL_OVER_LAND_PERCENTAGE", "CLOUD_SHADOW_PERCENTAGE",
+                "SNOW_ICE_PERCENTAGE", "NODATA_PIXEL_PERCENTAGE"):  # fmt: skip
+        assert 0.0 <= pct[key] <= 100.0
