@@ -33,6 +33,7 @@ from sen2core.io.dem import dem_on_grid
 from sen2core.io.product import Product, open_l1c
 from sen2core.io.write import RasterSpec, cog_tasks
 from sen2core.kernels import encode, terrain
+from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.scl import classify
 
 log = logging.getLogger(__name__)
@@ -256,8 +257,8 @@ def process_product(
     )
     outputs["MSK_SNWPRB.tif"] = (scl_res.snow_probability,
                                  RasterSpec(gb, "uint8", None, ("snow probability %",), "average"))  # fmt: skip
-    outputs["CLD_PROB_CALIBRATED.tif"] = (scl_res.calibrated_cloud_probability,
-                                          RasterSpec(gb, "uint8", None, ("calibrated cloud probability %",)))  # fmt: skip
+    calibrated = da.map_blocks(probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8)
+    outputs["CLD_PROB_CALIBRATED.tif"] = (calibrated, RasterSpec(gb, "uint8", None, ("cloud probability %",)))
     if wr == 20:
         gb60 = product.geobox(60)
         outputs["SCL_60m.tif"] = (scl_res.scl_60m(), RasterSpec(gb60, "uint8", 0, ("SCL",), "mode", colormap=cmap))

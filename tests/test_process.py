@@ -84,6 +84,10 @@ def test_sc_only_writes_masks_and_percentages(tmp_path: Path) -> None:
     names = set(summary["files"])
     assert {"SCL.tif", "SCL_60m.tif", "MSK_CLDPRB.tif", "MSK_SNWPRB.tif", "L2A_SUMMARY.json"} <= names
     assert not any(n.startswith("B") for n in names)
+    with rasterio.open(Path(summary["output_dir"]) / "CLD_PROB_CALIBRATED.tif") as ds:
+        prob = ds.read(1)
+    # A percentage map with a spread of values, not a 0/1 mask.
+    assert prob.max() <= 100 and len(np.unique(prob)) > 10
     pct = summary["class_percentages"]
     for key in ("CLOUDY_PIXEL_PERCENTAGE", "CLOUDY_PIXEL_OVER_LAND_PERCENTAGE", "CLOUD_SHADOW_PERCENTAGE",
                 "SNOW_ICE_PERCENTAGE", "NODATA_PIXEL_PERCENTAGE"):  # fmt: skip
