@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -62,8 +63,11 @@ def process(product: Path, output_dir: Path, resolution: str | None, sc_only: bo
     if workers:
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-                Client(cl):  # fmt: skip
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.ERROR) as cl,
+            Client(cl),
+        ):  # fmt: skip
             result = process_product(product, output_dir, cfg, progress)
     else:
         result = process_product(product, output_dir, cfg, progress)
