@@ -34,6 +34,7 @@ from sen2core.io.product import Product, open_l1c
 from sen2core.io.write import RasterSpec, cog_tasks
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.scene_class import probability_to_uint8
+from sen2core.kernels.shadow import cast_shadow
 from sen2core.scl import classify
 
 log = logging.getLogger(__name__)
@@ -154,13 +155,13 @@ class _Clock:
 def _terrain_arrays(
     dem_km: da.Array, sza: da.Array, saa: da.Array, res: float, mean_sza: float, mean_saa: float
 ) -> tuple[da.Array, da.Array, da.Array]:
-    def slope_aspect(block: np.ndarray) -> np.ndarray:
-        s, a = terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)
-        return np.stack([s, a]).astype(F32)
+    def slope(block: np.ndarray) -> np.ndarray:
+        return terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)[0].astype(F32)
 
-    sa = da.map_overlap(slope_aspect, dem_km, depth={0: 1, 1: 1}, boundary="none", new_axis=0,
-                        dtype=F32, meta=np.empty((0, 0, 0), F32))  # fmt: skip
-    slope, aspect = sa[0], sa[1]
+    def aspect(block: np.ndarray) -> np.ndarray:
+        return terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)[1].astype(F32)
+
+    slope, aspect = lazy.overlap(slope, dem_km, 1), lazy.overlap(aspect, dem_km, 1)
     cos_i = da.map_blocks(lambda s, a, z, az: terrain.cos_incidence(s, a, z, az).astype(F32), slope, aspect, sza, saa,
                           dtype=F32)  # fmt: skip
     sky = da.map_blocks(lambda s: terrain.sky_view(s).astype(F32), slope, dtype=F32)
@@ -169,7 +170,7 @@ def _terrain_arrays(
     depth = max(int(reach / res), 1)
 
     def shadow(block: np.ndarray) -> np.ndarray:
-        return (~terrain.cast_shadow(block.astype(np.float64) * 1000.0, res, mean_sza, mean_saa, reach)).astype(F32)
+        return (~cast_shadow(block.astype(np.float64) * 1000.0, mean_sza, mean_saa, res, reach)).astype(F32)
 
     sunlit = lazy.overlap(shadow, dem_km, depth)
     return cos_i, sunlit, sky

@@ -7,6 +7,7 @@ import pytest
 
 from sen2core.atmosphere.lut import load_lut, toa_reflectance
 from sen2core.kernels import adjacency, aot, cirrus, encode, rt, terrain, wv
+from sen2core.kernels.shadow import cast_shadow
 from sen2core.kernels.solve import bisect
 
 GEOM = dict(sza=38.0, vza=6.5, raa=110.0)
@@ -91,7 +92,7 @@ def test_terrain_of_a_tilted_plane_and_a_wall() -> None:
     assert terrain.sky_view(np.array(0.0)) == 1.0
     wall = np.zeros((40, 40))
     wall[:, 20] = 200.0  # a 200 m wall; sun in the east (azimuth 90) at 45 deg zenith
-    shade = terrain.cast_shadow(wall, px, 45.0, 90.0, 400.0)
+    shade = cast_shadow(wall, 45.0, 90.0, px, 400.0)
     # Shadow west of the wall over 200 m = 10 pixels, none east of it.
     assert shade[20, 11:20].all() and not shade[20, 5] and not shade[20, 21:].any()
     assert terrain.is_quasi_flat(np.full((10, 10), 300.0), np.zeros((10, 10)))

@@ -48,28 +48,6 @@ def sky_view(slope_deg: Array) -> Array:
     return 0.5 * (1.0 + np.cos(np.radians(slope_deg)))
 
 
-def cast_shadow(dem: Array, pixel_m: float, sza_deg: float, saa_deg: float, max_distance_m: float) -> NDArray[np.bool_]:
-    """True where terrain between the pixel and the sun rises above the sun's elevation.
-
-    Marches from every pixel towards the sun in one-pixel steps up to
-    ``max_distance_m``. Called on chunks with an overlap of at least that
-    distance so that shadows cast across chunk edges are found.
-    """
-    tan_elev = np.tan(np.radians(90.0 - min(sza_deg, 89.0)))
-    az = np.radians(saa_deg)
-    dx, dy = np.sin(az), -np.cos(az)  # column and row step towards the sun
-    rows, cols = np.indices(dem.shape)
-    shadow = np.zeros(dem.shape, dtype=bool)
-    for step in range(1, int(max_distance_m / pixel_m) + 1):
-        r = np.rint(rows + dy * step).astype(np.intp)
-        c = np.rint(cols + dx * step).astype(np.intp)
-        inside = (r >= 0) & (r < dem.shape[0]) & (c >= 0) & (c < dem.shape[1])
-        horizon = np.full(dem.shape, -np.inf)
-        horizon[inside] = dem[r[inside], c[inside]]
-        shadow |= horizon > dem + tan_elev * step * pixel_m
-    return shadow
-
-
 def is_quasi_flat(dem: Array, slope_deg: Array, settings: TerrainSettings = TerrainSettings()) -> bool:
     """Sen2Cor's switch to flat processing for terrain with little relief."""
     finite = np.isfinite(dem)
