@@ -64,7 +64,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, sc_only: bo
         from distributed import Client, LocalCluster
 
         with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                          silence_logs=logging.ERROR) as cl,
             Client(cl),
         ):  # fmt: skip
