@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sen2core.atmosphere.grid import LUTGrid
 from sen2core.errors import LUTError
-from sen2core.kernels.interp import lagrange_weights, locate, multilinear
+from sen2core.kernels.interp import corners, gather, lagrange_weights, locate, multilinear
 
 Array = NDArray[np.float64]
 
@@ -134,18 +134,17 @@ class GeometryTable:
 
     def at(self, aot: ArrayLike, elevation_km: ArrayLike = 0.0, water_vapour: ArrayLike = 2.0) -> AtmosphericTerms:
         """Per-pixel terms by bilinear gathers along (AOT, elevation) and (elevation, water vapour)."""
-        az = (self.aot, self.elevation)
-        zw = (self.elevation, self.water_vapour)
-        q_az = (aot, elevation_km)
-        q_zw = (elevation_km, water_vapour)
-        sc = {k: multilinear(getattr(self, k), az, q_az) for k in ("path", "t_down", "t_up", "s", "tau")}
-        sc["rayleigh"] = multilinear(self.rayleigh, (self.elevation,), (elevation_km,))
         wv = np.asarray(water_vapour, dtype=np.float64)
+        # Locate each query once; every table on the same axes then only gathers.
+        c_az = corners((self.aot, self.elevation), (aot, elevation_km))
+        zw = (self.elevation, self.water_vapour)
+        sc = {k: gather(getattr(self, k), c_az) for k in ("path", "t_down", "t_up", "s", "tau")}
+        sc["rayleigh"] = gather(self.rayleigh, corners((self.elevation,), (elevation_km,)))
         return _combine(
             sc,
-            multilinear(self.gas, zw, q_zw),
-            multilinear(self.gas, zw, (elevation_km, 0.5 * wv)),
-            multilinear(self.gas, zw, (elevation_km, 0.0)),
+            gather(self.gas, corners(zw, (elevation_km, wv))),
+            gather(self.gas, corners(zw, (elevation_km, 0.5 * wv))),
+            gather(self.gas, corners(zw, (elevation_km, 0.0))),
             self.airmass_sun,
             self.airmass_view,
         )

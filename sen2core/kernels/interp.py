@@ -23,6 +23,44 @@ def locate(nodes: NDArray[np.float64], x: ArrayLike) -> tuple[NDArray[np.intp], 
     return i.astype(np.intp), frac
 
 
+Corners = list[tuple[tuple[NDArray[np.intp], ...], NDArray[np.float64]]]
+
+
+def corners(nodes: Sequence[NDArray[np.float64]], coords: Sequence[ArrayLike]) -> Corners:
+    """Index tuples and weights of the grid-cell corners around ``coords``.
+
+    Locating a query costs more than gathering from a table; when several tables
+    share their axes and query points, locate once and :func:`gather` from each.
+    """
+    if len(nodes) != len(coords):
+        raise ValueError("nodes and coords must have one entry per axis")
+    located = [locate(n, c) for n, c in zip(nodes, coords, strict=True)]
+    out: Corners = []
+    for corner in range(1 << len(nodes)):
+        idx = []
+        w: NDArray[np.float64] | float = 1.0
+        for axis, (i, f) in enumerate(located):
+            if (corner >> axis) & 1:
+                if len(nodes[axis]) == 1:
+                    break
+                idx.append(i + 1)
+                w = w * f
+            else:
+                idx.append(i)
+                w = w * (1.0 - f)
+        else:
+            out.append((tuple(idx), np.asarray(w)))
+    return out
+
+
+def gather(table: NDArray[np.floating], cell: Corners) -> NDArray[np.float64]:
+    """Interpolated values of ``table`` at the corners from :func:`corners`."""
+    out: NDArray[np.float64] = np.zeros(())
+    for idx, w in cell:
+        out = out + w * table[idx]
+    return out
+
+
 def multilinear(
     table: NDArray[np.floating], nodes: Sequence[NDArray[np.float64]], coords: Sequence[ArrayLike]
 ) -> NDArray[np.float64]:
@@ -42,28 +80,11 @@ def multilinear(
     numpy.ndarray
         Interpolated values with the broadcast shape of ``coords``.
     """
-    if table.ndim != len(nodes) or len(nodes) != len(coords):
+    if table.ndim != len(nodes):
         raise ValueError("table, nodes and coords must have one entry per axis")
-    located = [locate(n, c) for n, c in zip(nodes, coords, strict=False)]
-    shape = np.broadcast_shapes(*(i.shape for i, _ in located))
-    out = np.zeros(shape)
-    k = len(nodes)
-    for corner in range(1 << k):
-        idx = []
-        w: NDArray[np.float64] | float = 1.0
-        for axis, (i, f) in enumerate(located):
-            if (corner >> axis) & 1:
-                if len(nodes[axis]) == 1:
-                    w = 0.0
-                    break
-                idx.append(i + 1)
-                w = w * f
-            else:
-                idx.append(i)
-                w = w * (1.0 - f)
-        else:
-            out += w * table[tuple(idx)]
-    return out
+    shape = np.broadcast_shapes(*(np.shape(c) for c in coords))
+    out = gather(table, corners(nodes, coords))
+    return out if out.shape == shape else np.broadcast_to(out, shape).copy()
 
 
 def lagrange_weights(nodes: NDArray[np.float64], x: ArrayLike) -> list[NDArray[np.float64]]:
