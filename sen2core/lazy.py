@@ -20,6 +20,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from sen2core.kernels.adjacency import box_mean as _box_mean
+from sen2core.kernels.adjacency import nan_smooth
+from sen2core.kernels.morphology import nan_median3
 from sen2core.kernels.radiometry import block_mean, upsample_nearest
 
 F32 = np.float32
@@ -58,11 +60,8 @@ def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: A
 
 
 def _gaussian_nan(block: NDArray[Any], sigma: float) -> NDArray[np.float32]:
-    ok = np.isfinite(block)
-    num = ndimage.gaussian_filter(np.where(ok, block, 0.0).astype(np.float64), sigma, mode="nearest")
-    den = ndimage.gaussian_filter(ok.astype(np.float64), sigma, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-6, num / den, np.nan).astype(F32)
+    smooth = lambda v: ndimage.gaussian_filter(v, sigma, mode="nearest")  # noqa: E731
+    return nan_smooth(block.astype(np.float64), smooth, 1e-6).astype(F32)
 
 
 def gaussian(x: da.Array, sigma_px: float) -> da.Array:
@@ -80,9 +79,7 @@ def box_mean(x: da.Array, size: int) -> da.Array:
 
 
 def _median3(block: NDArray[Any]) -> NDArray[np.float32]:
-    ok = np.isfinite(block)
-    med = ndimage.median_filter(np.where(ok, block, 0.0), size=3, mode="nearest")
-    return np.where(ok, med, np.nan).astype(F32)
+    return nan_median3(block).astype(F32)
 
 
 def median3(x: da.Array) -> da.Array:

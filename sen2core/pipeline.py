@@ -134,17 +134,15 @@ def is_done(folder: Path) -> bool:
 
 class _Clock:
     def __init__(self, progress: Callable[[str], None] | None) -> None:
-        self.t0 = self.last = time.perf_counter()
+        self.last = time.perf_counter()
         self.seconds: dict[str, float] = {}
         self.progress = progress
 
     def stage(self, name: str) -> None:
-        now = time.perf_counter()
         if self.progress:
             self.progress(name)
         log.info("stage %s", name)
-        self._current = name
-        self.last = now
+        self.last = time.perf_counter()
 
     def done(self, name: str) -> None:
         now = time.perf_counter()
@@ -236,12 +234,14 @@ def process_product(
     if config.dem:
         dem_m = dem_on_grid(config.dem, gb, toa["B04"].chunks)
         dem_km = da.clip(da.where(da.isfinite(dem_m), dem_m, 0.0), -500.0, 9000.0) / 1000.0
-    # The highest sun zenith bounds how far shadows reach, hence the chunk overlaps.
-    (max_sza,) = dask.compute(da.nanmax(sza))
+    # One pass over the sun angles: the highest zenith bounds how far cloud shadows reach
+    # (hence the chunk overlaps); the means set the terrain's cast-shadow direction.
+    stats = dask.compute(da.nanmax(sza), da.nanmean(sza), da.nanmean(saa))
+    max_sza, mean_sza, mean_saa = (float(v) for v in stats)
     scl_res = classify(
         {b: toa[b] for b in present}, sza, saa, vza["B8A"], vaa["B8A"], resolution_m=wr,
         config=config.classification, dem=None if dem_km is None else dem_km * 1000.0,
-        max_sun_zenith_deg=min(float(max_sza) + 2.0, 89.0),
+        max_sun_zenith_deg=min(max_sza + 2.0, 89.0),
     )  # fmt: skip
     layers = ("scl", "cloud_probability", "snow_probability", "calibrated_cloud_probability", "cloud_buffer")
     scl_res = replace(scl_res, **dict(zip(layers, dask.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
@@ -250,8 +250,7 @@ def process_product(
     clock.done("scene classification")
 
     outputs: dict[str, tuple[da.Array, RasterSpec]] = {}
-    cmap = {k: v for k, v in SCL_COLOURS.items()}
-    outputs["SCL.tif"] = (scl, RasterSpec(gb, "uint8", 0, ("SCL",), "mode", colormap=cmap))
+    outputs["SCL.tif"] = (scl, RasterSpec(gb, "uint8", 0, ("SCL",), "mode", colormap=SCL_COLOURS))
     outputs["MSK_CLDPRB.tif"] = (
         scl_res.cloud_probability,
         RasterSpec(gb, "uint8", None, ("cloud probability %",), "average"),
@@ -262,7 +261,7 @@ def process_product(
     outputs["CLD_PROB_CALIBRATED.tif"] = (calibrated, RasterSpec(gb, "uint8", None, ("cloud probability %",)))
     if wr == 20:
         gb60 = product.geobox(60)
-        outputs["SCL_60m.tif"] = (scl_res.scl_60m(), RasterSpec(gb60, "uint8", 0, ("SCL",), "mode", colormap=cmap))
+        outputs["SCL_60m.tif"] = (scl_res.scl_60m(), RasterSpec(gb60, "uint8", 0, ("SCL",), "mode", colormap=SCL_COLOURS))
         outputs["MSK_CLDPRB_60m.tif"] = (scl_res.cloud_probability_60m(), RasterSpec(gb60, "uint8", None))
         outputs["MSK_SNWPRB_60m.tif"] = (scl_res.snow_probability_60m(), RasterSpec(gb60, "uint8", None))
     atmosphere: dict[str, Any] = {}
@@ -273,7 +272,6 @@ def process_product(
                                                                   chunks=toa["B04"].chunks)  # fmt: skip
         terrain_arrays: tuple[Any, ...] = (None, None, None)
         if dem_km is not None:
-            mean_sza, mean_saa = (float(v) for v in dask.compute(da.nanmean(sza), da.nanmean(saa)))
             terrain_arrays = _terrain_arrays(dem_km, sza, saa, wr, mean_sza, mean_saa)
         scene = Scene(toa=toa, sun_zenith=sza, sun_azimuth=saa, view_zenith=vza, view_azimuth=vaa,
                       elevation_km=elev, resolution_m=wr, spacecraft=sc, cos_incidence=terrain_arrays[0],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
@@ -15,10 +17,19 @@ def window_pixels(range_km: float, pixel_m: float) -> int:
     return n if n % 2 else n + 1
 
 
+def nan_smooth(values: Array, smooth: Callable[[Array], Array], min_weight: float) -> Array:
+    """Apply a linear smoothing filter to the finite values only (normalised convolution).
+
+    NaN pixels neither contribute nor stay NaN where enough valid neighbours
+    (filter weight above ``min_weight``) surround them.
+    """
+    ok = np.isfinite(values)
+    num = smooth(np.where(ok, values, 0.0).astype(np.float64))
+    den = smooth(ok.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > min_weight, num / den, np.nan)
+
+
 def box_mean(values: Array, size: int) -> Array:
     """Mean of the finite values in a ``size`` x ``size`` box; NaN where the box has none."""
-    ok = np.isfinite(values)
-    num = ndimage.uniform_filter(np.where(ok, values, 0.0), size=size, mode="nearest")
-    den = ndimage.uniform_filter(ok.astype(np.float64), size=size, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-9, num / den, np.nan)
+    return nan_smooth(values, lambda v: ndimage.uniform_filter(v, size=size, mode="nearest"), 1e-9)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 Array = NDArray[np.float64]
 
@@ -31,12 +30,6 @@ class CirrusSettings:
     """B10 range of cirrus-free samples."""
     min_cirrus_pixels: int = 10_000
     min_clear_pixels: int = 2_000
-
-
-def cirrus_reflectance(toa_b10: Array) -> Array:
-    """Cirrus reflectance map: B10 with a 3x3 median against noise."""
-    filled = np.where(np.isfinite(toa_b10), toa_b10, 0.0)
-    return np.where(np.isfinite(toa_b10), ndimage.median_filter(filled, size=3, mode="nearest"), np.nan)
 
 
 def gamma_sums(toa: Array, rho_c: Array, settings: CirrusSettings = CirrusSettings()) -> NDArray[np.float64]:

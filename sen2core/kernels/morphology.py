@@ -26,6 +26,7 @@ __all__ = [
     "erode_square",
     "gaussian_reach",
     "median3",
+    "nan_median3",
     "median_filter",
     "upsample_blocks",
 ]
@@ -59,6 +60,13 @@ def erode_square(mask: ArrayLike, size: int) -> BoolArray:
 def median3(a: ArrayLike) -> NDArray[Any]:
     """3 x 3 median filter, edges by nearest value (reach: 1). NaN-free input expected."""
     return np.asarray(ndimage.median_filter(np.asarray(a), size=3, mode="nearest"))
+
+
+def nan_median3(a: ArrayLike) -> NDArray[np.float64]:
+    """3 x 3 median of a field with gaps: NaN stays NaN (filled with 0 while filtering)."""
+    x = np.asarray(a, dtype=np.float64)
+    ok = np.isfinite(x)
+    return np.where(ok, ndimage.median_filter(np.where(ok, x, 0.0), size=3, mode="nearest"), np.nan)
 
 
 def median_filter(a: ArrayLike, size: int) -> NDArray[Any]:
