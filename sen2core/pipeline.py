@@ -12,9 +12,7 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,10 +29,11 @@ from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, 
 from sen2core.errors import ConfigurationError, InputProductError
 from sen2core.io.dem import dem_on_grid
 from sen2core.io.product import Product, open_l1c
-from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.io.write import RasterSpec
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
+from sen2core.package import FORMATS, SUMMARY_NAME, ProductRasters, is_done, logical_name, write_product
 from sen2core.scl import classify
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ SCL_COLOURS = {
     5: (255, 230, 90, 255), 6: (0, 0, 255, 255), 7: (128, 128, 128, 255), 8: (192, 192, 192, 255),
     9: (255, 255, 255, 255), 10: (100, 200, 255, 255), 11: (255, 150, 255, 255),
 }  # fmt: skip
-MARKER = "L2A_SUMMARY.json"
+MARKER = SUMMARY_NAME
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,16 @@ class ProcessingConfig:
     """LUT file (default: the packaged one)."""
     chunk_m: float = 18300.0
     """Chunk edge in metres (1830 px at 10 m = 915 at 20 m = 305 at 60 m)."""
+    format: str = "cog"
+    """Output layout: ``cog`` (COG + STAC) or ``safe`` (Sen2Cor's L2A SAFE with JPEG 2000)."""
+    legacy_encoding: bool = False
+    """BOA ``DN = rho * 10000`` as before processing baseline 04.00 (default: ``rho * 10000 + 1000``)."""
 
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):
             raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")
+        if self.format not in FORMATS:
+            raise ConfigurationError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
 
 
 @dataclass(frozen=True)
@@ -119,17 +124,13 @@ def l2a_id(product: Product) -> str:
     return f"{product.product_id}_L2A_N9{major}{minor:02d}"
 
 
-def output_dir(product: Product, root: str | Path) -> Path:
-    """``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}``."""
+def output_dir(product: Product, root: str | Path, fmt: str = "cog") -> Path:
+    """``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}`` (``{l2a_id}.SAFE`` for the SAFE layout)."""
     if product.sensing_time is None or product.tile_id is None:
         raise InputProductError(product.href, "sensing time or tile unknown: cannot place the output")
     t = product.sensing_time
-    return Path(root) / product.tile_id / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}" / l2a_id(product)
-
-
-def is_done(folder: Path) -> bool:
-    """A product is done when its summary (written last) exists."""
-    return (folder / MARKER).is_file()
+    name = l2a_id(product) + (".SAFE" if fmt == "safe" else "")
+    return Path(root) / product.tile_id / f"{t:%Y}" / f"{t:%m}" / f"{t:%d}" / name
 
 
 class _Clock:
@@ -205,12 +206,14 @@ def process_product(
     clock = _Clock(progress)
     clock.stage("open")
     product = open_l1c(l1c_href, chunk_m=config.chunk_m)
-    final = output_dir(product, output_root)
-    ident = final.name
+    final = output_dir(product, output_root, config.format)
+    ident = l2a_id(product)
     if is_done(final) and not config.overwrite:
-        summary = json.loads((final / MARKER).read_text())
+        summary_file = final / MARKER
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))
         return L2AResult(product.product_id, ident, str(final), "skipped", summary.get("class_percentages", {}),
-                         summary.get("atmosphere", {}), {}, tuple(sorted(p.name for p in final.iterdir())))  # fmt: skip
+                         summary.get("atmosphere", {}), {}, files)  # fmt: skip
     lut = load_lut(config.lut)
     sc = spacecraft_code(product)
     wr = 60 if config.resolution == 60 else 20
@@ -249,21 +252,27 @@ def process_product(
     scl = scl_res.scl
     clock.done("scene classification")
 
-    outputs: dict[str, tuple[da.Array, RasterSpec]] = {}
-    outputs["SCL.tif"] = (scl, RasterSpec(gb, "uint8", 0, ("SCL",), "mode", colormap=SCL_COLOURS))
-    outputs["MSK_CLDPRB.tif"] = (
-        scl_res.cloud_probability,
-        RasterSpec(gb, "uint8", None, ("cloud probability %",), "average"),
-    )
-    outputs["MSK_SNWPRB.tif"] = (scl_res.snow_probability,
-                                 RasterSpec(gb, "uint8", None, ("snow probability %",), "average"))  # fmt: skip
+    gb60 = product.geobox(60)
+    rasters: dict[str, tuple[da.Array, RasterSpec]] = {}
+
+    def add(kind: str, res: int, arr: da.Array, spec: RasterSpec) -> None:
+        rasters[logical_name(kind, res)] = (arr, spec)
+
+    def to60(x: da.Array) -> da.Array:
+        # 20 m -> 60 m by 3x3 block mean, on the chunk grid shared by all resolutions.
+        return lazy.downsample_mean(x.rechunk(toa["B04"].chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
+
+    scl_spec = dict(dtype="uint8", nodata=0, band_names=("SCL",), resampling="mode", colormap=SCL_COLOURS)
+    prob_spec = dict(dtype="uint8", nodata=None, resampling="average")
+    add("SCL", wr, scl, RasterSpec(gb, **scl_spec))  # type: ignore[arg-type]
+    add("MSK_CLDPRB", wr, scl_res.cloud_probability, RasterSpec(gb, band_names=("cloud probability %",), **prob_spec))  # type: ignore[arg-type]
+    add("MSK_SNWPRB", wr, scl_res.snow_probability, RasterSpec(gb, band_names=("snow probability %",), **prob_spec))  # type: ignore[arg-type]
     calibrated = da.map_blocks(probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8)
-    outputs["CLD_PROB_CALIBRATED.tif"] = (calibrated, RasterSpec(gb, "uint8", None, ("cloud probability %",)))
+    add("CLD_PROB_CALIBRATED", wr, calibrated, RasterSpec(gb, band_names=("cloud probability %",), **prob_spec))  # type: ignore[arg-type]
     if wr == 20:
-        gb60 = product.geobox(60)
-        outputs["SCL_60m.tif"] = (scl_res.scl_60m(), RasterSpec(gb60, "uint8", 0, ("SCL",), "mode", colormap=SCL_COLOURS))
-        outputs["MSK_CLDPRB_60m.tif"] = (scl_res.cloud_probability_60m(), RasterSpec(gb60, "uint8", None))
-        outputs["MSK_SNWPRB_60m.tif"] = (scl_res.snow_probability_60m(), RasterSpec(gb60, "uint8", None))
+        add("SCL", 60, scl_res.scl_60m(), RasterSpec(gb60, **scl_spec))  # type: ignore[arg-type]
+        add("MSK_CLDPRB", 60, scl_res.cloud_probability_60m(), RasterSpec(gb60, **prob_spec))  # type: ignore[arg-type]
+        add("MSK_SNWPRB", 60, scl_res.snow_probability_60m(), RasterSpec(gb60, **prob_spec))  # type: ignore[arg-type]
     atmosphere: dict[str, Any] = {}
 
     if not config.sc_only:
@@ -286,8 +295,8 @@ def process_product(
 
         clock.stage("correction")
         boa_wr = ac.correct(scene, atm, scl, WORKING_BANDS)
-        legacy = False
-        boa_spec = dict(scale=1.0 / encode.BOA_QUANTIFICATION, offset=encode.BOA_ADD_OFFSET / encode.BOA_QUANTIFICATION)
+        legacy = config.legacy_encoding
+        boa_spec = encode.boa_raster_scaling(legacy)
 
         def enc(x: da.Array) -> da.Array:
             return da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)
@@ -295,23 +304,35 @@ def process_product(
         def enc_scaled(x: da.Array, scale: float) -> da.Array:
             return da.map_blocks(encode.encode_scaled, x, scale, dtype=np.uint16)
 
-        outputs["AOT.tif"] = (enc_scaled(atm.aot, encode.AOT_QUANTIFICATION),
-                              RasterSpec(gb, "uint16", 0, ("AOT x1000",), scale=1e-3))  # fmt: skip
-        outputs["WVP.tif"] = (enc_scaled(atm.water_vapour, encode.WVP_QUANTIFICATION),
-                              RasterSpec(gb, "uint16", 0, ("WVP cm x1000",), scale=1e-3))  # fmt: skip
-        native = config.resolution in (None, 10)
-        if config.resolution == 60 or config.resolution == 20:
+        def boa(band: str, res: int, x: da.Array, grid: Any) -> None:
+            add(band, res, enc(x), RasterSpec(grid, "uint16", 0, (band,), **boa_spec))
+
+        def tci(res: int, r: da.Array, g: da.Array, b: da.Array, grid: Any) -> None:
+            dn = [enc(x) for x in (r, g, b)]
+            arr = da.map_blocks(encode.tci, *dn, new_axis=0, chunks=((3,),) + dn[0].chunks, dtype=np.uint8)
+            add("TCI", res, arr, RasterSpec(grid, "uint8", 0, ("red", "green", "blue")))
+
+        aot_dn = enc_scaled(atm.aot, encode.AOT_QUANTIFICATION)
+        wvp_dn = enc_scaled(atm.water_vapour, encode.WVP_QUANTIFICATION)
+        aot_spec = RasterSpec(gb, "uint16", 0, ("AOT x1000",), scale=1e-3)
+        wvp_spec = RasterSpec(gb, "uint16", 0, ("WVP cm x1000",), scale=1e-3)
+        add("AOT", wr, aot_dn, aot_spec)
+        add("WVP", wr, wvp_dn, wvp_spec)
+        for b in WORKING_BANDS:
+            # Sen2Cor's R20m holds B01 (baseline 04.00 on) but not B09.
+            if wr == 60 or b != "B09" or config.resolution == 20:
+                boa(b, wr, boa_wr[b], gb)
+        tci(wr, boa_wr["B04"], boa_wr["B03"], boa_wr["B02"], gb)
+        if wr == 20:
+            add("AOT", 60, enc_scaled(to60(atm.aot), encode.AOT_QUANTIFICATION), replace(aot_spec, geobox=gb60))
+            add(
+                "WVP", 60, enc_scaled(to60(atm.water_vapour), encode.WVP_QUANTIFICATION), replace(wvp_spec, geobox=gb60)
+            )
+            b60 = {b: to60(boa_wr[b]) for b in WORKING_BANDS}
             for b in WORKING_BANDS:
-                outputs[f"{b}.tif"] = (enc(boa_wr[b]), RasterSpec(gb, "uint16", 0, (b,), **boa_spec))
-            tci_src = (boa_wr["B04"], boa_wr["B03"], boa_wr["B02"])
-            tci_gb = gb
-        if native:
-            for b in BANDS_20M:
-                outputs[f"{b}.tif"] = (enc(boa_wr[b]), RasterSpec(gb, "uint16", 0, (b,), **boa_spec))
-            gb60 = product.geobox(60)
-            for b in BANDS_60M:
-                b60 = lazy.downsample_mean(boa_wr[b].rechunk(toa["B04"].chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
-                outputs[f"{b}.tif"] = (enc(b60), RasterSpec(gb60, "uint16", 0, (b,), **boa_spec))
+                boa(b, 60, b60[b], gb60)
+            tci(60, b60["B04"], b60["B03"], b60["B02"], gb60)
+        if config.resolution in (None, 10):
             gb10 = product.geobox(10)
             toa10 = {b: product.toa(b, 10) for b in BANDS_10M}
             sza10, saa10 = product.sun_angles(10)
@@ -334,33 +355,21 @@ def process_product(
                 )
             boa10 = ac.correct(scene10, atm10, scl10, BANDS_10M)
             for b in BANDS_10M:
-                outputs[f"{b}.tif"] = (enc(boa10[b]), RasterSpec(gb10, "uint16", 0, (b,), **boa_spec))
-            tci_src = (boa10["B04"], boa10["B03"], boa10["B02"])
-            tci_gb = gb10
-        dn = [enc(x) for x in tci_src]
-        tci = da.map_blocks(encode.tci, *dn, new_axis=0, chunks=((3,),) + dn[0].chunks, dtype=np.uint8)
-        outputs["TCI.tif"] = (tci, RasterSpec(tci_gb, "uint8", 0, ("red", "green", "blue"), compress="DEFLATE"))
+                boa(b, 10, boa10[b], gb10)
+            add("AOT", 10, up(aot_dn), replace(aot_spec, geobox=gb10))
+            add("WVP", 10, up(wvp_dn), replace(wvp_spec, geobox=gb10))
+            tci(10, boa10["B04"], boa10["B03"], boa10["B02"], gb10)
         clock.done("correction")
 
     clock.stage("write")
-    tmp = final.parent / f".{ident}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        dask.compute(*cog_tasks(outputs, tmp))
-        clock.done("write")
-        summary = {
-            "l1c_id": product.product_id, "l2a_id": ident, "processor": f"sen2core {__version__}", "lut_id": lut.id,
-            "spacecraft_srf": sc, "resolution": config.resolution, "sc_only": config.sc_only,
-            "class_percentages": percentages, "atmosphere": atmosphere,
-            "correction_config": config_dict(config.correction), "seconds": clock.seconds,
-            "warnings": list(product.warnings),
-        }  # fmt: skip
-        (tmp / MARKER).write_text(json.dumps(summary, indent=1, default=float))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    files = tuple(sorted(p.name for p in final.iterdir()))
-    return L2AResult(product.product_id, ident, str(final), "done", percentages, atmosphere, clock.seconds, files)
+    summary = {
+        "l1c_id": product.product_id, "l2a_id": ident, "processor": f"sen2core {__version__}", "lut_id": lut.id,
+        "spacecraft_srf": sc, "resolution": config.resolution, "sc_only": config.sc_only, "format": config.format,
+        "legacy_encoding": config.legacy_encoding, "class_percentages": percentages, "atmosphere": atmosphere,
+        "correction_config": config_dict(config.correction), "seconds": clock.seconds,
+        "warnings": list(product.warnings),
+    }  # fmt: skip
+    written = write_product(ProductRasters(product, ident, rasters, summary, config.resolution), final, config.format)
+    clock.done("write")
+    return L2AResult(product.product_id, ident, str(final), "done", percentages, atmosphere, clock.seconds,
+                     tuple(written))  # fmt: skip

@@ -46,7 +46,7 @@ def test_desert_without_vegetation_falls_back_to_default_aot(tmp_path: Path) -> 
                  "--wv", "0.6")  # fmt: skip
     res = process_product(safe, tmp_path / "l2a", ProcessingConfig(resolution=20))
     assert res.atmosphere["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
-    with rasterio.open(Path(res.output_dir) / "AOT.tif") as ds:
+    with rasterio.open(Path(res.output_dir) / "AOT_20m.tif") as ds:
         aot = ds.read(1)
     assert np.all((aot == 0) | (aot == round(1000 * res.atmosphere["GRANULE_MEAN_AOT"])))
 
@@ -57,16 +57,20 @@ def test_outputs_are_valid_cogs_and_rerun_is_a_no_op(tmp_path: Path) -> None:
     out = Path(first.output_dir)
     assert first.status == "done"
     tifs = sorted(out.glob("*.tif"))
-    assert {p.name for p in tifs} >= {f"{b}.tif" for b in ("B01", "B02", "B8A", "B12", "SCL", "AOT", "WVP", "TCI")}
+    assert {p.name for p in tifs} == {
+        f"{b}.tif" for b in ("B01_60m", "B02_10m", "B03_10m", "B04_10m", "B05_20m", "B06_20m", "B07_20m", "B08_10m",
+                             "B8A_20m", "B09_60m", "B11_20m", "B12_20m", "SCL_20m", "AOT_10m", "WVP_10m", "TCI_10m",
+                             "MSK_CLDPRB_20m", "MSK_SNWPRB_20m", "CLD_PROB_CALIBRATED_20m")
+    }  # fmt: skip
     for p in tifs:
         valid, errors, _ = cog_validate(str(p), quiet=True)
         assert valid, (p.name, errors)
-    with rasterio.open(out / "B02.tif") as ds:
+    with rasterio.open(out / "B02_10m.tif") as ds:
         assert ds.res == (10.0, 10.0) and ds.nodata == 0 and ds.scales[0] == pytest.approx(1e-4)
         assert ds.offsets[0] == pytest.approx(-0.1)
-    with rasterio.open(out / "B05.tif") as ds:
+    with rasterio.open(out / "B05_20m.tif") as ds:
         assert ds.res == (20.0, 20.0)
-    with rasterio.open(out / "B01.tif") as ds:
+    with rasterio.open(out / "B01_60m.tif") as ds:
         assert ds.res == (60.0, 60.0)
     assert not list(out.parent.glob(".*tmp*")), "temporary build folders left behind"
     stamp = (out / "L2A_SUMMARY.json").stat().st_mtime_ns
@@ -82,9 +86,9 @@ def test_sc_only_writes_masks_and_percentages(tmp_path: Path) -> None:
                           "--sc-only", "--json"], check=True, capture_output=True, text=True)  # fmt: skip
     summary = json.loads(res.stdout)
     names = set(summary["files"])
-    assert {"SCL.tif", "SCL_60m.tif", "MSK_CLDPRB.tif", "MSK_SNWPRB.tif", "L2A_SUMMARY.json"} <= names
+    assert {"SCL_20m.tif", "MSK_CLDPRB_20m.tif", "MSK_SNWPRB_20m.tif", "L2A_SUMMARY.json"} <= names
     assert not any(n.startswith("B") for n in names)
-    with rasterio.open(Path(summary["output_dir"]) / "CLD_PROB_CALIBRATED.tif") as ds:
+    with rasterio.open(Path(summary["output_dir"]) / "CLD_PROB_CALIBRATED_20m.tif") as ds:
         prob = ds.read(1)
     # A percentage map with a spread of values, not a 0/1 mask.
     assert prob.max() <= 100 and len(np.unique(prob)) > 10
@@ -116,9 +120,9 @@ def test_terrain_correction_evens_out_sunlit_and_shaded_slopes(tmp_path: Path) -
     for label, dem_arg in (("with", str(dem_path)), ("without", None)):
         res_ = process_product(safe, tmp_path / f"l2a-{label}", ProcessingConfig(resolution=20, dem=dem_arg))
         out = Path(res_.output_dir)
-        with rasterio.open(out / "B8A.tif") as ds:
+        with rasterio.open(out / "B8A_20m.tif") as ds:
             boa = (ds.read(1).astype(np.float64) - 1000.0) / 10000.0
-        with rasterio.open(out / "SCL.tif") as ds:
+        with rasterio.open(out / "SCL_20m.tif") as ds:
             clear = np.isin(ds.read(1), (4, 5))
         with rasterio.open(truth / "SR_20m.tif") as ds:
             sr = ds.read(9)  # B8A

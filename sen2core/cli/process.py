@@ -27,6 +27,14 @@ from rich.console import Console
     default=None,
     help="Output resolution; default: every band at its native resolution (Sen2Cor's default run).",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cog", "safe"]),
+    default="cog",
+    show_default=True,
+    help="Output layout: COG + STAC, or Sen2Cor's L2A SAFE with JPEG 2000.",
+)
 @click.option("--sc-only", "--sc_only", "sc_only", is_flag=True, help="Scene classification only.")
 @click.option(
     "--dem",
@@ -42,18 +50,25 @@ from rich.console import Console
     help="Aerosol model (Sen2Cor RURAL = continental).",
 )
 @click.option("--cirrus/--no-cirrus", default=False, show_default=True, help="Cirrus correction with B10.")
+@click.option(
+    "--legacy-encoding",
+    is_flag=True,
+    help="BOA DN = rho*10000 as before processing baseline 04.00 (default: rho*10000 + 1000).",
+)
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def process(product: Path, output_dir: Path, resolution: str | None, sc_only: bool, dem: str | None, aerosol: str,
-            cirrus: bool, overwrite: bool, workers: int | None, as_json: bool) -> None:  # fmt: skip
+def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
+            aerosol: str, cirrus: bool, legacy_encoding: bool, overwrite: bool, workers: int | None,
+            as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
     from sen2core.correction import CorrectionConfig
     from sen2core.pipeline import ProcessingConfig, process_product
 
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
-        correction=CorrectionConfig(aerosol=aerosol, cirrus_correction=cirrus),
+        correction=CorrectionConfig(aerosol=aerosol, cirrus_correction=cirrus), format=fmt,
+        legacy_encoding=legacy_encoding,
     )  # fmt: skip
     console = Console(stderr=True)
 

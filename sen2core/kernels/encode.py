@@ -55,3 +55,9 @@ def tci(
         v = np.floor(refl_dn * 254.0 / 2500.0 + 1.0 + 0.5)
         out.append(np.where(d == 0, 0, v).astype(np.uint8))
     return np.stack(out)
+
+
+def boa_raster_scaling(legacy: bool = False) -> dict[str, float]:
+    """GDAL ``scale``/``offset`` that turn stored BOA DN into reflectance (``rho = DN * scale + offset``)."""
+    offset = 0.0 if legacy else BOA_ADD_OFFSET / BOA_QUANTIFICATION
+    return {"scale": 1.0 / BOA_QUANTIFICATION, "offset": offset}
