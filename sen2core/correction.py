@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sen2core import lazy
-from sen2core.atmosphere.lut import GeometryTable, RadiativeTransferLUT, load_lut, relative_azimuth
+from sen2core.atmosphere.lut import DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError
 from sen2core.kernels import adjacency, cirrus, rt
@@ -48,7 +48,7 @@ class CorrectionConfig:
 
     aerosol: str = "continental"
     """``continental`` (Sen2Cor RURAL), ``maritime`` or ``auto`` (the model whose blue DDV reflectance fits best)."""
-    default_aot: float = field(default_factory=lambda: round(visibility_to_aot(40.0), 4))
+    default_aot: float = field(default_factory=lambda: round(visibility_to_aot(40.0), 3))
     """AOT550 used when DDV fails (Sen2Cor ``Visibility`` 40 km)."""
     ozone_cm_atm: float = 0.331
     """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU)."""
@@ -126,8 +126,9 @@ def _mean_angle(a: NDArray[Any]) -> float:
 
 
 def _table(lut_path: str, sc: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
-           raa: NDArray[Any]) -> GeometryTable:  # fmt: skip
-    return _lut(lut_path).geometry_table(sc, band, aerosol, _mean_angle(sza), _mean_angle(vza), _mean_angle(raa), ozone)
+           raa: NDArray[Any]) -> DenseTable:  # fmt: skip
+    geometry = (_mean_angle(sza), _mean_angle(vza), _mean_angle(raa))
+    return _lut(lut_path).geometry_table(sc, band, aerosol, *geometry, ozone).dense()
 
 
 def _irradiance(t: rt.AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
@@ -283,6 +284,10 @@ def _boa_block(
     return out
 
 
+def _quantise(x: da.Array, step: float = 1e-3) -> da.Array:
+    return (da.round(x / step) * step).astype(F32)
+
+
 def _mask_clouds(rho: NDArray[Any], scl: NDArray[Any]) -> NDArray[np.float32]:
     # Cloud tops are not the ground the adjacency effect comes from: leave them out of the background.
     return np.where(np.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH)), np.nan, rho).astype(F32)
@@ -389,7 +394,8 @@ class AtmosphericCorrection:
                            DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
-        (aot_map,) = dask.persist(aot_map.astype(F32))
+        # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
+        (aot_map,) = dask.persist(_quantise(aot_map))
         # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
         wv_raw = da.map_blocks(
             _wv_block, t["B8A"], t["B09"], aot_map, scene.sun_zenith, scene.view_zenith["B8A"],
@@ -404,7 +410,7 @@ class AtmosphericCorrection:
             land_mean, wv_method = ls[2] / ls[3], "APDA_NO_LAND"
         else:
             land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
-        wv_map = lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32))
+        wv_map = _quantise(lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)))
         (wv_map,) = dask.persist(wv_map)
         summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
                        GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE="CONFIG",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import GeometryTable
+from sen2core.atmosphere.lut import DenseTable, GeometryTable
 from sen2core.kernels import rt
 from sen2core.kernels.solve import bisect
 
@@ -82,7 +82,7 @@ def corrected_reflectance(toa: Array, bg_toa: Array | None, t: rt.AtmosphericTer
 
 
 def aot_at_ddv(
-    toa_red: Array, toa_b12: Array, red: GeometryTable, b12: GeometryTable, elevation_km: Array, water_vapour: Array,
+    toa_red: Array, toa_b12: Array, red: GeometryTable | DenseTable, b12: GeometryTable | DenseTable, elevation_km: Array, water_vapour: Array,
     cos_sza: Array, settings: DDVSettings = DDVSettings(), bg_red: Array | None = None, bg_b12: Array | None = None,
 ) -> Array:  # fmt: skip
     """AOT550 of DDV pixels (1-D arrays of those pixels) where ``rho_red(AOT) = 0.5 * rho_B12(AOT)``.

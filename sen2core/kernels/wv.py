@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import GeometryTable, toa_reflectance
+from sen2core.atmosphere.lut import DenseTable, GeometryTable, toa_reflectance
 from sen2core.kernels import rt
 from sen2core.kernels.solve import bisect
 
@@ -24,7 +24,7 @@ WV_MAX_CM = 6.0
 
 
 def water_vapour_apda(
-    toa_b8a: Array, toa_b09: Array, b8a: GeometryTable, b09: GeometryTable, aot: Array, elevation_km: Array,
+    toa_b8a: Array, toa_b09: Array, b8a: GeometryTable | DenseTable, b09: GeometryTable | DenseTable, aot: Array, elevation_km: Array,
     iterations: int = 12,
 ) -> Array:  # fmt: skip
     """Water vapour column (cm) per pixel; NaN where either band has no data or no signal."""
