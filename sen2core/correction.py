@@ -88,6 +88,7 @@ class Scene:
     sun_zenith: da.Array
     sun_azimuth: da.Array
     view_zenith: dict[str, da.Array]
+    """Per band; per pixel, or on a coarse grid with the same blocks (only block means are used)."""
     view_azimuth: dict[str, da.Array]
     elevation_km: da.Array
     resolution_m: float
@@ -99,6 +100,8 @@ class Scene:
     """Terrain: 0 in cast shadow."""
     sky_view: da.Array | None = None
     """Terrain: sky-view factor."""
+    sun_azimuth_coarse: da.Array | None = None
+    """Sun azimuth on the grid of the view angles when those are coarse (for relative azimuths)."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +309,8 @@ class AtmosphericCorrection:
         self.lut_path = str(self.lut.path)
 
     def _raa(self, scene: Scene, band: str) -> da.Array:
-        return _relative_azimuth(scene.sun_azimuth, scene.view_azimuth[band])
+        saa = scene.sun_azimuth if scene.sun_azimuth_coarse is None else scene.sun_azimuth_coarse
+        return _relative_azimuth(saa, scene.view_azimuth[band])
 
     def _terrain(self, scene: Scene) -> tuple[da.Array, ...]:
         if scene.cos_incidence is None:

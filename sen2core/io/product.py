@@ -286,7 +286,7 @@ class Product:
         )
 
     def toa(self, band: str, resolution_m: float | None = None,
-            chunks: int | tuple[int, int] | None = None) -> da.Array:
+            chunks: int | tuple[int, int] | None = None, dn: da.Array | None = None) -> da.Array:
         """Lazy top-of-atmosphere reflectance of a Level-1C band.
 
         ``rho = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE``; DN 0 gives NaN.
@@ -301,6 +301,9 @@ class Product:
         chunks
             Output chunk edge in pixels; default ``chunk_m`` metres, so that chunks align
             across resolutions.
+        dn
+            The band's digital numbers already read (:meth:`read_dn` with default chunks,
+            possibly persisted): several resolutions of one band then share one decoding.
 
         Returns
         -------
@@ -330,16 +333,22 @@ class Product:
         out_chunks = self._chunks(out_gb.shape, target, chunks)
         cy, cx = out_chunks[0][0], out_chunks[1][0]
 
-        def to_rho(dn: da.Array) -> da.Array:
-            rho: da.Array = da.map_blocks(dn_to_reflectance, dn, offset, quant, nodata, dtype=np.float32,
+        def to_rho(chunks: tuple[int, int]) -> da.Array:
+            if dn is not None:
+                if dn.shape != self.geobox(native).shape:
+                    raise ValueError(f"dn of {b} has shape {dn.shape}, not the {native} m grid")
+                src = dn.rechunk(chunks)
+            else:
+                src = self.read_dn(b, chunks=chunks)
+            rho: da.Array = da.map_blocks(dn_to_reflectance, src, offset, quant, nodata, dtype=np.float32,
                                           meta=np.empty((0, 0), dtype=np.float32))
             return rho
 
         if math.isclose(target, native):
-            return to_rho(self.read_dn(b, chunks=(cy, cx)))
+            return to_rho((cy, cx))
         if target > native:
             factor = _integer_ratio(target, native)
-            rho = to_rho(self.read_dn(b, chunks=(cy * factor, cx * factor)))
+            rho = to_rho((cy * factor, cx * factor))
             coarse_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in rho.chunks)
             out: da.Array = da.map_blocks(block_mean, rho, factor, chunks=coarse_chunks, dtype=np.float32,
                                           meta=np.empty((0, 0), dtype=np.float32))
@@ -347,7 +356,7 @@ class Product:
             factor = _integer_ratio(native, target)
             ny = cy // factor if cy % factor == 0 else max(1, cy // factor)
             nx = cx // factor if cx % factor == 0 else max(1, cx // factor)
-            rho = to_rho(self.read_dn(b, chunks=(ny, nx)))
+            rho = to_rho((ny, nx))
             fine_chunks = tuple(tuple(c * factor for c in dim) for dim in rho.chunks)
             out = da.map_blocks(upsample_nearest, rho, factor, chunks=fine_chunks, dtype=np.float32,
                                 meta=np.empty((0, 0), dtype=np.float32))

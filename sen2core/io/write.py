@@ -1,16 +1,19 @@
-"""Raster writers: dask arrays to Cloud-Optimised GeoTIFFs, written once and chunk by chunk.
+"""Raster writers: dask arrays to Cloud-Optimised GeoTIFFs or JPEG 2000, written once and chunk by chunk.
 
 Each chunk lands in an uncompressed tiled GeoTIFF (pre-allocated, so windows can
 be written in any order) under a lock shared by every process that writes the
-file; GDAL's COG driver then compresses it once with internal overviews. Both
-steps run where the data is (threads or Dask workers), never in the client.
+file; a finaliser then encodes it once: GDAL's COG driver (compression, internal
+overviews; :func:`cog_tasks`) or GDAL's JP2OpenJPEG driver (lossless, tiled, with
+resolution levels as in Sen2Cor's products; :func:`jp2_tasks`). Both steps run
+where the data is (threads or Dask workers), never in the client.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +63,15 @@ def _lock(path: str) -> Any:
 class _WindowTarget:
     """``da.store`` target: writes a region into an existing GeoTIFF, reopening it per write."""
 
-    def __init__(self, path: str, bands: int) -> None:
-        self.path, self.bands = path, bands
+    def __init__(self, path: str, bands: int, lock: Any) -> None:
+        self.path, self.bands, self.lock = path, bands, lock
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         rows, cols = key[-2], key[-1]
         win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         data = value if value.ndim == 3 else value[None]
         try:
-            with rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
+            with self.lock, rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
                 dst.write(data, window=win)
         except rasterio.errors.RasterioError as exc:
             raise OutputError(f"{self.path}: cannot write window {win}: {exc}") from exc
@@ -110,22 +113,99 @@ def _to_cog(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> s
     return final
 
 
-def cog_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[Any]:
-    """Delayed tasks writing each ``name -> (array, spec)`` to ``folder/name``; compute them together.
+#: JPEG 2000 code-block tile edge (px), as in Sen2Cor's and ESA's products.
+JP2_BLOCK = 1024
+#: Smallest edge (px) of the coarsest JPEG 2000 resolution level.
+JP2_MIN_LEVEL_PX = 32
+#: At most this many resolution levels (ESA's 1024 px tiles: 1024 ... 32 px).
+JP2_MAX_LEVELS = 6
 
-    Arrays are 2-D ``(rows, cols)`` or 3-D ``(bands, rows, cols)`` with the spec's
-    grid. Computing all outputs in one ``dask.compute`` lets dask share the inputs
-    they have in common and stream chunks to disk as soon as they exist.
+
+def jp2_creation_options(width: int, height: int) -> dict[str, str]:
+    """Lossless JPEG 2000 options for a ``width`` x ``height`` raster.
+
+    Reversible 5/3 wavelet (``QUALITY=100``, ``REVERSIBLE=YES``: bit-exact), 1024 px
+    tiles (the whole raster when smaller), and as many resolution levels as fit in a
+    tile down to about 32 px, at most 6 (ESA's products: 1024 to 32 px). GDAL shows
+    the levels as overviews, which makes decimated reads cheap.
     """
+    bx, by = min(JP2_BLOCK, width), min(JP2_BLOCK, height)
+    edge = min(bx, by)
+    # OpenJPEG requires every tile edge to be at least 2 ** (levels - 1).
+    levels = 1 if edge < 2 * JP2_MIN_LEVEL_PX else 1 + int(math.log2(edge / JP2_MIN_LEVEL_PX))
+    return {
+        "QUALITY": "100", "REVERSIBLE": "YES", "BLOCKXSIZE": str(bx), "BLOCKYSIZE": str(by),
+        "RESOLUTIONS": str(max(1, min(levels, JP2_MAX_LEVELS))),
+    }  # fmt: skip
+
+
+def _to_jp2(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> str:
+    """Encode ``tmp`` as lossless JPEG 2000 ``final`` and remove ``tmp``.
+
+    GDAL keeps what JPEG 2000 cannot hold (no-data value, scale/offset, band
+    descriptions) in a ``.aux.xml`` sidecar. Sen2Cor's products have none: their
+    MTD_MSIL2A.xml carries the special values and quantification, so PAM is
+    switched off and no sidecar is written.
+    """
+    gb = spec.geobox
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_PAM_ENABLED="NO"):
+            rasterio.shutil.copy(tmp, final, driver="JP2OpenJPEG", **jp2_creation_options(gb.width, gb.height))
+    except rasterio.errors.RasterioError as exc:
+        raise OutputError(f"{final}: JPEG 2000 encoding failed: {exc}") from exc
+    os.remove(tmp)
+    aux = final + ".aux.xml"
+    if os.path.exists(aux):
+        os.remove(aux)
+    return final
+
+
+def _staged_tasks(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    finalise: Callable[[str, str, RasterSpec, object], str],
+    stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
+) -> list[Any]:
+    """Compute every output into an uncompressed staged GeoTIFF now; return one delayed finalisation per file."""
     folder = Path(folder)
-    tasks = []
+    sources, targets, staged = [], [], []
     for name, (arr, spec) in outputs.items():
         final = str(folder / name)
         tmp = final + ".part.tif"
         bands = arr.shape[0] if arr.ndim == 3 else 1
         if arr.shape[-2:] != spec.geobox.shape:
             raise OutputError(f"{final}: array shape {arr.shape} does not match grid {spec.geobox.shape}")
-        _create(tmp, spec, bands)
-        stored = da.store(arr.astype(spec.dtype), _WindowTarget(tmp, bands), lock=_lock(tmp), compute=False)
-        tasks.append(dask.delayed(_to_cog, pure=False)(tmp, final, spec, stored))
-    return tasks
+        # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
+        Path(final).parent.mkdir(parents=True, exist_ok=True)
+        _create(tmp, stage_spec(spec), bands)
+        sources.append(arr.astype(spec.dtype))
+        targets.append(_WindowTarget(tmp, bands, _lock(tmp)))
+        staged.append((tmp, final, spec))
+    # One store of all outputs, computed here: dask optimises their graphs together. Stored
+    # one by one (or handed to delayed functions as arguments), each graph is optimised alone
+    # and an intermediate two outputs share (a band and the true-colour image) is fused into
+    # both and computed twice.
+    da.store(sources, targets, lock=False)
+    return [dask.delayed(finalise, pure=False)(tmp, final, spec) for tmp, final, spec in staged]
+
+
+def cog_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[Any]:
+    """Write each ``name -> (array, spec)`` to ``folder/name`` as a COG.
+
+    Arrays are 2-D ``(rows, cols)`` or 3-D ``(bands, rows, cols)`` with the spec's
+    grid. All arrays are computed now, in one graph, so that the inputs and
+    intermediates they share are computed once, and streamed chunk by chunk into
+    staged GeoTIFFs; the returned delayed tasks (compute them together) compress
+    each staged file into its COG.
+    """
+    return _staged_tasks(outputs, folder, _to_cog)
+
+
+def jp2_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[Any]:
+    """As :func:`cog_tasks`, but each file is lossless JPEG 2000 (``name`` may hold sub-folders).
+
+    Colour tables are not written: Sen2Cor's SCL has none, and a JPEG 2000 palette
+    box would make some readers expand the classes to RGB. Each task returns the
+    path of its file.
+    """
+    return _staged_tasks(outputs, folder, _to_jp2, lambda spec: replace(spec, colormap=None))
