@@ -66,11 +66,14 @@ CLASS_CODES: dict[int, str] = {
 }  # fmt: skip
 
 # Endmember reflectances at the band centres, in BANDS order
-# (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B10 B11 B12).
+# (B01 B02 B03 B04 B05 B06 B07 B08 B8A B09 B10 B11 B12). The two forests are canopy-level
+# spectra: shadowed, multiply-scattering canopies have visible/2.1 um ratios near the ones
+# measured from aircraft over dense vegetation (red 0.5 and blue 0.25 of 2.1 um, Kaufman
+# et al. 1997, JGR 102(D14) 17051), unlike single-leaf laboratory spectra (red about 0.35).
 ENDMEMBERS: dict[str, tuple[float, ...]] = {
     "green_crop":   (.030, .040, .085, .045, .130, .330, .420, .460, .470, .460, .120, .250, .120),
-    "broadleaf":    (.025, .030, .060, .030, .100, .280, .360, .390, .400, .390, .100, .200, .090),
-    "conifer":      (.020, .022, .040, .020, .060, .160, .210, .230, .240, .235, .060, .120, .050),
+    "broadleaf":    (.024, .024, .058, .045, .100, .280, .360, .390, .400, .390, .100, .200, .090),
+    "conifer":      (.014, .013, .035, .025, .060, .160, .210, .230, .240, .235, .060, .120, .050),
     "dry_vegetation": (.060, .075, .110, .140, .180, .220, .250, .270, .280, .285, .150, .380, .280),
     "bright_soil":  (.090, .110, .160, .220, .250, .270, .290, .310, .320, .330, .300, .420, .360),
     "dark_soil":    (.040, .050, .070, .090, .110, .125, .140, .150, .160, .165, .120, .230, .190),
