@@ -73,11 +73,13 @@ def test_outputs_are_valid_cogs_and_rerun_is_a_no_op(tmp_path: Path) -> None:
     with rasterio.open(out / "B01_60m.tif") as ds:
         assert ds.res == (60.0, 60.0)
     assert not list(out.parent.glob(".*tmp*")), "temporary build folders left behind"
-    stamp = (out / "L2A_SUMMARY.json").stat().st_mtime_ns
+    # The STAC item, written last, is the product's "done" marker.
+    item = out / f"{out.name}.json"
+    stamp = item.stat().st_mtime_ns
     again = process_product(safe, tmp_path / "l2a")
-    assert again.status == "skipped" and (out / "L2A_SUMMARY.json").stat().st_mtime_ns == stamp
+    assert again.status == "skipped" and item.stat().st_mtime_ns == stamp
     forced = process_product(safe, tmp_path / "l2a", ProcessingConfig(overwrite=True))
-    assert forced.status == "done" and (out / "L2A_SUMMARY.json").stat().st_mtime_ns != stamp
+    assert forced.status == "done" and item.stat().st_mtime_ns != stamp
 
 
 def test_sc_only_writes_masks_and_percentages(tmp_path: Path) -> None:
