@@ -440,6 +440,57 @@ class AtmosphericCorrection:
         return out
 
 
+def correction_config_from_gipp(
+    path: str | Path, base: CorrectionConfig | None = None
+) -> tuple[CorrectionConfig, dict[str, str]]:
+    """Atmospheric-correction settings of Sen2Cor's user ``L2A_GIPP.xml``.
+
+    Read: ``Aerosol_Type`` (RURAL = continental, MARITIME, AUTO), ``Ozone_Content`` in DU
+    (0 = Sen2Cor's automatic choice: the configured default is kept), ``Cirrus_Correction``,
+    ``Adj_Km``, ``Visibility`` (the fallback AOT) and ``Altitude`` (surface elevation
+    without a DEM). Returns the configuration and the other settings the run may use
+    (``DEM_Directory``).
+
+    Raises
+    ------
+    ConfigurationError
+        If the file is not a user GIPP or a value is invalid.
+    """
+    from dataclasses import replace
+
+    from sen2core.config import USER_GIPP_ROOT, _local, _parse_xml
+
+    root = _parse_xml(Path(path))
+    if _local(root.tag) != USER_GIPP_ROOT:
+        raise ConfigurationError(f"{path}: not a Sen2Cor L2A_GIPP.xml (root element {_local(root.tag)!r})")
+    values = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
+    cfg = base or CorrectionConfig()
+    changes: dict[str, Any] = {}
+    try:
+        if "Aerosol_Type" in values:
+            kinds = {"RURAL": "continental", "MARITIME": "maritime", "AUTO": "auto"}
+            if values["Aerosol_Type"].upper() not in kinds:
+                raise ValueError(f"Aerosol_Type {values['Aerosol_Type']!r} is not RURAL, MARITIME or AUTO")
+            changes["aerosol"] = kinds[values["Aerosol_Type"].upper()]
+        if float(values.get("Ozone_Content", "0") or 0) > 0:
+            changes["ozone_cm_atm"] = float(values["Ozone_Content"]) / 1000.0
+        if "Cirrus_Correction" in values:
+            changes["cirrus_correction"] = values["Cirrus_Correction"].upper() in ("TRUE", "1")
+        if "Adj_Km" in values:
+            changes["adjacency_km"] = float(values["Adj_Km"])
+        if "Visibility" in values:
+            vis = float(values["Visibility"])
+            if not 5.0 <= vis <= 120.0:
+                raise ValueError(f"Visibility {vis} km outside 5-120 km")
+            changes["default_aot"] = round(visibility_to_aot(vis), 3)
+        if "Altitude" in values:
+            changes["elevation_km"] = float(values["Altitude"])
+    except ValueError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+    extra = {k: values[k] for k in ("DEM_Directory",) if values.get(k, "NONE").upper() != "NONE"}
+    return replace(cfg, **changes), extra
+
+
 def config_dict(config: CorrectionConfig) -> dict[str, Any]:
     """JSON-serialisable view of a configuration (for product metadata)."""
     d = asdict(config)
@@ -447,4 +498,11 @@ def config_dict(config: CorrectionConfig) -> dict[str, Any]:
     return d
 
 
-__all__ = ["AtmosphericCorrection", "Atmosphere", "CorrectionConfig", "Scene", "config_dict"]
+__all__ = [
+    "AtmosphericCorrection",
+    "Atmosphere",
+    "CorrectionConfig",
+    "Scene",
+    "config_dict",
+    "correction_config_from_gipp",
+]

@@ -1,9 +1,10 @@
 """Process one Level-1C product into a Level-2A product: the library's unit of work.
 
 ``process_product(l1c_href, output_root, config) -> L2AResult``. The product is
-built in a hidden sibling folder and renamed into place once complete; a summary
-file written last inside it marks it done, so a crash never leaves something that
-looks finished and a rerun of a finished product is a no-op (unless overwrite).
+built in a hidden sibling folder and renamed into place once complete; the file
+written last (the STAC item, or ``MTD_MSIL2A.xml`` of a SAFE) marks it done, so a
+crash never leaves something that looks finished and a rerun of a finished product
+is a no-op (unless overwrite).
 """
 
 from __future__ import annotations
@@ -227,7 +228,12 @@ def process_product(
     ident = l2a_id(product)
     if is_done(final) and not config.overwrite:
         summary_file = final / MARKER
-        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        if summary_file.is_file():
+            summary = json.loads(summary_file.read_text())
+        else:  # SAFE layout: the figures are in its metadata
+            from sen2core.io.mtd_l2a import read_quality_indicators
+
+            summary = read_quality_indicators((final / "MTD_MSIL2A.xml").read_bytes(), product=str(final))
         files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))
         return L2AResult(product.product_id, ident, str(final), "skipped", summary.get("class_percentages", {}),
                          summary.get("atmosphere", {}), {}, files)  # fmt: skip

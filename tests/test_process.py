@@ -138,3 +138,29 @@ def test_terrain_correction_evens_out_sunlit_and_shaded_slopes(tmp_path: Path) -
     assert abs(lit_w - shade_w) <= 0.10 * max(lit_w, shade_w)
     lit_n, shade_n = ratios["without"]
     assert shade_n < 0.9 * lit_n  # the check can fail: without terrain correction it does
+
+
+def test_gipp_sets_the_correction_and_progress_is_logged(tmp_path: Path) -> None:
+    """Sen2Cor's L2A_GIPP.xml (``--GIP_L2A``): aerosol type and visibility reach the run."""
+    from sen2core.kernels.aot import visibility_to_aot
+
+    gipp = Path(__file__).parent / "data" / "gipp" / "sen2cor_L2A_GIPP_DEM_OFF.xml"
+    text = gipp.read_text()
+    text = text.replace("<Aerosol_Type>RURAL</Aerosol_Type>", "<Aerosol_Type>MARITIME</Aerosol_Type>")
+    text = text.replace("<Visibility>40.0</Visibility>", "<Visibility>20.0</Visibility>")
+    assert "MARITIME" in text and "<Visibility>20.0" in text
+    custom = tmp_path / "L2A_GIPP.xml"
+    custom.write_text(text)
+    desert = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+    safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "4", "--cloud-cover", "0", "--surface", str(desert))
+    res = subprocess.run([sys.executable, "-m", "sen2core.cli", "process", str(safe), "-o", str(tmp_path / "l2a"),
+                          "--resolution", "20", "--GIP_L2A", str(custom), "--json"],
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    summary = json.loads(res.stdout)
+    atm = summary["atmosphere"]
+    assert atm["AEROSOL_TYPE"] == "maritime" and atm["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
+    assert atm["GRANULE_MEAN_AOT"] == pytest.approx(round(visibility_to_aot(20.0), 3))
+    # Not a terminal: one plain line per stage on stderr.
+    for stage in ("open", "scene classification", "atmosphere", "write"):
+        assert f"] {stage}" in res.stderr
+    assert (tmp_path / "l2a" / "collection.json").is_file()

@@ -5,10 +5,47 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+STAGES = ("open", "read", "scene classification", "atmosphere", "correction", "write")
+
+
+class _Progress:
+    """Stages as a progress bar on a terminal, one plain line per stage otherwise (logs, CI)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> _Progress:
+        if self.console.is_terminal:
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn(),
+                                console=self.console, transient=False)  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task("open", total=len(STAGES))
+        return self
+
+    def stage(self, name: str) -> None:
+        """Called by the pipeline as each stage starts."""
+        done = STAGES.index(name) if name in STAGES else 0
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, description=name, completed=done)
+        else:
+            self.console.print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}", highlight=False, markup=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None and self.task is not None:
+            if exc[0] is None:
+                self.bar.update(self.task, description="done", completed=len(STAGES))
+            self.bar.stop()
 
 
 @click.command("process")
@@ -43,13 +80,20 @@ from rich.console import Console
     help="DEM raster (any CRS) for terrain correction.",
 )
 @click.option(
+    "--gipp",
+    "--GIP_L2A",
+    "gipp",
+    type=click.Path(exists=True, dir_okay=False),
+    multiple=True,
+    help="Sen2Cor configuration: the user L2A_GIPP.xml and/or L2A_CAL_SC_GIPP.xml (repeatable).",
+)
+@click.option(
     "--aerosol",
     type=click.Choice(["continental", "maritime", "auto"]),
-    default="continental",
-    show_default=True,
-    help="Aerosol model (Sen2Cor RURAL = continental).",
+    default=None,
+    help="Aerosol model (Sen2Cor RURAL = continental) [default: the GIPP's, else continental].",
 )
-@click.option("--cirrus/--no-cirrus", default=False, show_default=True, help="Cirrus correction with B10.")
+@click.option("--cirrus/--no-cirrus", default=None, help="Cirrus correction with B10 [default: the GIPP's, else off].")
 @click.option(
     "--legacy-encoding",
     is_flag=True,
@@ -59,33 +103,52 @@ from rich.console import Console
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
-            aerosol: str, cirrus: bool, legacy_encoding: bool, overwrite: bool, workers: int | None,
-            as_json: bool) -> None:  # fmt: skip
+            gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
+            workers: int | None, as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
-    from sen2core.correction import CorrectionConfig
+    import dataclasses
+
+    from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
+    from sen2core.correction import CorrectionConfig, correction_config_from_gipp
     from sen2core.pipeline import ProcessingConfig, process_product
 
+    correction, classification = CorrectionConfig(), SceneClassificationConfig()
+    if gipp:
+        classification = SceneClassificationConfig.from_gipp(*gipp)
+        for path in gipp:
+            if _local(_parse_xml(Path(path)).tag) == USER_GIPP_ROOT:
+                correction, extra = correction_config_from_gipp(path, correction)
+                if "DEM_Directory" in extra and not dem:
+                    logging.getLogger("sen2core").warning(
+                        "%s: DEM_Directory %s ignored (sen2core takes one DEM raster: --dem PATH)", path,
+                        extra["DEM_Directory"],
+                    )  # fmt: skip
+    if aerosol is not None:
+        correction = dataclasses.replace(correction, aerosol=aerosol)
+    if cirrus is not None:
+        correction = dataclasses.replace(correction, cirrus_correction=cirrus)
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
-        correction=CorrectionConfig(aerosol=aerosol, cirrus_correction=cirrus), format=fmt,
-        legacy_encoding=legacy_encoding,
+        correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
     )  # fmt: skip
     console = Console(stderr=True)
+    with _Progress(console) as progress:
+        if workers:
+            from distributed import Client, LocalCluster
 
-    def progress(stage: str) -> None:
-        console.print(f"[bold]{stage}[/bold]" if console.is_terminal else stage, highlight=False)
+            with (
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                             silence_logs=logging.ERROR) as cl,
+                Client(cl),
+            ):  # fmt: skip
+                result = process_product(product, output_dir, cfg, progress.stage)
+        else:
+            result = process_product(product, output_dir, cfg, progress.stage)
+    if cfg.format == "cog" and result.status in ("done", "skipped"):
+        from sen2core.io.stac import update_collection
+        from sen2core.package import item_name
 
-    if workers:
-        from distributed import Client, LocalCluster
-
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                         silence_logs=logging.ERROR) as cl,
-            Client(cl),
-        ):  # fmt: skip
-            result = process_product(product, output_dir, cfg, progress)
-    else:
-        result = process_product(product, output_dir, cfg, progress)
+        update_collection(output_dir, [Path(result.output_dir) / item_name(result.output_dir)])
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1, default=float))
     else:
