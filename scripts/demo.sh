@@ -16,4 +16,13 @@ echo "== processing $L1C"
 DIR=$("$BIN/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['output_dir'])" "$OUT/summary.json")
 echo "== Level-2A product: $DIR"
 ls -1 "$DIR"
+"$BIN/python" - "$OUT/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+a, p = s["atmosphere"], s["class_percentages"]
+print(f"== {s['status']}: cloud {p['CLOUDY_PIXEL_PERCENTAGE']:.1f} %, AOT {a['GRANULE_MEAN_AOT']:.3f} "
+      f"({a['AOT_RETRIEVAL_METHOD']}), WV {a['GRANULE_MEAN_WV']:.2f} cm; seconds per stage: {s['seconds']}")
+PY
+echo "== quicklook: $(ls "$DIR"/*_QL.png)"
+echo "== STAC item: $DIR/$(basename "$DIR").json; collection: $OUT/l2a/collection.json"
 echo "== summary: $OUT/summary.json; truth of the synthetic scene: ${L1C%.SAFE}.truth/"

@@ -184,7 +184,7 @@ def _ddv_block(
     return out
 
 
-def _ddv_sums(level: NDArray[Any], *per_model: NDArray[Any], scl: NDArray[Any], n_levels: int) -> NDArray[np.float64]:
+def _ddv_sums(scl: NDArray[Any], level: NDArray[Any], *per_model: NDArray[Any], n_levels: int) -> NDArray[np.float64]:
     """[non-water valid count] + per level k: [count, per model: sum AOT, sum blue residual^2]."""
     out = [float(np.sum(np.isin(scl, (VEGETATION, NOT_VEGETATED, SHADOW, 7, SNOW, 2))))]
     for k in range(1, n_levels + 1):
@@ -359,7 +359,7 @@ class AtmosphericCorrection:
         (ddv,) = dask.persist(ddv)
         layers = [ddv[i] for i in range(ddv.shape[0])]
         n_levels = len(cfg.ddv.b12_upper)
-        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, *layers, scl=scl, n_levels=n_levels))
+        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, scl, *layers, n_levels=n_levels))
         sums = np.asarray(sums)
         nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}

@@ -56,7 +56,9 @@ def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: A
     """
     # One chunk along an axis needs no overlap; elsewhere dask merges chunks thinner than the depth.
     per_axis = {i: (0 if len(c) == 1 else min(int(depth), x.shape[i])) for i, c in enumerate(x.chunks)}
-    return x.map_overlap(func, depth=per_axis, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
+    out = x.map_overlap(func, depth=per_axis, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
+    # Back on the input's chunks, which other arrays are paired with block by block.
+    return out.rechunk(x.chunks) if out.chunks != x.chunks else out
 
 
 def _gaussian_nan(block: NDArray[Any], sigma: float) -> NDArray[np.float32]:
@@ -93,6 +95,9 @@ def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, **kwa
     Arrays must share their chunking. Use this for scene-wide statistics: the
     result is a :class:`dask.delayed.Delayed` to compute together with others.
     """
+    if any(isinstance(v, da.Array) for v in kwargs.values()):
+        # A keyword array would reach every block whole, not block by block.
+        raise TypeError("block_sum takes arrays as positional arguments only")
     grids = [a.to_delayed() for a in arrays]
     shape = grids[0].shape
     for g in grids[1:]:

@@ -280,6 +280,9 @@ def process_product(
         config=config.classification, dem=None if dem_km is None else dem_km * 1000.0,
         max_sun_zenith_deg=min(max_sza + 2.0, 89.0),
     )  # fmt: skip
+    # Kept as percent (uint8), a quarter of the float32 it is computed in: it is only written out.
+    scl_res = replace(scl_res, calibrated_cloud_probability=da.map_blocks(
+        probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8))  # fmt: skip
     layers = ("scl", "cloud_probability", "snow_probability", "calibrated_cloud_probability", "cloud_buffer")
     scl_res = replace(scl_res, **dict(zip(layers, dask.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
     (percentages,) = dask.compute(scl_res.percentages())
@@ -301,7 +304,7 @@ def process_product(
     add("SCL", wr, scl, RasterSpec(gb, **scl_spec))  # type: ignore[arg-type]
     add("MSK_CLDPRB", wr, scl_res.cloud_probability, RasterSpec(gb, band_names=("cloud probability %",), **prob_spec))  # type: ignore[arg-type]
     add("MSK_SNWPRB", wr, scl_res.snow_probability, RasterSpec(gb, band_names=("snow probability %",), **prob_spec))  # type: ignore[arg-type]
-    calibrated = da.map_blocks(probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8)
+    calibrated = scl_res.calibrated_cloud_probability
     add("CLD_PROB_CALIBRATED", wr, calibrated, RasterSpec(gb, band_names=("cloud probability %",), **prob_spec))  # type: ignore[arg-type]
     if wr == 20:
         add("SCL", 60, scl_res.scl_60m(), RasterSpec(gb60, **scl_spec))  # type: ignore[arg-type]

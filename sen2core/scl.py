@@ -100,7 +100,7 @@ class SceneClassification:
             If the classification grid is not 20 m.
         """
         factor = self._factor_to_60m()
-        (filtered,) = _overlap_map(lambda s: (morphology.median3(s),), [self.scl], 1, 1)
+        (filtered,) = _overlap_map(lambda s: (morphology.median3(s),), [_aligned_to(self.scl, factor)], 1, 1)
         filtered = filtered.astype(np.uint8)
         return _to_coarse(lambda s: (morphology.block_centres(s, factor),), [filtered], factor, 1, np.uint8)[0]
 
@@ -123,7 +123,7 @@ class SceneClassification:
         def mean_u8(a: np.ndarray) -> tuple[np.ndarray]:
             return (np.floor(block_mean(a.astype(np.float32), factor) + np.float32(0.5)).astype(np.uint8),)
 
-        return _to_coarse(mean_u8, [mask], factor, 1, np.uint8)[0]
+        return _to_coarse(mean_u8, [_aligned_to(mask, factor)], factor, 1, np.uint8)[0]
 
     def class_counts(self) -> da.Array:
         """Lazy (3, 12) int64 table of :func:`~sen2core.kernels.scene_class.class_counts`: a small reduction."""
@@ -133,9 +133,14 @@ class SceneClassification:
             return sc.class_counts(scl, wb[0] if wb else None, buffered)[None, None]
 
         rows, cols = self.scl.chunks
-        per_block = da.map_blocks(counts, *arrays, new_axis=[2, 3], dtype=np.int64,
-                                  chunks=((1,) * len(rows), (1,) * len(cols), (3,), (12,)),
-                                  meta=np.empty((0, 0, 0, 0), dtype=np.int64))
+        per_block = da.map_blocks(
+            counts,
+            *arrays,
+            new_axis=[2, 3],
+            dtype=np.int64,
+            chunks=((1,) * len(rows), (1,) * len(cols), (3,), (12,)),
+            meta=np.empty((0, 0, 0, 0), dtype=np.int64),
+        )
         return per_block.sum(axis=(0, 1))
 
     def percentages(self) -> Delayed:
@@ -155,8 +160,15 @@ class SceneClassification:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _overlap_map(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], depth: int, n_out: int,
-                 **kwargs: Any) -> list[da.Array]:
+def _aligned_to(x: da.Array, factor: int) -> da.Array:
+    """``x`` on chunks that are multiples of ``factor`` (coarse blocks must not straddle chunks)."""
+    chunks = _aligned_chunks((tuple(x.chunks[0]), tuple(x.chunks[1])), factor)
+    return x.rechunk(chunks) if chunks != x.chunks else x
+
+
+def _overlap_map(
+    func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], depth: int, n_out: int, **kwargs: Any
+) -> list[da.Array]:
     """Run ``func`` on blocks extended by ``depth`` pixels; ``n_out`` same-shape outputs.
 
     The outputs are packed into one float32 stack per block (class codes, masks and
@@ -175,8 +187,15 @@ def _overlap_map(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array],
     def packed(*blocks: np.ndarray, **kw: Any) -> np.ndarray:
         return np.stack([np.asarray(o, dtype=np.float32) for o in func(*blocks, **kw)])
 
-    stacked = da.map_blocks(packed, *extended, new_axis=0, chunks=((n_out,), *extended[0].chunks),
-                            dtype=np.float32, meta=np.empty((0, 0, 0), dtype=np.float32), **kwargs)
+    stacked = da.map_blocks(
+        packed,
+        *extended,
+        new_axis=0,
+        chunks=((n_out,), *extended[0].chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        **kwargs,
+    )
     if any(depths.values()):
         stacked = da.overlap.trim_internal(stacked, {0: 0, 1: depths[0], 2: depths[1]}, boundary="none")
     if stacked.chunks[1:] != chunks:
@@ -185,16 +204,23 @@ def _overlap_map(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array],
     return [stacked[i] for i in range(n_out)]
 
 
-def _to_coarse(func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], factor: int, n_out: int,
-               dtype: Any) -> list[da.Array]:
+def _to_coarse(
+    func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], factor: int, n_out: int, dtype: Any
+) -> list[da.Array]:
     """Run a ``factor``-coarsening kernel per chunk (chunks are multiples of ``factor``)."""
     out_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in arrays[0].chunks)
 
     def packed(*blocks: np.ndarray) -> np.ndarray:
         return np.stack([np.asarray(o, dtype=np.float64) for o in func(*blocks)])
 
-    stacked = da.map_blocks(packed, *arrays, new_axis=0, chunks=((n_out,), *out_chunks), dtype=np.float64,
-                            meta=np.empty((0, 0, 0), dtype=np.float64))
+    stacked = da.map_blocks(
+        packed,
+        *arrays,
+        new_axis=0,
+        chunks=((n_out,), *out_chunks),
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), dtype=np.float64),
+    )
     return [stacked[i].astype(dtype) for i in range(n_out)]
 
 
@@ -313,8 +339,11 @@ def classify(
     if len(shape) != 2:
         raise InputProductError("scene classification", f"bands must be 2-D, B02 is {shape}")
     k = sc.shadow_grid_factor(resolution_m, cfg)
-    unit = math.lcm(k, sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
-                    3 if math.isclose(resolution_m, 20.0) else 1)
+    unit = math.lcm(
+        k,
+        sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
+        3 if math.isclose(resolution_m, 20.0) else 1,
+    )
     base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
     chunks = _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
 
@@ -338,16 +367,24 @@ def classify(
     extras1 = [a for a in (dem_a, qm, snc) if a is not None]
     snc_mean = _scene_mean_below_100(snc) if snc is not None else None
 
-    def stage1(*blocks: np.ndarray, snow_condition_mean: float | None = None,
-               b10_leakage: float = 0.0) -> tuple[np.ndarray, ...]:
+    def stage1(
+        *blocks: np.ndarray, snow_condition_mean: float | None = None, b10_leakage: float = 0.0
+    ) -> tuple[np.ndarray, ...]:
         b = dict(zip(names, blocks[:nb], strict=True))
         rest = iter(blocks[nb:])
         dem_b = next(rest) if dem_a is not None else None
         qm_b = next(rest) if qm is not None else None
         snc_b = next(rest) if snc is not None else None
-        cm, cmc, cms = sc.classify_pixels(b, cfg, dem=dem_b, quality_mask=qm_b, snow_possible=maps.snow_possible,
-                                          snow_condition=snc_b, snow_condition_mean=snow_condition_mean,
-                                          b10_leakage=b10_leakage)
+        cm, cmc, cms = sc.classify_pixels(
+            b,
+            cfg,
+            dem=dem_b,
+            quality_mask=qm_b,
+            snow_possible=maps.snow_possible,
+            snow_condition=snc_b,
+            snow_condition_mean=snow_condition_mean,
+            b10_leakage=b10_leakage,
+        )
         p = sc.calibrated_cloud_probability(b, cm, cmc, b10_leakage)
         p[cm == sc.SCL.NO_DATA] = np.nan
         return cm, cmc, cms, p
@@ -358,8 +395,12 @@ def classify(
         rows, cols = chunks
         hist = da.map_blocks(
             lambda *blocks: sc.leakage_histogram(dict(zip(names, blocks, strict=True)))[None, None],
-            *band_arrays, new_axis=2, dtype=np.int64, meta=np.empty((0, 0, 0), dtype=np.int64),
-            chunks=((1,) * len(rows), (1,) * len(cols), (sc.LEAKAGE_BINS,)))
+            *band_arrays,
+            new_axis=2,
+            dtype=np.int64,
+            meta=np.empty((0, 0, 0), dtype=np.int64),
+            chunks=((1,) * len(rows), (1,) * len(cols), (sc.LEAKAGE_BINS,)),
+        )
         leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist.sum(axis=(0, 1)), cfg)
 
     kw1: dict[str, Any] = {"b10_leakage": leakage}
@@ -392,10 +433,17 @@ def classify(
     pixel_c = resolution_m * k
     cloud_c, drow_c, dcol_c = _to_coarse(
         lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
-        [cloud, drow, dcol], k, 3, np.float32)
+        [cloud, drow, dcol],
+        k,
+        3,
+        np.float32,
+    )
     (projected_c,) = _overlap_map(
         lambda c, r, co: (sc.project_cloud_shadow(c, r, co, pixel_c, cfg),),
-        [cloud_c.astype(bool), drow_c, dcol_c], sc.shadow_reach(pixel_c, cfg, max_sun_zenith_deg), 1)
+        [cloud_c.astype(bool), drow_c, dcol_c],
+        sc.shadow_reach(pixel_c, cfg, max_sun_zenith_deg),
+        1,
+    )
     projected = _to_fine(projected_c.astype(bool), k, chunks, bool)
 
     # Stage 3b: cloud heights matched with dark pixels, on the matching grid.
@@ -403,17 +451,26 @@ def classify(
     if cfg.shadow_height_matching:
         m = sc.match_grid_factor(resolution_m, cfg)
         pixel_m = resolution_m * m
-        counts = _to_coarse(lambda c, d, r, co: sc.match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5,
-                            np.float64)
+        counts = _to_coarse(
+            lambda c, d, r, co: sc.match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5, np.float64
+        )
         (zone_m,) = _overlap_map(
             lambda cc, dk, nn, r, co: (sc.match_cloud_shadow(cc, dk, nn, r, co, pixel_m, cfg),),
-            [counts[0].astype(np.int64), counts[1].astype(np.int64), counts[2].astype(np.int64),
-             counts[3].astype(np.float32), counts[4].astype(np.float32)],
-            sc.match_zone_reach(pixel_m, cfg, max_sun_zenith_deg), 1)
+            [
+                counts[0].astype(np.int64),
+                counts[1].astype(np.int64),
+                counts[2].astype(np.int64),
+                counts[3].astype(np.float32),
+                counts[4].astype(np.float32),
+            ],
+            sc.match_zone_reach(pixel_m, cfg, max_sun_zenith_deg),
+            1,
+        )
         matched = _to_fine(zone_m.astype(bool), m, chunks, bool)
 
     cast = None
     if dem_a is not None:
+
         def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
             zen_f, sin_az, cos_az = sc.sun_components(zen, azi)
             zen_c, az_c = sc.coarse_sun(zen_f, sin_az, cos_az, k)
@@ -422,23 +479,35 @@ def classify(
         dem_c, sz_c, sa_c = _to_coarse(coarse_terrain, [dem_a, sz, sa], k, 3, np.float64)
         (cast_c,) = _overlap_map(
             lambda z, zen, azi: (shadow_kernels.cast_shadow(z, zen, azi, pixel_c, cfg.terrain_shadow_max_distance_m),),
-            [dem_c.astype(np.float32), sz_c, sa_c], sc.terrain_shadow_reach(pixel_c, cfg), 1)
+            [dem_c.astype(np.float32), sz_c, sa_c],
+            sc.terrain_shadow_reach(pixel_c, cfg),
+            1,
+        )
         cast = _to_fine(cast_c.astype(bool), k, chunks, bool)
 
     # Stage 4: scene statistics for R7/R8 (land cover only).
     statistics = None
     if lc is not None:
-        (blob,) = _overlap_map(lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm],
-                               sc.hpc_blob_reach(resolution_m, cfg), 1)
+        (blob,) = _overlap_map(
+            lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm], sc.hpc_blob_reach(resolution_m, cfg), 1
+        )
 
         def sums(*blocks: np.ndarray) -> np.ndarray:
             b = dict(zip(names, blocks[:nb], strict=True))
             return sc.scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2])[None, None]
 
         rows, cols = chunks
-        per_block = da.map_blocks(sums, *band_arrays, cm, blob.astype(bool), lc, new_axis=2, dtype=np.float64,
-                                  chunks=((1,) * len(rows), (1,) * len(cols), (sc.N_STATISTICS,)),
-                                  meta=np.empty((0, 0, 0), dtype=np.float64))
+        per_block = da.map_blocks(
+            sums,
+            *band_arrays,
+            cm,
+            blob.astype(bool),
+            lc,
+            new_axis=2,
+            dtype=np.float64,
+            chunks=((1,) * len(rows), (1,) * len(cols), (sc.N_STATISTICS,)),
+            meta=np.empty((0, 0, 0), dtype=np.float64),
+        )
         statistics = dask.delayed(sc.statistics_from_sums, pure=True)(per_block.sum(axis=(0, 1)), resolution_m, cfg)
 
     # Stage 5: shadows, recoveries, post-processing, improvements.
@@ -446,32 +515,56 @@ def classify(
     present = {key: a for key, a in optional.items() if a is not None}
     sun = [sz, sa] if dem_a is not None else []
 
-    def stage5(*blocks: np.ndarray, statistics: sc.SceneStatistics | None = None,
-               b10_leakage: float = 0.0) -> tuple[np.ndarray, ...]:
+    def stage5(
+        *blocks: np.ndarray, statistics: sc.SceneStatistics | None = None, b10_leakage: float = 0.0
+    ) -> tuple[np.ndarray, ...]:
         b = dict(zip(names, blocks[:nb], strict=True))
-        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nb: nb + 6]
-        rest = list(blocks[nb + 6:])
+        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nb : nb + 6]
+        rest = list(blocks[nb + 6 :])
         sun_b = rest[:2] if sun else [None, None]
-        kw = dict(zip(present, rest[len(sun):], strict=True))
-        return sc.finalize(b, cm_b, csd1_b, cloud_b, proj_b, resolution_m, cfg, dark=dark_b, probability=p_b,
-                           sun_zenith=sun_b[0], sun_azimuth=sun_b[1], statistics=statistics,
-                           b10_leakage=b10_leakage, **kw)
+        kw = dict(zip(present, rest[len(sun) :], strict=True))
+        return sc.finalize(
+            b,
+            cm_b,
+            csd1_b,
+            cloud_b,
+            proj_b,
+            resolution_m,
+            cfg,
+            dark=dark_b,
+            probability=p_b,
+            sun_zenith=sun_b[0],
+            sun_azimuth=sun_b[1],
+            statistics=statistics,
+            b10_leakage=b10_leakage,
+            **kw,
+        )
 
     kw5: dict[str, Any] = {"b10_leakage": leakage}
     if statistics is not None:
         kw5["statistics"] = statistics
     scl, buffered = _overlap_map(
-        stage5, [*band_arrays, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
-        sc.finalize_reach(resolution_m, cfg, land_cover=lc is not None), 2, **kw5)
+        stage5,
+        [*band_arrays, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
+        sc.finalize_reach(resolution_m, cfg, land_cover=lc is not None),
+        2,
+        **kw5,
+    )
 
     u8 = np.empty((0, 0), dtype=np.uint8)
+    in_chunks = (tuple(base[0]), tuple(base[1]))
+
+    def back(x: da.Array) -> da.Array:
+        # Outputs on the caller's chunks: callers pair them block by block with their inputs.
+        return x.rechunk(in_chunks) if x.chunks != in_chunks else x
+
     return SceneClassification(
-        scl=scl.astype(np.uint8),
-        cloud_probability=da.map_blocks(sc.probability_to_uint8, cmc, dtype=np.uint8, meta=u8),
-        snow_probability=da.map_blocks(sc.probability_to_uint8, cms, dtype=np.uint8, meta=u8),
-        calibrated_cloud_probability=probability,
-        cloud_buffer=buffered.astype(bool),
+        scl=back(scl.astype(np.uint8)),
+        cloud_probability=back(da.map_blocks(sc.probability_to_uint8, cmc, dtype=np.uint8, meta=u8)),
+        snow_probability=back(da.map_blocks(sc.probability_to_uint8, cms, dtype=np.uint8, meta=u8)),
+        calibrated_cloud_probability=back(probability),
+        cloud_buffer=back(buffered.astype(bool)),
         resolution_m=float(resolution_m),
         config=cfg,
-        water_bodies=wb,
+        water_bodies=None if wb is None else back(wb),
     )

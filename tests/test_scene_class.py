@@ -467,3 +467,17 @@ def test_missing_band_is_an_input_error() -> None:
     del bands["B10"]
     with pytest.raises(InputProductError, match="B10"):
         sc.classify_pixels(bands, SEN2COR)
+
+
+def test_leakage_histogram_has_a_fixed_length_whatever_the_ratios() -> None:
+    """B10/B11 at or above the top of the histogram (float32) lands in the last bin, not a new one:
+    chunks of one scene must give histograms of one length to be added up."""
+    from sen2core.kernels import scene_class as sc
+
+    n = 50
+    b11 = np.full(n, 0.3, dtype=np.float32)
+    bands = {b: np.full(n, 0.3, dtype=np.float32) for b in sc.REQUIRED_BANDS}
+    bands |= {"B03": np.full(n, 0.2, dtype=np.float32), "B11": b11,
+              "B10": (b11 * np.linspace(0.0, 0.5, n)).astype(np.float32)}  # fmt: skip
+    hist = sc.leakage_histogram(bands)
+    assert hist.shape == (sc.LEAKAGE_BINS,) and hist.sum() == n and hist[-1] > 0

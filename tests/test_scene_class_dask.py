@@ -130,13 +130,17 @@ def test_graph_builds_without_computing(scene: dict[str, Any]) -> None:
     assert len(pct.__dask_graph__()) > 0
 
 
-def test_chunks_are_aligned_for_the_coarse_grids(scene: dict[str, Any]) -> None:
+def test_outputs_come_back_on_the_callers_chunks(scene: dict[str, Any]) -> None:
     # 50-px chunks are not multiples of 15 (60 m shadow grid, 300 m matching grid,
-    # 60 m products): rounded up to 60.
-    result = lazy(scene, 50, SceneClassificationConfig(), full=False)
-    assert result.scl.chunks[0] == (60, 60, 30)
-    sen2cor = lazy(scene, 50, SceneClassificationConfig.sen2cor(), full=False)
-    assert sen2cor.scl.chunks[0] == (51, 51, 48)
+    # 60 m products): the classification runs on aligned chunks internally, and hands its
+    # layers back on the caller's chunks, which callers pair block by block with their inputs.
+    for cfg in (SceneClassificationConfig(), SceneClassificationConfig.sen2cor()):
+        result = lazy(scene, 50, cfg, full=False)
+        for layer in (result.scl, result.cloud_probability, result.calibrated_cloud_probability, result.cloud_buffer):
+            assert layer.chunks[0] == (50, 50, 50)
+            assert layer.blocks[1, 1].compute().shape == (50, 50)
+        assert result.scl_60m().shape == (50, 50)
+        assert result.scl_60m().compute().shape == (50, 50)
 
 
 def test_input_errors(scene: dict[str, Any]) -> None:

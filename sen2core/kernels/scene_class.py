@@ -241,8 +241,9 @@ def leakage_histogram(bands: Mapping[str, ArrayLike]) -> NDArray[np.int64]:
     b, valid = _bands(bands)
     b10, b11 = b["B10"], b["B11"]
     use = valid & (b11 >= 0.15) & (_normalized_difference(b["B03"], b11) < 0.2)
-    ratio = np.clip(b10[use] / b11[use], 0.0, _LEAKAGE_MAX * (1 - 1e-9))
-    index = (ratio / _LEAKAGE_MAX * LEAKAGE_BINS).astype(np.int64)
+    ratio = np.asarray(b10[use] / b11[use], dtype=np.float64)
+    # Clip the index, not the ratio: in float32 a ratio clipped just below the top rounds up to it.
+    index = np.clip((ratio / _LEAKAGE_MAX * LEAKAGE_BINS).astype(np.int64), 0, LEAKAGE_BINS - 1)
     return np.bincount(index, minlength=LEAKAGE_BINS).astype(np.int64)
 
 
