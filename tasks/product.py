@@ -1,51 +1,185 @@
-"""The per-product task: one Level-1C href in, a small summary out."""
+"""Per-product tasks: screening (what is already done) and processing (one L1C href in, one small row out).
+
+:func:`process_l1c` is the per-product unit of the flows. It is a thin wrapper
+around :func:`sen2core.pipeline.process_product`; a later change may replace it by a
+chain of stage tasks with the same input (an :class:`~tasks.models.L1CRef`) and the
+same output (a :class:`~tasks.models.ProductOutcome`), without touching the flows'
+discovery, publishing and reporting.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect_dask import get_dask_client
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, Field
 
-from sen2core.errors import TransientIOError
-from sen2core.pipeline import ProcessingConfig, process_product
+from sen2core import pipeline
+from sen2core.correction import CorrectionConfig
+from sen2core.pipeline import L2AResult, ProcessingConfig, output_dir, process_product
+from tasks.logs import forward_logs
+from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
+from tasks.retry import retry_product
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PRODUCT_TAG", "Screening", "outcome_from_result", "process_l1c", "screen_products", "to_config"]
+
+#: Tag of every product task: ``prefect concurrency-limit create sen2core-product N`` caps the products
+#: processed at once across all flow runs (on top of each flow's own ``max_concurrency``).
+PRODUCT_TAG = "sen2core-product"
 
 
-def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only failures that may go away (storage, network); a bad product fails once."""
+def to_config(options: ProcessingOptions, overwrite: bool = False) -> ProcessingConfig:
+    """The library configuration for ``options``."""
+    return ProcessingConfig(
+        resolution=options.resolution, sc_only=options.sc_only, dem=options.dem, overwrite=overwrite,
+        correction=CorrectionConfig(aerosol=options.aerosol, cirrus_correction=options.cirrus),
+        format=options.output_format,
+    )  # fmt: skip
+
+
+def _number(mapping: dict[str, Any], key: str) -> float | None:
+    value = mapping.get(key)
+    return None if value is None else float(value)
+
+
+def outcome_from_result(ref: L1CRef, result: L2AResult, seconds: float | None) -> ProductOutcome:
+    """One report row from the library's result."""
+    return ProductOutcome(
+        l1c_href=ref.href, product_id=result.l1c_id or ref.product_id, status="skipped" if result.status == "skipped"
+        else "done", l2a_id=result.l2a_id, output_dir=result.output_dir,
+        cloud_cover=_number(result.class_percentages, "CLOUDY_PIXEL_PERCENTAGE"),
+        aot=_number(result.atmosphere, "GRANULE_MEAN_AOT"), water_vapour=_number(result.atmosphere, "GRANULE_MEAN_WV"),
+        seconds=None if seconds is None else round(seconds, 2), tile=ref.tile, sensing_time=ref.sensing_time,
+    )  # fmt: skip
+
+
+@contextmanager
+def on_task_runner_cluster() -> Iterator[Any]:
+    """Send the dask (and joblib) work of the block to the cluster this task runs on.
+
+    On a Dask worker (a ``DaskTaskRunner`` task), ``prefect_dask.get_dask_client``
+    connects to the same scheduler and becomes the default client: the library's
+    ``dask.compute``/``da.store`` calls then run there and secede from the worker
+    thread while they wait (no deadlock however few threads the cluster has), and
+    joblib sections use the dask backend. Elsewhere (another task runner, a plain
+    call) the block runs on dask's local threads.
+    """
+    from distributed import get_worker
+
     try:
-        state.result()
-    except TransientIOError:
-        return True
-    except Exception:
-        return False
-    return False
+        get_worker()
+    except ValueError:
+        yield None
+        return
+    import joblib  # type: ignore[import-untyped]
+    from prefect_dask.utils import get_dask_client
+
+    with get_dask_client() as client, joblib.parallel_config(backend="dask"):
+        yield client
 
 
 @task(
     name="process-l1c",
-    task_run_name="l2a-{l1c_href}",
+    task_run_name="l2a-{ref.product_id}",
     retries=3,
-    retry_delay_seconds=[10, 60, 300],
-    retry_condition_fn=_is_transient,
+    retry_delay_seconds=exponential_backoff(backoff_factor=30),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_product,
+    timeout_seconds=3600,
     cache_policy=NO_CACHE,
-    tags=["sen2core-product"],
+    tags=[PRODUCT_TAG],
 )
 def process_l1c(
-    l1c_href: str,
-    output_root: str,
-    resolution: int | None = None,
-    sc_only: bool = False,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Process one product; its dask work runs on the task runner's cluster.
+    ref: L1CRef, output_root: str, options: ProcessingOptions | None = None, overwrite: bool = False
+) -> ProductOutcome:
+    """Process one Level-1C product into ``output_root``; its dask work runs on the task runner's cluster.
 
-    ``get_dask_client`` connects to the scheduler of the ``DaskTaskRunner``; the
-    library's ``dask.compute``/``persist`` calls then go there and secede from the
-    worker thread while they wait, so nested work cannot deadlock the worker.
+    Parameters
+    ----------
+    ref
+        The product (its ``href`` is what the library opens).
+    output_root
+        Root of the output tree.
+    options
+        Processing options (defaults: :class:`~tasks.models.ProcessingOptions`).
+    overwrite
+        Reprocess a product that is already done.
+
+    Returns
+    -------
+    ProductOutcome
+        ``done``, or ``skipped`` if the product was already done.
+
+    Raises
+    ------
+    sen2core.errors.InputProductError
+        A bad product: the task fails at once, without retries.
+    sen2core.errors.TransientIOError
+        Retried (3 times, exponential backoff from 30 s, with jitter), like other
+        I/O errors, HTTP 5xx and a lost Dask worker; a timeout is not retried.
     """
-    config = ProcessingConfig(resolution=resolution, sc_only=sc_only, overwrite=overwrite)
-    with get_dask_client():
-        result = process_product(l1c_href, output_root, config)
-    return result.to_dict()
+    config = to_config(options or ProcessingOptions(), overwrite)
+    start = time.perf_counter()
+    with forward_logs(), on_task_runner_cluster():
+        result = process_product(ref.href, output_root, config)
+    seconds = time.perf_counter() - start
+    log.info("%s: %s in %.1f s -> %s", result.l2a_id, result.status, seconds, result.output_dir)
+    return outcome_from_result(ref, result, seconds if result.status == "done" else None)
+
+
+class Screening(BaseModel):
+    """Products split by :func:`screen_products`."""
+
+    todo: list[L1CRef] = Field(default_factory=list)
+    skipped: list[ProductOutcome] = Field(default_factory=list)
+
+
+@task(name="screen", cache_policy=NO_CACHE)
+def screen_products(
+    refs: list[L1CRef], output_root: str, options: ProcessingOptions | None = None, overwrite: bool = False
+) -> Screening:
+    """Split ``refs`` into products to process and products already done (skipped unless ``overwrite``).
+
+    One task for the whole list, so that a rerun over thousands of finished products
+    costs one metadata read each instead of one task run each. "Done" is decided by
+    :func:`sen2core.pipeline.is_done` on :func:`sen2core.pipeline.output_dir`, like
+    the library itself decides it. A product that cannot be opened is left to
+    process, where it fails (or is retried, for a transient error) and is reported.
+    """
+    if overwrite:
+        return Screening(todo=list(refs))
+    from sen2core.io.product import open_l1c
+    from sen2core.pipeline import l2a_id
+
+    fmt = (options or ProcessingOptions()).output_format
+    screening = Screening()
+    with forward_logs():
+        for ref in refs:
+            try:
+                with warnings.catch_warnings():
+                    # Metadata fallbacks are reported when the product is processed.
+                    warnings.simplefilter("ignore")
+                    product = open_l1c(ref.href)
+                folder = output_dir(product, output_root, fmt)
+            except Exception as exc:  # noqa: BLE001 - screening only saves work; processing reports the error
+                log.info("%s: cannot tell whether it is done (%s); left to process", ref.product_id, exc)
+                screening.todo.append(ref)
+                continue
+            if pipeline.is_done(folder):  # type: ignore[attr-defined]  # pipeline re-exports it: callers ask the pipeline
+                screening.skipped.append(ProductOutcome(
+                    l1c_href=ref.href, product_id=product.product_id, status="skipped", l2a_id=l2a_id(product),
+                    output_dir=str(folder), tile=ref.tile, sensing_time=ref.sensing_time,
+                ))  # fmt: skip
+            else:
+                screening.todo.append(ref)
+        log.info("%d to process, %d already done", len(screening.todo), len(screening.skipped))
+    return screening

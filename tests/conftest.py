@@ -212,3 +212,200 @@ def aws_900m(tmp_path: Path) -> Iterator[Path]:
     dest = tmp_path / AWS_900M.name
     shutil.copytree(AWS_900M, dest)
     yield dest
+
+
+# ------------------------------------------------ orchestration (tests/test_flow*.py)
+# One Prefect server and one set of synthetic products per session, shared by the
+# flow tests; started only when a test asks for them, and always stopped.
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process_group(proc: Any, timeout: float = 20.0) -> None:
+    """SIGTERM the process group of ``proc`` (started with ``start_new_session=True``), then SIGKILL."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (``prefect server start``, SQLite) on 127.0.0.1 and a free port, with a
+    temporary ``PREFECT_HOME``; this process and its children use it. Yields the API URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=url)
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--analytics-off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        # Exported too, for subprocesses (Dask workers, `prefect` commands, Prefect workers).
+        os.environ.update(PREFECT_API_URL=url, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: home}):
+            yield url
+            _drain_prefect_logs()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop_process_group(server)
+        log.close()
+
+
+def _drain_prefect_logs() -> None:
+    """Send queued logs and events before the server stops (no retries against a stopped server)."""
+    from sen2core.cli.flow import _drain_prefect_workers
+
+    _drain_prefect_workers()
+
+
+@pytest.fixture(scope="session")
+def flow_products(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Read-only inputs of the flow tests: three small synthetic L1C products on 32TQM, sensed on
+    2023-07-14, -15 and -16 (keys ``"2023-07-14"`` ...), and ``"corrupt"``, a ``.SAFE.zip`` of junk
+    with a valid product name (sensed 2023-07-15)."""
+    from sen2core.synthetic import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("flow-l1c")
+    products: dict[str, Path] = {}
+    for seed, day in enumerate(("2023-07-14", "2023-07-15", "2023-07-16"), start=11):
+        result = synthesize(SynthConfig(size=366, seed=seed, tile="32TQM", date=day, cloud_cover=10.0), root)
+        shutil.rmtree(result.truth, ignore_errors=True)
+        products[day] = result.product
+    corrupt = root / "S2B_MSIL1C_20230715T101559_N0509_R122_T32TQM_20230715T120234.SAFE.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    products["corrupt"] = corrupt
+    return products
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler_address(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real multi-process Dask cluster on 127.0.0.1: ``dask scheduler`` plus two ``dask worker``
+    processes (one thread each). Yields the scheduler address; everything is stopped at the end."""
+    import os
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    work = tmp_path_factory.mktemp("dask-cluster")
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ)  # with the session's PREFECT_API_URL and PREFECT_HOME
+    dask_cli = [str(Path(sys.executable).with_name("dask"))]  # the venv's `dask` command
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    try:
+        log = open(work / "scheduler.log", "wb")  # noqa: SIM115 - closed below
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+        ))  # fmt: skip
+        for i in range(2):
+            log = open(work / f"worker-{i}.log", "wb")  # noqa: SIM115
+            logs.append(log)
+            procs.append(subprocess.Popen(
+                [*dask_cli, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                 "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}", "--local-directory", str(work)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+            ))  # fmt: skip
+        with Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=90)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            stop_process_group(proc)
+        for log in logs:
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def in_process_runner() -> Callable[..., Any]:
+    """Factory of task runners on an in-process ``LocalCluster`` (threads: fast to start, same Dask
+    scheduler semantics as worker processes for the tasks and their nested computations)."""
+
+    def make(workers: int = 1, threads: int = 2) -> Any:
+        from flows.runner import Sen2CoreTaskRunner
+
+        return Sen2CoreTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": threads,
+                                                  "processes": False, "dashboard_address": ":0"})  # fmt: skip
+
+    return make
+
+
+def flow_run_artifacts(state: Any) -> list[Any]:
+    """The artifacts of the flow run that ended in ``state``, read back from the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return list(client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def read_artifacts() -> Callable[[Any], list[Any]]:
+    """``read_artifacts(state)``: the artifacts of the flow run that ended in ``state``."""
+    return flow_run_artifacts
+
+
+@pytest.fixture(scope="session")
+def read_logs() -> Callable[[Any], list[str]]:
+    """``read_logs(state)``: the messages logged to the API by the flow run that ended in ``state``
+    (and its task runs), after the queued logs were sent."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    def read(state: Any) -> list[str]:
+        _drain_prefect_logs()
+        flow_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+        with get_client(sync_client=True) as client:
+            return [log.message for log in client.read_logs(log_filter=flow_filter)]
+
+    return read

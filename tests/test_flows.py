@@ -1,32 +1,70 @@
-"""Prefect: the one-product flow on a DaskTaskRunner, against a temporary Prefect server."""
+"""Prefect: the one-product flow on a DaskTaskRunner, against the session's Prefect server."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
-from prefect_dask import DaskTaskRunner
 
+from flows.common import RunFailed
 from flows.process_product import process_product_flow
+from tasks.models import ProcessingOptions
+
+pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def prefect_server():  # type: ignore[no-untyped-def]
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def test_process_product_flow_on_a_dask_task_runner(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any],
+    read_artifacts: Callable[[Any], list[Any]], read_logs: Callable[[Any], list[str]], tmp_path: Path,
+) -> None:  # fmt: skip
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    out = tmp_path / "l2a"
+    state = flow(str(flow_products["2023-07-15"]), str(out), options=ProcessingOptions(resolution=20),
+                 return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    summary = state.result()
+    (outcome,) = summary.outcomes
+    assert outcome.status == "done" and outcome.l2a_id and outcome.output_dir
+    assert Path(outcome.output_dir).parent.parts[-4:] == ("32TQM", "2023", "07", "15")
+    assert outcome.cloud_cover is not None and outcome.aot is not None and outcome.water_vapour is not None
+    assert outcome.seconds and outcome.seconds > 0
+    # Published: the collection at the output root links the product's STAC item.
+    collection = json.loads((out / "collection.json").read_text())
+    assert [ln["href"] for ln in collection["links"] if ln["rel"] == "item"] == [
+        f"./32TQM/2023/07/15/{outcome.l2a_id}/{outcome.l2a_id}.json"]
+    kinds = {a.type for a in read_artifacts(state)}
+    assert {"table", "markdown"} <= kinds
+    # The library's own log records reach the run's logs in the API (and so the UI).
+    assert any(m.startswith("sen2core.pipeline: stage") for m in read_logs(state))
+
+    again = flow(str(flow_products["2023-07-15"]), str(out), options=ProcessingOptions(resolution=20))
+    assert [o.status for o in again.outcomes] == ["skipped"]
 
 
-def test_process_product_flow_on_a_dask_task_runner(prefect_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run([sys.executable, "-m", "sen2core.cli", "synth", str(tmp_path / "l1c"), "--size", "366",
-                          "--seed", "2", "--cloud-cover", "10"], check=True, capture_output=True, text=True)  # fmt: skip
-    safe = out.stdout.strip().splitlines()[-1]
-    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False,
-                                            "dashboard_address": ":0"})  # fmt: skip
-    flow = process_product_flow.with_options(task_runner=runner)
-    first = flow(safe, str(tmp_path / "l2a"), resolution=20)
-    assert first["status"] == "done" and (Path(first["output_dir"]) / "L2A_SUMMARY.json").is_file()
-    again = flow(safe, str(tmp_path / "l2a"), resolution=20)
-    assert again["status"] == "skipped"
+def test_a_bad_product_fails_the_run_with_its_reason(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    state = flow(str(flow_products["corrupt"]), str(tmp_path / "l2a"), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, RunFailed)
+    (outcome,) = error.summary.failed
+    assert "InputProductError" in (outcome.error or "") and "zip" in (outcome.error or "")
+    with pytest.raises(RunFailed, match="1 failed"):
+        flow(str(flow_products["corrupt"]), str(tmp_path / "l2a"))
+
+
+def test_product_timeout_fails_without_retry(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    # 0.3 s: the product needs several seconds; a timeout is not transient, so no retry (no 30 s backoff).
+    state = flow(str(flow_products["2023-07-14"]), str(tmp_path / "l2a"), options=ProcessingOptions(resolution=20),
+                 product_timeout_minutes=0.005, return_state=True)  # fmt: skip
+    assert state.is_failed()
+    (outcome,) = state.result(raise_on_failure=False).summary.failed
+    assert "Timeout" in (outcome.error or ""), outcome.error

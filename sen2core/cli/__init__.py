@@ -61,3 +61,6 @@ main.add_command(process)
 from sen2core.cli.synth import synth  # noqa: E402
 
 main.add_command(synth)
+from sen2core.cli.flow import flow  # noqa: E402  (imports Prefect only when a flow command runs)
+
+main.add_command(flow)

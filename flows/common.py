@@ -1,0 +1,167 @@
+"""What every flow does once it knows its products: screen, process, publish, report, end.
+
+Daily ingest, backfill and the one-product flow differ only in *what they enqueue*;
+from the list of references on, they share :func:`run_products`:
+
+1. **screen** (one task): products already done are skipped, unless ``overwrite``;
+2. **process** (one task per product, :func:`tasks.product.process_l1c`), at most
+   ``max_concurrency`` at a time: the flow submits a new product only when one has
+   finished (a bounded submission window), because a product task secedes from its
+   Dask worker thread while its kernels run, and Dask would otherwise start every
+   queued product at once and multiply the memory in use. A bad product fails alone
+   (its task is ``Failed``, with the reason) and the others go on;
+3. **publish** (one task): the STAC collection at the output root is updated with
+   every finished product's item;
+4. **report** (one task): table and markdown artifacts, quicklooks, report on disk.
+
+Final state of a flow run (documented in ``docs/orchestration.md``):
+
+- ``Completed`` when no product failed (also when nothing was found, or everything
+  was already done); the return value is the :class:`~tasks.models.RunSummary`;
+- ``Failed`` when at least one product failed or publishing failed, *after* the
+  other products were processed, published and reported: the flow raises
+  :class:`RunFailed`, whose message names the failed products and whose
+  ``summary`` attribute holds the whole summary;
+- ``Failed`` earlier if discovery fails after its retries (nothing was processed);
+- ``Crashed`` / ``Cancelled`` as Prefect defines them (infrastructure lost, operator cancelled).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+from collections import deque
+from typing import Any
+
+from prefect import get_run_logger
+
+from tasks.models import L1CRef, ProcessingOptions, ProductOutcome, RunSummary, TimeWindow
+from tasks.product import process_l1c, screen_products
+from tasks.publish import publish_products
+from tasks.report import ProgressArtifact, report_run
+
+__all__ = ["RunFailed", "process_bounded", "run_products", "submit_product"]
+
+
+class RunFailed(RuntimeError):
+    """At least one product (or the collection update) failed; everything else was processed and reported."""
+
+    def __init__(self, summary: RunSummary, problems: list[str]) -> None:
+        self.summary = summary
+        self.problems = problems
+        """One line per problem: ``{product id}: {error}``, then any publishing error."""
+        super().__init__(f"{summary.headline()}; " + "; ".join(problems))
+
+    def __reduce__(self) -> tuple[type, tuple[RunSummary, list[str]]]:
+        # Prefect may pickle the exception as the failed state's data.
+        return (type(self), (self.summary, self.problems))
+
+
+def _failed(ref: L1CRef, error: BaseException | str) -> ProductOutcome:
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return ProductOutcome(l1c_href=ref.href, product_id=ref.product_id, status="failed", error=text, tile=ref.tile,
+                          sensing_time=ref.sensing_time)  # fmt: skip
+
+
+def _collect(ref: L1CRef, future: Any) -> ProductOutcome:
+    """The outcome of a finished product future, whatever its final state."""
+    try:
+        value = future.result(raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - the Dask future itself failed: worker lost, cancelled
+        return _failed(ref, exc)
+    if isinstance(value, ProductOutcome):
+        return value
+    if isinstance(value, BaseException):
+        return _failed(ref, value)
+    return _failed(ref, f"unexpected task result {value!r}")
+
+
+def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions | None, overwrite: bool,
+                   timeout_minutes: float) -> Any:  # fmt: skip
+    """Submit the work of one product; return a future whose result is its :class:`ProductOutcome`.
+
+    The one place that knows what processing a product means: today one task
+    (:func:`tasks.product.process_l1c`); a chain of stage tasks would be submitted
+    here, returning the future of its last task.
+    """
+    task = process_l1c.with_options(timeout_seconds=max(1.0, timeout_minutes * 60.0))
+    return task.submit(ref, output_root, options, overwrite)
+
+
+def process_bounded(
+    refs: list[L1CRef],
+    output_root: str,
+    options: ProcessingOptions | None,
+    overwrite: bool,
+    max_concurrency: int,
+    product_timeout_minutes: float,
+    progress: ProgressArtifact | None = None,
+) -> list[ProductOutcome]:
+    """Process ``refs`` with at most ``max_concurrency`` product tasks in flight; outcomes in input order."""
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    logger = get_run_logger()
+    finished: queue.Queue[Any] = queue.Queue()
+    pending = deque(enumerate(refs))
+    inflight: dict[Any, tuple[int, L1CRef]] = {}
+    outcomes: dict[int, ProductOutcome] = {}
+    while pending or inflight:
+        while pending and len(inflight) < max_concurrency:
+            index, ref = pending.popleft()
+            future = submit_product(ref, output_root, options, overwrite, product_timeout_minutes)
+            inflight[future.task_run_id] = (index, ref)
+            future.add_done_callback(finished.put)
+        future = finished.get()
+        index, ref = inflight.pop(future.task_run_id)
+        outcome = outcomes[index] = _collect(ref, future)
+        if outcome.status == "failed":
+            logger.error("%s failed: %s", ref.product_id, outcome.error)
+        else:
+            logger.info("%s: %s (%d of %d)", ref.product_id, outcome.status, len(outcomes), len(refs))
+        if progress is not None:
+            progress.advance()
+    return [outcomes[i] for i in range(len(refs))]
+
+
+def run_products(
+    flow: str,
+    refs: list[L1CRef],
+    output_root: str,
+    options: ProcessingOptions | None = None,
+    overwrite: bool = False,
+    max_concurrency: int = 2,
+    product_timeout_minutes: float = 60.0,
+    window: TimeWindow | None = None,
+) -> RunSummary:
+    """Screen, process, publish and report ``refs``; raise :class:`RunFailed` at the end if anything failed.
+
+    Must run inside a flow (it submits tasks to the flow's task runner).
+    """
+    logger = get_run_logger()
+    screening = screen_products.submit(refs, output_root, options, overwrite).result()
+    progress = ProgressArtifact(len(screening.todo), f"{flow}: {len(screening.todo)} product(s) to process")
+    processed = process_bounded(screening.todo, output_root, options, overwrite, max_concurrency,
+                                product_timeout_minutes, progress)  # fmt: skip
+    by_href = {o.l1c_href: o for o in [*screening.skipped, *processed]}
+    outcomes = [by_href[r.href] for r in refs if r.href in by_href]
+
+    problems: list[str] = []
+    published = publish_products.submit(output_root, outcomes)
+    collection = published.result(raise_on_failure=False)
+    if isinstance(collection, BaseException):
+        problems.append(f"STAC collection not updated: {type(collection).__name__}: {collection}")
+        logger.error(problems[-1])
+        collection = None
+    summary = RunSummary(flow=flow, output_root=output_root, window=window, discovered=len(refs), outcomes=outcomes,
+                         collection=collection)  # fmt: skip
+    summary = report_run.submit(summary).result()
+    logger.info("%s (report %s)", summary.headline(), summary.report)
+    if summary.failed or problems:
+        raise RunFailed(summary, [f"{o.product_id}: {o.error}" for o in summary.failed] + problems)
+    return summary
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    """A plain aware UTC ``datetime`` (Prefect's runtime gives pendulum objects)."""
+    moment = dt.datetime.fromisoformat(moment.isoformat())
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)

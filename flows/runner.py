@@ -1,0 +1,111 @@
+"""The flows' task runner: prefect-dask's ``DaskTaskRunner``, with the cluster chosen when a run starts.
+
+Which Dask cluster a flow run uses, first match wins:
+
+1. the flow run's ``dask_address`` parameter (``tcp://host:8786``): an existing scheduler;
+2. what the runner was built with in code (``address=``, ``cluster_class=``, ``cluster_kwargs=``);
+3. the environment variable ``SEN2CORE_DASK_ADDRESS``: an existing scheduler;
+4. the environment variable ``SEN2CORE_DASK_CLUSTER``: a YAML file naming a cluster class and its
+   arguments (``deployments/dask/slurm.yaml`` for dask-jobqueue, ``deployments/dask/kubernetes.yaml``
+   for dask-kubernetes), created for the run and closed after it;
+5. otherwise a ``LocalCluster`` sized to the machine (:func:`local_cluster_kwargs`).
+
+The choice is made at the first task submission of a run, in the process running
+the flow, so deployments set it per run (parameter) or per work pool (environment
+in the job variables) without code changes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+from prefect.context import FlowRunContext
+from prefect.utilities.importtools import from_qualified_name
+from prefect_dask.task_runners import DaskTaskRunner
+
+__all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
+           "local_cluster_kwargs"]  # fmt: skip
+
+ADDRESS_PARAMETER = "dask_address"
+ADDRESS_ENV = "SEN2CORE_DASK_ADDRESS"
+CLUSTER_ENV = "SEN2CORE_DASK_CLUSTER"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def local_cluster_kwargs() -> dict[str, Any]:
+    """``LocalCluster`` arguments for this machine: one single-threaded worker process per core.
+
+    Processes rather than threads because GDAL decoding and the Python parts of the
+    kernels then run in parallel without the GIL; one thread each because the
+    flows bound how many products run at once and a product task secedes from its
+    thread while its kernels run, so the threads stay free for the kernels' chunks.
+    Memory is split evenly between the workers (``memory_limit="auto"``). The
+    dashboard takes a free port (logged by the runner).
+    """
+    return {"n_workers": _cores(), "threads_per_worker": 1, "processes": True, "memory_limit": "auto",
+            "dashboard_address": ":0"}  # fmt: skip
+
+
+def load_cluster_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a cluster spec: ``cluster_class`` (qualified name), ``cluster_kwargs`` and ``adapt_kwargs``.
+
+    Raises
+    ------
+    ValueError
+        The file is not a mapping with a ``cluster_class``.
+    """
+    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(spec, dict) or not isinstance(spec.get("cluster_class"), str):
+        raise ValueError(f"{path}: a Dask cluster spec needs a 'cluster_class' (e.g. dask_jobqueue.SLURMCluster)")
+    unknown = set(spec) - {"cluster_class", "cluster_kwargs", "adapt_kwargs"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    return {"cluster_class": spec["cluster_class"], "cluster_kwargs": dict(spec.get("cluster_kwargs") or {}),
+            "adapt_kwargs": dict(spec.get("adapt_kwargs") or {})}  # fmt: skip
+
+
+class Sen2CoreTaskRunner(DaskTaskRunner):
+    """A ``DaskTaskRunner`` that picks its cluster when the flow run starts (see the module's docstring)."""
+
+    @property
+    def client(self) -> Any:
+        """The run's Dask client, created at first use after the cluster has been chosen."""
+        if self._client is None:
+            self._choose_cluster()
+        return super().client
+
+    def _explicit(self) -> bool:
+        return bool(self.address or self._cluster is not None or self.cluster_class or self.cluster_kwargs)
+
+    def _choose_cluster(self) -> None:
+        ctx = FlowRunContext.get()
+        address = ctx.parameters.get(ADDRESS_PARAMETER) if ctx is not None and ctx.parameters else None
+        if address:
+            self._use_address(str(address))
+        elif self._explicit():
+            return
+        elif os.environ.get(ADDRESS_ENV):
+            self._use_address(os.environ[ADDRESS_ENV])
+        elif os.environ.get(CLUSTER_ENV):
+            spec = load_cluster_spec(os.environ[CLUSTER_ENV])
+            self.cluster_class = spec["cluster_class"]
+            self.resolved_cluster_class = from_qualified_name(spec["cluster_class"])
+            self.cluster_kwargs = spec["cluster_kwargs"]
+            self.adapt_kwargs = spec["adapt_kwargs"]
+        else:
+            self.cluster_kwargs = local_cluster_kwargs()
+
+    def _use_address(self, address: str) -> None:
+        self.address = address
+        self._cluster = None
+        self.cluster_class = self.resolved_cluster_class = None
+        self.cluster_kwargs, self.adapt_kwargs = {}, {}

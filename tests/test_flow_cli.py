@@ -1,0 +1,45 @@
+"""``sen2core flow ...``: the flows from the command line, in Prefect's ephemeral mode (no server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def sen2core(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sen2core.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_flow_product_runs_without_a_prefect_server(flow_products: dict[str, Path], tmp_path: Path) -> None:
+    # No PREFECT_API_URL: the command starts Prefect's temporary server itself (and stops it).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    out = tmp_path / "l2a"
+    done = sen2core("flow", "product", str(flow_products["2023-07-15"]), "-o", str(out), "--resolution", "20",
+                    "--workers", "1", "--json", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert [o["status"] for o in summary["outcomes"]] == ["done"]
+    assert (out / "collection.json").is_file() and Path(summary["report"]).is_file()
+
+
+@pytest.mark.timeout(300)
+def test_flow_backfill_exits_1_and_lists_the_failed_product(
+    prefect_api: str, flow_products: dict[str, Path], tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / flow_products["corrupt"].name).symlink_to(flow_products["corrupt"])
+    # With PREFECT_API_URL set (the session's server), runs go to that server.
+    done = sen2core("flow", "backfill", "--inbox", str(inbox), "--start", "2023-07-15", "--end", "2023-07-15",
+                    "-o", str(tmp_path / "l2a"), "--workers", "1", env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr[-3000:]
+    assert "0 done, 0 skipped, 1 failed" in done.stdout
+    assert flow_products["corrupt"].name.removesuffix(".SAFE.zip") in done.stderr
