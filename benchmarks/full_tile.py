@@ -63,7 +63,7 @@ with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address="
         if src is None:
             raise SystemExit(f"no input at the resolution of {{name}}")
         src = src[: spec.geobox.shape[0], : spec.geobox.shape[1]].astype(spec.dtype)
-        arrays[name] = (da.stack([src] * count) if count > 1 else src, spec)
+        arrays[name] = (da.stack([src] * count).rechunk({{0: count}}) if count > 1 else src, spec)
     # Bands no output is made from are still decoded (the processor reads them all).
     unused = [a.sum() for a in dn.values() if all(a is not s for s in by_res.values())]
     with tempfile.TemporaryDirectory(dir={str(product_dir.parent)!r}) as out:
@@ -103,12 +103,13 @@ def main() -> None:
                 wall, peak, out = run([*sen2core, "process", str(safe), "-o", out_dir, "--resolution", "10",
                                        "--workers", str(workers), "--json"])  # fmt: skip
                 summary = json.loads(out)
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items())
+                print(f"{workers} worker(s): process {wall:.1f} s (stages: {stages}), peak RSS {peak / 2**30:.2f} GiB",
+                      flush=True)  # fmt: skip
                 floor = io_floor(safe, Path(summary["output_dir"]), workers)
             walls.setdefault(workers, []).append(wall)
             floors.setdefault(workers, []).append(floor)
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items())
-            print(f"{workers} worker(s): process {wall:.1f} s (stages: {stages}), peak RSS {peak / 2**30:.2f} GiB; "
-                  f"I/O floor {floor:.1f} s; ratio {wall / floor:.2f}", flush=True)  # fmt: skip
+            print(f"{workers} worker(s): I/O floor {floor:.1f} s; ratio {wall / floor:.2f}", flush=True)
     for workers in args.workers:
         w, f = statistics.median(walls[workers]), statistics.median(floors[workers])
         print(f"median, {workers} worker(s): process {w:.1f} s, I/O floor {f:.1f} s, ratio {w / f:.2f}")
