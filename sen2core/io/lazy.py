@@ -51,8 +51,7 @@ class BandHeader:
     """EPSG code of the CRS when it has one."""
 
 
-def read_header(path: str, *, product: str, band: str, display: str,
-                gdal_options: Mapping[str, str]) -> BandHeader:
+def read_header(path: str, *, product: str, band: str, display: str, gdal_options: Mapping[str, str]) -> BandHeader:
     """Open a band raster and read its header.
 
     Raises
@@ -76,8 +75,18 @@ def read_header(path: str, *, product: str, band: str, display: str,
         raise BandReadError(product, f"band {band}: cannot open {display} ({exc})") from exc
 
 
-def read_window(path: str, row0: int, row1: int, col0: int, col1: int, *, product: str,
-                band: str, display: str, gdal_options: Mapping[str, str]) -> NDArray[np.uint16]:
+def read_window(
+    path: str,
+    row0: int,
+    row1: int,
+    col0: int,
+    col1: int,
+    *,
+    product: str,
+    band: str,
+    display: str,
+    gdal_options: Mapping[str, str],
+) -> NDArray[np.uint16]:
     """Read one window of band 1 as uint16.
 
     Raises
@@ -106,15 +115,22 @@ def _block_rows_cols(block_info: dict[Any, Any] | None) -> tuple[int, int, int, 
     return r0, r1, c0, c1
 
 
-def _dn_block(*, path: str, product: str, band: str, display: str, gdal_options: Mapping[str, str],
-              block_info: dict[Any, Any] | None = None) -> NDArray[np.uint16]:
+def _dn_block(
+    *,
+    path: str,
+    product: str,
+    band: str,
+    display: str,
+    gdal_options: Mapping[str, str],
+    block_info: dict[Any, Any] | None = None,
+) -> NDArray[np.uint16]:
     r0, r1, c0, c1 = _block_rows_cols(block_info)
-    return read_window(path, r0, r1, c0, c1, product=product, band=band, display=display,
-                       gdal_options=gdal_options)
+    return read_window(path, r0, r1, c0, c1, product=product, band=band, display=display, gdal_options=gdal_options)
 
 
-def dn_array(path: str, *, chunks: Chunks, product: str, band: str, display: str,
-             gdal_options: Mapping[str, str]) -> da.Array:
+def dn_array(
+    path: str, *, chunks: Chunks, product: str, band: str, display: str, gdal_options: Mapping[str, str]
+) -> da.Array:
     """Lazy uint16 array of a band, one windowed read per chunk."""
     name = f"sen2core-dn-{band}-{tokenize(path, chunks, dict(gdal_options))}"
     arr: da.Array = da.map_blocks(
@@ -132,9 +148,17 @@ def dn_array(path: str, *, chunks: Chunks, product: str, band: str, display: str
     return arr
 
 
-def _angle_block(*, zenith: NDArray[np.float64], azimuth: NDArray[np.float64], row_step: float,
-                 col_step: float, pixel: float, x_off: float, y_off: float,
-                 block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+def _angle_block(
+    *,
+    zenith: NDArray[np.float64],
+    azimuth: NDArray[np.float64],
+    row_step: float,
+    col_step: float,
+    pixel: float,
+    x_off: float,
+    y_off: float,
+    block_info: dict[Any, Any] | None = None,
+) -> NDArray[np.float32]:
     r0, r1, c0, c1 = _block_rows_cols(block_info)
     gy = grid_indices(r0, r1, pixel, row_step, offset=y_off)
     gx = grid_indices(c0, c1, pixel, col_step, offset=x_off)
@@ -142,17 +166,28 @@ def _angle_block(*, zenith: NDArray[np.float64], azimuth: NDArray[np.float64], r
     return np.stack([zen, az]).astype(np.float32)
 
 
-def angle_field(zenith: NDArray[np.float64], azimuth: NDArray[np.float64], *, row_step: float,
-                col_step: float, pixel: float, x_off: float, y_off: float, chunks: Chunks,
-                label: str) -> tuple[da.Array, da.Array]:
+def angle_field(
+    zenith: NDArray[np.float64],
+    azimuth: NDArray[np.float64],
+    *,
+    row_step: float,
+    col_step: float,
+    pixel: float,
+    x_off: float,
+    y_off: float,
+    chunks: Chunks,
+    label: str,
+    owner: str = "",
+) -> tuple[da.Array, da.Array]:
     """Per-pixel zenith and azimuth interpolated from a NaN-free grid pair.
 
     ``x_off``/``y_off`` are the distances (m, positive east/south) from grid node (0, 0)
-    to the upper-left corner of the pixel grid.
+    to the upper-left corner of the pixel grid. ``owner`` (the product) goes into the
+    dask key, so that products processed at once on one cluster never share a key.
     """
     z = np.ascontiguousarray(zenith, dtype=np.float64)
     a = np.ascontiguousarray(azimuth, dtype=np.float64)
-    name = f"sen2core-{label}-{tokenize(z, a, row_step, col_step, pixel, x_off, y_off, chunks)}"
+    name = f"sen2core-{label}-{tokenize(owner, z, a, row_step, col_step, pixel, x_off, y_off, chunks)}"
     stacked = da.map_blocks(
         _angle_block,
         chunks=((2,), *chunks),
@@ -170,8 +205,9 @@ def angle_field(zenith: NDArray[np.float64], azimuth: NDArray[np.float64], *, ro
     return stacked[0], stacked[1]
 
 
-def _solar_block(*, time: str, epsg: int, transform: tuple[float, ...],
-                 block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+def _solar_block(
+    *, time: str, epsg: int, transform: tuple[float, ...], block_info: dict[Any, Any] | None = None
+) -> NDArray[np.float32]:
     r0, r1, c0, c1 = _block_rows_cols(block_info)
     a, _, c, _, e, f = transform[:6]
     x = c + (np.arange(c0, c1, dtype=np.float64) + 0.5) * a
@@ -190,12 +226,13 @@ def _solar_block(*, time: str, epsg: int, transform: tuple[float, ...],
     return np.stack([zen, az]).astype(np.float32)
 
 
-def solar_field(time: _dt.datetime, *, epsg: int, transform: tuple[float, ...], chunks: Chunks
-                ) -> tuple[da.Array, da.Array]:
+def solar_field(
+    time: _dt.datetime, *, epsg: int, transform: tuple[float, ...], chunks: Chunks, owner: str = ""
+) -> tuple[da.Array, da.Array]:
     """Per-pixel sun zenith and azimuth from the solar position at each pixel centre."""
     iso = time.astimezone(_dt.timezone.utc).isoformat()
     t6 = tuple(float(v) for v in transform[:6])
-    name = f"sen2core-sun-position-{tokenize(iso, epsg, t6, chunks)}"
+    name = f"sen2core-sun-position-{tokenize(owner, iso, epsg, t6, chunks)}"
     stacked = da.map_blocks(
         _solar_block,
         chunks=((2,), *chunks),

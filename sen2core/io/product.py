@@ -203,8 +203,7 @@ class Product:
         """Default chunk edge in pixels at a resolution (``chunk_m / resolution``, at least 1)."""
         return max(1, math.floor(self.chunk_m / resolution_m + 1e-9))
 
-    def _chunks(self, shape: tuple[int, int], resolution_m: float,
-                chunks: int | tuple[int, int] | None) -> lazy.Chunks:
+    def _chunks(self, shape: tuple[int, int], resolution_m: float, chunks: int | tuple[int, int] | None) -> lazy.Chunks:
         if chunks is None:
             cy = cx = self.chunk_pixels(resolution_m)
         elif isinstance(chunks, int):
@@ -285,8 +284,13 @@ class Product:
             gdal_options=self.gdal_options,
         )
 
-    def toa(self, band: str, resolution_m: float | None = None,
-            chunks: int | tuple[int, int] | None = None, dn: da.Array | None = None) -> da.Array:
+    def toa(
+        self,
+        band: str,
+        resolution_m: float | None = None,
+        chunks: int | tuple[int, int] | None = None,
+        dn: da.Array | None = None,
+    ) -> da.Array:
         """Lazy top-of-atmosphere reflectance of a Level-1C band.
 
         ``rho = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE``; DN 0 gives NaN.
@@ -340,8 +344,9 @@ class Product:
                 src = dn.rechunk(chunks)
             else:
                 src = self.read_dn(b, chunks=chunks)
-            rho: da.Array = da.map_blocks(dn_to_reflectance, src, offset, quant, nodata, dtype=np.float32,
-                                          meta=np.empty((0, 0), dtype=np.float32))
+            rho: da.Array = da.map_blocks(
+                dn_to_reflectance, src, offset, quant, nodata, dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32)
+            )
             return rho
 
         if math.isclose(target, native):
@@ -350,26 +355,30 @@ class Product:
             factor = _integer_ratio(target, native)
             rho = to_rho((cy * factor, cx * factor))
             coarse_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in rho.chunks)
-            out: da.Array = da.map_blocks(block_mean, rho, factor, chunks=coarse_chunks, dtype=np.float32,
-                                          meta=np.empty((0, 0), dtype=np.float32))
+            out: da.Array = da.map_blocks(
+                block_mean, rho, factor, chunks=coarse_chunks, dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32)
+            )
         else:
             factor = _integer_ratio(native, target)
             ny = cy // factor if cy % factor == 0 else max(1, cy // factor)
             nx = cx // factor if cx % factor == 0 else max(1, cx // factor)
             rho = to_rho((ny, nx))
             fine_chunks = tuple(tuple(c * factor for c in dim) for dim in rho.chunks)
-            out = da.map_blocks(upsample_nearest, rho, factor, chunks=fine_chunks, dtype=np.float32,
-                                meta=np.empty((0, 0), dtype=np.float32))
+            out = da.map_blocks(
+                upsample_nearest,
+                rho,
+                factor,
+                chunks=fine_chunks,
+                dtype=np.float32,
+                meta=np.empty((0, 0), dtype=np.float32),
+            )
         rows, cols = out_gb.shape
         if out.shape[0] < rows or out.shape[1] < cols:
-            raise MetadataError(
-                self.href, f"band {b} at {native} m does not cover the {target:g} m grid {rows}x{cols}"
-            )
+            raise MetadataError(self.href, f"band {b} at {native} m does not cover the {target:g} m grid {rows}x{cols}")
         cropped: da.Array = out[:rows, :cols]
         return cropped
 
-    def sun_angles(self, resolution_m: float, chunks: int | tuple[int, int] | None = None
-                   ) -> tuple[da.Array, da.Array]:
+    def sun_angles(self, resolution_m: float, chunks: int | tuple[int, int] | None = None) -> tuple[da.Array, da.Array]:
         """Lazy per-pixel sun zenith and azimuth (degrees, float32).
 
         Bilinear interpolation of the 5 km ``Sun_Angles_Grid`` at each pixel centre
@@ -389,15 +398,26 @@ class Product:
             g = tm.sun_grid
             x_off, y_off = self._grid_offsets(gb)
             return lazy.angle_field(
-                fill_nan_nearest(g.zenith), fill_nan_nearest(g.azimuth), row_step=g.row_step,
-                col_step=g.col_step, pixel=gb.resolution, x_off=x_off, y_off=y_off, chunks=ch, label="sun",
+                fill_nan_nearest(g.zenith),
+                fill_nan_nearest(g.azimuth),
+                row_step=g.row_step,
+                col_step=g.col_step,
+                pixel=gb.resolution,
+                x_off=x_off,
+                y_off=y_off,
+                chunks=ch,
+                label="sun",
+                owner=self.href,
             )
         if self.sensing_time is None:
             raise MetadataError(self.href, "no sun angle grid and no sensing time: sun angles unknown")
-        return lazy.solar_field(self.sensing_time, epsg=gb.epsg, transform=tuple(gb.transform)[:6], chunks=ch)
+        return lazy.solar_field(
+            self.sensing_time, epsg=gb.epsg, transform=tuple(gb.transform)[:6], chunks=ch, owner=self.href
+        )
 
-    def view_angles(self, band: str, resolution_m: float, chunks: int | tuple[int, int] | None = None
-                    ) -> tuple[da.Array, da.Array]:
+    def view_angles(
+        self, band: str, resolution_m: float, chunks: int | tuple[int, int] | None = None
+    ) -> tuple[da.Array, da.Array]:
         """Lazy per-pixel viewing zenith and azimuth of a band (degrees, float32).
 
         The band's per-detector 5 km grids are merged (mean where detectors overlap,
@@ -412,8 +432,18 @@ class Product:
         if merged is not None:
             zen, az, row_step, col_step, _ = merged
             x_off, y_off = self._grid_offsets(gb)
-            return lazy.angle_field(zen, az, row_step=row_step, col_step=col_step, pixel=gb.resolution,
-                                    x_off=x_off, y_off=y_off, chunks=ch, label=f"view-{b}")
+            return lazy.angle_field(
+                zen,
+                az,
+                row_step=row_step,
+                col_step=col_step,
+                pixel=gb.resolution,
+                x_off=x_off,
+                y_off=y_off,
+                chunks=ch,
+                label=f"view-{b}",
+                owner=self.href,
+            )
         mean = self._metadata_mean_view(b)
         if mean is not None:
             return lazy.constant_field(mean.zenith, mean.azimuth, chunks=ch)
@@ -434,8 +464,9 @@ class Product:
         grids = [g for _, g in tm.view_grids[band]]
         first = grids[0]
         # Detectors of one band share the grid geometry; an odd one out cannot be merged.
-        same = [g for g in grids if g.shape == first.shape and g.row_step == first.row_step
-                and g.col_step == first.col_step]
+        same = [
+            g for g in grids if g.shape == first.shape and g.row_step == first.row_step and g.col_step == first.col_step
+        ]
         zs = np.stack([g.zenith for g in same])
         azs = np.stack([g.azimuth for g in same])
         covered: NDArray[np.bool_] = np.asarray((np.isfinite(zs) & np.isfinite(azs)).any(axis=0), dtype=bool)
@@ -517,8 +548,7 @@ def _to_lonlat(x: np.ndarray, y: np.ndarray, epsg: int) -> tuple[np.ndarray, np.
 # ====================================================================== opening
 
 
-def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None,
-             chunk_m: float = DEFAULT_CHUNK_M) -> Product:
+def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None, chunk_m: float = DEFAULT_CHUNK_M) -> Product:
     """Open a product that must be Level-1C.
 
     Parameters
@@ -537,14 +567,11 @@ def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None,
     """
     product = open_product(href, tile=tile, chunk_m=chunk_m)
     if product.level != "L1C":
-        raise InputProductError(
-            product.href, f"{product.product_id} is a Level-2A product; sen2core needs Level-1C"
-        )
+        raise InputProductError(product.href, f"{product.product_id} is a Level-2A product; sen2core needs Level-1C")
     return product
 
 
-def open_product(href: str | os.PathLike[str], *, tile: str | None = None,
-                 chunk_m: float = DEFAULT_CHUNK_M) -> Product:
+def open_product(href: str | os.PathLike[str], *, tile: str | None = None, chunk_m: float = DEFAULT_CHUNK_M) -> Product:
     """Open a Sentinel-2 L1C or L2A product; read its metadata, not its pixels.
 
     Parameters

@@ -10,9 +10,11 @@ where the data is (threads or Dask workers), never in the client.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,6 @@ import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
-from dask.utils import SerializableLock
 from rasterio.windows import Window
 
 from sen2core.errors import OutputError
@@ -49,15 +50,38 @@ class RasterSpec:
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None
 
 
-def _lock(path: str) -> Any:
-    """A lock every writer of ``path`` shares: distributed across worker processes, else in-process."""
-    try:
-        from distributed import Lock, get_client
+class _FileLock:
+    """An exclusive ``flock`` on ``{path}.lock``, shared by every thread and process writing ``path``.
 
-        get_client()
-        return Lock(f"sen2core-write-{os.path.abspath(path)}")
-    except (ImportError, ValueError):
-        return SerializableLock(f"sen2core-write-{os.path.abspath(path)}")
+    Chunk windows do not align with the file's tiles, so two writers may update one tile:
+    they must take turns. A lock file needs no scheduler and pickles as a path, unlike a
+    ``distributed.Lock``, which failed intermittently when several products were written
+    at once on one cluster. Each acquisition opens its own descriptor, so one instance
+    serves many threads.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path) + ".lock"
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _lock(path: str) -> _FileLock:
+    return _FileLock(path)
+
+
+def _remove_lock_file(tmp: str) -> None:
+    try:
+        os.remove(os.path.abspath(tmp) + ".lock")
+    except FileNotFoundError:
+        pass
 
 
 class _WindowTarget:
@@ -71,7 +95,7 @@ class _WindowTarget:
         win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         data = value if value.ndim == 3 else value[None]
         try:
-            with self.lock, rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
+            with self.lock.held(), rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
                 dst.write(data, window=win)
         except rasterio.errors.RasterioError as exc:
             raise OutputError(f"{self.path}: cannot write window {win}: {exc}") from exc
@@ -107,6 +131,7 @@ def _to_cog(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> s
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: COG encoding failed: {exc}") from exc
     os.remove(tmp)
+    _remove_lock_file(tmp)
     aux = final + ".aux.xml"
     if os.path.exists(aux):
         os.remove(aux)
@@ -154,6 +179,7 @@ def _to_jp2(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> s
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: JPEG 2000 encoding failed: {exc}") from exc
     os.remove(tmp)
+    _remove_lock_file(tmp)
     aux = final + ".aux.xml"
     if os.path.exists(aux):
         os.remove(aux)
