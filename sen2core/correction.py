@@ -26,6 +26,7 @@ from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
+from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.wv import water_vapour_apda
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,20 @@ def _mask_clouds(rho: NDArray[Any], scl: NDArray[Any]) -> NDArray[np.float32]:
     return np.where(np.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH)), np.nan, rho).astype(F32)
 
 
+def _masked_block_mean(rho: NDArray[Any], scl: NDArray[Any], *, factor: int) -> NDArray[np.float32]:
+    return block_mean(_mask_clouds(rho, scl), factor)
+
+
+def _refine(coarse: NDArray[Any], *, factor: int, block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+    shape = tuple((block_info or {})[None]["chunk-shape"])
+    return adjacency.bilinear_refine(coarse, factor, shape)
+
+
+def background_factor(chunk_px: int, resolution_m: float, target_m: float = 100.0) -> int:
+    """Coarsening factor of the adjacency background: a divisor of the chunk edge near ``target_m``."""
+    return min((d for d in range(1, chunk_px + 1) if chunk_px % d == 0), key=lambda d: abs(d * resolution_m - target_m))
+
+
 def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
     return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
 
@@ -426,8 +441,13 @@ class AtmosphericCorrection:
     ) -> dict[str, da.Array]:
         """Lazy BOA reflectance (float32, NaN = no data) of ``bands`` with adjacency and terrain terms."""
         cfg = self.config
-        size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m)
         terrain = self._terrain(scene)
+        # The background is a box mean over about a kilometre: a smooth field, computed on a
+        # grid of about 100 m and refined bilinearly. Each block's first pass is reduced at
+        # once, so no full-resolution intermediate waits for its neighbours (memory), and the
+        # box filter runs on a grid 25-100 times smaller.
+        k = background_factor(scene.toa[bands[0]].chunks[0][0], scene.resolution_m)
+        size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m * k)
         out = {}
         for b in bands:
             common = dict(lut_path=self.lut_path, sc=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
@@ -435,7 +455,14 @@ class AtmosphericCorrection:
             geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
             first = da.map_blocks(_boa_block, scene.toa[b], None, *geo, **common)
-            bg = lazy.box_mean(da.map_blocks(_mask_clouds, first, scl, dtype=F32), size)
+            if k == 1:
+                bg = lazy.box_mean(da.map_blocks(_mask_clouds, first, scl, dtype=F32), size)
+            else:
+                coarse_chunks = tuple(tuple(-(-c // k) for c in dim) for dim in first.chunks)
+                coarse = da.map_blocks(_masked_block_mean, first, scl, factor=k, chunks=coarse_chunks, dtype=F32)
+                smooth = lazy.box_mean(coarse, size)
+                haloed = da.overlap.overlap(smooth, depth={0: 1, 1: 1}, boundary="nearest")
+                bg = da.map_blocks(_refine, haloed, factor=k, chunks=first.chunks, dtype=F32)
             out[b] = da.map_blocks(_boa_block, scene.toa[b], bg, *geo, **common)
         return out
 

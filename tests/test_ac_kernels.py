@@ -130,3 +130,16 @@ def test_boa_encoding_round_trip_and_edges() -> None:
     assert encode.encode_scaled(np.array([0.2345, np.nan]), 1000.0).tolist() == [235, 0]
     t = encode.tci(np.array([0, 1000, 2250, 9000]), np.array([1, 1000, 2250, 9000]), np.array([1, 1000, 2250, 9000]))
     assert t[0].tolist() == [0, 1, 128, 255]
+
+
+def test_bilinear_refine_reproduces_linear_fields_and_block_edges() -> None:
+    """The adjacency background is refined from a ~100 m grid: a linear field comes back exactly,
+    and a chunk's cells line up with its fine pixels (cell centres at (i + 0.5) * factor)."""
+    from sen2core.kernels.adjacency import bilinear_refine
+
+    yy, xx = np.mgrid[0:6, 0:6].astype(float)
+    fine = bilinear_refine(2 * yy + 3 * xx, 5, (20, 20))
+    v = (np.arange(20) + 0.5) / 5 - 0.5 + 1
+    assert np.allclose(fine, 2 * v[:, None] + 3 * v[None, :])
+    const = bilinear_refine(np.full((3, 3), 0.25), 4, (4, 4))
+    assert np.allclose(const, 0.25)

@@ -33,3 +33,28 @@ def nan_smooth(values: Array, smooth: Callable[[Array], Array], min_weight: floa
 def box_mean(values: Array, size: int) -> Array:
     """Mean of the finite values in a ``size`` x ``size`` box; NaN where the box has none."""
     return nan_smooth(values, lambda v: ndimage.uniform_filter(v, size=size, mode="nearest"), 1e-9)
+
+
+def bilinear_refine(coarse: Array, factor: int, shape: tuple[int, int], halo: int = 1) -> NDArray[np.float32]:
+    """Bilinear values at the pixel centres of a grid ``factor`` times finer than ``coarse``.
+
+    ``coarse`` carries ``halo`` extra cells on every side (its neighbours', or the edge
+    values repeated at the image edge); the fine grid of ``shape`` starts at the corner of
+    the first non-halo cell. A coarse cell's value sits at its centre.
+    """
+    rows, cols = shape
+
+    def axis(n: int, size: int) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        u = (np.arange(n) + 0.5) / factor - 0.5 + halo
+        u = np.clip(u, 0.0, size - 1.0)
+        i0 = np.minimum(np.floor(u).astype(np.intp), size - 2) if size > 1 else np.zeros(n, dtype=np.intp)
+        return i0, (u - i0) if size > 1 else np.zeros(n)
+
+    c = np.asarray(coarse, dtype=np.float64)
+    if c.shape[0] == 1 or c.shape[1] == 1:
+        c = np.pad(c, ((0, 1 if c.shape[0] == 1 else 0), (0, 1 if c.shape[1] == 1 else 0)), mode="edge")
+    r0, fr = axis(rows, c.shape[0])
+    c0, fc = axis(cols, c.shape[1])
+    top = c[r0][:, c0] * (1 - fc) + c[r0][:, c0 + 1] * fc
+    bottom = c[r0 + 1][:, c0] * (1 - fc) + c[r0 + 1][:, c0 + 1] * fc
+    return (top * (1 - fr)[:, None] + bottom * fr[:, None]).astype(np.float32)
