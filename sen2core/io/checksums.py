@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from sen2core.errors import OutputError
+from sen2core.parallel import map_parallel
 
 MANIFEST_NAME = "checksums.sha256"
 """File name of the manifest inside a product folder."""
@@ -64,8 +64,7 @@ def digest_files(folder: str | os.PathLike[str], names: Iterable[str], workers: 
     """Digests of ``folder/name`` for each name (relative POSIX names), computed on ``workers`` threads."""
     folder = Path(folder)
     names = sorted(names)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        digests = list(pool.map(lambda n: digest_file(folder / n), names))
+    digests = map_parallel(digest_file, [(folder / n,) for n in names], n_jobs=max(1, workers))
     return dict(zip(names, digests, strict=True))
 
 

@@ -34,7 +34,6 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,8 @@ from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.kernels.angles import circular_mean, utm_to_lonlat
 from sen2core.kernels.rt import irradiance_factor, toa_from_surface
+from sen2core.parallel import map_parallel
+from sen2core.parallel import map_parallel
 from sen2core.solar import reflectance_conversion_factor
 from sen2core.synthetic import geometry as geo
 from sen2core.synthetic.atmosphere import (
@@ -620,15 +621,12 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
                 ds.close()
             tci_scratch.close()
 
-    # JPEG 2000 encoding, two files at a time.
+    # JPEG 2000 encoding, one band per job (joblib: threads, or the Dask cluster if one is active).
     files = [(scratch / f"{b}.tif", img_dir / f"{acq.image_prefix}_{b}.jp2") for b in BANDS]
     files.append((scratch / "TCI.tif", img_dir / f"{acq.image_prefix}_TCI.jp2"))
-    done = 0
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for _ in pool.map(lambda sd: encode_jp2(*sd), files):
-            done += 1
-            if progress:
-                progress("encode", done, len(files) + 1)
+    map_parallel(encode_jp2, files, n_jobs=2)
+    if progress:
+        progress("encode", len(files), len(files) + 1)
     pvi_rel = f"{granule}/QI_DATA/{acq.image_prefix}_PVI.jp2"
     write_preview(scratch / "TCI.tif", safe / pvi_rel, n)
     if progress:
