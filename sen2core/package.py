@@ -45,7 +45,7 @@ from sen2core.io.checksums import MANIFEST_NAME, digest_files, write_manifest
 from sen2core.io.product import Product
 from sen2core.io.quicklook import write_quicklook
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.io.write import RasterSpec, cog_tasks, collect_negative_fractions
 from sen2core.kernels import encode
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,14 @@ def _write_mtd_xml(product: ProductRasters, folder: Path, selection: Mapping[str
     return True
 
 
+def record_negative_fractions(product: ProductRasters, kinds: Mapping[str, str], folder: Path) -> None:
+    """Put the per-band percentage of negative BOA (counted while writing) into the run summary."""
+    found = collect_negative_fractions(folder)
+    if found and isinstance(product.summary.get("atmosphere"), dict):
+        per_band = {kinds[name]: pct for name, pct in found.items() if name in kinds}
+        product.summary["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"] = dict(sorted(per_band.items()))
+
+
 def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None) -> list[str]:
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
 
@@ -317,6 +325,7 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
         raise OutputError(f"{product.l2a_id}: no raster to write")
     outputs = {fname: product.rasters[name] for fname, name in selection.items()}
     dask.compute(*cog_tasks(outputs, folder))
+    record_negative_fractions(product, {fname: split_name(name)[0] for fname, name in selection.items()}, folder)
     kinds = {fname: split_name(name)[0] for fname, name in selection.items()}
     by_kind = {kind: fname for fname, kind in kinds.items()}
 

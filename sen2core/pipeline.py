@@ -334,7 +334,8 @@ def process_product(
         clock.stage("correction")
         boa_wr = ac.correct(scene, atm, scl, WORKING_BANDS)
         legacy = config.legacy_encoding
-        boa_spec = encode.boa_raster_scaling(legacy)
+        # Negative reflectance is stored below DN 1000 (clipped to 1 with the legacy encoding).
+        boa_spec: dict[str, Any] = dict(encode.boa_raster_scaling(legacy), negative_below=2 if legacy else 1000)
 
         def enc(x: da.Array) -> da.Array:
             return da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)

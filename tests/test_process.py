@@ -65,6 +65,15 @@ def test_outputs_are_valid_cogs_and_rerun_is_a_no_op(tmp_path: Path) -> None:
     for p in tifs:
         valid, errors, _ = cog_validate(str(p), quiet=True)
         assert valid, (p.name, errors)
+    # Negative BOA per band, counted while writing, equals what the files hold.
+    negative = first.atmosphere["NEGATIVE_BOA_PERCENTAGE"]
+    assert set(negative) == {"B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"}
+    for band, name in (("B02", "B02_10m.tif"), ("B12", "B12_20m.tif")):
+        with rasterio.open(out / name) as ds:
+            dn = ds.read(1)
+        assert negative[band] == pytest.approx(100.0 * np.count_nonzero((dn > 0) & (dn < 1000)) / np.count_nonzero(dn),
+                                               abs=1e-3)  # fmt: skip
+    assert not list(out.rglob("*.negstats")) and not list(out.rglob("*.lock"))
     with rasterio.open(out / "B02_10m.tif") as ds:
         assert ds.res == (10.0, 10.0) and ds.nodata == 0 and ds.scales[0] == pytest.approx(1e-4)
         assert ds.offsets[0] == pytest.approx(-0.1)

@@ -103,6 +103,14 @@ def write_safe(product: ProductRasters, folder: Path) -> list[str]:
             raise OutputError(f"{rel}: raster grid is {spec.geobox.resolution:g} m, not {res} m")
     log.info("%s: writing %d JPEG 2000 files", product.l2a_id, len(outputs))
     dask.compute(*jp2_tasks(outputs, folder))
+    from sen2core.package import record_negative_fractions
+
+    finest: dict[str, tuple[int, str]] = {}
+    for rel in outputs:
+        kind, res = Path(rel).stem.split("_")[-2], _resolution_of(rel)
+        if kind not in finest or res < finest[kind][0]:
+            finest[kind] = (res, rel)
+    record_negative_fractions(product, {rel: kind for kind, (_, rel) in finest.items()}, folder)
 
     pvi = _write_preview(folder, naming, image_files)
     tile_xml = tile_metadata_xml(product, naming, masks, pvi, generated)

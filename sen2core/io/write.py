@@ -48,6 +48,9 @@ class RasterSpec:
     scale: float | None = None
     offset: float | None = None
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None
+    negative_below: int | None = None
+    """Count stored values in ``(0, negative_below)`` (negative reflectance) while writing; see
+    :func:`collect_negative_fractions`."""
 
 
 class _FileLock:
@@ -77,6 +80,24 @@ def _lock(path: str) -> _FileLock:
     return _FileLock(path)
 
 
+def _stats_path(staged: str) -> str:
+    return staged + ".negstats"
+
+
+def collect_negative_fractions(folder: str | Path) -> dict[str, float]:
+    """Percent of valid pixels with negative reflectance per written file (relative name), and
+    remove the counts left by writing (outputs whose spec set ``negative_below``)."""
+    folder = Path(folder)
+    out = {}
+    for stats in sorted(folder.rglob("*.part.tif.negstats")):
+        pairs = [line.split() for line in stats.read_text(encoding="ascii").splitlines() if line.strip()]
+        negative, valid = (sum(int(p[i]) for p in pairs) for i in (0, 1))
+        name = str(stats.relative_to(folder))[: -len(".part.tif.negstats")]
+        out[name] = round(100.0 * negative / valid, 4) if valid else 0.0
+        stats.unlink()
+    return out
+
+
 def _remove_lock_file(tmp: str) -> None:
     try:
         os.remove(os.path.abspath(tmp) + ".lock")
@@ -87,8 +108,9 @@ def _remove_lock_file(tmp: str) -> None:
 class _WindowTarget:
     """``da.store`` target: writes a region into an existing GeoTIFF, reopening it per write."""
 
-    def __init__(self, path: str, bands: int, lock: Any) -> None:
+    def __init__(self, path: str, bands: int, lock: Any, negative_below: int | None = None) -> None:
         self.path, self.bands, self.lock = path, bands, lock
+        self.negative_below = negative_below
 
     def __setitem__(self, key: tuple[slice, ...], value: np.ndarray) -> None:
         rows, cols = key[-2], key[-1]
@@ -97,6 +119,12 @@ class _WindowTarget:
         try:
             with self.lock.held(), rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
                 dst.write(data, window=win)
+                if self.negative_below is not None:
+                    # Counted as the chunk goes by: no second pass over the band.
+                    valid = int(np.count_nonzero(data > 0))
+                    negative = int(np.count_nonzero((data > 0) & (data < self.negative_below)))
+                    with open(_stats_path(self.path), "a", encoding="ascii") as f:
+                        f.write(f"{negative} {valid}\n")
         except rasterio.errors.RasterioError as exc:
             raise OutputError(f"{self.path}: cannot write window {win}: {exc}") from exc
 
@@ -205,7 +233,7 @@ def _staged_tasks(
         Path(final).parent.mkdir(parents=True, exist_ok=True)
         _create(tmp, stage_spec(spec), bands)
         sources.append(arr.astype(spec.dtype))
-        targets.append(_WindowTarget(tmp, bands, _lock(tmp)))
+        targets.append(_WindowTarget(tmp, bands, _lock(tmp), spec.negative_below))
         staged.append((tmp, final, spec))
     # One store of all outputs, computed here: dask optimises their graphs together. Stored
     # one by one (or handed to delayed functions as arguments), each graph is optimised alone
