@@ -306,11 +306,6 @@ def _refine(coarse: NDArray[Any], *, factor: int, block_info: dict[Any, Any] | N
     return adjacency.bilinear_refine(coarse, factor, shape)
 
 
-def background_factor(chunk_px: int, resolution_m: float, target_m: float = 100.0) -> int:
-    """Coarsening factor of the adjacency background: a divisor of the chunk edge near ``target_m``."""
-    return min((d for d in range(1, chunk_px + 1) if chunk_px % d == 0), key=lambda d: abs(d * resolution_m - target_m))
-
-
 def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
     return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
 
@@ -446,7 +441,7 @@ class AtmosphericCorrection:
         # grid of about 100 m and refined bilinearly. Each block's first pass is reduced at
         # once, so no full-resolution intermediate waits for its neighbours (memory), and the
         # box filter runs on a grid 25-100 times smaller.
-        k = background_factor(scene.toa[bands[0]].chunks[0][0], scene.resolution_m)
+        k = lazy.chunk_divisor(scene.toa[bands[0]].chunks[0][0], scene.resolution_m, 100.0)
         size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m * k)
         out = {}
         for b in bands:

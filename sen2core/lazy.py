@@ -39,6 +39,15 @@ def downsample_mean(x: da.Array, factor: int) -> da.Array:
     return x.map_blocks(block_mean, factor, chunks=chunks, dtype=F32, meta=_meta(F32))
 
 
+def chunk_divisor(chunk_px: int, resolution_m: float, target_m: float) -> int:
+    """The divisor of ``chunk_px`` whose multiple of ``resolution_m`` is nearest ``target_m``.
+
+    A grid that much coarser has whole cells in every chunk (but the last), so its
+    blocks pair one to one with the chunks.
+    """
+    return min((d for d in range(1, chunk_px + 1) if chunk_px % d == 0), key=lambda d: abs(d * resolution_m - target_m))
+
+
 def upsample(x: da.Array, factor: int, shape: tuple[int, int]) -> da.Array:
     """Nearest-neighbour refinement by an integer factor, cropped to ``shape``."""
     if factor == 1:

@@ -325,8 +325,8 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
         raise OutputError(f"{product.l2a_id}: no raster to write")
     outputs = {fname: product.rasters[name] for fname, name in selection.items()}
     dask.compute(*cog_tasks(outputs, folder))
-    record_negative_fractions(product, {fname: split_name(name)[0] for fname, name in selection.items()}, folder)
     kinds = {fname: split_name(name)[0] for fname, name in selection.items()}
+    record_negative_fractions(product, kinds, folder)
     by_kind = {kind: fname for fname, kind in kinds.items()}
 
     ql = quicklook_name(product.l2a_id)

@@ -184,7 +184,7 @@ def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], 
     a sixth of the processing time.
     """
     cp = chunks[0][0]
-    k = min((d for d in range(1, cp + 1) if cp % d == 0), key=lambda d: abs(d * res - 300.0))
+    k = lazy.chunk_divisor(cp, res, 300.0)
     coarse = res * k
     shape = product.geobox(coarse).shape
     blocks = tuple(len(c) for c in chunks)

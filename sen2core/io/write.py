@@ -76,10 +76,6 @@ class _FileLock:
             os.close(fd)  # closing releases the lock
 
 
-def _lock(path: str) -> _FileLock:
-    return _FileLock(path)
-
-
 def _stats_path(staged: str) -> str:
     return staged + ".negstats"
 
@@ -98,11 +94,13 @@ def collect_negative_fractions(folder: str | Path) -> dict[str, float]:
     return out
 
 
-def _remove_lock_file(tmp: str) -> None:
-    try:
-        os.remove(os.path.abspath(tmp) + ".lock")
-    except FileNotFoundError:
-        pass
+def _finished(tmp: str, final: str) -> str:
+    """Remove the staged file, its lock file and any GDAL sidecar of ``final``; return ``final``."""
+    os.remove(tmp)
+    for leftover in (os.path.abspath(tmp) + ".lock", final + ".aux.xml"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    return final
 
 
 class _WindowTarget:
@@ -145,7 +143,7 @@ def _create(path: str, spec: RasterSpec, bands: int) -> None:
             dst.write_colormap(1, dict(spec.colormap))
 
 
-def _to_cog(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> str:
+def _to_cog(tmp: str, final: str, spec: RasterSpec) -> str:
     """Compress ``tmp`` into the COG ``final`` (overviews included) and remove ``tmp``."""
     opts: dict[str, Any] = dict(
         driver="COG", compress=spec.compress, blocksize=512, overview_resampling=spec.resampling,
@@ -158,12 +156,7 @@ def _to_cog(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> s
             rasterio.shutil.copy(tmp, final, **opts)
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: COG encoding failed: {exc}") from exc
-    os.remove(tmp)
-    _remove_lock_file(tmp)
-    aux = final + ".aux.xml"
-    if os.path.exists(aux):
-        os.remove(aux)
-    return final
+    return _finished(tmp, final)
 
 
 #: JPEG 2000 code-block tile edge (px), as in Sen2Cor's and ESA's products.
@@ -192,7 +185,7 @@ def jp2_creation_options(width: int, height: int) -> dict[str, str]:
     }  # fmt: skip
 
 
-def _to_jp2(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> str:
+def _to_jp2(tmp: str, final: str, spec: RasterSpec) -> str:
     """Encode ``tmp`` as lossless JPEG 2000 ``final`` and remove ``tmp``.
 
     GDAL keeps what JPEG 2000 cannot hold (no-data value, scale/offset, band
@@ -206,18 +199,13 @@ def _to_jp2(tmp: str, final: str, spec: RasterSpec, _stored: object = None) -> s
             rasterio.shutil.copy(tmp, final, driver="JP2OpenJPEG", **jp2_creation_options(gb.width, gb.height))
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: JPEG 2000 encoding failed: {exc}") from exc
-    os.remove(tmp)
-    _remove_lock_file(tmp)
-    aux = final + ".aux.xml"
-    if os.path.exists(aux):
-        os.remove(aux)
-    return final
+    return _finished(tmp, final)
 
 
 def _staged_tasks(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
-    finalise: Callable[[str, str, RasterSpec, object], str],
+    finalise: Callable[[str, str, RasterSpec], str],
     stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
 ) -> list[Any]:
     """Compute every output into an uncompressed staged GeoTIFF now; return one delayed finalisation per file."""
@@ -233,7 +221,7 @@ def _staged_tasks(
         Path(final).parent.mkdir(parents=True, exist_ok=True)
         _create(tmp, stage_spec(spec), bands)
         sources.append(arr.astype(spec.dtype))
-        targets.append(_WindowTarget(tmp, bands, _lock(tmp), spec.negative_below))
+        targets.append(_WindowTarget(tmp, bands, _FileLock(tmp), spec.negative_below))
         staged.append((tmp, final, spec))
     # One store of all outputs, computed here: dask optimises their graphs together. Stored
     # one by one (or handed to delayed functions as arguments), each graph is optimised alone
