@@ -18,7 +18,11 @@ from prefect.deployments import run_deployment
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "sen2core-process"
 
-pytestmark = pytest.mark.timeout(300)
+# Prefect's task timeout injects an exception into the worker thread at its next bytecode, which
+# may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
+# background threads close connections at GC times that vary from run to run. Neither changes
+# the outcomes asserted here, which are read back from the flow states and the API.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
 def prefect_cli(*args: str, env: dict[str, str]) -> str:

@@ -16,7 +16,11 @@ from flows.common import RunFailed
 from flows.daily_ingest import daily_ingest, ingest_window
 from tasks.models import ProcessingOptions, Source
 
-pytestmark = pytest.mark.timeout(300)
+# Prefect's task timeout injects an exception into the worker thread at its next bytecode, which
+# may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
+# background threads close connections at GC times that vary from run to run. Neither changes
+# the outcomes asserted here, which are read back from the flow states and the API.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,11 @@ from flows.common import RunFailed
 from flows.process_product import process_product_flow
 from tasks.models import ProcessingOptions
 
-pytestmark = pytest.mark.timeout(300)
+# Prefect's task timeout injects an exception into the worker thread at its next bytecode, which
+# may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
+# background threads close connections at GC times that vary from run to run. Neither changes
+# the outcomes asserted here, which are read back from the flow states and the API.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
 
 
 def test_process_product_flow_on_a_dask_task_runner(
