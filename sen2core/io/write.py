@@ -30,7 +30,9 @@ from sen2core.errors import OutputError
 from sen2core.io.metadata import GeoBox
 
 #: GDAL options while writing (set inside each writing function: they do not travel with the graph).
-GDAL_WRITE_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_INTERNAL_MASK": "YES"}
+# A bounded block cache: by default GDAL may keep 5 % of the machine's memory per process,
+# and the COG conversion reads each staged file once.
+GDAL_WRITE_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_INTERNAL_MASK": "YES", "GDAL_CACHEMAX": 256 * 2**20}
 
 
 @dataclass(frozen=True)
