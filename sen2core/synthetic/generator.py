@@ -49,7 +49,6 @@ from sen2core.errors import ConfigurationError, OutputError
 from sen2core.kernels.angles import circular_mean, utm_to_lonlat
 from sen2core.kernels.rt import irradiance_factor, toa_from_surface
 from sen2core.parallel import map_parallel
-from sen2core.parallel import map_parallel
 from sen2core.solar import reflectance_conversion_factor
 from sen2core.synthetic import geometry as geo
 from sen2core.synthetic.atmosphere import (
