@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from rasterio.windows import Window
 
 from sen2core.errors import BandReadError
-from sen2core.kernels.angles import grid_indices, interpolate_angles, utm_to_lonlat
+from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
 from sen2core.solar import solar_position
 
 __all__ = [
@@ -155,8 +155,8 @@ def dn_array(
 
 def _angle_block(
     *,
-    zenith: NDArray[np.float64],
-    azimuth: NDArray[np.float64],
+    grid: NDArray[np.float64],
+    azimuth: bool,
     row_step: float,
     col_step: float,
     pixel: float,
@@ -167,8 +167,8 @@ def _angle_block(
     r0, r1, c0, c1 = _block_rows_cols(block_info)
     gy = grid_indices(r0, r1, pixel, row_step, offset=y_off)
     gx = grid_indices(c0, c1, pixel, col_step, offset=x_off)
-    zen, az = interpolate_angles(zenith, azimuth, gy, gx)
-    return np.stack([zen, az]).astype(np.float32)
+    values = interpolate_azimuth(grid, gy, gx) if azimuth else bilinear(grid, gy, gx)
+    return values.astype(np.float32)
 
 
 def angle_field(
@@ -189,25 +189,19 @@ def angle_field(
     ``x_off``/``y_off`` are the distances (m, positive east/south) from grid node (0, 0)
     to the upper-left corner of the pixel grid. ``owner`` (the product) goes into the
     dask key, so that products processed at once on one cluster never share a key.
+    The two are separate arrays: a caller that needs only the zenith (most do) never
+    computes the azimuth, and no stacked block is sliced apart.
     """
     z = np.ascontiguousarray(zenith, dtype=np.float64)
     a = np.ascontiguousarray(azimuth, dtype=np.float64)
-    name = f"sen2core-{label}-{tokenize(owner, z, a, row_step, col_step, pixel, x_off, y_off, chunks)}"
-    stacked = da.map_blocks(
-        _angle_block,
-        chunks=((2,), *chunks),
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-        name=name,
-        zenith=z,
-        azimuth=a,
-        row_step=row_step,
-        col_step=col_step,
-        pixel=pixel,
-        x_off=x_off,
-        y_off=y_off,
-    )
-    return stacked[0], stacked[1]
+    token = tokenize(owner, z, a, row_step, col_step, pixel, x_off, y_off, chunks)
+    common = dict(row_step=row_step, col_step=col_step, pixel=pixel, x_off=x_off, y_off=y_off)
+    out = []
+    for kind, grid in (("zenith", z), ("azimuth", a)):
+        out.append(da.map_blocks(_angle_block, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32),
+                                 name=f"sen2core-{label}-{kind}-{token}", grid=grid, azimuth=kind == "azimuth",
+                                 **common))  # fmt: skip
+    return out[0], out[1]
 
 
 def _solar_block(

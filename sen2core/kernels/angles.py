@@ -21,6 +21,7 @@ __all__ = [
     "fill_nan_nearest",
     "grid_indices",
     "interpolate_angles",
+    "interpolate_azimuth",
     "merge_detector_grids",
     "utm_to_lonlat",
 ]
@@ -126,11 +127,15 @@ def interpolate_angles(
     zenith, azimuth : ndarray of float64
         Degrees, shape ``(len(gy), len(gx))``; azimuth in ``[0, 360)``.
     """
-    zen = bilinear(zenith_grid, gy, gx)
+    return bilinear(zenith_grid, gy, gx), interpolate_azimuth(azimuth_grid, gy, gx)
+
+
+def interpolate_azimuth(azimuth_grid: ArrayLike, gy: ArrayLike, gx: ArrayLike) -> F64:
+    """Interpolate an azimuth grid (degrees) through its sine and cosine; result in ``[0, 360)``."""
     az_r = np.radians(np.asarray(azimuth_grid, dtype=np.float64))
     s = bilinear(np.sin(az_r), gy, gx)
     c = bilinear(np.cos(az_r), gy, gx)
-    return zen, _wrap360(np.degrees(np.arctan2(s, c)))
+    return _wrap360(np.degrees(np.arctan2(s, c)))
 
 
 def fill_nan_nearest(grid: ArrayLike) -> F64:
