@@ -309,6 +309,16 @@ def record_negative_fractions(product: ProductRasters, kinds: Mapping[str, str],
         product.summary["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"] = dict(sorted(per_band.items()))
 
 
+def store_group(spec: RasterSpec) -> bool:
+    """Which store an output is computed in: the 10 m rasters apart from the others.
+
+    The 10 m rasters are corrected from the 10 m inputs; the others come from the working
+    grid (the 60 m ones aggregate the 20 m results, so they share that correction and stay
+    with it). Two stores hold about half as much in flight as one.
+    """
+    return bool(spec.geobox.resolution < 15)
+
+
 def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None) -> list[str]:
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
 
@@ -324,7 +334,7 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
     if not selection:
         raise OutputError(f"{product.l2a_id}: no raster to write")
     outputs = {fname: product.rasters[name] for fname, name in selection.items()}
-    dask.compute(*cog_tasks(outputs, folder))
+    dask.compute(*cog_tasks(outputs, folder, group=store_group))
     kinds = {fname: split_name(name)[0] for fname, name in selection.items()}
     record_negative_fractions(product, kinds, folder)
     by_kind = {kind: fname for fname, kind in kinds.items()}

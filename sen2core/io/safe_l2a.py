@@ -49,7 +49,7 @@ from sen2core.io.mtd_l2a import (
     tile_metadata_xml,
 )
 from sen2core.io.write import RasterSpec, jp2_creation_options, jp2_tasks
-from sen2core.package import ProductRasters, logical_name
+from sen2core.package import ProductRasters, logical_name, store_group
 
 __all__ = ["PRODUCT_METADATA", "write_safe"]
 
@@ -102,7 +102,7 @@ def write_safe(product: ProductRasters, folder: Path) -> list[str]:
         if abs(spec.geobox.resolution - res) > 1e-6:
             raise OutputError(f"{rel}: raster grid is {spec.geobox.resolution:g} m, not {res} m")
     log.info("%s: writing %d JPEG 2000 files", product.l2a_id, len(outputs))
-    dask.compute(*jp2_tasks(outputs, folder))
+    dask.compute(*jp2_tasks(outputs, folder, group=store_group))
     from sen2core.package import record_negative_fractions
 
     finest: dict[str, tuple[int, str]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -209,10 +209,18 @@ def _staged_tasks(
     folder: str | Path,
     finalise: Callable[[str, str, RasterSpec], str],
     stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
+    group: Callable[[RasterSpec], Hashable] | None = None,
 ) -> list[Any]:
-    """Compute every output into an uncompressed staged GeoTIFF now; return one delayed finalisation per file."""
+    """Compute every output into an uncompressed staged GeoTIFF now; return one delayed finalisation per file.
+
+    ``group`` splits the outputs into stores computed one after the other (in order of
+    first appearance): outputs that share no costly intermediate need not be in flight
+    together, and each store holds less in memory. Outputs that share one must be in the
+    same group (see below).
+    """
     folder = Path(folder)
-    sources, targets, staged = [], [], []
+    stores: dict[Hashable, tuple[list[Any], list[Any]]] = {}
+    staged = []
     for name, (arr, spec) in outputs.items():
         final = str(folder / name)
         tmp = final + ".part.tif"
@@ -222,18 +230,24 @@ def _staged_tasks(
         # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
         Path(final).parent.mkdir(parents=True, exist_ok=True)
         _create(tmp, stage_spec(spec), bands)
+        sources, targets = stores.setdefault(None if group is None else group(spec), ([], []))
         sources.append(arr.astype(spec.dtype))
         targets.append(_WindowTarget(tmp, bands, _FileLock(tmp), spec.negative_below))
         staged.append((tmp, final, spec))
-    # One store of all outputs, computed here: dask optimises their graphs together. Stored
+    # One store per group, computed here: dask optimises a group's graphs together. Stored
     # one by one (or handed to delayed functions as arguments), each graph is optimised alone
     # and an intermediate two outputs share (a band and the true-colour image) is fused into
     # both and computed twice.
-    da.store(sources, targets, lock=False)
+    for sources, targets in stores.values():
+        da.store(sources, targets, lock=False)
     return [dask.delayed(finalise, pure=False)(tmp, final, spec) for tmp, final, spec in staged]
 
 
-def cog_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[Any]:
+def cog_tasks(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    group: Callable[[RasterSpec], Hashable] | None = None,
+) -> list[Any]:
     """Write each ``name -> (array, spec)`` to ``folder/name`` as a COG.
 
     Arrays are 2-D ``(rows, cols)`` or 3-D ``(bands, rows, cols)`` with the spec's
@@ -242,14 +256,18 @@ def cog_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | 
     staged GeoTIFFs; the returned delayed tasks (compute them together) compress
     each staged file into its COG.
     """
-    return _staged_tasks(outputs, folder, _to_cog)
+    return _staged_tasks(outputs, folder, _to_cog, group=group)
 
 
-def jp2_tasks(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[Any]:
+def jp2_tasks(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    group: Callable[[RasterSpec], Hashable] | None = None,
+) -> list[Any]:
     """As :func:`cog_tasks`, but each file is lossless JPEG 2000 (``name`` may hold sub-folders).
 
     Colour tables are not written: Sen2Cor's SCL has none, and a JPEG 2000 palette
     box would make some readers expand the classes to RGB. Each task returns the
     path of its file.
     """
-    return _staged_tasks(outputs, folder, _to_jp2, lambda spec: replace(spec, colormap=None))
+    return _staged_tasks(outputs, folder, _to_jp2, lambda spec: replace(spec, colormap=None), group=group)
