@@ -402,8 +402,8 @@ class AtmosphericCorrection:
         sums = np.asarray(sums)
         nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
-        k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= cfg.ddv.min_fraction * nonwater),
-                     None)  # fmt: skip
+        enough = cfg.ddv.min_fraction * nonwater
+        k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
         if k_sel is None:
             aerosol = models[0]
             aot_map = da.where(scl == NODATA, np.nan, F32(cfg.default_aot)).astype(F32)
@@ -440,7 +440,8 @@ class AtmosphericCorrection:
             else:
                 smooth = lazy.gaussian(raw, sigma)
             aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
-            summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=round(float(100.0 * count / nonwater), 3),
+            ddv_percent = round(float(100.0 * count / nonwater), 3)
+            summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=ddv_percent,
                            DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol

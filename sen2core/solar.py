@@ -52,7 +52,7 @@ def julian_day(time: TimeLike) -> float:
         time = _dt.datetime.fromisoformat(time)
     if isinstance(time, _dt.datetime):
         if time.tzinfo is None:
-            time = time.replace(tzinfo=_dt.timezone.utc)
+            time = time.replace(tzinfo=_dt.UTC)
         seconds = time.timestamp()
     else:
         seconds = float(np.datetime64(time).astype("datetime64[us]").astype(np.int64)) / 1e6

@@ -54,7 +54,7 @@ def test_aot_wv_and_boa_match_the_truth(tmp_path: Path, seed: int, aot: float, w
     )  # fmt: skip
     assert clear.mean() > 0.3
     rmse = {}
-    for band, tol in TOLERANCE.items():
+    for band in TOLERANCE:
         boa = (_read(out_dir / f"{band}_20m.tif").astype(np.float64) - 1000.0) / 10000.0
         sr = _read(truth_dir / "SR_20m.tif", SR_BANDS.index(band) + 1).astype(np.float64)
         rmse[band] = float(np.sqrt(np.mean((boa[clear] - sr[clear]) ** 2)))

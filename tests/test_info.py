@@ -52,7 +52,7 @@ def _time(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
     t = dt.datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _files(root: Path) -> tuple[Path | None, Path | None, Path | None]:

@@ -34,7 +34,8 @@ def test_process_retrieves_water_vapour(tmp_path: Path, wv: float, seed: int) ->
     truth = json.loads((truth_of(safe) / "truth.json").read_text())["atmosphere"]
     atm = res.atmosphere
     print(f"WV {atm['GRANULE_MEAN_WV']:.3f} (truth {truth['water_vapour_mean_cm']}), "
-          f"AOT {atm['GRANULE_MEAN_AOT']:.3f} (truth {truth['aot550_mean']}), {atm['AOT_RETRIEVAL_METHOD']}")  # fmt: skip
+          f"AOT {atm['GRANULE_MEAN_AOT']:.3f} (truth {truth['aot550_mean']}), "
+          f"{atm['AOT_RETRIEVAL_METHOD']}")  # fmt: skip
     assert atm["WV_RETRIEVAL_METHOD"] == "APDA" and atm["AOT_RETRIEVAL_METHOD"] == "SEN2COR_DDV"
     assert abs(atm["GRANULE_MEAN_WV"] - truth["water_vapour_mean_cm"]) <= 0.10 * truth["water_vapour_mean_cm"]
 

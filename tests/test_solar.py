@@ -21,7 +21,7 @@ DATA = Path(__file__).parent / "data" / "metadata"
 
 
 def test_julian_day_epochs() -> None:
-    assert julian_day(dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)) == 2451545.0
+    assert julian_day(dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC)) == 2451545.0
     assert julian_day("2000-01-01T12:00:00Z") == 2451545.0
     assert julian_day(np.datetime64("1970-01-01T00:00:00")) == 2440587.5
     # Naive datetimes are UTC.

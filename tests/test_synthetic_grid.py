@@ -135,7 +135,7 @@ def test_detector_grids_look_like_real_ones() -> None:
         assert 0.0 <= np.nanmin(zen_d) and np.nanmax(zen_d) < 11.5
     # Where an odd and an even detector both see a node, their azimuths differ.
     dets = sorted(grids)
-    for a, b in zip(dets, dets[1:]):
+    for a, b in zip(dets, dets[1:], strict=False):
         both = np.isfinite(grids[a][0]) & np.isfinite(grids[b][0])
         assert both.any()
         assert np.all(np.abs(grids[a][1][both] - grids[b][1][both]) > 1.0)

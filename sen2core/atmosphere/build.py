@@ -235,9 +235,11 @@ def write_lut(path: Path, grid: LUTGrid, tables: dict[str, np.ndarray], provenan
         "spacecraft": list(SPACECRAFT),
         "bands": list(BANDS),
         "tables": {
-            "path0": "intrinsic atmospheric (path) reflectance at sea level, no gas: [sc, band, aerosol, sza, vza, raa, aot]",
+            "path0": "intrinsic atmospheric (path) reflectance at sea level, no gas: "
+            "[sc, band, aerosol, sza, vza, raa, aot]",
             "dpath": "path reflectance change with elevation, nadir: [sc, band, aerosol, elevation, sza, aot]",
-            "t": "total scattering transmittance T(theta), down at sza or up at vza: [sc, band, aerosol, elevation, theta=sza nodes, aot]",
+            "t": "total scattering transmittance T(theta), down at sza or up at vza: "
+            "[sc, band, aerosol, elevation, theta=sza nodes, aot]",
             "s": "spherical albedo: [sc, band, aerosol, elevation, aot]",
             "tau": "total (Rayleigh + aerosol) optical depth: [sc, band, aerosol, elevation, aot]",
             "gas": "two-way gaseous transmittance: [sc, band, elevation, airmass, water_vapour, ozone]",

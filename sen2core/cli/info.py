@@ -34,7 +34,7 @@ def _num(value: float | int | None) -> float | int | None:
 def _iso(value: _dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def product_summary(product: Product) -> dict[str, Any]:

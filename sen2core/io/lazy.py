@@ -229,7 +229,7 @@ def solar_field(
     time: _dt.datetime, *, epsg: int, transform: tuple[float, ...], chunks: Chunks, owner: str = ""
 ) -> tuple[da.Array, da.Array]:
     """Per-pixel sun zenith and azimuth from the solar position at each pixel centre."""
-    iso = time.astimezone(_dt.timezone.utc).isoformat()
+    iso = time.astimezone(_dt.UTC).isoformat()
     t6 = tuple(float(v) for v in transform[:6])
     name = f"sen2core-sun-position-{tokenize(owner, iso, epsg, t6, chunks)}"
     stacked = da.map_blocks(

@@ -128,5 +128,5 @@ def parse_time(text: str | None, *, product: str, what: str) -> _dt.datetime | N
     except ValueError:
         raise MetadataError(product, f"{what}: {text!r} is not an ISO 8601 time") from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.timezone.utc)
-    return value.astimezone(_dt.timezone.utc)
+        value = value.replace(tzinfo=_dt.UTC)
+    return value.astimezone(_dt.UTC)

@@ -82,7 +82,8 @@ def corrected_reflectance(toa: Array, bg_toa: Array | None, t: rt.AtmosphericTer
 
 
 def aot_at_ddv(
-    toa_red: Array, toa_b12: Array, red: GeometryTable | DenseTable, b12: GeometryTable | DenseTable, elevation_km: Array, water_vapour: Array,
+    toa_red: Array, toa_b12: Array, red: GeometryTable | DenseTable, b12: GeometryTable | DenseTable,
+    elevation_km: Array, water_vapour: Array,
     cos_sza: Array, settings: DDVSettings = DDVSettings(), bg_red: Array | None = None, bg_b12: Array | None = None,
 ) -> Array:  # fmt: skip
     """AOT550 of DDV pixels (1-D arrays of those pixels) where ``rho_red(AOT) = 0.5 * rho_B12(AOT)``.

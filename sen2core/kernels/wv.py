@@ -24,7 +24,8 @@ WV_MAX_CM = 6.0
 
 
 def water_vapour_apda(
-    toa_b8a: Array, toa_b09: Array, b8a: GeometryTable | DenseTable, b09: GeometryTable | DenseTable, aot: Array, elevation_km: Array,
+    toa_b8a: Array, toa_b09: Array, b8a: GeometryTable | DenseTable, b09: GeometryTable | DenseTable, aot: Array,
+    elevation_km: Array,
     iterations: int = 12,
 ) -> Array:  # fmt: skip
     """Water vapour column (cm) per pixel; NaN where either band has no data or no signal."""

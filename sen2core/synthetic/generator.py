@@ -674,7 +674,7 @@ def _footprint(scene: _Scene) -> list[tuple[float, float]]:
     xs = np.array([p[0] for p in corners])
     ys = np.array([p[1] for p in corners])
     lon, lat = utm_to_lonlat(xs, ys, g.zone, g.south)
-    pts = [(round(float(la), 12), round(float(lo), 12)) for la, lo in zip(lat, lon)]
+    pts = [(round(float(la), 12), round(float(lo), 12)) for la, lo in zip(lat, lon, strict=True)]
     return pts + [pts[0]]
 
 

@@ -170,7 +170,7 @@ def fractal_field(shape: tuple[int, int], corrs_px: tuple[float, ...], weights: 
                   rng: np.random.Generator, anisotropy: float = 1.0, angle_deg: float = 0.0) -> F64:
     """Weighted sum of independent unit-variance Gaussian fields at several scales, unit variance."""
     f = np.zeros(shape)
-    for corr, w in zip(corrs_px, weights):
+    for corr, w in zip(corrs_px, weights, strict=True):
         f += w * gaussian_field(shape, corr, rng, anisotropy, angle_deg)
     return np.asarray(f / math.sqrt(sum(w * w for w in weights)), dtype=np.float64)
 
