@@ -302,15 +302,9 @@ def _masked_block_mean(rho: NDArray[Any], scl: NDArray[Any], *, factor: int) -> 
     return block_mean(_mask_clouds(rho, scl), factor)
 
 
-def _block_mean(x: NDArray[Any], *, factor: int) -> NDArray[np.float32]:
-    return block_mean(x, factor)
-
-
-def _coarse(x: da.Array, factor: int, scl: da.Array | None = None) -> da.Array:
-    """Means of ``factor`` x ``factor`` blocks (clouds left out when ``scl`` is given), chunk by chunk."""
+def _cloud_free_mean(x: da.Array, scl: da.Array, factor: int) -> da.Array:
+    """Means of ``factor`` x ``factor`` blocks with cloud pixels left out, chunk by chunk."""
     chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in x.chunks)
-    if scl is None:
-        return da.map_blocks(_block_mean, x, factor=factor, chunks=chunks, dtype=F32)
     return da.map_blocks(_masked_block_mean, x, scl, factor=factor, chunks=chunks, dtype=F32)
 
 
@@ -436,7 +430,7 @@ class AtmosphericCorrection:
             if kc > 1 and sigma / kc >= 2.0:
                 # A Gaussian of 1 km is smooth on a ~100 m grid: filter the block means there
                 # (25 times fewer pixels, a 5 times narrower kernel) and refine bilinearly.
-                smooth = _refined(lazy.gaussian(_coarse(raw, kc), sigma / kc), kc, raw.chunks)
+                smooth = _refined(lazy.gaussian(lazy.downsample_mean(raw, kc), sigma / kc), kc, raw.chunks)
             else:
                 smooth = lazy.gaussian(raw, sigma)
             aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
@@ -448,18 +442,18 @@ class AtmosphericCorrection:
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
         (aot_map,) = dask.persist(_quantise(aot_map))
         # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
-        wv_args = (t["B8A"], t["B09"], aot_map, scene.sun_zenith, scene.view_zenith["B8A"],
-                   self._raa(scene, "B8A"), scene.elevation_km)  # fmt: skip
+        pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
+        angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
         wv_kw = dict(lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=cfg.ozone_cm_atm, dtype=F32)
         # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
         # means), nine times fewer inversions than on the 20 m grid, and the map is refined
         # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
         k = round(60 / res)
         if k > 1 and all(c % k == 0 for dim in t["B09"].chunks for c in dim[:-1]):
-            c = [_coarse(x, k) if i not in (4, 5) else x for i, x in enumerate(wv_args)]
-            wv_raw = _refined(da.map_blocks(_wv_block, *c, **wv_kw), k, t["B09"].chunks)
+            coarse = [lazy.downsample_mean(x, k) for x in (*pixels, scene.elevation_km)]
+            wv_raw = _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
         else:
-            wv_raw = da.map_blocks(_wv_block, *wv_args, **wv_kw)
+            wv_raw = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
         (wv_raw,) = dask.persist(wv_raw)
         ls = np.asarray(dask.compute(lazy.block_sum(_land_sums, wv_raw, scl))[0])
         if ls[1] >= 2:
@@ -489,7 +483,7 @@ class AtmosphericCorrection:
         size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m * k)
         per_pixel_inputs = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith, *terrain)
         # Band-independent block means, computed once: small, so sharing them holds little.
-        coarse_inputs = tuple(_coarse(x, k) for x in per_pixel_inputs) if k > 1 else ()
+        coarse_inputs = tuple(lazy.downsample_mean(x, k) for x in per_pixel_inputs)
         # At 10 m the shared per-pixel inputs held between passes reached gigabytes: there each
         # band and pass gets private copies. Measured on a full tile with copies at every
         # resolution, the write stage's peak fell from 6.5 to 3.4 GiB and the stage took about
@@ -503,7 +497,7 @@ class AtmosphericCorrection:
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
             toa = scene.toa[b]
             if k == 1:
-                first = da.map_blocks(_boa_block, scene.toa[b], None, *geo, **common)
+                first = da.map_blocks(_boa_block, toa, None, *geo, **common)
                 bg = lazy.box_mean(da.map_blocks(_mask_clouds, first, scl, dtype=F32), size)
             else:
                 # The first pass (uniform surface) runs on the ~100 m means of the cloud-free TOA
@@ -514,7 +508,7 @@ class AtmosphericCorrection:
                 # View angles (and the coarse sun azimuth) only enter through their block means.
                 toa_c, scl_c = _private(scene.toa[b], scl, seed=(b, "first")) if own else (scene.toa[b], scl)
                 geo_c = (*coarse_inputs[:4], scene.view_zenith[b], self._raa(scene, b), *coarse_inputs[4:])
-                first_c = da.map_blocks(_boa_block, _coarse(toa_c, k, scl_c), None, *geo_c, **common)
+                first_c = da.map_blocks(_boa_block, _cloud_free_mean(toa_c, scl_c, k), None, *geo_c, **common)
                 bg = _refined(lazy.box_mean(first_c, size), k, scene.toa[b].chunks)
                 if own:
                     toa, *per_pixel = _private(scene.toa[b], *per_pixel_inputs, seed=(b, "second"))
