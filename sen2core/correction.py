@@ -254,8 +254,10 @@ def _wv_fill(wv: NDArray[Any], scl: NDArray[Any], *, land_mean: float) -> NDArra
 # --- cirrus -----------------------------------------------------------------------------------------------------
 
 
-def _gamma_sums(toa: NDArray[Any], rho_c: NDArray[Any], *, settings: cirrus.CirrusSettings) -> NDArray[np.float64]:
-    return cirrus.gamma_sums(toa.astype(np.float64), rho_c.astype(np.float64), settings)
+def _gamma_sums(*blocks: NDArray[Any], settings: cirrus.CirrusSettings) -> NDArray[np.float64]:
+    # Blocks: the visible bands then the cirrus reflectance; their sums add up.
+    rho_c = blocks[-1].astype(np.float64)
+    return np.sum([cirrus.gamma_sums(t.astype(np.float64), rho_c, settings) for t in blocks[:-1]], axis=0)
 
 
 def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> NDArray[np.float32]:
@@ -356,9 +358,9 @@ class AtmosphericCorrection:
         if "B10" not in scene.toa:
             return scene, None
         rho_c = lazy.median3(scene.toa["B10"])
-        sums = [lazy.block_sum(_gamma_sums, scene.toa[b], rho_c, settings=self.config.cirrus)
-                for b in ("B01", "B02", "B03") if b in scene.toa]  # fmt: skip
-        total = np.sum(dask.compute(*sums), axis=0)
+        visible = [scene.toa[b] for b in ("B01", "B02", "B03") if b in scene.toa]
+        name = f"cirrus_gamma_{scene.resolution_m:g}m"
+        (total,) = dask.compute(lazy.block_sum(_gamma_sums, *visible, rho_c, name=name, settings=self.config.cirrus))
         gamma = cirrus.gamma_from_sums(total, self.config.cirrus)
         if gamma is None:
             log.info("cirrus correction skipped: too few cirrus or clear samples")
@@ -389,10 +391,10 @@ class AtmosphericCorrection:
             ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
             new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
-        (ddv,) = dask.persist(ddv)
+        (ddv,) = lazy.persist(ddv)
         layers = [ddv[i] for i in range(ddv.shape[0])]
         n_levels = len(cfg.ddv.b12_upper)
-        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, scl, *layers, n_levels=n_levels))
+        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, scl, *layers, name="ddv", n_levels=n_levels))
         sums = np.asarray(sums)
         nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
@@ -411,7 +413,7 @@ class AtmosphericCorrection:
             scene_aot = float(per_level[k_sel, 1 + 2 * im] / count)
             neg = np.asarray(dask.compute(lazy.block_sum(
                 _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
-                lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
+                name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
                 wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
             ))[0])  # fmt: skip
             land, too_dark = neg[0], neg[1:]
@@ -440,7 +442,7 @@ class AtmosphericCorrection:
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
-        (aot_map,) = dask.persist(_quantise(aot_map))
+        (aot_map,) = lazy.persist(_quantise(aot_map))
         # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
         pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
         angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
@@ -454,8 +456,8 @@ class AtmosphericCorrection:
             wv_raw = _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
         else:
             wv_raw = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
-        (wv_raw,) = dask.persist(wv_raw)
-        ls = np.asarray(dask.compute(lazy.block_sum(_land_sums, wv_raw, scl))[0])
+        (wv_raw,) = lazy.persist(wv_raw)
+        ls = np.asarray(dask.compute(lazy.block_sum(_land_sums, wv_raw, scl, name="water_vapour_land"))[0])
         if ls[1] >= 2:
             land_mean, wv_method = ls[0] / ls[1], "APDA"
         elif ls[3] >= 2:
@@ -463,7 +465,7 @@ class AtmosphericCorrection:
         else:
             land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
         wv_map = _quantise(lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)))
-        (wv_map,) = dask.persist(wv_map)
+        (wv_map,) = lazy.persist(wv_map)
         summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
                        GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE="CONFIG",
                        OZONE_VALUE=round(cfg.ozone_cm_atm * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip

@@ -4,18 +4,27 @@ Neighbourhood operations go through ``map_overlap`` with a depth that covers the
 kernel's reach, so chunked results equal unchunked ones. Scene-wide statistics
 are sums of small per-block numpy vectors, so they cost one pass and no
 full-array compute.
+
+Those sums are named (:func:`block_sum`), and so is every place that keeps an
+intermediate (:func:`persist`): inside :func:`window` the same graph is computed
+for a rectangle of chunk blocks only (a processing tile), the sums come from the
+caller (added up over all tiles) and nothing is persisted scene-wide. A sum the
+caller does not know yet stops the build with :class:`PendingSum`, carrying this
+window's part of it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -98,11 +107,67 @@ def median3(x: da.Array) -> da.Array:
     return overlap(_median3, x, 1)
 
 
-def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, **kwargs: Any) -> Delayed:
-    """Sum over blocks of ``func(*aligned_blocks, **kwargs)`` (a small float64 vector).
+@dataclass(frozen=True)
+class Window:
+    """A rectangle of chunk blocks (``[start, stop)`` block indices) and the scene-wide sums known so far."""
 
-    Arrays must share their chunking. Use this for scene-wide statistics: the
-    result is a :class:`dask.delayed.Delayed` to compute together with others.
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    known: Mapping[str, NDArray[np.float64]]
+    probe: bool = False
+    """Stop at the first unknown sum without computing this window's part (``PendingSum.part`` is empty)."""
+
+    def blocks(self, grid: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Indices of this window's blocks in a chunk grid of shape ``grid`` (rows, cols)."""
+        if self.rows[1] > grid[0] or self.cols[1] > grid[1]:
+            raise ValueError(f"window {self.rows}x{self.cols} exceeds the chunk grid {grid}")
+        return [(r, c) for r in range(*self.rows) for c in range(*self.cols)]
+
+
+class PendingSum(Exception):  # noqa: N818 - control flow, not an error: never leaves sen2core
+    """Raised inside :func:`window` by a scene-wide sum not in ``known``; ``part`` is this window's share."""
+
+    def __init__(self, name: str, part: NDArray[np.float64]) -> None:
+        super().__init__(name)
+        self.name, self.part = name, part
+
+
+_WINDOW: ContextVar[Window | None] = ContextVar("sen2core_window", default=None)
+
+
+@contextmanager
+def window(
+    rows: tuple[int, int], cols: tuple[int, int], known: Mapping[str, Any], probe: bool = False
+) -> Iterator[Window]:
+    """Build graphs for the chunk blocks ``rows`` x ``cols`` only, with the scene-wide sums ``known``."""
+    w = Window(rows, cols, {k: np.asarray(v, dtype=np.float64) for k, v in known.items()}, probe)
+    token = _WINDOW.set(w)
+    try:
+        yield w
+    finally:
+        _WINDOW.reset(token)
+
+
+def current_window() -> Window | None:
+    """The active :func:`window`, if any."""
+    return _WINDOW.get()
+
+
+def persist(*arrays: da.Array) -> tuple[da.Array, ...]:
+    """``dask.persist``, except inside :func:`window`: a tile must not compute the whole scene."""
+    if _WINDOW.get() is not None:
+        return arrays
+    return tuple(dask.persist(*arrays))
+
+
+def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, name: str, **kwargs: Any) -> Any:
+    """Scene-wide sum over blocks of ``func(*aligned_blocks, **kwargs)`` (a small float64 vector).
+
+    Arrays must share their chunking. Outside a :func:`window` the result is a
+    :class:`dask.delayed.Delayed` to compute together with others. Inside one, it is
+    the total the caller gave under ``name`` (an array: ``dask.compute`` passes it
+    through), or, when unknown, this window's part is computed and raised as
+    :class:`PendingSum`.
     """
     if any(isinstance(v, da.Array) for v in kwargs.values()):
         # A keyword array would reach every block whole, not block by block.
@@ -112,6 +177,16 @@ def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, **kwa
     for g in grids[1:]:
         if g.shape != shape:
             raise ValueError("block_sum needs arrays with the same chunk grid")
+    w = _WINDOW.get()
+    if w is not None and name in w.known:
+        return w.known[name]
+    if w is not None and w.probe:
+        raise PendingSum(name, np.zeros(0))
     part = dask.delayed(func, pure=True)
-    parts = [part(*(g[idx] for g in grids), **kwargs) for idx in np.ndindex(*shape)]
-    return dask.delayed(sum, pure=True)(parts, np.zeros(1))
+    blocks = list(np.ndindex(*shape)) if w is None else w.blocks(shape)
+    parts = [part(*(g[idx] for g in grids), **kwargs) for idx in blocks]
+    total = dask.delayed(sum, pure=True)(parts, np.zeros(1))
+    if w is not None:
+        (value,) = dask.compute(total)
+        raise PendingSum(name, np.asarray(value, dtype=np.float64))
+    return total

@@ -319,8 +319,20 @@ def store_group(spec: RasterSpec) -> bool:
     return bool(spec.geobox.resolution < 15)
 
 
-def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None) -> list[str]:
+def cog_outputs(product: ProductRasters) -> dict[str, tuple[Any, Any]]:
+    """The rasters of the COG layout: file name -> (lazy array, spec)."""
+    selection = cog_selection(product.rasters, product.resolution)
+    if not selection:
+        raise OutputError(f"{product.l2a_id}: no raster to write")
+    return {fname: product.rasters[name] for fname, name in selection.items()}
+
+
+def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None, store: bool = True) -> list[str]:
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
+
+    With ``store=False`` the rasters are already in their staged files in ``folder``
+    (written window by window: :func:`sen2core.io.write.store_blocks`); they are
+    encoded and the rest of the product is written.
 
     Order: rasters, quicklook, metadata (``L2A_SUMMARY.json``, ``MTD_MSIL2A.xml``),
     checksum manifest, and the STAC item (``item_file``, default ``{l2a_id}.json``) last.
@@ -331,10 +343,8 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
         A file cannot be written, or the STAC item would be invalid.
     """
     selection = cog_selection(product.rasters, product.resolution)
-    if not selection:
-        raise OutputError(f"{product.l2a_id}: no raster to write")
-    outputs = {fname: product.rasters[name] for fname, name in selection.items()}
-    dask.compute(*cog_tasks(outputs, folder, group=store_group))
+    outputs = cog_outputs(product)
+    dask.compute(*cog_tasks(outputs, folder, group=store_group, store=store))
     kinds = {fname: split_name(name)[0] for fname, name in selection.items()}
     record_negative_fractions(product, kinds, folder)
     by_kind = {kind: fname for fname, kind in kinds.items()}
@@ -375,12 +385,24 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
-def write_product(product: ProductRasters, final: Path, fmt: str = "cog") -> list[str]:
+def layout_outputs(product: ProductRasters, fmt: str) -> tuple[dict[str, tuple[Any, Any]], Any]:
+    """The rasters of layout ``fmt`` (relative file name -> (lazy array, spec)) and their staged files' spec."""
+    if fmt == "cog":
+        return cog_outputs(product), lambda spec: spec
+    from sen2core.io.safe_l2a import safe_outputs
+    from sen2core.io.write import jp2_stage_spec
+
+    return safe_outputs(product), jp2_stage_spec
+
+
+def write_product(product: ProductRasters, final: Path, fmt: str = "cog", staged: Path | None = None) -> list[str]:
     """Write ``product`` in layout ``fmt`` to ``final`` atomically; return the file names (relative).
 
     The product is built in a temporary sibling folder and renamed to ``final`` once
     complete (replacing a previous product there). Temporary folders that dead
-    processes left beside ``final`` are removed first.
+    processes left beside ``final`` are removed first. ``staged``: that temporary
+    folder, already holding the staged rasters of :func:`layout_outputs` (a run by
+    processing tiles); it is finished and published.
 
     Raises
     ------
@@ -392,15 +414,16 @@ def write_product(product: ProductRasters, final: Path, fmt: str = "cog") -> lis
     if fmt not in FORMATS:
         raise ConfigurationError(f"output format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     final = Path(final)
-    remove_stale_siblings(final)
-    tmp = temporary_sibling(final)
+    if staged is None:
+        remove_stale_siblings(final)
+    tmp = temporary_sibling(final) if staged is None else Path(staged)
     try:
         if fmt == "cog":
-            files = write_cog(product, tmp, item_name(final))
+            files = write_cog(product, tmp, item_name(final), store=staged is None)
         else:
             from sen2core.io.safe_l2a import write_safe
 
-            files = write_safe(product, tmp)
+            files = write_safe(product, tmp, store=staged is None)
         publish_folder(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -416,6 +439,7 @@ __all__ = [
     "cog_selection",
     "is_done",
     "item_name",
+    "layout_outputs",
     "logical_name",
     "product_metadata",
     "publish_folder",

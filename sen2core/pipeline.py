@@ -193,50 +193,20 @@ def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], 
     return coarse, cp // k
 
 
-def process_product(
-    l1c_href: str | os.PathLike[str],
-    output_root: str | os.PathLike[str],
-    config: ProcessingConfig = ProcessingConfig(),
-    progress: Callable[[str], None] | None = None,
-) -> L2AResult:
-    """Process one Level-1C product to Level-2A COGs under ``output_root``.
+@dataclass
+class _Graph:
+    """The lazy Level-2A rasters of one product and what the run learnt on the way."""
 
-    Parameters
-    ----------
-    l1c_href
-        SAFE folder, ``.SAFE.zip`` or ``MTD_MSIL1C.xml``.
-    output_root
-        Root of the output tree (``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}/``).
-    config
-        Processing options.
-    progress
-        Called with each stage's name as it starts.
+    rasters: dict[str, tuple[da.Array, RasterSpec]]
+    classification: Any
+    percentages: dict[str, float] | None
+    atmosphere: dict[str, Any]
+    lut_id: str
+    spacecraft: str
 
-    Returns
-    -------
-    L2AResult
 
-    Raises
-    ------
-    InputProductError
-        The input is not a usable Level-1C product.
-    """
-    clock = _Clock(progress)
-    clock.stage("open")
-    product = open_l1c(l1c_href, chunk_m=config.chunk_m)
-    final = output_dir(product, output_root, config.format)
-    ident = l2a_id(product)
-    if is_done(final) and not config.overwrite:
-        summary_file = final / MARKER
-        if summary_file.is_file():
-            summary = json.loads(summary_file.read_text())
-        else:  # SAFE layout: the figures are in its metadata
-            from sen2core.io.mtd_l2a import read_quality_indicators
-
-            summary = read_quality_indicators((final / "MTD_MSIL2A.xml").read_bytes(), product=str(final))
-        files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))
-        return L2AResult(product.product_id, ident, str(final), "skipped", summary.get("class_percentages", {}),
-                         summary.get("atmosphere", {}), {}, files)  # fmt: skip
+def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
+    """Every output raster of ``product`` as one lazy graph (scene-wide sums and persisted inputs computed)."""
     lut = load_lut(config.lut)
     sc = spacecraft_code(product)
     wr = 60 if config.resolution == 60 else 20
@@ -251,11 +221,11 @@ def process_product(
     if config.resolution in (None, 10) and not config.sc_only:
         # Keep the digital numbers (uint16, half the size of reflectance) of every band: the
         # 10 m stage after the scene-wide retrievals then reuses them instead of decoding again.
-        dn = dict(zip(present, dask.persist(*(product.read_dn(b) for b in present)), strict=True))
+        dn = dict(zip(present, lazy.persist(*(product.read_dn(b) for b in present)), strict=True))
         toa = {b: product.toa(b, wr, dn=dn[b]) for b in present}
     else:
         dn = {}
-        toa = dict(zip(present, dask.persist(*(product.toa(b, wr) for b in present)), strict=True))
+        toa = dict(zip(present, lazy.persist(*(product.toa(b, wr) for b in present)), strict=True))
     sza, saa = product.sun_angles(wr)
     vza, vaa = {}, {}
     geo = _geometry_grid(product, wr, toa["B04"].chunks)
@@ -284,8 +254,9 @@ def process_product(
     scl_res = replace(scl_res, calibrated_cloud_probability=da.map_blocks(
         probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8))  # fmt: skip
     layers = ("scl", "cloud_probability", "snow_probability", "calibrated_cloud_probability", "cloud_buffer")
-    scl_res = replace(scl_res, **dict(zip(layers, dask.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
-    (percentages,) = dask.compute(scl_res.percentages())
+    scl_res = replace(scl_res, **dict(zip(layers, lazy.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
+    # A processing tile counts its classes with its rasters (see sen2core.tiled).
+    percentages = None if lazy.current_window() else dask.compute(scl_res.percentages())[0]
     scl = scl_res.scl
     clock.done("scene classification")
 
@@ -402,16 +373,80 @@ def process_product(
             add("WVP", 10, up(wvp_dn), replace(wvp_spec, geobox=gb10))
             tci(10, boa10["B04"], boa10["B03"], boa10["B02"], gb10)
         clock.done("correction")
+    return _Graph(rasters, scl_res, percentages, atmosphere, lut.id, sc)
+
+
+def _open(l1c_href: str | os.PathLike[str], output_root: str | os.PathLike[str],
+          config: ProcessingConfig) -> tuple[Product, str, Path]:  # fmt: skip
+    product = open_l1c(l1c_href, chunk_m=config.chunk_m)
+    return product, l2a_id(product), output_dir(product, output_root, config.format)
+
+
+def _skipped(product: Product, ident: str, final: Path) -> L2AResult:
+    """The result of a product that is already done, from the figures it recorded."""
+    summary_file = final / MARKER
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+    else:  # SAFE layout: the figures are in its metadata
+        from sen2core.io.mtd_l2a import read_quality_indicators
+
+        summary = read_quality_indicators((final / "MTD_MSIL2A.xml").read_bytes(), product=str(final))
+    files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))
+    return L2AResult(product.product_id, ident, str(final), "skipped", summary.get("class_percentages", {}),
+                     summary.get("atmosphere", {}), {}, files)  # fmt: skip
+
+
+def _summary(product: Product, ident: str, config: ProcessingConfig, graph: _Graph, percentages: dict[str, float],
+             seconds: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "l1c_id": product.product_id, "l2a_id": ident, "processor": f"sen2core {__version__}",
+        "lut_id": graph.lut_id, "spacecraft_srf": graph.spacecraft, "resolution": config.resolution,
+        "sc_only": config.sc_only, "format": config.format, "legacy_encoding": config.legacy_encoding,
+        "class_percentages": percentages, "atmosphere": graph.atmosphere,
+        "correction_config": config_dict(config.correction), "seconds": seconds, "warnings": list(product.warnings),
+    }  # fmt: skip
+
+
+def process_product(
+    l1c_href: str | os.PathLike[str],
+    output_root: str | os.PathLike[str],
+    config: ProcessingConfig = ProcessingConfig(),
+    progress: Callable[[str], None] | None = None,
+) -> L2AResult:
+    """Process one Level-1C product to Level-2A COGs under ``output_root``.
+
+    Parameters
+    ----------
+    l1c_href
+        SAFE folder, ``.SAFE.zip`` or ``MTD_MSIL1C.xml``.
+    output_root
+        Root of the output tree (``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}/``).
+    config
+        Processing options.
+    progress
+        Called with each stage's name as it starts.
+
+    Returns
+    -------
+    L2AResult
+
+    Raises
+    ------
+    InputProductError
+        The input is not a usable Level-1C product.
+    """
+    clock = _Clock(progress)
+    clock.stage("open")
+    product, ident, final = _open(l1c_href, output_root, config)
+    if is_done(final) and not config.overwrite:
+        return _skipped(product, ident, final)
+    graph = _build(product, config, clock)
+    percentages = graph.percentages or {}
 
     clock.stage("write")
-    summary = {
-        "l1c_id": product.product_id, "l2a_id": ident, "processor": f"sen2core {__version__}", "lut_id": lut.id,
-        "spacecraft_srf": sc, "resolution": config.resolution, "sc_only": config.sc_only, "format": config.format,
-        "legacy_encoding": config.legacy_encoding, "class_percentages": percentages, "atmosphere": atmosphere,
-        "correction_config": config_dict(config.correction), "seconds": clock.seconds,
-        "warnings": list(product.warnings),
-    }  # fmt: skip
-    written = write_product(ProductRasters(product, ident, rasters, summary, config.resolution), final, config.format)
+    summary = _summary(product, ident, config, graph, percentages, clock.seconds)
+    written = write_product(ProductRasters(product, ident, graph.rasters, summary, config.resolution), final,
+                            config.format)  # fmt: skip
     clock.done("write")
-    return L2AResult(product.product_id, ident, str(final), "done", percentages, atmosphere, clock.seconds,
+    return L2AResult(product.product_id, ident, str(final), "done", percentages, graph.atmosphere, clock.seconds,
                      tuple(written))  # fmt: skip

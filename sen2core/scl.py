@@ -38,6 +38,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
 
+from sen2core import lazy
 from sen2core.config import SceneClassificationConfig
 from sen2core.errors import ConfigurationError, InputProductError
 from sen2core.kernels import morphology
@@ -45,7 +46,7 @@ from sen2core.kernels import scene_class as sc
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
 
-__all__ = ["AuxiliaryMaps", "SceneClassification", "classify"]
+__all__ = ["AuxiliaryMaps", "SceneClassification", "classify", "percentages_from_counts"]
 
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -127,6 +128,10 @@ class SceneClassification:
 
     def class_counts(self) -> da.Array:
         """Lazy (3, 12) int64 table of :func:`~sen2core.kernels.scene_class.class_counts`: a small reduction."""
+        return self.class_counts_per_block().sum(axis=(0, 1))
+
+    def class_counts_per_block(self) -> da.Array:
+        """Lazy (block rows, block columns, 3, 12) table: the counts of each chunk block."""
         arrays = [self.scl, self.cloud_buffer] + ([self.water_bodies] if self.water_bodies is not None else [])
 
         def counts(scl: np.ndarray, buffered: np.ndarray, *wb: np.ndarray) -> np.ndarray:
@@ -141,20 +146,20 @@ class SceneClassification:
             chunks=((1,) * len(rows), (1,) * len(cols), (3,), (12,)),
             meta=np.empty((0, 0, 0, 0), dtype=np.int64),
         )
-        return per_block.sum(axis=(0, 1))
+        return per_block
 
     def percentages(self) -> Delayed:
         """Lazy dict of Sen2Cor's percentages (:func:`~sen2core.kernels.scene_class.class_percentages`:
         ``CLOUDY_PIXEL_PERCENTAGE``, ``CLOUDY_PIXEL_OVER_LAND_PERCENTAGE``...) plus
         ``CLOUD_BUFFER_M`` (the buffer used) and ``CLOUD_BUFFER_PERCENTAGE``."""
-        buffer_m = float(self.config.cloud_buffer_m)
+        return dask.delayed(percentages_from_counts, pure=True)(self.class_counts(), self.config)
 
-        def build(counts: np.ndarray) -> dict[str, float]:
-            out = sc.class_percentages(counts)
-            out["CLOUD_BUFFER_M"] = buffer_m
-            return out
 
-        return dask.delayed(build, pure=True)(self.class_counts())
+def percentages_from_counts(counts: np.ndarray, config: SceneClassificationConfig) -> dict[str, float]:
+    """Sen2Cor's percentages from a (3, 12) table of :meth:`SceneClassification.class_counts` (or a sum of them)."""
+    out = sc.class_percentages(np.asarray(counts))
+    out["CLOUD_BUFFER_M"] = float(config.cloud_buffer_m)
+    return out
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -258,15 +263,28 @@ def _as_dask(a: Any, chunks: Chunks, name: str, shape: tuple[int, ...]) -> da.Ar
     return x.rechunk(chunks) if x.chunks != chunks else x
 
 
-def _scene_mean_below_100(snc: da.Array) -> Delayed:
+def _below_100_sums(snc: np.ndarray) -> np.ndarray:
     ok = snc <= 100
-    total = da.where(ok, snc.astype(np.float64), 0.0).sum()
-    count = ok.sum()
+    return np.array([float(snc[ok].astype(np.float64).sum()), float(np.count_nonzero(ok))])
 
-    def mean(t: float, n: int) -> float:
-        return float(t) / float(n) if n else math.nan
 
-    return dask.delayed(mean, pure=True)(total, count)
+def _mean_from_sums(sums: np.ndarray) -> float:
+    return float(sums[0]) / float(sums[1]) if sums[1] else math.nan
+
+
+def _scene_mean_below_100(snc: da.Array) -> Delayed:
+    total = lazy.block_sum(_below_100_sums, snc, name="snow_condition_mean")
+    return dask.delayed(_mean_from_sums, pure=True)(total)
+
+
+def _leakage_histogram(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    return sc.leakage_histogram(dict(zip(names, blocks, strict=True))).astype(np.float64)
+
+
+def _statistics_sums(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    nb = len(names)
+    b = dict(zip(names, blocks[:nb], strict=True))
+    return np.asarray(sc.scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2]), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- classify
@@ -392,16 +410,8 @@ def classify(
     # Scene-wide B10 leakage of bright ground (a histogram reduction).
     leakage: Delayed | float = 0.0
     if cfg.cirrus_leakage_correction:
-        rows, cols = chunks
-        hist = da.map_blocks(
-            lambda *blocks: sc.leakage_histogram(dict(zip(names, blocks, strict=True)))[None, None],
-            *band_arrays,
-            new_axis=2,
-            dtype=np.int64,
-            meta=np.empty((0, 0, 0), dtype=np.int64),
-            chunks=((1,) * len(rows), (1,) * len(cols), (sc.LEAKAGE_BINS,)),
-        )
-        leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist.sum(axis=(0, 1)), cfg)
+        hist = lazy.block_sum(_leakage_histogram, *band_arrays, name="b10_leakage", names=tuple(names))
+        leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist, cfg)
 
     kw1: dict[str, Any] = {"b10_leakage": leakage}
     if snc_mean is not None:
@@ -492,23 +502,9 @@ def classify(
             lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm], sc.hpc_blob_reach(resolution_m, cfg), 1
         )
 
-        def sums(*blocks: np.ndarray) -> np.ndarray:
-            b = dict(zip(names, blocks[:nb], strict=True))
-            return sc.scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2])[None, None]
-
-        rows, cols = chunks
-        per_block = da.map_blocks(
-            sums,
-            *band_arrays,
-            cm,
-            blob.astype(bool),
-            lc,
-            new_axis=2,
-            dtype=np.float64,
-            chunks=((1,) * len(rows), (1,) * len(cols), (sc.N_STATISTICS,)),
-            meta=np.empty((0, 0, 0), dtype=np.float64),
-        )
-        statistics = dask.delayed(sc.statistics_from_sums, pure=True)(per_block.sum(axis=(0, 1)), resolution_m, cfg)
+        sums = lazy.block_sum(_statistics_sums, *band_arrays, cm, blob.astype(bool), lc, name="r7_r8_statistics",
+                              names=tuple(names))  # fmt: skip
+        statistics = dask.delayed(sc.statistics_from_sums, pure=True)(sums, resolution_m, cfg)
 
     # Stage 5: shadows, recoveries, post-processing, improvements.
     optional = {"dem": dem_a, "cast": cast, "water_bodies": wb, "land_cover": lc, "matched": matched}

@@ -51,7 +51,7 @@ from sen2core.io.mtd_l2a import (
 from sen2core.io.write import RasterSpec, jp2_creation_options, jp2_tasks
 from sen2core.package import ProductRasters, logical_name, store_group
 
-__all__ = ["PRODUCT_METADATA", "write_safe"]
+__all__ = ["PRODUCT_METADATA", "safe_outputs", "write_safe"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,12 @@ _NS_SAFE = "http://www.esa.int/safe/sentinel/1.1"
 _MASK_IDS = {"MSK_CLDPRB": "CloudPrbMask", "MSK_SNWPRB": "SnowPrbMask"}
 
 
-def write_safe(product: ProductRasters, folder: Path) -> list[str]:
+def safe_outputs(product: ProductRasters) -> dict[str, tuple[da.Array, RasterSpec]]:
+    """The rasters of the SAFE layout: relative file name -> (lazy array, spec)."""
+    return _selection(product, safe_naming(product))[0]
+
+
+def write_safe(product: ProductRasters, folder: Path, store: bool = True) -> list[str]:
     """Write ``product`` as a Level-2A SAFE into ``folder`` (empty); return the relative file names.
 
     All rasters are computed in one ``dask.compute``, so inputs shared by several
@@ -79,6 +84,9 @@ def write_safe(product: ProductRasters, folder: Path) -> list[str]:
         the run summary and the Level-1C product.
     folder
         An existing empty folder, renamed to ``{l2a_id}.SAFE`` by the caller.
+    store
+        False when the rasters are already in their staged files in ``folder``
+        (written by processing tiles): they are only encoded.
 
     Returns
     -------
@@ -102,7 +110,7 @@ def write_safe(product: ProductRasters, folder: Path) -> list[str]:
         if abs(spec.geobox.resolution - res) > 1e-6:
             raise OutputError(f"{rel}: raster grid is {spec.geobox.resolution:g} m, not {res} m")
     log.info("%s: writing %d JPEG 2000 files", product.l2a_id, len(outputs))
-    dask.compute(*jp2_tasks(outputs, folder, group=store_group))
+    dask.compute(*jp2_tasks(outputs, folder, group=store_group, store=store))
     from sen2core.package import record_negative_fractions
 
     finest: dict[str, tuple[int, str]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,8 +88,14 @@ def collect_negative_fractions(folder: str | Path) -> dict[str, float]:
     folder = Path(folder)
     out = {}
     for stats in sorted(folder.rglob("*.part.tif.negstats")):
-        pairs = [line.split() for line in stats.read_text(encoding="ascii").splitlines() if line.strip()]
-        negative, valid = (sum(int(p[i]) for p in pairs) for i in (0, 1))
+        # One line per written window, keyed by its origin: a window written again (a retried
+        # processing tile) replaces its earlier count instead of adding to it.
+        windows = {}
+        for line in stats.read_text(encoding="ascii").splitlines():
+            if line.strip():
+                row, col, negative, valid = (int(v) for v in line.split())
+                windows[row, col] = (negative, valid)
+        negative, valid = (sum(v[i] for v in windows.values()) for i in (0, 1))
         name = str(stats.relative_to(folder))[: -len(".part.tif.negstats")]
         out[name] = round(100.0 * negative / valid, 4) if valid else 0.0
         stats.unlink()
@@ -124,7 +130,7 @@ class _WindowTarget:
                     valid = int(np.count_nonzero(data > 0))
                     negative = int(np.count_nonzero((data > 0) & (data < self.negative_below)))
                     with open(_stats_path(self.path), "a", encoding="ascii") as f:
-                        f.write(f"{negative} {valid}\n")
+                        f.write(f"{rows.start} {cols.start} {negative} {valid}\n")
         except rasterio.errors.RasterioError as exc:
             raise OutputError(f"{self.path}: cannot write window {win}: {exc}") from exc
 
@@ -204,49 +210,114 @@ def _to_jp2(tmp: str, final: str, spec: RasterSpec) -> str:
     return _finished(tmp, final)
 
 
+@dataclass(frozen=True)
+class _Staged:
+    tmp: str
+    final: str
+    spec: RasterSpec
+    bands: int
+
+
+def _staged(outputs: Mapping[str, tuple[da.Array, RasterSpec]], folder: str | Path) -> list[_Staged]:
+    folder = Path(folder)
+    out = []
+    for name, (arr, spec) in outputs.items():
+        final = str(folder / name)
+        if arr.shape[-2:] != spec.geobox.shape:
+            raise OutputError(f"{final}: array shape {arr.shape} does not match grid {spec.geobox.shape}")
+        out.append(_Staged(final + ".part.tif", final, spec, arr.shape[0] if arr.ndim == 3 else 1))
+    return out
+
+
+def create_staged(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
+) -> None:
+    """Pre-allocate the staged GeoTIFF of every output in ``folder`` (any existing one is replaced)."""
+    for s in _staged(outputs, folder):
+        # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
+        Path(s.final).parent.mkdir(parents=True, exist_ok=True)
+        _create(s.tmp, stage_spec(s.spec), s.bands)
+
+
+def _target(s: _Staged) -> _WindowTarget:
+    return _WindowTarget(s.tmp, s.bands, _FileLock(s.tmp), s.spec.negative_below)
+
+
+def store_blocks(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    extra: Sequence[tuple[da.Array, Any, tuple[slice, ...]]] = (),
+) -> None:
+    """Compute the chunk blocks ``rows`` x ``cols`` of every output into its staged file (see :func:`create_staged`).
+
+    All outputs must share their chunk grid (one block covers the same ground in each).
+    They are computed in one graph, as :func:`cog_tasks` does for whole arrays, together
+    with the ``extra`` ``(source, target, region)`` stores (small per-block tables).
+    """
+    sources: list[da.Array] = [e[0] for e in extra]
+    targets: list[Any] = [e[1] for e in extra]
+    regions: list[tuple[slice, ...]] = [e[2] for e in extra]
+    for s, (arr, _) in zip(_staged(outputs, folder), outputs.values(), strict=True):
+        if not os.path.exists(s.tmp):
+            raise OutputError(f"{s.final}: no staged file to write a window into")
+        sub = arr.blocks[..., slice(*rows), slice(*cols)]
+        y0, x0 = sum(arr.chunks[-2][: rows[0]]), sum(arr.chunks[-1][: cols[0]])
+        region = (slice(y0, y0 + sub.shape[-2]), slice(x0, x0 + sub.shape[-1]))
+        sources.append(sub.astype(s.spec.dtype))
+        targets.append(_target(s))
+        regions.append((slice(None), *region) if arr.ndim == 3 else region)
+    # dask 2026.8's low-level fusion fails on some block selections of this graph ("Cannot
+    # fuse tasks with multiple outputs"); a tile's graph is small enough to run unfused.
+    with dask.config.set({"optimization.fuse.active": False}):
+        da.store(sources, targets, regions=regions, lock=False)
+
+
 def _staged_tasks(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
     finalise: Callable[[str, str, RasterSpec], str],
     stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
     group: Callable[[RasterSpec], Hashable] | None = None,
+    store: bool = True,
 ) -> list[Any]:
     """Compute every output into an uncompressed staged GeoTIFF now; return one delayed finalisation per file.
 
     ``group`` splits the outputs into stores computed one after the other (in order of
     first appearance): outputs that share no costly intermediate need not be in flight
     together, and each store holds less in memory. Outputs that share one must be in the
-    same group (see below).
+    same group (see below). With ``store=False`` the staged files were written already
+    (window by window, :func:`store_blocks`) and only the finalisations are returned.
     """
-    folder = Path(folder)
-    stores: dict[Hashable, tuple[list[Any], list[Any]]] = {}
-    staged = []
-    for name, (arr, spec) in outputs.items():
-        final = str(folder / name)
-        tmp = final + ".part.tif"
-        bands = arr.shape[0] if arr.ndim == 3 else 1
-        if arr.shape[-2:] != spec.geobox.shape:
-            raise OutputError(f"{final}: array shape {arr.shape} does not match grid {spec.geobox.shape}")
-        # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
-        Path(final).parent.mkdir(parents=True, exist_ok=True)
-        _create(tmp, stage_spec(spec), bands)
-        sources, targets = stores.setdefault(None if group is None else group(spec), ([], []))
-        sources.append(arr.astype(spec.dtype))
-        targets.append(_WindowTarget(tmp, bands, _FileLock(tmp), spec.negative_below))
-        staged.append((tmp, final, spec))
-    # One store per group, computed here: dask optimises a group's graphs together. Stored
-    # one by one (or handed to delayed functions as arguments), each graph is optimised alone
-    # and an intermediate two outputs share (a band and the true-colour image) is fused into
-    # both and computed twice.
-    for sources, targets in stores.values():
-        da.store(sources, targets, lock=False)
-    return [dask.delayed(finalise, pure=False)(tmp, final, spec) for tmp, final, spec in staged]
+    staged = _staged(outputs, folder)
+    if store:
+        create_staged(outputs, folder, stage_spec)
+        stores: dict[Hashable, tuple[list[Any], list[Any]]] = {}
+        for s, (arr, _) in zip(staged, outputs.values(), strict=True):
+            sources, targets = stores.setdefault(None if group is None else group(s.spec), ([], []))
+            sources.append(arr.astype(s.spec.dtype))
+            targets.append(_target(s))
+        # One store per group, computed here: dask optimises a group's graphs together. Stored
+        # one by one (or handed to delayed functions as arguments), each graph is optimised alone
+        # and an intermediate two outputs share (a band and the true-colour image) is fused into
+        # both and computed twice.
+        for sources, targets in stores.values():
+            da.store(sources, targets, lock=False)
+    else:
+        missing = [s.final for s in staged if not os.path.exists(s.tmp)]
+        if missing:
+            raise OutputError(f"staged file(s) missing: {', '.join(missing)}")
+    return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) for s in staged]
 
 
 def cog_tasks(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
     group: Callable[[RasterSpec], Hashable] | None = None,
+    store: bool = True,
 ) -> list[Any]:
     """Write each ``name -> (array, spec)`` to ``folder/name`` as a COG.
 
@@ -254,15 +325,16 @@ def cog_tasks(
     grid. All arrays are computed now, in one graph, so that the inputs and
     intermediates they share are computed once, and streamed chunk by chunk into
     staged GeoTIFFs; the returned delayed tasks (compute them together) compress
-    each staged file into its COG.
+    each staged file into its COG. ``store=False``: see :func:`_staged_tasks`.
     """
-    return _staged_tasks(outputs, folder, _to_cog, group=group)
+    return _staged_tasks(outputs, folder, _to_cog, group=group, store=store)
 
 
 def jp2_tasks(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
     group: Callable[[RasterSpec], Hashable] | None = None,
+    store: bool = True,
 ) -> list[Any]:
     """As :func:`cog_tasks`, but each file is lossless JPEG 2000 (``name`` may hold sub-folders).
 
@@ -270,4 +342,9 @@ def jp2_tasks(
     box would make some readers expand the classes to RGB. Each task returns the
     path of its file.
     """
-    return _staged_tasks(outputs, folder, _to_jp2, lambda spec: replace(spec, colormap=None), group=group)
+    return _staged_tasks(outputs, folder, _to_jp2, jp2_stage_spec, group=group, store=store)
+
+
+def jp2_stage_spec(spec: RasterSpec) -> RasterSpec:
+    """The staged file's spec for a JPEG 2000 output (see :func:`jp2_tasks` on colour tables)."""
+    return replace(spec, colormap=None)
