@@ -39,6 +39,7 @@ from tasks.models import L1CRef, ProcessingOptions, ProductOutcome, RunSummary, 
 from tasks.product import process_l1c, screen_products
 from tasks.publish import publish_products
 from tasks.report import ProgressArtifact, report_run
+from tasks.tiles import process_tiled_product
 
 __all__ = ["RunFailed", "process_bounded", "run_products", "submit_product"]
 
@@ -97,10 +98,16 @@ def process_bounded(
     product_timeout_minutes: float,
     progress: ProgressArtifact | None = None,
 ) -> list[ProductOutcome]:
-    """Process ``refs`` with at most ``max_concurrency`` product tasks in flight; outcomes in input order."""
+    """Process ``refs`` with at most ``max_concurrency`` product tasks in flight; outcomes in input order.
+
+    With ``options.tile_blocks``, products are processed one after the other, each by
+    tiles (:func:`tasks.tiles.process_tiled_product`): the tiles fill the cluster.
+    """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
     logger = get_run_logger()
+    if options is not None and options.tile_blocks:
+        return [_tiled(ref, output_root, options, overwrite, product_timeout_minutes, progress) for ref in refs]
     finished: queue.Queue[Any] = queue.Queue()
     pending = deque(enumerate(refs))
     inflight: dict[Any, tuple[int, L1CRef]] = {}
@@ -121,6 +128,21 @@ def process_bounded(
         if progress is not None:
             progress.advance()
     return [outcomes[i] for i in range(len(refs))]
+
+
+def _tiled(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool, timeout_minutes: float,
+           progress: ProgressArtifact | None) -> ProductOutcome:  # fmt: skip
+    logger = get_run_logger()
+    try:
+        outcome = process_tiled_product(ref, output_root, options, overwrite, timeout_minutes)
+    except Exception as exc:  # noqa: BLE001 - a bad product fails alone and is reported
+        outcome = _failed(ref, exc)
+        logger.error("%s failed: %s", ref.product_id, outcome.error)
+    else:
+        logger.info("%s: %s by tiles", ref.product_id, outcome.status)
+    if progress is not None:
+        progress.advance()
+    return outcome
 
 
 def run_products(

@@ -168,6 +168,12 @@ class ProcessingOptions(BaseModel):
     """DEM raster (any CRS) for terrain correction, readable by every Dask worker."""
     output_format: Literal["cog", "safe"] = "cog"
     """``cog`` (COGs + STAC item) or ``safe`` (Sen2Cor's L2A SAFE layout)."""
+    chunk_m: float = Field(default=18300.0, gt=0)
+    """Chunk edge in metres (18.3 km: 1830, 915 and 305 px at 10, 20 and 60 m); by tiles, a multiple of 300 m."""
+    tile_blocks: int | None = Field(default=None, ge=1)
+    """Process each product by processing tiles of this many chunk blocks (18.3 km) a side, one task per
+    tile and round (:mod:`tasks.tiles`); None (default): one task per product, several times faster on
+    one machine (``docs/orchestration.md``, "Per-tile tasks")."""
 
 
 Status = Literal["done", "skipped", "failed"]

@@ -42,7 +42,7 @@ def to_config(options: ProcessingOptions, overwrite: bool = False) -> Processing
     return ProcessingConfig(
         resolution=options.resolution, sc_only=options.sc_only, dem=options.dem, overwrite=overwrite,
         correction=CorrectionConfig(aerosol=options.aerosol, cirrus_correction=options.cirrus),
-        format=options.output_format,
+        format=options.output_format, chunk_m=options.chunk_m,
     )  # fmt: skip
 
 

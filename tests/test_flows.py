@@ -72,3 +72,58 @@ def test_product_timeout_fails_without_retry(
     assert state.is_failed()
     (outcome,) = state.result(raise_on_failure=False).summary.failed
     assert "Timeout" in (outcome.error or ""), outcome.error
+
+
+def test_per_tile_tasks_make_the_same_product(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    import numpy as np
+    import rasterio
+
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    href = str(flow_products["2023-07-16"])
+    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles.
+    tiles = ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2)
+    state = flow(href, str(tmp_path / "tiles"), options=tiles, return_state=True)
+    assert state.is_completed(), state.message
+    (outcome,) = state.result().outcomes
+    assert outcome.status == "done" and outcome.aot is not None and outcome.cloud_cover is not None
+    whole = flow(href, str(tmp_path / "whole"), options=ProcessingOptions(resolution=20, chunk_m=1800.0))
+    (reference,) = whole.outcomes
+    assert (outcome.aot, outcome.water_vapour, outcome.cloud_cover) == (reference.aot, reference.water_vapour,
+                                                                        reference.cloud_cover)  # fmt: skip
+    for name in ("SCL_20m.tif", "B04_20m.tif", "AOT_20m.tif", "WVP_20m.tif", "TCI_20m.tif"):
+        with rasterio.open(Path(outcome.output_dir) / name) as a, rasterio.open(Path(reference.output_dir) / name) as b:
+            assert np.array_equal(a.read(), b.read()), name
+    # The flow graph shows the stages, each a task, mapped over the tiles where there are many.
+    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correct-tile") and r.state is not None
+                                            and r.state.is_completed() for r in rs) == 4)  # fmt: skip
+    names = [r.name for r in runs]
+    assert sum(n.startswith("correct-tile") for n in names) == 4
+    assert sum(n.startswith("b10_leakage-tile") for n in names) == 4
+    assert sum(n.startswith("ddv-tile") for n in names) == 4
+    for prefix in ("tiling-", "reduce-b10_leakage", "reduce-water_vapour_land", "stage-", "package-", "screen",
+                   "publish"):  # fmt: skip
+        assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
+    again = flow(href, str(tmp_path / "tiles"), options=tiles)
+    assert [o.status for o in again.outcomes] == ["skipped"]
+
+
+def _task_runs(state: Any, ready: Callable[[list[Any]], bool], timeout: float = 60.0) -> list[Any]:
+    """The task runs of a finished flow run, once the API has them all (they arrive as events)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from sen2core.cli.flow import _drain_prefect_workers
+
+    _drain_prefect_workers()
+    deadline = time.monotonic() + timeout
+    flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = list(client.read_task_runs(flow_run_filter=flow_filter))
+        if ready(runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
