@@ -116,6 +116,8 @@ class Window:
     known: Mapping[str, NDArray[np.float64]]
     probe: bool = False
     """Stop at the first unknown sum without computing this window's part (``PendingSum.part`` is empty)."""
+    store: str | None = None
+    """Folder of the stored checkpoints (:func:`checkpoint`, :func:`stage_layer_path`)."""
 
     def blocks(self, grid: tuple[int, ...]) -> list[tuple[int, ...]]:
         """Indices of this window's blocks in a chunk grid of shape ``grid`` (rows, cols)."""
@@ -132,15 +134,37 @@ class PendingSum(Exception):  # noqa: N818 - control flow, not an error: never l
         self.name, self.part = name, part
 
 
+class PendingStage(Exception):  # noqa: N818 - control flow, not an error: never leaves sen2core
+    """Raised inside :func:`window` by a :func:`checkpoint` not stored yet; ``layers`` are its lazy arrays."""
+
+    def __init__(self, name: str, layers: Mapping[str, da.Array]) -> None:
+        super().__init__(name)
+        self.name, self.layers = name, dict(layers)
+
+
 _WINDOW: ContextVar[Window | None] = ContextVar("sen2core_window", default=None)
+
+
+def stage_key(name: str) -> str:
+    """The key of ``known`` that says checkpoint ``name`` is stored."""
+    return f"stage:{name}"
+
+
+def stage_layer_path(store: str, name: str, layer: str) -> str:
+    """Where layer ``layer`` of checkpoint ``name`` is stored (a staged GeoTIFF, see ``sen2core.io.write``)."""
+    return f"{store}/.stage-{name}/{layer}.part.tif"
 
 
 @contextmanager
 def window(
-    rows: tuple[int, int], cols: tuple[int, int], known: Mapping[str, Any], probe: bool = False
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    known: Mapping[str, Any],
+    probe: bool = False,
+    store: str | None = None,
 ) -> Iterator[Window]:
     """Build graphs for the chunk blocks ``rows`` x ``cols`` only, with the scene-wide sums ``known``."""
-    w = Window(rows, cols, {k: np.asarray(v, dtype=np.float64) for k, v in known.items()}, probe)
+    w = Window(rows, cols, {k: np.asarray(v, dtype=np.float64) for k, v in known.items()}, probe, store)
     token = _WINDOW.set(w)
     try:
         yield w
@@ -158,6 +182,23 @@ def persist(*arrays: da.Array) -> tuple[da.Array, ...]:
     if _WINDOW.get() is not None:
         return arrays
     return tuple(dask.persist(*arrays))
+
+
+def checkpoint(name: str, layers: Mapping[str, da.Array]) -> dict[str, da.Array]:
+    """Intermediates that later stages read widely (the scene classification): kept, not recomputed.
+
+    Outside a :func:`window`: persisted in the cluster. Inside one: read back from the
+    files a previous round stored (every tile's window), or, when not stored yet,
+    :class:`PendingStage` is raised for the caller to store this window's part.
+    """
+    w = _WINDOW.get()
+    if w is None:
+        return dict(zip(layers, persist(*layers.values()), strict=True))
+    if stage_key(name) not in w.known or w.store is None:
+        raise PendingStage(name, layers)
+    from sen2core.io.lazy import stored_array  # reading files is the io package's business
+
+    return {k: stored_array(stage_layer_path(w.store, name, k), v.chunks, v.dtype) for k, v in layers.items()}
 
 
 def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, name: str, **kwargs: Any) -> Any:

@@ -254,7 +254,8 @@ def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
     scl_res = replace(scl_res, calibrated_cloud_probability=da.map_blocks(
         probability_to_uint8, scl_res.calibrated_cloud_probability, dtype=np.uint8))  # fmt: skip
     layers = ("scl", "cloud_probability", "snow_probability", "calibrated_cloud_probability", "cloud_buffer")
-    scl_res = replace(scl_res, **dict(zip(layers, lazy.persist(*(getattr(scl_res, n) for n in layers)), strict=True)))
+    # Kept (persisted, or stored by processing tiles): every later stage reads them.
+    scl_res = replace(scl_res, **lazy.checkpoint("classification", {n: getattr(scl_res, n) for n in layers}))
     # A processing tile counts its classes with its rasters (see sen2core.tiled).
     percentages = None if lazy.current_window() else dask.compute(scl_res.percentages())[0]
     scl = scl_res.scl

@@ -11,36 +11,43 @@ a tile's pixels are those of the whole-product run. A tile is aligned across
 The scene-wide statistics are sums over blocks. They are reduced between rounds:
 
 1. :func:`plan_tiles` splits the product (and creates the staging folder);
-2. :func:`tile_sum` computes, for one tile, its part of the first sum not known
-   yet (:data:`SCREENING_SUMS`: B10 leakage and the other classification sums;
-   then the correction's: cirrus gamma, DDV aerosol, negative-reflectance check,
-   water-vapour land mean); :func:`add_parts` adds the tiles' parts and names the
-   next sum (:func:`next_sum`), until none is left;
+2. a round is a :class:`Step` (:func:`next_step` names the one after what is known):
+
+   - a ``sum``: :func:`tile_sum` computes one tile's part of the first scene-wide sum not
+     known yet and :func:`add_parts` adds the tiles' parts. :data:`SCREENING_SUMS` (B10
+     leakage and the other classification sums) come first, then the correction's: cirrus
+     gamma (when enabled), DDV aerosol, negative-reflectance check, water-vapour land mean;
+   - a ``stage``: the scene classification, which every later stage reads with wide
+     neighbourhoods, is computed once per tile (:func:`tile_stage`, into files that
+     :func:`prepare_stage` pre-allocates) and read back by the later rounds instead of
+     being computed again with every tile's margins (:func:`sen2core.lazy.checkpoint`);
+
 3. :func:`prepare_outputs` pre-allocates the staged rasters, and :func:`write_tile`
    writes each tile's windows of every output, with its class counts;
 4. :func:`package` encodes the rasters, writes metadata and STAC item, and publishes.
 
-Every round decodes and classifies a tile again (and its neighbours' margins):
-nothing is shared between tasks but files and the small sums. :func:`process_tiled`
-runs the rounds in this process, one tile after the other; the Prefect flows
-(``flows.common``) map them over the task runner's cluster.
+Rounds share nothing but files and the small sums, so each decodes the tile's bands
+again (with its neighbours' margins). :func:`process_tiled` runs the rounds in this
+process, one tile after the other; the Prefect flows (``tasks.tiles``) map them over
+the task runner's cluster.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from sen2core import lazy
 from sen2core.errors import ConfigurationError, OutputError
-from sen2core.io.write import create_staged, store_blocks
+from sen2core.io.write import RasterSpec, create_staged, store_blocks
 from sen2core.package import (
     ProductRasters,
     is_done,
@@ -61,7 +68,11 @@ __all__ = [
     "TilePlan",
     "TileWritten",
     "add_parts",
-    "next_sum",
+    "Step",
+    "next_step",
+    "prepare_stage",
+    "stage_stored",
+    "tile_stage",
     "package",
     "plan_tiles",
     "prepare_outputs",
@@ -94,6 +105,14 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One round over the tiles: a scene-wide ``sum`` to reduce, or a ``stage`` (checkpoint) to store."""
+
+    kind: Literal["sum", "stage"]
+    name: str
+
+
+@dataclass(frozen=True)
 class TilePlan:
     """A product split into processing tiles, and where its rasters are staged."""
 
@@ -107,8 +126,8 @@ class TilePlan:
     grid: tuple[int, int]
     """Chunk blocks of the product (rows, columns)."""
     tiles: tuple[Tile, ...]
-    first_sum: str | None
-    """The first scene-wide sum the tiles must reduce (None: none needed)."""
+    first_step: Step | None
+    """The first round (None: the rasters can be written at once)."""
 
 
 @dataclass(frozen=True)
@@ -128,20 +147,13 @@ class TileWritten:
     blocks: int
 
 
-@dataclass(frozen=True)
-class _Probe:
-    """Graph build stopped at the first unknown sum, without computing it."""
-
-    name: str | None
-
-
 def _quiet() -> _Clock:
     return _Clock(None)
 
 
 def _graph(plan: TilePlan, tile: Tile, known: Mapping[str, Sequence[float]], probe: bool = False) -> Any:
     product, _, _ = _open(plan.l1c_href, plan.output_root, plan.config)
-    with lazy.window(tile.rows, tile.cols, known, probe=probe):
+    with lazy.window(tile.rows, tile.cols, known, probe=probe, store=plan.staging):
         return product, _build(product, plan.config, _quiet())
 
 
@@ -184,18 +196,62 @@ def plan_tiles(
     staging = temporary_sibling(final)
     plan = TilePlan(str(l1c_href), str(output_root), config, product.product_id, ident, str(final), str(staging),
                     (int(grid[0]), int(grid[1])), tuple(tiles), None)  # fmt: skip
-    first = next_sum(plan, {})
+    first = next_step(plan, {})
     log.info("%s: %d processing tile(s) of %dx%d chunk blocks", ident, len(tiles), tile_blocks, tile_blocks)
-    return TilePlan(**{**plan.__dict__, "first_sum": first})
+    return TilePlan(**{**plan.__dict__, "first_step": first})
 
 
-def next_sum(plan: TilePlan, known: Mapping[str, Sequence[float]]) -> str | None:
-    """The next scene-wide sum the tiles must reduce after ``known``; None when the rasters can be written."""
+def next_step(plan: TilePlan, known: Mapping[str, Sequence[float]]) -> Step | None:
+    """The round that follows ``known``; None when the rasters can be written. Computes nothing."""
     try:
         _graph(plan, plan.tiles[0], known, probe=True)
     except lazy.PendingSum as pending:
-        return pending.name
+        return Step("sum", pending.name)
+    except lazy.PendingStage as pending:
+        return Step("stage", pending.name)
     return None
+
+
+def _stage_outputs(pending: lazy.PendingStage, geobox: Any) -> dict[str, tuple[Any, RasterSpec]]:
+    out = {}
+    for layer, arr in pending.layers.items():
+        stored = arr.astype(np.uint8) if arr.dtype == bool else arr
+        out[layer] = (stored, RasterSpec(geobox, str(stored.dtype), None, (layer,)))
+    return out
+
+
+def _pending_stage(plan: TilePlan, tile: Tile, known: Mapping[str, Sequence[float]], probe: bool) -> tuple[
+        lazy.PendingStage, Any]:  # fmt: skip
+    try:
+        product, _ = _graph(plan, tile, known, probe=probe)
+    except lazy.PendingStage as pending:
+        wr = 60 if plan.config.resolution == 60 else 20
+        product, _, _ = _open(plan.l1c_href, plan.output_root, plan.config)
+        return pending, product.geobox(wr)
+    raise OutputError(f"{plan.l2a_id}: no intermediate left to store")
+
+
+def prepare_stage(plan: TilePlan, known: Mapping[str, Sequence[float]], name: str) -> list[str]:
+    """Pre-allocate the files of checkpoint ``name`` (the next round); return its layers."""
+    pending, geobox = _pending_stage(plan, plan.tiles[0], known, probe=True)
+    if pending.name != name:
+        raise OutputError(f"{plan.l2a_id}: the next intermediate is {pending.name}, not {name}")
+    folder = os.path.dirname(lazy.stage_layer_path(plan.staging, name, "x"))
+    create_staged(_stage_outputs(pending, geobox), folder)
+    return sorted(pending.layers)
+
+
+def tile_stage(plan: TilePlan, tile: Tile, known: Mapping[str, Sequence[float]]) -> TileWritten:
+    """Compute this tile's window of the next checkpoint (the scene classification) and store it."""
+    pending, geobox = _pending_stage(plan, tile, known, probe=False)
+    folder = os.path.dirname(lazy.stage_layer_path(plan.staging, pending.name, "x"))
+    store_blocks(_stage_outputs(pending, geobox), folder, tile.rows, tile.cols)
+    return TileWritten(tile.index, (tile.rows[1] - tile.rows[0]) * (tile.cols[1] - tile.cols[0]))
+
+
+def stage_stored(known: Mapping[str, Sequence[float]], name: str) -> dict[str, tuple[float, ...]]:
+    """``known`` plus the mark that checkpoint ``name`` is stored for every tile."""
+    return {**{k: tuple(v) for k, v in known.items()}, lazy.stage_key(name): ()}
 
 
 def tile_sum(plan: TilePlan, tile: Tile, known: Mapping[str, Sequence[float]]) -> TilePart | None:
@@ -279,9 +335,9 @@ def package(
     if missing:
         raise OutputError(f"{plan.l2a_id}: {len(missing)} chunk block(s) not written, e.g. {missing[0]}")
     counts = np.sum([np.load(folder / n) for n in expected], axis=0)
-    for n in expected:
-        (folder / n).unlink()
-    folder.rmdir()
+    shutil.rmtree(folder)
+    for stage in Path(plan.staging).glob(".stage-*"):
+        shutil.rmtree(stage)
     percentages = percentages_from_counts(counts, plan.config.classification)
     product, graph = _graph(plan, plan.tiles[0], known)
     rasters = _product_rasters(plan, product, graph, percentages)
@@ -321,15 +377,22 @@ def process_tiled(
         return plan
     t = timer.add("plan", t)
     known: dict[str, tuple[float, ...]] = {}
-    name = plan.first_sum
-    while name is not None:
+    step = plan.first_step
+    while step is not None:
         if progress:
-            progress(f"sum {name}")
-        parts = [tile_sum(plan, tile, known) for tile in plan.tiles]
-        reduced, total = add_parts(parts, plan)
-        known[reduced] = total
-        t = timer.add("screening sums" if reduced in SCREENING_SUMS else "correction sums", t)
-        name = next_sum(plan, known)
+            progress(f"{step.kind} {step.name}")
+        if step.kind == "stage":
+            prepare_stage(plan, known, step.name)
+            for tile in plan.tiles:
+                tile_stage(plan, tile, known)
+            known = stage_stored(known, step.name)
+            t = timer.add(f"{step.name} tiles", t)
+        else:
+            parts = [tile_sum(plan, tile, known) for tile in plan.tiles]
+            reduced, total = add_parts(parts, plan)
+            known[reduced] = total
+            t = timer.add("screening sums" if reduced in SCREENING_SUMS else "correction sums", t)
+        step = next_step(plan, known)
     if progress:
         progress("write tiles")
     prepare_outputs(plan, known)

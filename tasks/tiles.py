@@ -3,10 +3,12 @@
 The Prefect side of :mod:`sen2core.tiled` (read its docstring for what a round is).
 :func:`process_tiled_product` runs in the flow and submits, for one product:
 
-``tiling`` -> ``screen-statistics`` (mapped over tiles) -> ``reduce-statistics`` ->
-``correct-statistics`` (mapped, one round per correction sum) -> ``reduce-statistics``
-... -> ``stage-outputs`` -> ``correct-tile`` (mapped: each tile classifies, corrects and
-writes its windows) -> ``package``.
+``tiling`` -> ``screen-statistics`` (mapped over tiles: B10 leakage) -> ``reduce-statistics``
+-> ``stage-classification`` -> ``screen-tile`` (mapped: each tile classifies its window and
+stores it) -> ``classification-stored`` -> ``correct-statistics`` (mapped, one round per
+correction sum: DDV aerosol, negative check, water-vapour land mean) -> ``reduce-statistics``
+... -> ``stage-outputs`` -> ``correct-tile`` (mapped: each tile corrects and writes its
+windows) -> ``package``.
 
 Every task takes references (the plan: hrefs, options, tile windows, and the sums
 known so far) and runs its dask work on the task runner's cluster, like
@@ -28,7 +30,7 @@ from prefect.tasks import exponential_backoff
 
 from sen2core import tiled
 from sen2core.pipeline import L2AResult
-from sen2core.tiled import Tile, TilePart, TilePlan, TileWritten
+from sen2core.tiled import Step, Tile, TilePart, TilePlan, TileWritten
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
 from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
@@ -62,16 +64,38 @@ def tile_statistics(plan: TilePlan, tile: Tile, known: Known, name: str) -> Tile
 @task(name="reduce-statistics", task_run_name="reduce-{name}", **_RETRY)
 def reduce_statistics(
     plan: TilePlan, parts: list[TilePart | None], known: Known, name: str
-) -> tuple[dict[str, Any], str | None]:
-    """Add the tiles' parts of ``name``; return the known sums and the next sum to reduce (None: write)."""
+) -> tuple[dict[str, Any], Step | None]:
+    """Add the tiles' parts of ``name``; return the known sums and the next round (None: write)."""
     reduced, total = tiled.add_parts(parts, plan)
     if reduced != name:
         raise RuntimeError(f"{plan.l2a_id}: tiles reduced {reduced}, expected {name}")
     out = {**known, reduced: total}
     with forward_logs():
-        following = tiled.next_sum(plan, out)
+        following = tiled.next_step(plan, out)
     log.info("%s: %s reduced over %d tiles", plan.l2a_id, reduced, len(parts))
     return out, following
+
+
+@task(name="stage-intermediate", task_run_name="stage-{name}", **_RETRY)
+def stage_intermediate(plan: TilePlan, known: Known, name: str) -> list[str]:
+    """Pre-allocate the files of intermediate ``name`` (the scene classification) the tiles store."""
+    with forward_logs():
+        return tiled.prepare_stage(plan, known, name)
+
+
+@task(name="screen-tile", task_run_name="screen-tile{tile.index}", tags=[PRODUCT_TAG], **_RETRY)
+def screen_tile(plan: TilePlan, tile: Tile, known: Known) -> TileWritten:
+    """Classify one tile (cloud screening) and store its window of the classification layers."""
+    with forward_logs(), on_task_runner_cluster():
+        return tiled.tile_stage(plan, tile, known)
+
+
+@task(name="intermediate-stored", task_run_name="{name}-stored", **_RETRY)
+def intermediate_stored(plan: TilePlan, known: Known, name: str) -> tuple[dict[str, Any], Step | None]:
+    """Every tile stored intermediate ``name``: return the known state and the next round."""
+    out = tiled.stage_stored(known, name)
+    with forward_logs():
+        return out, tiled.next_step(plan, out)
 
 
 @task(name="stage-outputs", task_run_name="stage-{plan.l2a_id}", **_RETRY)
@@ -135,12 +159,20 @@ def process_tiled_product(
 
 def _rounds(plan: TilePlan, opts: dict[str, Any], laps: _Laps) -> L2AResult:
     known: dict[str, Any] = {}
-    name = plan.first_sum
-    while name is not None:
+    step = plan.first_step
+    while step is not None:
+        name = step.name
+        if step.kind == "stage":
+            stage_intermediate.with_options(**opts).submit(plan, known, name).result()
+            for future in screen_tile.with_options(**opts).map(unmapped(plan), list(plan.tiles), unmapped(known)):
+                future.result()
+            known, step = intermediate_stored.with_options(**opts).submit(plan, known, name).result()
+            laps("screen tiles")
+            continue
         screening = name in tiled.SCREENING_SUMS
         stats = tile_statistics.with_options(name="screen-statistics" if screening else "correct-statistics", **opts)
         parts = [f.result() for f in stats.map(unmapped(plan), list(plan.tiles), unmapped(known), unmapped(name))]
-        known, name = reduce_statistics.with_options(**opts).submit(plan, parts, known, name).result()
+        known, step = reduce_statistics.with_options(**opts).submit(plan, parts, known, name).result()
         laps("screening statistics" if screening else "correction statistics")
     stage_outputs.with_options(**opts).submit(plan, known).result()
     for future in correct_tile.with_options(**opts).map(unmapped(plan), list(plan.tiles), unmapped(known)):

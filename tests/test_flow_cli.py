@@ -43,3 +43,20 @@ def test_flow_backfill_exits_1_and_lists_the_failed_product(
     assert done.returncode == 1, done.stdout + done.stderr[-3000:]
     assert "0 done, 0 skipped, 1 failed" in done.stdout
     assert flow_products["corrupt"].name.removesuffix(".SAFE.zip") in done.stderr
+
+
+def test_tile_options_reach_the_flow(flow_products: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from click.testing import CliRunner
+
+    cli = importlib.import_module("sen2core.cli.flow")  # the package exports the group under the same name
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(cli, "_run", lambda flow_obj, workers, as_json, **parameters: seen.update(parameters))
+    href = str(flow_products["2023-07-15"])
+    result = CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "2", "--chunk-m", "1800"])
+    assert result.exit_code == 0, result.output
+    options = seen["options"]
+    assert (options.tile_blocks, options.chunk_m) == (2, 1800.0)  # type: ignore[attr-defined]
+    assert CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "0"]).exit_code == 2

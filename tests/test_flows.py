@@ -102,8 +102,9 @@ def test_per_tile_tasks_make_the_same_product(
     assert sum(n.startswith("correct-tile") for n in names) == 4
     assert sum(n.startswith("b10_leakage-tile") for n in names) == 4
     assert sum(n.startswith("ddv-tile") for n in names) == 4
-    for prefix in ("tiling-", "reduce-b10_leakage", "reduce-water_vapour_land", "stage-", "package-", "screen",
-                   "publish"):  # fmt: skip
+    assert sum(n.startswith("screen-tile") for n in names) == 4
+    for prefix in ("tiling-", "reduce-b10_leakage", "stage-classification", "classification-stored",
+                   "reduce-water_vapour_land", "stage-S2", "package-", "screen", "publish"):  # fmt: skip
         assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
     again = flow(href, str(tmp_path / "tiles"), options=tiles)
     assert [o.status for o in again.outcomes] == ["skipped"]

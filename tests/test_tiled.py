@@ -17,13 +17,17 @@ from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 from sen2core.tiled import (
     SCREENING_SUMS,
+    Step,
     TilePlan,
     add_parts,
-    next_sum,
+    next_step,
     package,
     plan_tiles,
     prepare_outputs,
+    prepare_stage,
     process_tiled,
+    stage_stored,
+    tile_stage,
     tile_sum,
     write_tile,
 )
@@ -54,8 +58,8 @@ def test_tiles_make_the_same_product_as_one_graph(scene: Path, tmp_path: Path) -
     whole = process_product(scene, tmp_path / "whole", config)
     assert tiled.status == whole.status == "done"
     # Classification first, then the correction's sums in the order they depend on each other.
-    assert rounds == ["sum b10_leakage", "sum ddv", "sum negative_check", "sum water_vapour_land", "write tiles",
-                      "package"]  # fmt: skip
+    assert rounds == ["sum b10_leakage", "stage classification", "sum ddv", "sum negative_check",
+                      "sum water_vapour_land", "write tiles", "package"]  # fmt: skip
     assert "b10_leakage" in SCREENING_SUMS and "ddv" not in SCREENING_SUMS
 
     a, b = _rasters(Path(tiled.output_dir)), _rasters(Path(whole.output_dir))
@@ -81,7 +85,7 @@ def test_tiles_make_the_same_product_as_one_graph(scene: Path, tmp_path: Path) -
 def test_plan_splits_the_chunk_grid_and_refuses_unaligned_chunks(scene: Path, tmp_path: Path) -> None:
     plan = plan_tiles(scene, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, TilePlan)
-    assert plan.grid == (3, 3) and plan.first_sum == "b10_leakage"
+    assert plan.grid == (3, 3) and plan.first_step == Step("sum", "b10_leakage")
     assert [(t.rows, t.cols) for t in plan.tiles] == [((0, 2), (0, 2)), ((0, 2), (2, 3)), ((2, 3), (0, 2)),
                                                       ((2, 3), (2, 3))]  # fmt: skip
     left, bottom, right, top = plan.tiles[0].bounds
@@ -96,12 +100,17 @@ def test_a_missing_tile_is_never_published(scene: Path, tmp_path: Path) -> None:
     plan = plan_tiles(scene, tmp_path, config, tile_blocks=2)
     assert isinstance(plan, TilePlan)
     known: dict[str, tuple[float, ...]] = {}
-    name = plan.first_sum
-    while name is not None:
-        parts = [tile_sum(plan, t, known) for t in plan.tiles]
-        reduced, total = add_parts(parts, plan)
-        known[reduced] = total
-        name = next_sum(plan, known)
+    step = plan.first_step
+    while step is not None:
+        if step.kind == "stage":
+            prepare_stage(plan, known, step.name)
+            for t in plan.tiles:
+                tile_stage(plan, t, known)
+            known = stage_stored(known, step.name)
+        else:
+            reduced, total = add_parts([tile_sum(plan, t, known) for t in plan.tiles], plan)
+            known[reduced] = total
+        step = next_step(plan, known)
     prepare_outputs(plan, known)
     for t in plan.tiles[:-1]:
         write_tile(plan, t, known)

@@ -20,7 +20,7 @@ from dask.base import tokenize
 from numpy.typing import NDArray
 from rasterio.windows import Window
 
-from sen2core.errors import BandReadError
+from sen2core.errors import BandReadError, OutputError
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
 from sen2core.solar import solar_position
 
@@ -32,6 +32,7 @@ __all__ = [
     "read_header",
     "read_window",
     "solar_field",
+    "stored_array",
 ]
 
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
@@ -251,3 +252,20 @@ def constant_field(zenith: float, azimuth: float, *, chunks: Chunks) -> tuple[da
     z = da.full(shape, zenith, dtype=np.float32, chunks=chunks)
     a = da.full(shape, azimuth, dtype=np.float32, chunks=chunks)
     return z, a
+
+
+def _stored_block(path: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES), rasterio.open(path) as ds:
+            data = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except Exception as exc:
+        raise OutputError(f"{path}: cannot read stored rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
+    return data.astype(dtype, copy=False)
+
+
+def stored_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
+    """A 2-D raster written by the processor itself (a stored intermediate), read lazily on ``chunks``."""
+    name = f"stored-{tokenize(path, chunks, str(dtype))}"
+    return da.map_blocks(_stored_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
+                         meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
