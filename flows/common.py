@@ -164,8 +164,9 @@ def run_products(
     progress = ProgressArtifact(len(screening.todo), f"{flow}: {len(screening.todo)} product(s) to process")
     processed = process_bounded(screening.todo, output_root, options, overwrite, max_concurrency,
                                 product_timeout_minutes, progress)  # fmt: skip
-    by_href = {o.l1c_href: o for o in [*screening.skipped, *processed]}
-    outcomes = [by_href[r.href] for r in refs if r.href in by_href]
+    # In discovery order; the granules of an old multi-granule product share its href and stay together.
+    order = {r.href: i for i, r in reversed(list(enumerate(refs)))}
+    outcomes = sorted([*screening.skipped, *processed], key=lambda o: order.get(o.l1c_href, len(refs)))
 
     problems: list[str] = []
     published = publish_products.submit(output_root, outcomes)

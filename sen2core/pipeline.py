@@ -29,7 +29,7 @@ from sen2core.config import SceneClassificationConfig
 from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, config_dict
 from sen2core.errors import ConfigurationError, InputProductError
 from sen2core.io.dem import dem_on_grid
-from sen2core.io.product import Product, open_l1c
+from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.write import RasterSpec
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.scene_class import probability_to_uint8
@@ -76,6 +76,8 @@ class ProcessingConfig:
     """Output layout: ``cog`` (COG + STAC) or ``safe`` (Sen2Cor's L2A SAFE with JPEG 2000)."""
     legacy_encoding: bool = False
     """BOA ``DN = rho * 10000`` as before processing baseline 04.00 (default: ``rho * 10000 + 1000``)."""
+    granule: str | None = None
+    """MGRS tile of the granule to process in an old multi-granule product (default: the first)."""
 
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):
@@ -121,8 +123,12 @@ def l2a_id(product: Product) -> str:
     if len(parts) == 7 and parts[1].startswith("MSIL1C"):
         parts[1] = "MSIL2A"
         parts[3] = f"N9{major}{minor:02d}"
+        if product.tile_id:
+            parts[5] = f"T{product.tile_id}"  # the granule's own tile (several in old products)
         return "_".join(parts)
-    return f"{product.product_id}_L2A_N9{major}{minor:02d}"
+    # Old names hold no tile: the granule's is added when the product has several.
+    tile = f"_T{product.tile_id}" if product.tile_id and len(granule_tiles(product)) > 1 else ""
+    return f"{product.product_id}{tile}_L2A_N9{major}{minor:02d}"
 
 
 def output_dir(product: Product, root: str | Path, fmt: str = "cog") -> Path:
@@ -379,7 +385,10 @@ def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
 
 def _open(l1c_href: str | os.PathLike[str], output_root: str | os.PathLike[str],
           config: ProcessingConfig) -> tuple[Product, str, Path]:  # fmt: skip
-    product = open_l1c(l1c_href, chunk_m=config.chunk_m)
+    product = open_l1c(l1c_href, tile=config.granule, chunk_m=config.chunk_m)
+    if config.granule and product.tile_id != config.granule.upper().lstrip("T"):
+        raise InputProductError(product.href, f"no granule of tile {config.granule} (tiles: "
+                                f"{', '.join(granule_tiles(product)) or product.tile_id})")  # fmt: skip
     return product, l2a_id(product), output_dir(product, output_root, config.format)
 
 

@@ -142,6 +142,9 @@ class L1CRef(BaseModel):
     """Cloud cover (%) the source reports (``eo:cloud_cover``); None when unknown (inbox)."""
     origin: str | None = None
     """Where it was found (STAC item href), for reports."""
+    granule: str | None = None
+    """MGRS tile of one granule of an old multi-granule product (the screen task splits those: one
+    reference per granule); None for today's single-granule products."""
 
     @classmethod
     def from_href(cls, href: str) -> L1CRef:

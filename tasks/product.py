@@ -37,9 +37,9 @@ __all__ = ["PRODUCT_TAG", "Screening", "outcome_from_result", "process_l1c", "sc
 PRODUCT_TAG = "sen2core-product"
 
 
-def to_config(options: ProcessingOptions, overwrite: bool = False) -> ProcessingConfig:
-    """The library configuration for ``options``."""
-    return ProcessingConfig(
+def to_config(options: ProcessingOptions, overwrite: bool = False, granule: str | None = None) -> ProcessingConfig:
+    """The library configuration for ``options`` (and the granule of an old multi-granule product)."""
+    return ProcessingConfig(granule=granule,
         resolution=options.resolution, sc_only=options.sc_only, dem=options.dem, overwrite=overwrite,
         correction=CorrectionConfig(aerosol=options.aerosol, cirrus_correction=options.cirrus),
         format=options.output_format, chunk_m=options.chunk_m,
@@ -127,7 +127,7 @@ def process_l1c(
         Retried (3 times, exponential backoff from 30 s, with jitter), like other
         I/O errors, HTTP 5xx and a lost Dask worker; a timeout is not retried.
     """
-    config = to_config(options or ProcessingOptions(), overwrite)
+    config = to_config(options or ProcessingOptions(), overwrite, ref.granule)
     start = time.perf_counter()
     with forward_logs(), on_task_runner_cluster():
         result = process_product(ref.href, output_root, config)
@@ -149,37 +149,46 @@ def screen_products(
 ) -> Screening:
     """Split ``refs`` into products to process and products already done (skipped unless ``overwrite``).
 
+    An old multi-granule product (before December 2016) becomes one reference per granule
+    (``L1CRef.granule``), each processed, skipped and reported as a product of its own.
+
     One task for the whole list, so that a rerun over thousands of finished products
     costs one metadata read each instead of one task run each. "Done" is decided by
     :func:`sen2core.pipeline.is_done` on :func:`sen2core.pipeline.output_dir`, like
     the library itself decides it. A product that cannot be opened is left to
     process, where it fails (or is retried, for a transient error) and is reported.
     """
-    if overwrite:
-        return Screening(todo=list(refs))
-    from sen2core.io.product import open_l1c
+    from sen2core.io.product import granule_tiles, open_l1c
     from sen2core.pipeline import l2a_id
 
     fmt = (options or ProcessingOptions()).output_format
     screening = Screening()
     with forward_logs():
-        for ref in refs:
+        for whole in refs:
             try:
                 with warnings.catch_warnings():
                     # Metadata fallbacks are reported when the product is processed.
                     warnings.simplefilter("ignore")
-                    product = open_l1c(ref.href)
-                folder = output_dir(product, output_root, fmt)
+                    product = open_l1c(whole.href, tile=whole.granule)
+                    tiles = granule_tiles(product) if whole.granule is None else ()
+                    parts = [(whole, product)] if len(tiles) < 2 else [
+                        (whole.model_copy(update={"granule": t, "tile": t}), open_l1c(whole.href, tile=t))
+                        for t in tiles
+                    ]  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - screening only saves work; processing reports the error
-                log.info("%s: cannot tell whether it is done (%s); left to process", ref.product_id, exc)
-                screening.todo.append(ref)
+                log.info("%s: cannot tell whether it is done (%s); left to process", whole.product_id, exc)
+                screening.todo.append(whole)
                 continue
-            if pipeline.is_done(folder):  # type: ignore[attr-defined]  # pipeline re-exports it: callers ask the pipeline
-                screening.skipped.append(ProductOutcome(
-                    l1c_href=ref.href, product_id=product.product_id, status="skipped", l2a_id=l2a_id(product),
-                    output_dir=str(folder), tile=ref.tile, sensing_time=ref.sensing_time,
-                ))  # fmt: skip
-            else:
-                screening.todo.append(ref)
+            if len(parts) > 1:
+                log.info("%s: %d granules (%s), processed one by one", whole.product_id, len(parts), ", ".join(tiles))
+            for ref, granule in parts:
+                folder = output_dir(granule, output_root, fmt)
+                if not overwrite and pipeline.is_done(folder):  # type: ignore[attr-defined]  # pipeline re-exports it
+                    screening.skipped.append(ProductOutcome(
+                        l1c_href=ref.href, product_id=granule.product_id, status="skipped", l2a_id=l2a_id(granule),
+                        output_dir=str(folder), tile=ref.tile, sensing_time=ref.sensing_time,
+                    ))  # fmt: skip
+                else:
+                    screening.todo.append(ref)
         log.info("%d to process, %d already done", len(screening.todo), len(screening.skipped))
     return screening

@@ -51,7 +51,8 @@ _RETRY: dict[str, Any] = dict(
 def plan_product(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool) -> TilePlan | L2AResult:
     """Split the product into processing tiles (or return its result if it is already done)."""
     with forward_logs():
-        return tiled.plan_tiles(ref.href, output_root, to_config(options, overwrite), options.tile_blocks or 2)
+        config = to_config(options, overwrite, ref.granule)
+        return tiled.plan_tiles(ref.href, output_root, config, options.tile_blocks or 2)
 
 
 @task(name="tile-statistics", task_run_name="{name}-tile{tile.index}", tags=[PRODUCT_TAG], **_RETRY)

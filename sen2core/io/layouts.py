@@ -375,10 +375,10 @@ def _open_safe(store: ProductStore, mtd_name: str, display: str, *, tile: str | 
     granule_dir: str | None = None
     if tl_paths:
         granule_dir = tl_paths[0].rsplit("/", 1)[0] if tl_paths[0].startswith("GRANULE/") else None
-        if len(granules) > 1:
+        if len(granules) > 1 and not tile:
+            # A granule chosen by its tile is no fallback: only the implicit choice is reported.
             warnings.append(
-                f"product holds {len(granules)} granules; using {granule_dir}"
-                + ("" if tile else " (pass tile= to choose another)")
+                f"product holds {len(granules)} granules; using {granule_dir} (pass tile= to choose another)"
             )
         tm = parse_tile(store.read_bytes(tl_paths[0]), product=display, name=tl_paths[0])
         warnings.extend(tm.warnings)

@@ -17,6 +17,7 @@ import datetime as _dt
 import logging
 import math
 import os
+import re
 import warnings as _warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ __all__ = [
     "DEFAULT_GDAL_OPTIONS",
     "BandFile",
     "Product",
+    "granule_tiles",
     "open_l1c",
     "open_product",
 ]
@@ -143,7 +145,8 @@ class Product:
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def __dask_tokenize__(self) -> object:
-        return ("sen2core.Product", self.href, self.product_id, self.chunk_m)
+        # The tile too: the granules of an old multi-granule product share href and id.
+        return ("sen2core.Product", self.href, self.product_id, self.tile_id, self.chunk_m)
 
     # ------------------------------------------------------------------ metadata
 
@@ -546,6 +549,21 @@ def _to_lonlat(x: np.ndarray, y: np.ndarray, epsg: int) -> tuple[np.ndarray, np.
 
 
 # ====================================================================== opening
+
+
+_GRANULE_TILE_RE = re.compile(r"_T(\d{2}[A-Z]{3})(?:_|$)")
+
+
+def granule_tiles(product: Product) -> tuple[str, ...]:
+    """MGRS tiles of the product's granules, in metadata order (several only in products made before
+    December 2016, which held every granule of a datatake segment)."""
+    ids = product.user_metadata.granule_ids if product.user_metadata is not None else ()
+    tiles: list[str] = []
+    for gid in ids:
+        m = _GRANULE_TILE_RE.search(gid)
+        if m and m.group(1) not in tiles:
+            tiles.append(m.group(1))
+    return tuple(tiles)
 
 
 def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None, chunk_m: float = DEFAULT_CHUNK_M) -> Product:
