@@ -138,3 +138,17 @@ def test_a_rewritten_window_is_counted_once(tmp_path: Path) -> None:
     # A retried tile writes its window again: the later count replaces the earlier one.
     stats.write_text("0 0 5 100\n0 100 1 100\n0 0 5 100\n", encoding="ascii")
     assert collect_negative_fractions(tmp_path) == {"B02_10m.tif": 3.0}
+
+
+def test_tiles_write_the_safe_layout_too(scene: Path, tmp_path: Path) -> None:
+    config = ProcessingConfig(chunk_m=CHUNK_M, resolution=60, format="safe")
+    tiled = process_tiled(scene, tmp_path / "tiles", config, tile_blocks=2)
+    whole = process_product(scene, tmp_path / "whole", config)
+    a, b = Path(tiled.output_dir), Path(whole.output_dir)
+    assert a.suffix == ".SAFE" and (a / "MTD_MSIL2A.xml").is_file()
+    jp2 = sorted(p.relative_to(a) for p in a.rglob("*.jp2"))
+    assert jp2 == sorted(p.relative_to(b) for p in b.rglob("*.jp2")) and len(jp2) >= 14
+    for rel in jp2:
+        with rasterio.open(a / rel) as x, rasterio.open(b / rel) as y:
+            assert np.array_equal(x.read(), y.read()), rel
+    assert not [p for p in a.rglob("*") if p.name.startswith(".") or p.name.endswith((".part.tif", ".npy"))]
