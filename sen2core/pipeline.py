@@ -254,7 +254,7 @@ def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
     scl_res = classify(
         {b: toa[b] for b in present}, sza, saa, vza8a, vaa8a, resolution_m=wr,
         config=config.classification, dem=None if dem_km is None else dem_km * 1000.0,
-        max_sun_zenith_deg=min(max_sza + 2.0, 89.0),
+        max_sun_zenith_deg=min(max_sza + 2.0, 89.0), private_bands=True,
     )  # fmt: skip
     # Kept as percent (uint8), a quarter of the float32 it is computed in: it is only written out.
     scl_res = replace(scl_res, calibrated_cloud_probability=da.map_blocks(

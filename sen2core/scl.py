@@ -37,6 +37,7 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
+from dask.graph_manipulation import bind, clone
 
 from sen2core import lazy
 from sen2core.config import SceneClassificationConfig
@@ -172,31 +173,49 @@ def _aligned_to(x: da.Array, factor: int) -> da.Array:
 
 
 def _overlap_map(
-    func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], depth: int, n_out: int, **kwargs: Any
+    func: Callable[..., Sequence[Any]],
+    arrays: Sequence[da.Array],
+    depth: int,
+    n_out: int,
+    dtypes: Sequence[Any] | None = None,
+    **kwargs: Any,
 ) -> list[da.Array]:
     """Run ``func`` on blocks extended by ``depth`` pixels; ``n_out`` same-shape outputs.
 
     The outputs are packed into one float32 stack per block (class codes, masks and
     confidences are all exact in float32), trimmed back to the chunks of ``arrays[0]``
     and split. Edges of the image get no padding (``boundary="none"``): there the
-    kernel sees the true image edge, as on the whole image.
+    kernel sees the true image edge, as on the whole image. An array may be a stack
+    ``(layers, rows, cols)`` with one chunk along its first axis: ``func`` then gets
+    its 3-D blocks.
+
+    With ``dtypes`` (one per output) each output is copied out of the stack in its own
+    dtype: a plain split is a view that keeps the whole float32 stack alive as long as
+    any output is waiting for a consumer, four times the size of a uint8 mask.
     """
-    chunks = arrays[0].chunks
+    chunks = arrays[0].chunks[-2:]
     # Beyond the image there is nothing to see: a depth larger than the image is the image.
     depths = {axis: min(depth, max(sum(chunks[axis]) - 1, 0)) for axis in (0, 1)}
     if any(depths.values()):
-        extended = [da.overlap.overlap(a, depth=depths, boundary="none") for a in arrays]
+        extended = [
+            da.overlap.overlap(a, depth={a.ndim - 2 + ax: d for ax, d in depths.items()}, boundary="none")
+            for a in arrays
+        ]
     else:
         extended = list(arrays)
 
     def packed(*blocks: np.ndarray, **kw: Any) -> np.ndarray:
         return np.stack([np.asarray(o, dtype=np.float32) for o in func(*blocks, **kw)])
 
-    stacked = da.map_blocks(
+    args: list[Any] = []
+    for n, a in enumerate(extended):
+        args += [a, ("i", "j") if a.ndim == 2 else (f"layer{n}", "i", "j")]
+    stacked = da.blockwise(
         packed,
-        *extended,
-        new_axis=0,
-        chunks=((n_out,), *extended[0].chunks),
+        ("out", "i", "j"),
+        *args,
+        new_axes={"out": n_out},
+        concatenate=True,
         dtype=np.float32,
         meta=np.empty((0, 0, 0), dtype=np.float32),
         **kwargs,
@@ -206,7 +225,20 @@ def _overlap_map(
     if stacked.chunks[1:] != chunks:
         # dask.array.overlap merges chunks smaller than the depth: restore the layout.
         stacked = stacked.rechunk(((n_out,), *chunks))
-    return [stacked[i] for i in range(n_out)]
+    if dtypes is None:
+        return [stacked[i] for i in range(n_out)]
+    return [
+        da.map_blocks(_layer, stacked, i, dt, drop_axis=0, dtype=dt, meta=np.empty((0, 0), dtype=dt))
+        for i, dt in enumerate(dtypes)
+    ]
+
+
+def _stack(*blocks: np.ndarray) -> np.ndarray:
+    return np.stack(blocks)
+
+
+def _layer(stack: np.ndarray, index: int, dtype: Any) -> np.ndarray:
+    return np.array(stack[index], dtype=dtype)
 
 
 def _to_coarse(
@@ -303,6 +335,7 @@ def classify(
     aux: AuxiliaryMaps | None = None,
     *,
     max_sun_zenith_deg: float | None = None,
+    private_bands: bool = False,
 ) -> SceneClassification:
     """Build the lazy scene classification of one image.
 
@@ -332,6 +365,14 @@ def classify(
         projection is the longest shadow at this zenith instead of at the configured
         clip (70 degrees), which makes chunks much smaller for a high sun. Results do
         not depend on it; a pixel with a larger sun zenith raises when computed.
+    private_bands
+        Give each pass over the bands (leakage histogram, pixel rules, R7/R8 statistics,
+        post-processing) its own copy of the bands' graphs
+        (:func:`dask.graph_manipulation.clone`), recomputed per pass. For bands derived
+        cheaply from persisted data (TOA from kept digital numbers): shared, they are
+        held whole across the scene-wide histogram and the wide overlaps of the shadow
+        stages; private, each pass computes a chunk's bands when it needs them. Results
+        do not depend on it.
 
     Returns
     -------
@@ -368,7 +409,8 @@ def classify(
     def prep(a: Any, name: str, dtype: Any = np.float32) -> da.Array:
         return _as_dask(a, chunks, name, shape).astype(dtype)
 
-    band_arrays = [prep(bands[n], n) for n in names]
+    band_inputs = [bands[n] if isinstance(bands[n], da.Array) else prep(bands[n], n) for n in names]
+    band_arrays = [prep(a, n) for n, a in zip(names, band_inputs, strict=True)]
     nb = len(names)
     sz = prep(sun_zenith, "sun_zenith")
     sa = prep(sun_azimuth, "sun_azimuth")
@@ -381,6 +423,30 @@ def classify(
     lc = prep(maps.land_cover, "land_cover", np.uint16) if maps.land_cover is not None else None
     snc = prep(maps.snow_condition, "snow_condition", np.uint8) if maps.snow_condition is not None else None
 
+    def bands_for(stage: str, after: Sequence[Any] = (), stacked: bool = False) -> list[da.Array]:
+        # A private copy is computed when its pass is about to run, not as soon as the
+        # data it derives from are there: it waits for what that pass also needs, which
+        # takes a scene-wide reduction or wide overlaps to compute.
+        if not private_bands:
+            return band_arrays
+        # Copies of the caller's arrays, prepared as the shared ones: a cloned rechunk lost
+        # keys of its graph (dask 2026.8).
+        own = list(bind(band_inputs, list(after), seed=stage) if after else clone(*band_inputs, seed=stage))
+        own = [prep(a, n) for n, a in zip(names, own, strict=True)]
+        if not stacked:
+            return own
+        # For an overlap: one task per chunk computes every band (the copies fuse into it) and
+        # the neighbours wait for one block, not one per band that the scheduler computes in
+        # any order (measured: with a block per band, those of 30 chunks waited at once).
+        return [da.map_blocks(_stack, *own, new_axis=0, chunks=((nb,), *own[0].chunks), dtype=np.float32,
+                              meta=np.empty((0, 0, 0), dtype=np.float32))]  # fmt: skip
+
+    # The passes with an overlap get the bands as one stack when they are private.
+    nbk = 1 if private_bands else nb
+
+    def band_dict(blocks: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, blocks[0] if private_bands else blocks[:nb], strict=True))
+
     # Stage 1: steps 0-7 and the calibrated probability (pixel rules, snow ring).
     extras1 = [a for a in (dem_a, qm, snc) if a is not None]
     snc_mean = _scene_mean_below_100(snc) if snc is not None else None
@@ -388,8 +454,8 @@ def classify(
     def stage1(
         *blocks: np.ndarray, snow_condition_mean: float | None = None, b10_leakage: float = 0.0
     ) -> tuple[np.ndarray, ...]:
-        b = dict(zip(names, blocks[:nb], strict=True))
-        rest = iter(blocks[nb:])
+        b = band_dict(blocks)
+        rest = iter(blocks[nbk:])
         dem_b = next(rest) if dem_a is not None else None
         qm_b = next(rest) if qm is not None else None
         snc_b = next(rest) if snc is not None else None
@@ -407,25 +473,29 @@ def classify(
         p[cm == sc.SCL.NO_DATA] = np.nan
         return cm, cmc, cms, p
 
+    # Stage 2: radiometric shadow test and the cloud mask to project, in one pass with
+    # stage 1 so that neither the bands nor stage 1's float outputs are held in between.
+    # On blocks extended by both reaches stage 1 is exact but within its reach of the
+    # extension's edge, and stage 2 within its own reach of that: on the block itself.
+    def stage12(*blocks: np.ndarray, **kw: Any) -> tuple[np.ndarray, ...]:
+        cm, cmc, cms, p = stage1(*blocks, **kw)
+        csd1, cloud, dark = sc.shadow_inputs(band_dict(blocks), cm, cmc, cfg)
+        return cm, sc.probability_to_uint8(cmc), sc.probability_to_uint8(cms), p, csd1, cloud, dark
+
     # Scene-wide B10 leakage of bright ground (a histogram reduction).
     leakage: Delayed | float = 0.0
     if cfg.cirrus_leakage_correction:
-        hist = lazy.block_sum(_leakage_histogram, *band_arrays, name="b10_leakage", names=tuple(names))
+        hist = lazy.block_sum(_leakage_histogram, *bands_for("leakage"), name="b10_leakage", names=tuple(names))
         leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist, cfg)
 
     kw1: dict[str, Any] = {"b10_leakage": leakage}
     if snc_mean is not None:
         kw1["snow_condition_mean"] = snc_mean
-    cm, cmc, cms, probability = _overlap_map(stage1, [*band_arrays, *extras1], cfg.snow_ring_iterations, 4, **kw1)
-    cm = cm.astype(np.uint8)
-
-    # Stage 2: radiometric shadow test and the cloud mask to project.
-    def stage2(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
-        return sc.shadow_inputs(dict(zip(names, blocks[:nb], strict=True)), blocks[nb], blocks[nb + 1], cfg)
-
-    csd1, cloud, dark = _overlap_map(stage2, [*band_arrays, cm, cmc], 2, 3)
-    cloud = cloud.astype(bool)
-    dark = dark.astype(bool)
+    u8, f32 = np.uint8, np.float32
+    bands1 = bands_for("pixels", [leakage] if isinstance(leakage, Delayed) else [], stacked=True)
+    cm, cmc_u8, cms_u8, probability, csd1, cloud, dark = _overlap_map(
+        stage12, [*bands1, *extras1], cfg.snow_ring_iterations + 2, 7, dtypes=(u8, u8, u8, f32, f32, bool, bool), **kw1
+    )
 
     # Stage 3: projection on the shadow grid.
     def displacement(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -502,8 +572,8 @@ def classify(
             lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm], sc.hpc_blob_reach(resolution_m, cfg), 1
         )
 
-        sums = lazy.block_sum(_statistics_sums, *band_arrays, cm, blob.astype(bool), lc, name="r7_r8_statistics",
-                              names=tuple(names))  # fmt: skip
+        sums = lazy.block_sum(_statistics_sums, *bands_for("statistics"), cm, blob.astype(bool), lc,
+                              name="r7_r8_statistics", names=tuple(names))  # fmt: skip
         statistics = dask.delayed(sc.statistics_from_sums, pure=True)(sums, resolution_m, cfg)
 
     # Stage 5: shadows, recoveries, post-processing, improvements.
@@ -514,9 +584,9 @@ def classify(
     def stage5(
         *blocks: np.ndarray, statistics: sc.SceneStatistics | None = None, b10_leakage: float = 0.0
     ) -> tuple[np.ndarray, ...]:
-        b = dict(zip(names, blocks[:nb], strict=True))
-        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nb : nb + 6]
-        rest = list(blocks[nb + 6 :])
+        b = band_dict(blocks)
+        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nbk : nbk + 6]
+        rest = list(blocks[nbk + 6 :])
         sun_b = rest[:2] if sun else [None, None]
         kw = dict(zip(present, rest[len(sun) :], strict=True))
         return sc.finalize(
@@ -539,15 +609,16 @@ def classify(
     kw5: dict[str, Any] = {"b10_leakage": leakage}
     if statistics is not None:
         kw5["statistics"] = statistics
+    bands5 = bands_for("finalize", [a for a in (projected, matched, cast, statistics) if a is not None], stacked=True)
     scl, buffered = _overlap_map(
         stage5,
-        [*band_arrays, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
+        [*bands5, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
         sc.finalize_reach(resolution_m, cfg, land_cover=lc is not None),
         2,
+        dtypes=(u8, bool),
         **kw5,
     )
 
-    u8 = np.empty((0, 0), dtype=np.uint8)
     in_chunks = (tuple(base[0]), tuple(base[1]))
 
     def back(x: da.Array) -> da.Array:
@@ -555,11 +626,11 @@ def classify(
         return x.rechunk(in_chunks) if x.chunks != in_chunks else x
 
     return SceneClassification(
-        scl=back(scl.astype(np.uint8)),
-        cloud_probability=back(da.map_blocks(sc.probability_to_uint8, cmc, dtype=np.uint8, meta=u8)),
-        snow_probability=back(da.map_blocks(sc.probability_to_uint8, cms, dtype=np.uint8, meta=u8)),
+        scl=back(scl),
+        cloud_probability=back(cmc_u8),
+        snow_probability=back(cms_u8),
         calibrated_cloud_probability=back(probability),
-        cloud_buffer=back(buffered.astype(bool)),
+        cloud_buffer=back(buffered),
         resolution_m=float(resolution_m),
         config=cfg,
         water_bodies=None if wb is None else back(wb),

@@ -64,8 +64,8 @@ def make_scene(n: int = 150, seed: int = 3) -> dict[str, Any]:
 CONFIG = SceneClassificationConfig(cloud_buffer_m=60.0, median_filter=3, r9_max_blob_m=400.0)
 
 
-def lazy(s: dict[str, Any], chunks: int, config: SceneClassificationConfig, *, full: bool = True
-         ) -> SceneClassification:
+def lazy(s: dict[str, Any], chunks: int, config: SceneClassificationConfig, *, full: bool = True,
+         private_bands: bool = False) -> SceneClassification:
     def d(a: np.ndarray) -> da.Array:
         return da.from_array(a, chunks=chunks)
 
@@ -73,7 +73,7 @@ def lazy(s: dict[str, Any], chunks: int, config: SceneClassificationConfig, *, f
                         snow_condition=d(s["snow_condition"])) if full else None
     return classify({k: d(v) for k, v in s["bands"].items()}, d(s["sz"]), d(s["sa"]), d(s["vz"]), d(s["va"]), 20.0,
                     config, dem=d(s["dem"]) if full else None, quality_mask=d(s["quality"]) if full else None,
-                    aux=aux)
+                    aux=aux, private_bands=private_bands)
 
 
 def reference(s: dict[str, Any], config: SceneClassificationConfig, *, full: bool = True
@@ -90,10 +90,11 @@ def scene() -> dict[str, Any]:
     return make_scene()
 
 
-@pytest.mark.parametrize(("chunks", "full"), [(48, True), (33, False)])
-def test_chunked_equals_whole_image(scene: dict[str, Any], chunks: int, full: bool) -> None:
+@pytest.mark.parametrize(("chunks", "full", "private_bands"), [(48, True, False), (33, False, False),
+                                                               (48, True, True), (33, False, True)])
+def test_chunked_equals_whole_image(scene: dict[str, Any], chunks: int, full: bool, private_bands: bool) -> None:
     ref = reference(scene, CONFIG, full=full)
-    result = lazy(scene, chunks, CONFIG, full=full)
+    result = lazy(scene, chunks, CONFIG, full=full, private_bands=private_bands)
     with dask.config.set(scheduler="synchronous"):
         scl, cld, snw, prob, buf, scl60, cld60, pct = dask.compute(
             result.scl, result.cloud_probability, result.snow_probability, result.calibrated_cloud_probability,
