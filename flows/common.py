@@ -85,8 +85,8 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions | N
     (:func:`tasks.product.process_l1c`); a chain of stage tasks would be submitted
     here, returning the future of its last task.
     """
-    task = process_l1c.with_options(timeout_seconds=max(1.0, timeout_minutes * 60.0))
-    return task.submit(ref, output_root, options, overwrite)
+    budget = max(1.0, timeout_minutes * 60.0)
+    return process_l1c.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite, budget)
 
 
 def process_bounded(

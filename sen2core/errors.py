@@ -54,6 +54,10 @@ class RadiativeTransferError(Sen2CoreError, RuntimeError):
     """The 6S radiative-transfer code failed or produced unreadable output."""
 
 
+class ProcessingTimeout(Sen2CoreError, TimeoutError):
+    """A run exceeded its time budget (checked as each stage starts). Permanent: it would time out again."""
+
+
 class TransientIOError(Sen2CoreError, OSError):
     """An I/O failure that may succeed when retried (network, busy storage)."""
 

@@ -27,7 +27,7 @@ from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
 from sen2core.config import SceneClassificationConfig
 from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, config_dict
-from sen2core.errors import ConfigurationError, InputProductError
+from sen2core.errors import ConfigurationError, InputProductError, ProcessingTimeout
 from sen2core.io.dem import dem_on_grid
 from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.write import RasterSpec
@@ -141,12 +141,19 @@ def output_dir(product: Product, root: str | Path, fmt: str = "cog") -> Path:
 
 
 class _Clock:
-    def __init__(self, progress: Callable[[str], None] | None) -> None:
-        self.last = time.perf_counter()
+    def __init__(self, progress: Callable[[str], None] | None, budget_s: float | None = None) -> None:
+        self.last = self.start = time.perf_counter()
         self.seconds: dict[str, float] = {}
         self.progress = progress
+        self.budget_s = budget_s
 
     def stage(self, name: str) -> None:
+        # Orchestrators' own timeouts may not interrupt a thread (Prefect's land at the thread's
+        # next bytecode, and are lost if that is in a garbage-collector callback): the budget
+        # is also checked here.
+        if self.budget_s is not None and time.perf_counter() - self.start > self.budget_s:
+            raise ProcessingTimeout(f"processing exceeded its time budget of {self.budget_s:g} s "
+                                    f"(stopped before stage {name!r})")  # fmt: skip
         if self.progress:
             self.progress(name)
         log.info("stage %s", name)
@@ -422,6 +429,7 @@ def process_product(
     output_root: str | os.PathLike[str],
     config: ProcessingConfig = ProcessingConfig(),
     progress: Callable[[str], None] | None = None,
+    time_budget_s: float | None = None,
 ) -> L2AResult:
     """Process one Level-1C product to Level-2A COGs under ``output_root``.
 
@@ -435,6 +443,9 @@ def process_product(
         Processing options.
     progress
         Called with each stage's name as it starts.
+    time_budget_s
+        Stop with :class:`~sen2core.errors.ProcessingTimeout` when a stage would start after
+        this many seconds (nothing is published).
 
     Returns
     -------
@@ -444,8 +455,10 @@ def process_product(
     ------
     InputProductError
         The input is not a usable Level-1C product.
+    ProcessingTimeout
+        ``time_budget_s`` ran out.
     """
-    clock = _Clock(progress)
+    clock = _Clock(progress, time_budget_s)
     clock.stage("open")
     product, ident, final = _open(l1c_href, output_root, config)
     if is_done(final) and not config.overwrite:

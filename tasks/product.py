@@ -10,6 +10,7 @@ discovery, publishing and reporting.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -62,6 +63,9 @@ def outcome_from_result(ref: L1CRef, result: L2AResult, seconds: float | None) -
     )  # fmt: skip
 
 
+_CLIENT_TURNS = threading.Lock()
+
+
 @contextmanager
 def on_task_runner_cluster() -> Iterator[Any]:
     """Send the dask (and joblib) work of the block to the cluster this task runs on.
@@ -83,8 +87,19 @@ def on_task_runner_cluster() -> Iterator[Any]:
     import joblib  # type: ignore[import-untyped]
     from prefect_dask.utils import get_dask_client
 
-    with get_dask_client() as client, joblib.parallel_config(backend="dask"):
-        yield client
+    # get_dask_client reads the address of the process's current default client, which is the
+    # temporary client of another task on this worker while that one is open, and whose
+    # scheduler is None while it closes ("'NoneType' object has no attribute 'address'", seen
+    # with per-tile tasks, two threads per worker). Opening and closing take turns.
+    with _CLIENT_TURNS:
+        context = get_dask_client()
+        client = context.__enter__()
+    try:
+        with joblib.parallel_config(backend="dask"):
+            yield client
+    finally:
+        with _CLIENT_TURNS:
+            context.__exit__(None, None, None)
 
 
 @task(
@@ -99,7 +114,11 @@ def on_task_runner_cluster() -> Iterator[Any]:
     tags=[PRODUCT_TAG],
 )
 def process_l1c(
-    ref: L1CRef, output_root: str, options: ProcessingOptions | None = None, overwrite: bool = False
+    ref: L1CRef,
+    output_root: str,
+    options: ProcessingOptions | None = None,
+    overwrite: bool = False,
+    time_budget_s: float | None = None,
 ) -> ProductOutcome:
     """Process one Level-1C product into ``output_root``; its dask work runs on the task runner's cluster.
 
@@ -113,6 +132,9 @@ def process_l1c(
         Processing options (defaults: :class:`~tasks.models.ProcessingOptions`).
     overwrite
         Reprocess a product that is already done.
+    time_budget_s
+        The task's timeout, also checked by the library as each stage starts (a Prefect
+        timeout in a worker thread may be lost).
 
     Returns
     -------
@@ -130,7 +152,7 @@ def process_l1c(
     config = to_config(options or ProcessingOptions(), overwrite, ref.granule)
     start = time.perf_counter()
     with forward_logs(), on_task_runner_cluster():
-        result = process_product(ref.href, output_root, config)
+        result = process_product(ref.href, output_root, config, time_budget_s=time_budget_s)
     seconds = time.perf_counter() - start
     log.info("%s: %s in %.1f s -> %s", result.l2a_id, result.status, seconds, result.output_dir)
     return outcome_from_result(ref, result, seconds if result.status == "done" else None)

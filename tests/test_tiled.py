@@ -152,3 +152,13 @@ def test_tiles_write_the_safe_layout_too(scene: Path, tmp_path: Path) -> None:
         with rasterio.open(a / rel) as x, rasterio.open(b / rel) as y:
             assert np.array_equal(x.read(), y.read()), rel
     assert not [p for p in a.rglob("*") if p.name.startswith(".") or p.name.endswith((".part.tif", ".npy"))]
+
+
+def test_a_spent_time_budget_stops_the_run_between_stages(scene: Path, tmp_path: Path) -> None:
+    from sen2core.errors import ProcessingTimeout
+
+    # Orchestrators' timeouts may not interrupt a worker thread: the library checks the budget itself.
+    with pytest.raises(ProcessingTimeout, match="time budget of 1e-09 s") as raised:
+        process_product(scene, tmp_path, ProcessingConfig(resolution=60), time_budget_s=1e-9)
+    assert isinstance(raised.value, TimeoutError)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "a timed-out run left files"
