@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +35,15 @@ from sen2core.io.write import RasterSpec
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
-from sen2core.package import FORMATS, SUMMARY_NAME, ProductRasters, is_done, logical_name, write_product
+from sen2core.package import (
+    FORMATS,
+    SUMMARY_NAME,
+    ProductRasters,
+    is_done,
+    logical_name,
+    temporary_sibling,
+    write_product,
+)
 from sen2core.scl import classify
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,8 @@ BANDS_60M = ("B01", "B09")
 #: Bands corrected on the working grid (B08 only at 10 m, B10 is never output: as Sen2Cor).
 WORKING_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
 INPUT_BANDS = WORKING_BANDS + ("B10",)
+#: Values of :attr:`ProcessingConfig.keep_inputs`.
+KEEP_INPUTS = ("files", "memory")
 SCL_COLOURS = {
     0: (0, 0, 0, 255), 1: (255, 0, 0, 255), 2: (47, 47, 47, 255), 3: (100, 50, 0, 255), 4: (0, 160, 0, 255),
     5: (255, 230, 90, 255), 6: (0, 0, 255, 255), 7: (128, 128, 128, 255), 8: (192, 192, 192, 255),
@@ -78,12 +89,24 @@ class ProcessingConfig:
     """BOA ``DN = rho * 10000`` as before processing baseline 04.00 (default: ``rho * 10000 + 1000``)."""
     granule: str | None = None
     """MGRS tile of the granule to process in an old multi-granule product (default: the first)."""
+    keep_inputs: str = "files"
+    """Where the digital numbers that the 10 m stage reads again wait for it: ``files``
+    (uncompressed block files in a temporary folder beside the output, read back as needed)
+    or ``memory`` (the cluster's memory: about 1.3 GB for a full tile, held through the
+    whole scene classification)."""
 
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):
             raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")
         if self.format not in FORMATS:
             raise ConfigurationError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.keep_inputs not in KEEP_INPUTS:
+            raise ConfigurationError(f"keep_inputs must be one of {', '.join(KEEP_INPUTS)}, not {self.keep_inputs!r}")
+
+    @property
+    def rereads_inputs(self) -> bool:
+        """Whether the run reads the bands again after the scene-wide retrievals (the 10 m stage)."""
+        return self.resolution in (None, 10) and not self.sc_only
 
 
 @dataclass(frozen=True)
@@ -218,8 +241,11 @@ class _Graph:
     spacecraft: str
 
 
-def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
-    """Every output raster of ``product`` as one lazy graph (scene-wide sums and persisted inputs computed)."""
+def _build(product: Product, config: ProcessingConfig, clock: _Clock, scratch: Path | None = None) -> _Graph:
+    """Every output raster of ``product`` as one lazy graph (scene-wide sums and kept inputs computed).
+
+    ``scratch``: a folder for the inputs kept in files (``config.keep_inputs``).
+    """
     lut = load_lut(config.lut)
     sc = spacecraft_code(product)
     wr = 60 if config.resolution == 60 else 20
@@ -231,10 +257,10 @@ def _build(product: Product, config: ProcessingConfig, clock: _Clock) -> _Graph:
     missing = [b for b in WORKING_BANDS if b not in product.band_files]
     if missing:
         raise InputProductError(product.href, f"bands needed for Level-2A are missing: {', '.join(missing)}")
-    if config.resolution in (None, 10) and not config.sc_only:
+    if config.rereads_inputs:
         # Keep the digital numbers (uint16, half the size of reflectance) of every band: the
         # 10 m stage after the scene-wide retrievals then reuses them instead of decoding again.
-        dn = dict(zip(present, lazy.persist(*(product.read_dn(b) for b in present)), strict=True))
+        dn = lazy.keep({b: product.read_dn(b) for b in present}, scratch)
         toa = {b: product.toa(b, wr, dn=dn[b]) for b in present}
     else:
         dn = {}
@@ -463,13 +489,19 @@ def process_product(
     product, ident, final = _open(l1c_href, output_root, config)
     if is_done(final) and not config.overwrite:
         return _skipped(product, ident, final)
-    graph = _build(product, config, clock)
-    percentages = graph.percentages or {}
+    # Removed however the run ends; a killed run's folder goes with the next run's stale siblings.
+    scratch = temporary_sibling(final) if config.rereads_inputs and config.keep_inputs == "files" else None
+    try:
+        graph = _build(product, config, clock, scratch)
+        percentages = graph.percentages or {}
 
-    clock.stage("write")
-    summary = _summary(product, ident, config, graph, percentages, clock.seconds)
-    written = write_product(ProductRasters(product, ident, graph.rasters, summary, config.resolution), final,
-                            config.format)  # fmt: skip
-    clock.done("write")
+        clock.stage("write")
+        summary = _summary(product, ident, config, graph, percentages, clock.seconds)
+        written = write_product(ProductRasters(product, ident, graph.rasters, summary, config.resolution), final,
+                                config.format)  # fmt: skip
+        clock.done("write")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return L2AResult(product.product_id, ident, str(final), "done", percentages, graph.atmosphere, clock.seconds,
                      tuple(written))  # fmt: skip

@@ -173,6 +173,9 @@ class ProcessingOptions(BaseModel):
     """``cog`` (COGs + STAC item) or ``safe`` (Sen2Cor's L2A SAFE layout)."""
     chunk_m: float = Field(default=18300.0, gt=0)
     """Chunk edge in metres (18.3 km: 1830, 915 and 305 px at 10, 20 and 60 m); by tiles, a multiple of 300 m."""
+    keep_inputs: Literal["files", "memory"] = "files"
+    """Where the band digital numbers wait for the 10 m stage: ``files`` beside the output (read back
+    as needed; the worker memory stays lower) or ``memory`` (the cluster's memory)."""
     tile_blocks: int | None = Field(default=None, ge=1)
     """Process each product by processing tiles of this many chunk blocks (18.3 km) a side, one task per
     tile and round (:mod:`tasks.tiles`); None (default): one task per product, several times faster on

@@ -100,11 +100,18 @@ class _Progress:
     help="BOA DN = rho*10000 as before processing baseline 04.00 (default: rho*10000 + 1000).",
 )
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
+@click.option(
+    "--keep-inputs",
+    type=click.Choice(["files", "memory"]),
+    default="files",
+    show_default=True,
+    help="Where the band digital numbers wait for the 10 m stage: block files beside the output, or memory.",
+)
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
-            workers: int | None, as_json: bool) -> None:  # fmt: skip
+            keep_inputs: str, workers: int | None, as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
     import dataclasses
 
@@ -130,6 +137,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
         correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
+        keep_inputs=keep_inputs,
     )  # fmt: skip
     console = Console(stderr=True)
     with _Progress(console) as progress:

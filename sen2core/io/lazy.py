@@ -9,10 +9,12 @@ naming the product, band and file. Graph construction never reads pixels.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import rasterio
@@ -29,6 +31,7 @@ __all__ = [
     "angle_field",
     "constant_field",
     "dn_array",
+    "keep_in_files",
     "read_header",
     "read_window",
     "solar_field",
@@ -269,3 +272,66 @@ def stored_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
     name = f"stored-{tokenize(path, chunks, str(dtype))}"
     return da.map_blocks(_stored_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
                          meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- inputs kept in files
+
+
+def _kept_path(folder: str, block_info: dict[Any, Any] | None, key: Any) -> str:
+    if block_info is None:
+        raise TypeError("block functions run inside dask.array.map_blocks, which passes block_info")
+    (r0, _), (c0, _) = block_info[key]["array-location"][-2:]
+    return os.path.join(folder, f"{r0}-{c0}.npy")
+
+
+def _save_block(block: NDArray[Any], folder: str, block_info: dict[Any, Any] | None = None) -> NDArray[np.uint8]:
+    path = _kept_path(folder, block_info, 0)
+    part = path + ".part"
+    try:
+        with open(part, "wb") as f:
+            np.save(f, np.ascontiguousarray(block), allow_pickle=False)
+        os.replace(part, path)  # a block file is whole or absent
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot keep an input block ({exc})") from exc
+    return np.ones((1,) * block.ndim, dtype=np.uint8)
+
+
+def _load_block(folder: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
+    path = _kept_path(folder, block_info, None)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: kept input block missing or unreadable ({exc})") from exc
+    return np.asarray(data, dtype=dtype)
+
+
+def keep_in_files(arrays: Mapping[str, da.Array], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
+    """Compute ``arrays`` once into uncompressed block files under ``folder``; return arrays reading them back.
+
+    For inputs that stages far apart read again (the digital numbers of every band): held
+    in the cluster's memory, they would sit there through the whole scene classification.
+    Read from files, each block costs a file read where it is needed, and the operating
+    system's page cache, which it can drop under pressure, keeps the rest. ``folder`` must
+    be visible to every worker (beside the output, as the staged files are).
+
+    Raises
+    ------
+    OutputError
+        When computed, if a block cannot be written or read back.
+    """
+    root = os.fspath(folder)
+    saves = []
+    for name, a in arrays.items():
+        sub = os.path.join(root, name)
+        os.makedirs(sub, exist_ok=True)
+        block_grid = tuple((1,) * len(c) for c in a.chunks)
+        saves.append(da.map_blocks(_save_block, a, sub, chunks=block_grid, dtype=np.uint8,
+                                   meta=np.empty((0,) * a.ndim, dtype=np.uint8)))  # fmt: skip
+    dask.compute(*saves)
+    out = {}
+    for name, a in arrays.items():
+        sub = os.path.join(root, name)
+        out[name] = da.map_blocks(_load_block, sub, a.dtype, chunks=a.chunks, dtype=a.dtype,
+                                  meta=np.empty((0,) * a.ndim, dtype=a.dtype),
+                                  name=f"kept-{tokenize(sub, a.chunks, str(a.dtype))}")  # fmt: skip
+    return out
