@@ -16,7 +16,6 @@ window's part of it.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -183,22 +182,6 @@ def persist(*arrays: da.Array) -> tuple[da.Array, ...]:
     if _WINDOW.get() is not None:
         return arrays
     return tuple(dask.persist(*arrays))
-
-
-def keep(arrays: Mapping[str, da.Array], folder: str | os.PathLike[str] | None = None) -> dict[str, da.Array]:
-    """Inputs that stages far apart read again: computed once and kept.
-
-    In the cluster's memory (:func:`persist`), or with ``folder`` in block files there
-    (:func:`sen2core.io.lazy.keep_in_files`). Inside a :func:`window` they are not
-    computed ahead: a tile reads only its own blocks.
-    """
-    if _WINDOW.get() is not None:
-        return dict(arrays)
-    if folder is None:
-        return dict(zip(arrays, persist(*arrays.values()), strict=True))
-    from sen2core.io.lazy import keep_in_files  # writing files is the io package's business
-
-    return keep_in_files(arrays, folder)
 
 
 def checkpoint(name: str, layers: Mapping[str, da.Array]) -> dict[str, da.Array]:

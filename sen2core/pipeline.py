@@ -260,7 +260,11 @@ def _build(product: Product, config: ProcessingConfig, clock: _Clock, scratch: P
     if config.rereads_inputs:
         # Keep the digital numbers (uint16, half the size of reflectance) of every band: the
         # 10 m stage after the scene-wide retrievals then reuses them instead of decoding again.
-        dn = lazy.keep({b: product.read_dn(b) for b in present}, scratch)
+        if scratch is not None and lazy.current_window() is None:
+            # In files, B08 too: it is decoded once either way, and by whole tiles there.
+            dn = product.keep_dn([*present, *(b for b in ("B08",) if b in product.band_files)], scratch)
+        else:
+            dn = dict(zip(present, lazy.persist(*(product.read_dn(b) for b in present)), strict=True))
         toa = {b: product.toa(b, wr, dn=dn[b]) for b in present}
     else:
         dn = {}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 
-from sen2core import lazy
 from sen2core import pipeline as pipeline_module
-from sen2core.errors import ConfigurationError, OutputError
-from sen2core.io.lazy import keep_in_files
+from sen2core.errors import BandReadError, ConfigurationError, OutputError
+from sen2core.io import lazy as io_lazy
+from sen2core.io.lazy import BandSource, decode_to_files, dn_array, read_header
 from sen2core.pipeline import INPUT_BANDS, ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 
@@ -45,16 +45,11 @@ def test_inputs_in_files_make_the_same_product_and_leave_no_scratch(scene: Path,
         # While the classification runs, the digital numbers are block files beside the output.
         if stage == "scene classification":
             seen["bands"] = sorted(p.name for folder in _hidden(tmp_path / "files") for p in folder.iterdir())
-            seen["blocks"] = sorted(str(p.relative_to(p.parents[1])) for p in (tmp_path / "files").rglob("*.npy"))
 
     in_files = process_product(scene, tmp_path / "files", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
     in_memory = process_product(scene, tmp_path / "memory", ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))
     assert in_files.status == in_memory.status == "done"
-    assert seen["bands"] == sorted(INPUT_BANDS)
-    # B02 at 10 m: 366 px in 180 px chunks, so blocks start at rows and columns 0, 180 and 360.
-    assert [b for b in seen["blocks"] if b.startswith("B02/")] == [
-        f"B02/{r}-{c}.npy" for r in (0, 180, 360) for c in (0, 180, 360)
-    ]
+    assert seen["bands"] == sorted(f"{b}.npy" for b in (*INPUT_BANDS, "B08"))
     files, memory = _rasters(Path(in_files.output_dir)), _rasters(Path(in_memory.output_dir))
     assert sorted(files) == sorted(memory) and len(files) == 19
     for name, data in files.items():
@@ -83,23 +78,44 @@ def test_only_runs_that_read_the_bands_again_keep_them(scene: Path, tmp_path: Pa
         ProcessingConfig(keep_inputs="disk")
 
 
-def test_kept_blocks_read_back_exactly(tmp_path: Path) -> None:
-    values = np.arange(7 * 11, dtype=np.uint16).reshape(7, 11) * 13
-    source = da.from_array(values, chunks=((3, 4), (5, 5, 1)))
-    kept = keep_in_files({"B04": source}, tmp_path)["B04"]
-    assert kept.chunks == source.chunks and kept.dtype == np.uint16
+def _jp2(path: Path, data: np.ndarray, tile: int) -> Path:
+    profile = dict(driver="JP2OpenJPEG", width=data.shape[1], height=data.shape[0], count=1, dtype="uint16",
+                   crs="EPSG:32632", transform=Affine(10, 0, 600000, 0, -10, 5000000),
+                   QUALITY="100", REVERSIBLE="YES", BLOCKXSIZE=str(tile), BLOCKYSIZE=str(tile), RESOLUTIONS="1")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as ds:
+        ds.write(data, 1)
+    return path
+
+
+def test_bands_decoded_by_strips_of_tiles_read_back_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = (np.arange(200 * 150, dtype=np.uint32).reshape(200, 150) * 7 % 60000).astype(np.uint16) + 1
+    path = str(_jp2(tmp_path / "B04.jp2", values, tile=64))
+    ident = dict(product="S2X_TEST", band="B04", display="S2X_TEST/B04.jp2", gdal_options={})
+    header = read_header(path, **ident)
+    assert header.block_rows == 64
+    source = BandSource(path, **ident, shape=header.shape, block_rows=header.block_rows)
+    # By default a strip is 1024 rows of whole tiles: here the whole raster.
+    assert source.strips() == [(0, 200)]
+    monkeypatch.setattr(io_lazy, "STRIP_MIN_ROWS", 100)
+    assert source.strips() == [(0, 128), (128, 200)]
+    chunks = ((70, 70, 60), (50, 50, 50))  # not aligned with the tiles
+    kept = decode_to_files({"B04": source}, {"B04": chunks}, tmp_path / "kept")["B04"]
+    assert (tmp_path / "kept" / "B04.npy").is_file()
+    assert kept.chunks == chunks and kept.dtype == np.uint16
+    windowed = dn_array(path, chunks=chunks, **ident)
     np.testing.assert_array_equal(kept.compute(), values)
-    # The files hold the data: the graph no longer contains the source.
-    assert not any(k[0] == source.name for k in kept.__dask_graph__() if isinstance(k, tuple))
-    assert {p.name for p in (tmp_path / "B04").iterdir()} == {f"{r}-{c}.npy" for r in (0, 3) for c in (0, 5, 10)}
-    (tmp_path / "B04" / "3-5.npy").unlink()
-    with pytest.raises(OutputError, match=r"B04/3-5\.npy: kept input block missing"):
-        kept.compute()
+    np.testing.assert_array_equal(windowed.compute(), values)
+    (tmp_path / "kept" / "B04.npy").unlink()
+    with pytest.raises(OutputError, match=r"B04\.npy: cannot read kept rows 0:70, cols 0:50"):
+        kept.blocks[0, 0].compute()
 
 
-def test_inside_a_window_nothing_is_computed_ahead(tmp_path: Path) -> None:
-    source = da.ones((4, 4), chunks=2, dtype=np.uint16)
-    with lazy.window(rows=(0, 1), cols=(0, 1), known={}):
-        kept = lazy.keep({"B04": source}, tmp_path)
-    assert kept["B04"] is source
-    assert list(tmp_path.iterdir()) == []
+def test_a_corrupt_band_fails_while_it_is_decoded(tmp_path: Path) -> None:
+    values = np.ones((100, 100), dtype=np.uint16)
+    path = _jp2(tmp_path / "B04.jp2", values, tile=50)
+    ident = dict(product="S2X_TEST", band="B04", display="S2X_TEST/B04.jp2", gdal_options={})
+    header = read_header(str(path), **ident)
+    path.write_bytes(path.read_bytes()[:400])  # header kept, code-streams cut
+    source = BandSource(str(path), **ident, shape=header.shape, block_rows=header.block_rows)
+    with pytest.raises(BandReadError, match=r"S2X_TEST: band B04: cannot decode rows 0:100"):
+        decode_to_files({"B04": source}, {"B04": ((100,), (100,))}, tmp_path / "kept")

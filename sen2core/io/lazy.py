@@ -31,7 +31,8 @@ __all__ = [
     "angle_field",
     "constant_field",
     "dn_array",
-    "keep_in_files",
+    "BandSource",
+    "decode_to_files",
     "read_header",
     "read_window",
     "solar_field",
@@ -53,6 +54,8 @@ class BandHeader:
     """Affine coefficients ``(a, b, c, d, e, f)``."""
     epsg: int | None
     """EPSG code of the CRS when it has one."""
+    block_rows: int = 1
+    """Rows of one block (JPEG 2000 tile, GeoTIFF tile or strip) of band 1."""
 
 
 def read_header(path: str, *, product: str, band: str, display: str, gdal_options: Mapping[str, str]) -> BandHeader:
@@ -72,6 +75,7 @@ def read_header(path: str, *, product: str, band: str, display: str, gdal_option
                 dtype=ds.dtypes[0],
                 transform=(t.a, t.b, t.c, t.d, t.e, t.f),
                 epsg=epsg,
+                block_rows=ds.block_shapes[0][0],
             )
     except Exception as exc:
         # GDAL reports through several exception types (RasterioIOError, CPLE_*,
@@ -274,64 +278,102 @@ def stored_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
                          meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
 
 
-# ---------------------------------------------------------------------------- inputs kept in files
+# ---------------------------------------------------------------------------- bands decoded to files
+
+#: Rows decoded per task by :func:`decode_to_files`: whole rows of the file's blocks (JPEG 2000
+#: tiles), at least this many. Windows on the chunk grid straddle tiles, and a tile shared by
+#: two windows is decoded twice: 2.2 times the work for a 10 m band (1830 px chunks, 1024 px tiles).
+STRIP_MIN_ROWS = 1024
 
 
-def _kept_path(folder: str, block_info: dict[Any, Any] | None, key: Any) -> str:
-    if block_info is None:
-        raise TypeError("block functions run inside dask.array.map_blocks, which passes block_info")
-    (r0, _), (c0, _) = block_info[key]["array-location"][-2:]
-    return os.path.join(folder, f"{r0}-{c0}.npy")
+@dataclass(frozen=True)
+class BandSource:
+    """A band raster checked against the tile grid: what a worker needs to decode it."""
+
+    path: str
+    """GDAL path of the raster."""
+    product: str
+    """Product href, for errors."""
+    band: str
+    display: str
+    """Path shown in errors."""
+    gdal_options: Mapping[str, str]
+    shape: tuple[int, int]
+    block_rows: int
+    """Rows of one block (tile) of the file."""
+
+    def strips(self) -> list[tuple[int, int]]:
+        """Row ranges ``(first, end)`` made of whole block rows, :data:`STRIP_MIN_ROWS` or more each."""
+        step = self.block_rows * max(1, -(-STRIP_MIN_ROWS // max(self.block_rows, 1)))
+        rows = self.shape[0]
+        return [(r, min(r + step, rows)) for r in range(0, rows, step)]
+
+    def read_rows(self, row0: int, row1: int) -> NDArray[np.uint16]:
+        """Rows ``row0:row1``, full width (see :func:`read_window`)."""
+        return read_window(self.path, row0, row1, 0, self.shape[1], product=self.product, band=self.band,
+                           display=self.display, gdal_options=self.gdal_options)  # fmt: skip
 
 
-def _save_block(block: NDArray[Any], folder: str, block_info: dict[Any, Any] | None = None) -> NDArray[np.uint8]:
-    path = _kept_path(folder, block_info, 0)
-    part = path + ".part"
+def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None:
+    data = source.read_rows(row0, row1)
     try:
-        with open(part, "wb") as f:
-            np.save(f, np.ascontiguousarray(block), allow_pickle=False)
-        os.replace(part, path)  # a block file is whole or absent
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot keep an input block ({exc})") from exc
-    return np.ones((1,) * block.ndim, dtype=np.uint8)
-
-
-def _load_block(folder: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
-    path = _kept_path(folder, block_info, None)
-    try:
-        data = np.load(path, allow_pickle=False)
+        kept = np.load(target, mmap_mode="r+")
+        kept[row0:row1] = data
+        kept.flush()
+        del kept
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: kept input block missing or unreadable ({exc})") from exc
-    return np.asarray(data, dtype=dtype)
+        raise OutputError(f"{target}: cannot keep rows {row0}:{row1} of band {source.band} ({exc})") from exc
 
 
-def keep_in_files(arrays: Mapping[str, da.Array], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
-    """Compute ``arrays`` once into uncompressed block files under ``folder``; return arrays reading them back.
+def _file_block(path: str, block_info: dict[Any, Any] | None = None) -> NDArray[np.uint16]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    try:
+        kept = np.load(path, mmap_mode="r")
+        data = np.array(kept[r0:r1, c0:c1], dtype=np.uint16)
+        del kept  # unmapped: the pages stay in the page cache, not in this process
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read kept rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
+    return data
 
-    For inputs that stages far apart read again (the digital numbers of every band): held
-    in the cluster's memory, they would sit there through the whole scene classification.
-    Read from files, each block costs a file read where it is needed, and the operating
-    system's page cache, which it can drop under pressure, keeps the rest. ``folder`` must
-    be visible to every worker (beside the output, as the staged files are).
+
+def decode_to_files(
+    sources: Mapping[str, BandSource], chunks: Mapping[str, Chunks], folder: str | os.PathLike[str]
+) -> dict[str, da.Array]:
+    """Decode bands now into uncompressed ``.npy`` files under ``folder``; return arrays reading them back.
+
+    For bands that stages far apart read again (the digital numbers the 10 m stage
+    reuses): held in the cluster's memory, they would sit there through the whole scene
+    classification. Each band is decoded by strips of whole tiles (no tile twice), one
+    task per strip, and each chunk of the returned arrays (on ``chunks[name]``) reads its
+    window of the file, which the operating system's page cache mostly holds and can drop
+    under pressure. ``folder`` must be visible to every worker (beside the output, as the
+    staged files are).
 
     Raises
     ------
+    BandReadError
+        If a strip cannot be decoded.
     OutputError
-        When computed, if a block cannot be written or read back.
+        If a file cannot be written, or when computed, read back.
     """
     root = os.fspath(folder)
-    saves = []
-    for name, a in arrays.items():
-        sub = os.path.join(root, name)
-        os.makedirs(sub, exist_ok=True)
-        block_grid = tuple((1,) * len(c) for c in a.chunks)
-        saves.append(da.map_blocks(_save_block, a, sub, chunks=block_grid, dtype=np.uint8,
-                                   meta=np.empty((0,) * a.ndim, dtype=np.uint8)))  # fmt: skip
-    dask.compute(*saves)
+    os.makedirs(root, exist_ok=True)
+    tasks = []
+    targets = {}
+    for name, src in sources.items():
+        target = targets[name] = os.path.join(root, f"{name}.npy")
+        try:
+            # Allocated whole, then filled by strips (disjoint rows: no lock needed).
+            np.lib.format.open_memmap(target, mode="w+", dtype=np.uint16, shape=src.shape)
+        except OSError as exc:
+            raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
+        decode = dask.delayed(_decode_strip, pure=True)
+        tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
+                  for r0, r1 in src.strips()]  # fmt: skip
+    dask.compute(*tasks)
     out = {}
-    for name, a in arrays.items():
-        sub = os.path.join(root, name)
-        out[name] = da.map_blocks(_load_block, sub, a.dtype, chunks=a.chunks, dtype=a.dtype,
-                                  meta=np.empty((0,) * a.ndim, dtype=a.dtype),
-                                  name=f"kept-{tokenize(sub, a.chunks, str(a.dtype))}")  # fmt: skip
+    for name, target in targets.items():
+        key = f"kept-{tokenize(target, chunks[name])}"
+        out[name] = da.map_blocks(_file_block, target, chunks=chunks[name], dtype=np.uint16,
+                                  meta=np.empty((0, 0), dtype=np.uint16), name=key)  # fmt: skip
     return out

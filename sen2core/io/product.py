@@ -19,7 +19,7 @@ import math
 import os
 import re
 import warnings as _warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -237,28 +237,14 @@ class Product:
 
     # ------------------------------------------------------------------ pixels
 
-    def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
-        """Lazy digital numbers of a band at its native resolution.
-
-        Parameters
-        ----------
-        band
-            Band name (``"B04"``, ``"B8A"``; ``"B4"`` accepted).
-        chunks
-            Chunk edge in pixels (int or ``(rows, cols)``); default ``chunk_m`` metres.
-
-        Returns
-        -------
-        dask.array.Array
-            uint16, shape of :meth:`geobox` at :meth:`band_resolution`. Each chunk is one
-            windowed read of the file, opened inside the task.
+    def band_source(self, band: str) -> lazy.BandSource:
+        """A band's raster, opened once here and checked against the tile grid.
 
         Raises
         ------
         BandReadError
             If the raster is missing, cannot be opened, is shorter than the manifest
-            says, or has a shape other than the tile grid. Decode failures surface as
-            BandReadError when the array is computed.
+            says, or has a shape other than the tile grid.
         """
         b = normalize_band(band)
         bf = self._band_file(b)
@@ -278,14 +264,59 @@ class Product:
                 f"band {b}: {bf.path} is {header.shape[0]}x{header.shape[1]} px, the tile grid at "
                 f"{bf.resolution} m is {gb.shape[0]}x{gb.shape[1]}",
             )
+        return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), header.shape, header.block_rows)
+
+    def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
+        """Lazy digital numbers of a band at its native resolution.
+
+        Parameters
+        ----------
+        band
+            Band name (``"B04"``, ``"B8A"``; ``"B4"`` accepted).
+        chunks
+            Chunk edge in pixels (int or ``(rows, cols)``); default ``chunk_m`` metres.
+
+        Returns
+        -------
+        dask.array.Array
+            uint16, shape of :meth:`geobox` at :meth:`band_resolution`. Each chunk is one
+            windowed read of the file, opened inside the task.
+
+        Raises
+        ------
+        BandReadError
+            See :meth:`band_source`. Decode failures surface as BandReadError when the
+            array is computed.
+        """
+        src = self.band_source(band)
         return lazy.dn_array(
-            path,
-            chunks=self._chunks(gb.shape, bf.resolution, chunks),
+            src.path,
+            chunks=self._chunks(src.shape, self.band_resolution(src.band), chunks),
             product=self.href,
-            band=b,
-            display=display,
+            band=src.band,
+            display=src.display,
             gdal_options=self.gdal_options,
         )
+
+    def keep_dn(self, bands: Sequence[str], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
+        """Decode ``bands`` now into files under ``folder`` (see :func:`sen2core.io.lazy.decode_to_files`).
+
+        Returns
+        -------
+        dict
+            Band name to a lazy uint16 array on the same chunks as :meth:`read_dn`'s,
+            read back from the files.
+
+        Raises
+        ------
+        BandReadError
+            As :meth:`read_dn`, raised here (the bands are decoded now).
+        OutputError
+            If the files cannot be written.
+        """
+        sources = {b: self.band_source(b) for b in bands}
+        chunks = {b: self._chunks(s.shape, self.band_resolution(b), None) for b, s in sources.items()}
+        return lazy.decode_to_files(sources, chunks, folder)
 
     def toa(
         self,
