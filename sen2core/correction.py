@@ -11,7 +11,7 @@ cirrus gamma) are small block sums computed between the stages.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from dask.graph_manipulation import clone
 from numpy.typing import NDArray
 
 from sen2core import lazy
-from sen2core.atmosphere.lut import DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
+from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError
 from sen2core.kernels import adjacency, cirrus, rt
@@ -284,8 +284,11 @@ def _boa_block(
         if bg is None:
             rho = rt.surface_from_toa_uniform(toa[ok], t, e)
         else:
-            b = bg[ok]
-            b = np.where(np.isfinite(b), b, rt.surface_from_toa_uniform(toa[ok], t, e))
+            b = bg[ok].astype(np.float64)
+            gap = ~np.isfinite(b)
+            if gap.any():  # no background (all clouds around): a uniform surface, for those pixels only
+                tg = AtmosphericTerms(*(np.asarray(getattr(t, f.name))[gap] for f in fields(t)))
+                b[gap] = rt.surface_from_toa_uniform(toa[ok][gap], tg, e[gap])
             rho = rt.surface_from_toa(toa[ok], b, t, e)
     out[ok] = np.clip(rho, -0.2, 1.5)  # beyond this a pixel is not a surface the model describes
     return out

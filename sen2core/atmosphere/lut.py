@@ -205,19 +205,25 @@ class DenseTable:
         return self._flat[z]
 
     def _index(self, x: ArrayLike, step: float, n: int) -> NDArray[np.intp]:
-        q = np.rint(np.asarray(x, dtype=np.float64) * (1.0 / step))
-        return np.clip(np.nan_to_num(q, nan=0.0), 0, n - 1).astype(np.intp)
+        # In place on one float64 temporary: this runs for every pixel of every band.
+        q = np.asarray(np.multiply(x, 1.0 / step, dtype=np.float64))
+        np.rint(q, out=q)
+        np.copyto(q, 0.0, where=np.isnan(q))
+        np.clip(q, 0, n - 1, out=q)  # infinities land on the table's ends
+        return q.astype(np.intp)
 
     def at(self, aot: ArrayLike, elevation_km: ArrayLike = 0.0, water_vapour: ArrayLike = 2.0) -> AtmosphericTerms:
         """Per-pixel terms: AOT and water vapour rounded to the table's steps, elevation interpolated."""
         ia = self._index(aot, self.aot_step, self.scat.shape[1])
         iw = self._index(water_vapour, self.wv_step, self.gas.shape[2])
-        z = np.asarray(elevation_km, dtype=np.float64)
+        z = np.asarray(elevation_km)
         if z.ndim == 0 or (z.size and float(z.min()) == float(z.max())):
             scat, gas, dry = self._at_elevation(float(z.flat[0]) if z.size else 0.0)
-            v = [scat[k][ia] for k in range(scat.shape[0])]
-            g_full, g_half, g_dry = gas[0][iw], gas[1][iw], dry
+            # np.take: the same values as fancy indexing, about twice as fast on a 1-D table.
+            v = [np.take(scat[k], ia) for k in range(scat.shape[0])]
+            g_full, g_half, g_dry = np.take(gas[0], iw), np.take(gas[1], iw), dry
         else:
+            z = z.astype(np.float64)
             iz, fz = locate(self.elevation, z)
             iz1 = np.minimum(iz + 1, len(self.elevation) - 1)
             v = [self.scat[k][ia, iz] * (1 - fz) + self.scat[k][ia, iz1] * fz for k in range(self.scat.shape[0])]
