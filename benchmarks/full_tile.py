@@ -42,6 +42,7 @@ from distributed import Client, LocalCluster
 from sen2core.io.product import open_l1c
 from sen2core.io.metadata import GeoBox
 from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.parallel import tune_malloc
 
 product = open_l1c({str(safe)!r})
 outputs = {{}}
@@ -52,7 +53,8 @@ for tif in sorted(Path({str(product_dir)!r}).glob("*.tif")):
         outputs[tif.name] = (ds.count, RasterSpec(gb, ds.dtypes[0], ds.nodata, resampling=resampling,
                                                   colormap=ds.colormap(1) if resampling == "mode" else None))
 with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=":0",
-                  silence_logs=logging.ERROR) as cluster, Client(cluster):
+                  silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    client.register_plugin(tune_malloc())  # as the processing run's workers
     t0 = time.perf_counter()
     # Decoded as the processor decodes them: by strips of whole JPEG 2000 tiles, into block files.
     kept = tempfile.TemporaryDirectory(dir={str(product_dir.parent)!r})

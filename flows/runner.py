@@ -26,6 +26,8 @@ from prefect.context import FlowRunContext
 from prefect.utilities.importtools import from_qualified_name
 from prefect_dask.task_runners import DaskTaskRunner
 
+from sen2core.parallel import tune_malloc
+
 __all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
            "local_cluster_kwargs"]  # fmt: skip
 
@@ -78,9 +80,18 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
 
     @property
     def client(self) -> Any:
-        """The run's Dask client, created at first use after the cluster has been chosen."""
+        """The run's Dask client, created at first use after the cluster has been chosen.
+
+        The workers of a cluster the runner creates get :func:`sen2core.parallel.tune_malloc`;
+        those of an existing cluster are left as their operator set them up.
+        """
         if self._client is None:
             self._choose_cluster()
+            creates = self.address is None and self._cluster is None
+            client = super().client
+            if creates:
+                client.register_plugin(tune_malloc())
+            return client
         return super().client
 
     def _explicit(self) -> bool:

@@ -8,6 +8,7 @@ it runs on threads. The functions used here release the GIL (GDAL, hashlib, nump
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -42,4 +43,68 @@ def map_parallel(func: Callable[..., T], items: Iterable[Sequence[Any]], n_jobs:
         return list(joblib.Parallel(return_as="list")(joblib.delayed(func)(*item) for item in items))
 
 
-__all__ = ["backend", "map_parallel"]
+#: Allocations from this size up get their own memory map (glibc's ``M_MMAP_THRESHOLD``).
+MMAP_THRESHOLD_BYTES = 64 * 2**20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt  # noqa: B018 - glibc only
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def set_malloc_thresholds(libc: Any = None) -> bool:
+    """Serve allocations below :data:`MMAP_THRESHOLD_BYTES` from the heap in this process (see :func:`tune_malloc`).
+
+    Returns False where the C library is not glibc (nothing is changed).
+    """
+    libc = libc if libc is not None else _libc()
+    if libc is None:
+        return False
+    libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    # Free memory at the top of the heap is returned from this size up (distributed sets 64 kB).
+    libc.mallopt(_M_TRIM_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    return True
+
+
+def tune_malloc(trim_after_task: bool = True) -> Any:
+    """A Dask worker plugin that lets chunk-sized temporaries reuse freed memory (glibc only; a no-op elsewhere).
+
+    By default glibc gives every allocation above 128 kB (adjusted up to 32 MB at most, and
+    not at all once ``MALLOC_TRIM_THRESHOLD_`` is set, as distributed does for its workers)
+    its own memory map, returned to the system when freed. A kernel allocates dozens of
+    chunk-sized arrays, so each is a fresh map that the system zeroes page by page on first
+    touch: on this project's 2-core machine that was about 40 % of a full tile's processing
+    time. With the plugin, allocations up to :data:`MMAP_THRESHOLD_BYTES` come from the heap
+    and reuse freed memory; with ``trim_after_task`` the memory a task freed is returned to
+    the system when it ends (``malloc_trim``), so a worker holds its largest task's
+    temporaries only while that task runs.
+
+    Register it on a client (``client.register_plugin(tune_malloc())``); the command line
+    and the flows do it for the clusters they use.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class MallocTuning(WorkerPlugin):  # type: ignore[misc]
+        name = "sen2core-malloc"
+
+        def __init__(self, trim: bool) -> None:
+            self.trim = trim
+            self._libc: Any = None
+
+        def setup(self, worker: Any) -> None:
+            self._libc = _libc()
+            set_malloc_thresholds(self._libc)
+
+        def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+            if self.trim and self._libc is not None and start == "executing":
+                self._libc.malloc_trim(0)
+
+    return MallocTuning(trim_after_task)
+
+
+__all__ = ["MMAP_THRESHOLD_BYTES", "backend", "map_parallel", "set_malloc_thresholds", "tune_malloc"]

@@ -18,13 +18,16 @@ __all__ = ["is_transient", "retry_discovery", "retry_product"]
 
 
 def _worker_lost(exc: BaseException) -> bool:
-    """A Dask worker died under the computation (killed, out of memory, connection closed)."""
+    """The cluster lost the computation: a worker died (killed, out of memory, connection closed), or
+    the scheduler cancelled a future the task was waiting for (it may do so when another client that
+    shared a key of the graph, such as a neighbouring tile's task, releases it)."""
     try:
         from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
         from distributed.comm.core import CommClosedError
     except ImportError:  # pragma: no cover - distributed is a dependency
         return False
-    return isinstance(exc, KilledWorker | CommClosedError)
+    return isinstance(exc, KilledWorker | CommClosedError | FutureCancelledError)
 
 
 def _http_status(exc: BaseException) -> int | None:

@@ -157,9 +157,11 @@ def test_only_transient_errors_are_retried(exc: BaseException, expected: bool) -
 
 def test_worker_loss_is_transient_and_product_timeouts_are_not() -> None:
     from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
     from prefect.task_engine import TaskRunTimeoutError
 
     assert is_transient(KilledWorker("key", "tcp://w:1", 3))
+    assert is_transient(FutureCancelledError("sum-0865", reason="unknown"))
     assert is_transient(TaskRunTimeoutError("late"), retry_timeouts=False) is False
     assert is_transient(TimeoutError("read timed out"), retry_timeouts=True) is True
 

@@ -117,6 +117,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
 
     from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
     from sen2core.correction import CorrectionConfig, correction_config_from_gipp
+    from sen2core.parallel import set_malloc_thresholds, tune_malloc
     from sen2core.pipeline import ProcessingConfig, process_product
 
     correction, classification = CorrectionConfig(), SceneClassificationConfig()
@@ -147,10 +148,12 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
             with (
                 LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                              silence_logs=logging.ERROR) as cl,
-                Client(cl),
+                Client(cl) as client,
             ):  # fmt: skip
+                client.register_plugin(tune_malloc())
                 result = process_product(product, output_dir, cfg, progress.stage)
         else:
+            set_malloc_thresholds()
             result = process_product(product, output_dir, cfg, progress.stage)
     if cfg.format == "cog" and result.status in ("done", "skipped"):
         from sen2core.io.stac import update_collection
