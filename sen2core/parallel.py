@@ -9,7 +9,9 @@ it runs on threads. The functions used here release the GIL (GDAL, hashlib, nump
 from __future__ import annotations
 
 import ctypes
+import math
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -45,6 +47,9 @@ def map_parallel(func: Callable[..., T], items: Iterable[Sequence[Any]], n_jobs:
 
 #: Allocations from this size up get their own memory map (glibc's ``M_MMAP_THRESHOLD``).
 MMAP_THRESHOLD_BYTES = 64 * 2**20
+#: At most one ``malloc_trim`` per worker in this many seconds: each trim makes the next tasks
+#: fault their temporaries' pages in again.
+TRIM_INTERVAL_S = 3.0
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
@@ -81,8 +86,8 @@ def tune_malloc(trim_after_task: bool = True) -> Any:
     touch: on this project's 2-core machine that was about 40 % of a full tile's processing
     time. With the plugin, allocations up to :data:`MMAP_THRESHOLD_BYTES` come from the heap
     and reuse freed memory; with ``trim_after_task`` the memory a task freed is returned to
-    the system when it ends (``malloc_trim``), so a worker holds its largest task's
-    temporaries only while that task runs.
+    the system when it ends (``malloc_trim``, at most every :data:`TRIM_INTERVAL_S`
+    seconds), so a worker does not keep the largest temporaries it ever had.
 
     Register it on a client (``client.register_plugin(tune_malloc())``); the command line
     and the flows do it for the clusters they use.
@@ -95,13 +100,18 @@ def tune_malloc(trim_after_task: bool = True) -> Any:
         def __init__(self, trim: bool) -> None:
             self.trim = trim
             self._libc: Any = None
+            self._last = -math.inf
 
         def setup(self, worker: Any) -> None:
             self._libc = _libc()
             set_malloc_thresholds(self._libc)
 
         def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-            if self.trim and self._libc is not None and start == "executing":
+            if not self.trim or self._libc is None or start != "executing":
+                return
+            now = time.monotonic()
+            if now - self._last >= TRIM_INTERVAL_S:
+                self._last = now
                 self._libc.malloc_trim(0)
 
     return MallocTuning(trim_after_task)

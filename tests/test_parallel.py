@@ -67,10 +67,15 @@ def test_malloc_plugin_sets_thresholds_and_trims_after_each_task(
     # glibc's M_MMAP_THRESHOLD (-3) and M_TRIM_THRESHOLD (-1), both 64 MiB.
     assert libc.calls == [("mallopt", -3, 64 * 2**20), ("mallopt", -1, 64 * 2**20)]
     libc.calls.clear()
+    clock = [1000.0]
+    monkeypatch.setattr(parallel.time, "monotonic", lambda: clock[0])
     plugin.transition("load-1", "ready", "executing")
-    plugin.transition("load-1", "executing", "memory")
-    plugin.transition("load-2", "executing", "error")
+    plugin.transition("load-1", "executing", "memory")  # the first task's end: trimmed
+    clock[0] += 1.0
+    plugin.transition("load-2", "executing", "error")  # 1 s later: not yet
     plugin.transition("load-1", "memory", "released")
+    clock[0] += parallel.TRIM_INTERVAL_S
+    plugin.transition("load-3", "executing", "memory")  # trimmed again
     assert libc.calls == ([("malloc_trim", 0)] * 2 if trim else [])
 
 
