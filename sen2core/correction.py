@@ -280,16 +280,17 @@ def _boa_block(
     t = table.at(aot[ok], elev[ok], wv[ok])
     ter = tuple(x[ok] for x in terrain) if terrain else None
     e = _irradiance(t, sza[ok], ter)
+    rho_toa = toa[ok]
     with np.errstate(invalid="ignore", divide="ignore"):
         if bg is None:
-            rho = rt.surface_from_toa_uniform(toa[ok], t, e)
+            rho = rt.surface_from_toa_uniform(rho_toa, t, e)
         else:
             b = bg[ok].astype(np.float64)
             gap = ~np.isfinite(b)
             if gap.any():  # no background (all clouds around): a uniform surface, for those pixels only
                 tg = AtmosphericTerms(*(np.asarray(getattr(t, f.name))[gap] for f in fields(t)))
-                b[gap] = rt.surface_from_toa_uniform(toa[ok][gap], tg, e[gap])
-            rho = rt.surface_from_toa(toa[ok], b, t, e)
+                b[gap] = rt.surface_from_toa_uniform(rho_toa[gap], tg, e[gap])
+            rho = rt.surface_from_toa(rho_toa, b, t, e)
     out[ok] = np.clip(rho, -0.2, 1.5)  # beyond this a pixel is not a surface the model describes
     return out
 

@@ -104,7 +104,8 @@ def tune_malloc(trim_after_task: bool = True) -> Any:
 
         def setup(self, worker: Any) -> None:
             self._libc = _libc()
-            set_malloc_thresholds(self._libc)
+            if self._libc is not None:
+                set_malloc_thresholds(self._libc)
 
         def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
             if not self.trim or self._libc is None or start != "executing":

@@ -305,6 +305,24 @@ def _drain_prefect_logs() -> None:
 
 
 @pytest.fixture(scope="session")
+def cloudy_l1c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only input of the chunked-processing tests: a 366 px synthetic L1C on 32TQM with 25 % clouds."""
+    from sen2core.synthetic import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("cloudy-l1c")
+    return synthesize(SynthConfig(size=366, seed=7, tile="32TQM", date="2023-07-15", cloud_cover=25.0), root).product
+
+
+def read_rasters(folder: Path) -> dict[str, np.ndarray]:
+    """Every GeoTIFF under ``folder`` (recursively), read whole, by file name."""
+    out = {}
+    for p in sorted(folder.rglob("*.tif")):
+        with rasterio.open(p) as ds:
+            out[p.name] = ds.read()
+    return out
+
+
+@pytest.fixture(scope="session")
 def flow_products(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Read-only inputs of the flow tests: three small synthetic L1C products on 32TQM, sensed on
     2023-07-14, -15 and -16 (keys ``"2023-07-14"`` ...), and ``"corrupt"``, a ``.SAFE.zip`` of junk

@@ -8,56 +8,45 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import read_rasters
 
 from sen2core import pipeline as pipeline_module
 from sen2core.errors import BandReadError, ConfigurationError, OutputError
 from sen2core.io import lazy as io_lazy
 from sen2core.io.lazy import BandSource, decode_to_files, dn_array, read_header
 from sen2core.pipeline import INPUT_BANDS, ProcessingConfig, process_product
-from sen2core.synthetic import SynthConfig, synthesize
 
 # 1.8 km chunks: 3 x 3 chunk blocks on the 3.66 km scene, the last ones narrower.
 CHUNK_M = 1800.0
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keep-l1c")
-    return synthesize(SynthConfig(size=366, seed=11, tile="32TQM", date="2023-07-15", cloud_cover=20.0), root).product
-
-
-def _rasters(folder: Path) -> dict[str, np.ndarray]:
-    out = {}
-    for p in sorted(folder.rglob("*.tif")):
-        with rasterio.open(p) as ds:
-            out[p.name] = ds.read()
-    return out
 
 
 def _hidden(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.is_dir()]
 
 
-def test_inputs_in_files_make_the_same_product_and_leave_no_scratch(scene: Path, tmp_path: Path) -> None:
+def test_inputs_in_files_make_the_same_product_and_leave_no_scratch(cloudy_l1c: Path, tmp_path: Path) -> None:
     seen: dict[str, list[str]] = {}
 
     def progress(stage: str) -> None:
-        # While the classification runs, the digital numbers are block files beside the output.
+        # While the classification runs, the digital numbers are band files beside the output.
         if stage == "scene classification":
             seen["bands"] = sorted(p.name for folder in _hidden(tmp_path / "files") for p in folder.iterdir())
 
-    in_files = process_product(scene, tmp_path / "files", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
-    in_memory = process_product(scene, tmp_path / "memory", ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))
+    in_files = process_product(cloudy_l1c, tmp_path / "files", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
+    in_memory = process_product(cloudy_l1c, tmp_path / "memory",
+                                ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))  # fmt: skip
     assert in_files.status == in_memory.status == "done"
     assert seen["bands"] == sorted(f"{b}.npy" for b in (*INPUT_BANDS, "B08"))
-    files, memory = _rasters(Path(in_files.output_dir)), _rasters(Path(in_memory.output_dir))
+    files, memory = read_rasters(Path(in_files.output_dir)), read_rasters(Path(in_memory.output_dir))
     assert sorted(files) == sorted(memory) and len(files) == 19
     for name, data in files.items():
         np.testing.assert_array_equal(data, memory[name], err_msg=name)
     assert _hidden(tmp_path / "files") == [] and _hidden(tmp_path / "memory") == []
 
 
-def test_a_failed_run_removes_its_kept_inputs(scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_removes_its_kept_inputs(
+    cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         kept = list((tmp_path / "out").rglob("*.npy"))
         assert kept, "the inputs were not kept in files"
@@ -65,12 +54,12 @@ def test_a_failed_run_removes_its_kept_inputs(scene: Path, tmp_path: Path, monke
 
     monkeypatch.setattr(pipeline_module, "write_product", fail)
     with pytest.raises(OutputError, match="disk full"):
-        process_product(scene, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M))
+        process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M))
     assert list((tmp_path / "out").rglob("*.npy")) == []
     assert _hidden(tmp_path / "out") == []
 
 
-def test_only_runs_that_read_the_bands_again_keep_them(scene: Path, tmp_path: Path) -> None:
+def test_only_runs_that_read_the_bands_again_keep_them(cloudy_l1c: Path, tmp_path: Path) -> None:
     assert ProcessingConfig().rereads_inputs and ProcessingConfig(resolution=10).rereads_inputs
     assert not ProcessingConfig(resolution=20).rereads_inputs
     assert not ProcessingConfig(sc_only=True).rereads_inputs

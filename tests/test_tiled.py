@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import read_rasters
 from rio_cogeo.cogeo import cog_validate
 
 from sen2core import lazy
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.io.write import collect_negative_fractions
 from sen2core.pipeline import ProcessingConfig, process_product
-from sen2core.synthetic import SynthConfig, synthesize
 from sen2core.tiled import (
     SCREENING_SUMS,
     Step,
@@ -37,32 +37,18 @@ from sen2core.tiled import (
 CHUNK_M = 1800.0
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiled-l1c")
-    return synthesize(SynthConfig(size=366, seed=7, tile="32TQM", date="2023-07-15", cloud_cover=25.0), root).product
-
-
-def _rasters(folder: Path) -> dict[str, np.ndarray]:
-    out = {}
-    for p in sorted(folder.rglob("*.tif")):
-        with rasterio.open(p) as ds:
-            out[p.name] = ds.read()
-    return out
-
-
-def test_tiles_make_the_same_product_as_one_graph(scene: Path, tmp_path: Path) -> None:
+def test_tiles_make_the_same_product_as_one_graph(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M)
     rounds: list[str] = []
-    tiled = process_tiled(scene, tmp_path / "tiles", config, tile_blocks=2, progress=rounds.append)
-    whole = process_product(scene, tmp_path / "whole", config)
+    tiled = process_tiled(cloudy_l1c, tmp_path / "tiles", config, tile_blocks=2, progress=rounds.append)
+    whole = process_product(cloudy_l1c, tmp_path / "whole", config)
     assert tiled.status == whole.status == "done"
     # Classification first, then the correction's sums in the order they depend on each other.
     assert rounds == ["sum b10_leakage", "stage classification", "sum ddv", "sum negative_check",
                       "sum water_vapour_land", "write tiles", "package"]  # fmt: skip
     assert "b10_leakage" in SCREENING_SUMS and "ddv" not in SCREENING_SUMS
 
-    a, b = _rasters(Path(tiled.output_dir)), _rasters(Path(whole.output_dir))
+    a, b = read_rasters(Path(tiled.output_dir)), read_rasters(Path(whole.output_dir))
     assert sorted(a) == sorted(b) and len(a) == 19
     for name in a:
         assert a[name].shape == b[name].shape, name
@@ -79,11 +65,11 @@ def test_tiles_make_the_same_product_as_one_graph(scene: Path, tmp_path: Path) -
         json.loads((Path(whole.output_dir) / "L2A_SUMMARY.json").read_text())["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"])
     assert not list(Path(tiled.output_dir).parent.glob(".*tmp*")), "staging folder left behind"
     # Done is done, whichever way it was made.
-    assert process_tiled(scene, tmp_path / "tiles", config).status == "skipped"
+    assert process_tiled(cloudy_l1c, tmp_path / "tiles", config).status == "skipped"
 
 
-def test_plan_splits_the_chunk_grid_and_refuses_unaligned_chunks(scene: Path, tmp_path: Path) -> None:
-    plan = plan_tiles(scene, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
+def test_plan_splits_the_chunk_grid_and_refuses_unaligned_chunks(cloudy_l1c: Path, tmp_path: Path) -> None:
+    plan = plan_tiles(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, TilePlan)
     assert plan.grid == (3, 3) and plan.first_step == Step("sum", "b10_leakage")
     assert [(t.rows, t.cols) for t in plan.tiles] == [((0, 2), (0, 2)), ((0, 2), (2, 3)), ((2, 3), (0, 2)),
@@ -92,12 +78,12 @@ def test_plan_splits_the_chunk_grid_and_refuses_unaligned_chunks(scene: Path, tm
     assert (right - left, top - bottom) == (3600.0, 3600.0)
     assert Path(plan.staging).is_dir() and Path(plan.staging).name.startswith(".")
     with pytest.raises(ConfigurationError, match="multiples of 300"):
-        plan_tiles(scene, tmp_path / "other", ProcessingConfig(chunk_m=1830.0))
+        plan_tiles(cloudy_l1c, tmp_path / "other", ProcessingConfig(chunk_m=1830.0))
 
 
-def test_a_missing_tile_is_never_published(scene: Path, tmp_path: Path) -> None:
+def test_a_missing_tile_is_never_published(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M, resolution=60, sc_only=True)
-    plan = plan_tiles(scene, tmp_path, config, tile_blocks=2)
+    plan = plan_tiles(cloudy_l1c, tmp_path, config, tile_blocks=2)
     assert isinstance(plan, TilePlan)
     known: dict[str, tuple[float, ...]] = {}
     step = plan.first_step
@@ -140,10 +126,10 @@ def test_a_rewritten_window_is_counted_once(tmp_path: Path) -> None:
     assert collect_negative_fractions(tmp_path) == {"B02_10m.tif": 3.0}
 
 
-def test_tiles_write_the_safe_layout_too(scene: Path, tmp_path: Path) -> None:
+def test_tiles_write_the_safe_layout_too(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M, resolution=60, format="safe")
-    tiled = process_tiled(scene, tmp_path / "tiles", config, tile_blocks=2)
-    whole = process_product(scene, tmp_path / "whole", config)
+    tiled = process_tiled(cloudy_l1c, tmp_path / "tiles", config, tile_blocks=2)
+    whole = process_product(cloudy_l1c, tmp_path / "whole", config)
     a, b = Path(tiled.output_dir), Path(whole.output_dir)
     assert a.suffix == ".SAFE" and (a / "MTD_MSIL2A.xml").is_file()
     jp2 = sorted(p.relative_to(a) for p in a.rglob("*.jp2"))
@@ -154,11 +140,11 @@ def test_tiles_write_the_safe_layout_too(scene: Path, tmp_path: Path) -> None:
     assert not [p for p in a.rglob("*") if p.name.startswith(".") or p.name.endswith((".part.tif", ".npy"))]
 
 
-def test_a_spent_time_budget_stops_the_run_between_stages(scene: Path, tmp_path: Path) -> None:
+def test_a_spent_time_budget_stops_the_run_between_stages(cloudy_l1c: Path, tmp_path: Path) -> None:
     from sen2core.errors import ProcessingTimeout
 
     # Orchestrators' timeouts may not interrupt a worker thread: the library checks the budget itself.
     with pytest.raises(ProcessingTimeout, match="time budget of 1e-09 s") as raised:
-        process_product(scene, tmp_path, ProcessingConfig(resolution=60), time_budget_s=1e-9)
+        process_product(cloudy_l1c, tmp_path, ProcessingConfig(resolution=60), time_budget_s=1e-9)
     assert isinstance(raised.value, TimeoutError)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "a timed-out run left files"

@@ -28,10 +28,10 @@ from sen2core.solar import solar_position
 
 __all__ = [
     "BandHeader",
+    "BandSource",
     "angle_field",
     "constant_field",
     "dn_array",
-    "BandSource",
     "decode_to_files",
     "read_header",
     "read_window",
@@ -358,6 +358,7 @@ def decode_to_files(
     """
     root = os.fspath(folder)
     os.makedirs(root, exist_ok=True)
+    decode = dask.delayed(_decode_strip, pure=True)
     tasks = []
     targets = {}
     for name, src in sources.items():
@@ -367,7 +368,6 @@ def decode_to_files(
             np.lib.format.open_memmap(target, mode="w+", dtype=np.uint16, shape=src.shape)
         except OSError as exc:
             raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
-        decode = dask.delayed(_decode_strip, pure=True)
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip
     dask.compute(*tasks)
