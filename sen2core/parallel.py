@@ -45,6 +45,32 @@ def map_parallel(func: Callable[..., T], items: Iterable[Sequence[Any]], n_jobs:
         return list(joblib.Parallel(return_as="list")(joblib.delayed(func)(*item) for item in items))
 
 
+#: Environment variable that sets the threads of one GDAL codec call (a count or ``ALL_CPUS``).
+CODEC_THREADS_ENV = "SEN2CORE_CODEC_THREADS"
+
+
+def codec_threads() -> str:
+    """Threads for one GDAL codec call made here and now (``GDAL_NUM_THREADS``, the COG's ``NUM_THREADS``).
+
+    GDAL's JPEG 2000 decoder and its COG and JPEG 2000 encoders default to every core of the
+    machine. Inside a Dask worker that oversubscribes the node: *n* workers on *n* cores run
+    *n* x *n* codec threads, and a worker of an HPC job sees the whole node, not its
+    allocation. So, as Dask does for OpenMP and BLAS libraries, a call inside a Dask worker
+    uses the worker's threads (its share of the cores), and workers x threads is the whole
+    core budget of a run. Outside a worker (threads in-process) GDAL's default stays. The
+    environment variable :data:`CODEC_THREADS_ENV` overrides both.
+    """
+    value = os.environ.get(CODEC_THREADS_ENV, "").strip()
+    if value:
+        return value
+    try:
+        from distributed import get_worker
+
+        return str(max(1, int(get_worker().state.nthreads)))
+    except (ImportError, ValueError, AttributeError):
+        return "ALL_CPUS"
+
+
 #: Allocations from this size up get their own memory map (glibc's ``M_MMAP_THRESHOLD``).
 MMAP_THRESHOLD_BYTES = 64 * 2**20
 #: At most one ``malloc_trim`` per worker in this many seconds: each trim makes the next tasks
@@ -118,4 +144,12 @@ def tune_malloc(trim_after_task: bool = True) -> Any:
     return MallocTuning(trim_after_task)
 
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "backend", "map_parallel", "set_malloc_thresholds", "tune_malloc"]
+__all__ = [
+    "CODEC_THREADS_ENV",
+    "MMAP_THRESHOLD_BYTES",
+    "backend",
+    "codec_threads",
+    "map_parallel",
+    "set_malloc_thresholds",
+    "tune_malloc",
+]

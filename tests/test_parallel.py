@@ -104,3 +104,35 @@ def test_malloc_plugin_runs_on_worker_processes() -> None:
             return plugin._libc is not None and plugin.trim
 
         assert list(client.run(tuned).values()) == [parallel._libc() is not None]
+
+
+def _write_threads() -> tuple[str, str | None]:
+    """The codec threads here and GDAL's ``GDAL_NUM_THREADS`` inside the writers' environment."""
+    import rasterio.env
+
+    from sen2core.io.write import _write_env
+
+    with _write_env():
+        return parallel.codec_threads(), rasterio.env.getenv().get("GDAL_NUM_THREADS")
+
+
+def test_codecs_use_every_core_outside_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(parallel.CODEC_THREADS_ENV, raising=False)
+    assert _write_threads() == ("ALL_CPUS", "ALL_CPUS")
+    monkeypatch.setenv(parallel.CODEC_THREADS_ENV, "3")
+    assert _write_threads() == ("3", "3")
+
+
+@pytest.mark.timeout(120)
+def test_codecs_in_a_worker_use_the_workers_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import Client, LocalCluster
+
+    monkeypatch.delenv(parallel.CODEC_THREADS_ENV, raising=False)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=":0",
+                     silence_logs=logging.ERROR) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        assert client.submit(_write_threads, pure=False).result() == ("3", "3")
+        monkeypatch.setenv(parallel.CODEC_THREADS_ENV, "ALL_CPUS")  # the override wins in workers too
+        assert client.submit(_write_threads, pure=False).result() == ("ALL_CPUS", "ALL_CPUS")

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 
 from sen2core.errors import BandReadError, OutputError
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
+from sen2core.parallel import codec_threads
 from sen2core.solar import solar_position
 
 __all__ = [
@@ -109,7 +110,8 @@ def read_window(
         corrupt JPEG 2000).
     """
     try:
-        with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES, **gdal_options), rasterio.open(path) as ds:
+        options = {"GDAL_CACHEMAX": READ_CACHE_BYTES, "GDAL_NUM_THREADS": codec_threads(), **gdal_options}
+        with rasterio.Env(**options), rasterio.open(path) as ds:
             data = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), out_dtype="uint16")
     except Exception as exc:
         raise BandReadError(

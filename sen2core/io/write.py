@@ -28,11 +28,17 @@ from rasterio.windows import Window
 
 from sen2core.errors import OutputError
 from sen2core.io.metadata import GeoBox
+from sen2core.parallel import codec_threads
 
 #: GDAL options while writing (set inside each writing function: they do not travel with the graph).
 # A bounded block cache: by default GDAL may keep 5 % of the machine's memory per process,
 # and the COG conversion reads each staged file once.
-GDAL_WRITE_OPTIONS = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_INTERNAL_MASK": "YES", "GDAL_CACHEMAX": 256 * 2**20}
+GDAL_WRITE_OPTIONS = {"GDAL_TIFF_INTERNAL_MASK": "YES", "GDAL_CACHEMAX": 256 * 2**20}
+
+
+def _write_env(**extra: Any) -> rasterio.Env:
+    """:data:`GDAL_WRITE_OPTIONS` and the codec threads of this worker (:func:`~sen2core.parallel.codec_threads`)."""
+    return rasterio.Env(**GDAL_WRITE_OPTIONS, GDAL_NUM_THREADS=codec_threads(), **extra)
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,7 @@ class _WindowTarget:
         win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         data = value if value.ndim == 3 else value[None]
         try:
-            with self.lock.held(), rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(self.path, "r+") as dst:
+            with self.lock.held(), _write_env(), rasterio.open(self.path, "r+") as dst:
                 dst.write(data, window=win)
                 if self.negative_below is not None:
                     # Counted as the chunk goes by: no second pass over the band.
@@ -137,7 +143,7 @@ class _WindowTarget:
 
 def _create(path: str, spec: RasterSpec, bands: int) -> None:
     gb = spec.geobox
-    with rasterio.Env(**GDAL_WRITE_OPTIONS), rasterio.open(
+    with _write_env(), rasterio.open(
         path, "w", driver="GTiff", width=gb.width, height=gb.height, count=bands, dtype=spec.dtype,
         crs=gb.crs, transform=gb.transform, nodata=spec.nodata, tiled=True, blockxsize=256, blockysize=256,
         compress="NONE", sparse_ok=False, bigtiff="IF_SAFER",
@@ -155,12 +161,12 @@ def _to_cog(tmp: str, final: str, spec: RasterSpec) -> str:
     """Compress ``tmp`` into the COG ``final`` (overviews included) and remove ``tmp``."""
     opts: dict[str, Any] = dict(
         driver="COG", compress=spec.compress, blocksize=512, overview_resampling=spec.resampling,
-        num_threads="ALL_CPUS", bigtiff="IF_SAFER",
+        num_threads=codec_threads(), bigtiff="IF_SAFER",
     )  # fmt: skip
     if spec.compress in ("DEFLATE", "ZSTD", "LZW") and spec.predictor:
         opts["predictor"] = "YES" if spec.predictor == 2 else "FLOATING_POINT"
     try:
-        with rasterio.Env(**GDAL_WRITE_OPTIONS):
+        with _write_env():
             rasterio.shutil.copy(tmp, final, **opts)
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: COG encoding failed: {exc}") from exc
@@ -203,7 +209,7 @@ def _to_jp2(tmp: str, final: str, spec: RasterSpec) -> str:
     """
     gb = spec.geobox
     try:
-        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_PAM_ENABLED="NO"):
+        with _write_env(GDAL_PAM_ENABLED="NO"):
             rasterio.shutil.copy(tmp, final, driver="JP2OpenJPEG", **jp2_creation_options(gb.width, gb.height))
     except rasterio.errors.RasterioError as exc:
         raise OutputError(f"{final}: JPEG 2000 encoding failed: {exc}") from exc
