@@ -295,28 +295,43 @@ def _staged_tasks(
     ``group`` splits the outputs into stores computed one after the other (in order of
     first appearance): outputs that share no costly intermediate need not be in flight
     together, and each store holds less in memory. Outputs that share one must be in the
-    same group (see below). With ``store=False`` the staged files were written already
+    same group (see below). Each group's files are finalised while the next group is
+    computed; the returned tasks of those files only hold their results. With ``store=False`` the staged files were written already
     (window by window, :func:`store_blocks`) and only the finalisations are returned.
     """
     staged = _staged(outputs, folder)
-    if store:
-        create_staged(outputs, folder, stage_spec)
-        stores: dict[Hashable, tuple[list[Any], list[Any]]] = {}
-        for s, (arr, _) in zip(staged, outputs.values(), strict=True):
-            sources, targets = stores.setdefault(None if group is None else group(s.spec), ([], []))
-            sources.append(arr.astype(s.spec.dtype))
-            targets.append(_target(s))
-        # One store per group, computed here: dask optimises a group's graphs together. Stored
-        # one by one (or handed to delayed functions as arguments), each graph is optimised alone
-        # and an intermediate two outputs share (a band and the true-colour image) is fused into
-        # both and computed twice.
-        for sources, targets in stores.values():
-            da.store(sources, targets, lock=False)
-    else:
+    if not store:
         missing = [s.final for s in staged if not os.path.exists(s.tmp)]
         if missing:
             raise OutputError(f"staged file(s) missing: {', '.join(missing)}")
-    return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) for s in staged]
+        return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) for s in staged]
+    create_staged(outputs, folder, stage_spec)
+    stores: dict[Hashable, tuple[list[Any], list[Any], list[int]]] = {}
+    for i, (s, (arr, _)) in enumerate(zip(staged, outputs.values(), strict=True)):
+        sources, targets, members = stores.setdefault(None if group is None else group(s.spec), ([], [], []))
+        sources.append(arr.astype(s.spec.dtype))
+        targets.append(_target(s))
+        members.append(i)
+    # One store per group, computed here: dask optimises a group's graphs together. Stored
+    # one by one (or handed to delayed functions as arguments), each graph is optimised alone
+    # and an intermediate two outputs share (a band and the true-colour image) is fused into
+    # both and computed twice. The files of one group are encoded while the next group is
+    # computed: the cores that the store leaves idle (its last chunks, waits on neighbours)
+    # encode, and only the last group's files remain to encode at the end.
+    done: dict[int, Any] = {}
+    pending: list[int] = []
+    for sources, targets, members in stores.values():
+        finalised = dask.compute(
+            da.store(sources, targets, lock=False, compute=False),
+            *(dask.delayed(finalise, pure=False)(staged[i].tmp, staged[i].final, staged[i].spec) for i in pending),
+        )[1:]
+        done.update(zip(pending, finalised, strict=True))
+        pending = members
+    # Already encoded files are returned as computed values, so callers compute every result alike.
+    return [
+        dask.delayed(done[i]) if i in done else dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec)
+        for i, s in enumerate(staged)
+    ]
 
 
 def cog_tasks(
