@@ -3,7 +3,9 @@
 For 1 and 2 Dask workers (side by side, same machine, same run) it prints:
 
 - the processing run (``sen2core process --resolution 10 --workers N``): wall time,
-  seconds per stage, peak resident memory of the whole process tree;
+  seconds per stage, peak resident memory of the whole process tree, and the cores kept
+  busy on average (CPU seconds of the whole machine over wall seconds: run it on a quiet
+  machine);
 - the I/O floor with the same cluster: decoding every input JPEG 2000 band once, as the
   processor does (by strips of whole tiles, into block files), and encoding every output
   file of that run with the same codecs and settings (COG, same compression, predictor,
@@ -28,8 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).parent))
 from process_scene import run  # noqa: E402
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent running code since boot (guest time is in user time already)."""
+    t = psutil.cpu_times()._asdict()
+    return sum(v for k, v in t.items() if k not in ("idle", "iowait", "steal", "guest", "guest_nice"))
 
 
 def io_floor(safe: Path, product_dir: Path, workers: int) -> float:
@@ -104,11 +114,14 @@ def main() -> None:
     for workers in args.workers:
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory(dir=args.cache) as out_dir:
+                cpu0 = _busy_seconds()
                 wall, peak, out = run([*sen2core, "process", str(safe), "-o", out_dir, "--resolution", "10",
                                        "--workers", str(workers), "--json"])  # fmt: skip
+                busy = (_busy_seconds() - cpu0) / wall
                 summary = json.loads(out)
                 stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["seconds"].items())
-                print(f"{workers} worker(s): process {wall:.1f} s (stages: {stages}), peak RSS {peak / 2**30:.2f} GiB",
+                print(f"{workers} worker(s): process {wall:.1f} s (stages: {stages}), peak RSS {peak / 2**30:.2f} GiB, "
+                      f"cores busy {busy:.2f} of {psutil.cpu_count()}",
                       flush=True)  # fmt: skip
                 floor = io_floor(safe, Path(summary["output_dir"]), workers)
             walls.setdefault(workers, []).append(wall)
