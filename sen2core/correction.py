@@ -28,6 +28,7 @@ from sen2core.errors import ConfigurationError
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
 from sen2core.kernels.radiometry import block_mean
+from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,22 @@ def _boa_block(
     if not ok.any():
         return out
     table = _table(lut_path, sc, band, aerosol, ozone, sza, vza, raa)
+    # Strip by strip: the temporaries stay in the CPU caches (see sen2core.kernels.strips).
+    for s in row_strips(*toa.shape):
+        m = ok[s]
+        if m.any():
+            out[s][m] = _boa_pixels(
+                table, m, toa[s], None if bg is None else bg[s], aot[s], wv[s], elev[s], sza[s],
+                tuple(x[s] for x in terrain),
+            )  # fmt: skip
+    return out
+
+
+def _boa_pixels(
+    table: DenseTable, ok: NDArray[np.bool_], toa: NDArray[Any], bg: NDArray[Any] | None, aot: NDArray[Any],
+    wv: NDArray[Any], elev: NDArray[Any], sza: NDArray[Any], terrain: tuple[NDArray[Any], ...],
+) -> NDArray[np.floating]:  # fmt: skip
+    """Surface reflectance of the pixels ``ok`` of a strip (see :func:`_boa_block`)."""
     t = table.at(aot[ok], elev[ok], wv[ok])
     ter = tuple(x[ok] for x in terrain) if terrain else None
     e = _irradiance(t, sza[ok], ter)
@@ -291,8 +308,7 @@ def _boa_block(
                 tg = AtmosphericTerms(*(np.asarray(getattr(t, f.name))[gap] for f in fields(t)))
                 b[gap] = rt.surface_from_toa_uniform(rho_toa[gap], tg, e[gap])
             rho = rt.surface_from_toa(rho_toa, b, t, e)
-    out[ok] = np.clip(rho, -0.2, 1.5)  # beyond this a pixel is not a surface the model describes
-    return out
+    return np.clip(rho, -0.2, 1.5)  # beyond this a pixel is not a surface the model describes
 
 
 def _quantise(x: da.Array, step: float = 1e-3) -> da.Array:

@@ -296,8 +296,9 @@ def _staged_tasks(
     first appearance): outputs that share no costly intermediate need not be in flight
     together, and each store holds less in memory. Outputs that share one must be in the
     same group (see below). Each group's files are finalised while the next group is
-    computed; the returned tasks of those files only hold their results. With ``store=False`` the staged files were written already
-    (window by window, :func:`store_blocks`) and only the finalisations are returned.
+    computed; the returned tasks of those files only hold their results. With
+    ``store=False`` the staged files were written already (window by window,
+    :func:`store_blocks`) and only the finalisations are returned.
     """
     staged = _staged(outputs, folder)
     if not store:

@@ -8,6 +8,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from sen2core.kernels.strips import row_strips
+
 Array = NDArray[np.float64]
 
 
@@ -55,6 +57,10 @@ def bilinear_refine(coarse: Array, factor: int, shape: tuple[int, int], halo: in
         c = np.pad(c, ((0, 1 if c.shape[0] == 1 else 0), (0, 1 if c.shape[1] == 1 else 0)), mode="edge")
     r0, fr = axis(rows, c.shape[0])
     c0, fc = axis(cols, c.shape[1])
-    top = c[r0][:, c0] * (1 - fc) + c[r0][:, c0 + 1] * fc
-    bottom = c[r0 + 1][:, c0] * (1 - fc) + c[r0 + 1][:, c0 + 1] * fc
-    return (top * (1 - fr)[:, None] + bottom * fr[:, None]).astype(np.float32)
+    # Along the rows first, on the coarse rows only: each fine row then blends two of them.
+    across = c[:, c0] * (1 - fc) + c[:, c0 + 1] * fc
+    out = np.empty((rows, cols), dtype=np.float32)
+    for s in row_strips(rows, cols):  # temporaries in the CPU caches (see sen2core.kernels.strips)
+        r, f = r0[s], fr[s]
+        out[s] = across[r] * (1 - f)[:, None] + across[r + 1] * f[:, None]
+    return out
