@@ -10,7 +10,6 @@ discovery, publishing and reporting.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -63,21 +62,23 @@ def outcome_from_result(ref: L1CRef, result: L2AResult, seconds: float | None) -
     )  # fmt: skip
 
 
-_CLIENT_TURNS = threading.Lock()
-
-
 @contextmanager
 def on_task_runner_cluster() -> Iterator[Any]:
     """Send the dask (and joblib) work of the block to the cluster this task runs on.
 
-    On a Dask worker (a ``DaskTaskRunner`` task), ``prefect_dask.get_dask_client``
-    connects to the same scheduler and becomes the default client: the library's
-    ``dask.compute``/``da.store`` calls then run there and secede from the worker
-    thread while they wait (no deadlock however few threads the cluster has), and
-    joblib sections use the dask backend. Elsewhere (another task runner, a plain
-    call) the block runs on dask's local threads.
+    On a Dask worker (a ``DaskTaskRunner`` task) the block runs with the worker's own
+    client (``distributed.get_client``), which stays open as long as the worker: the
+    library's ``dask.compute``/``da.store`` calls run on the cluster and secede from the
+    worker thread while they wait (no deadlock however few threads the cluster has), and
+    joblib sections use the dask backend. Elsewhere (another task runner, a plain call)
+    the block runs on dask's local threads.
+
+    No temporary client is opened (``prefect_dask.get_dask_client`` opens one per task):
+    a temporary client becomes the process's default client, which every task thread of
+    the worker then uses, and while it closes its scheduler is None. Per-tile tasks, several
+    per worker, failed that way ("'NoneType' object has no attribute 'address'").
     """
-    from distributed import get_worker
+    from distributed import get_client, get_worker
 
     try:
         get_worker()
@@ -85,21 +86,10 @@ def on_task_runner_cluster() -> Iterator[Any]:
         yield None
         return
     import joblib  # type: ignore[import-untyped]
-    from prefect_dask.utils import get_dask_client
 
-    # get_dask_client reads the address of the process's current default client, which is the
-    # temporary client of another task on this worker while that one is open, and whose
-    # scheduler is None while it closes ("'NoneType' object has no attribute 'address'", seen
-    # with per-tile tasks, two threads per worker). Opening and closing take turns.
-    with _CLIENT_TURNS:
-        context = get_dask_client()
-        client = context.__enter__()
-    try:
-        with joblib.parallel_config(backend="dask"):
-            yield client
-    finally:
-        with _CLIENT_TURNS:
-            context.__exit__(None, None, None)
+    client = get_client()
+    with joblib.parallel_config(backend="dask"):
+        yield client
 
 
 @task(

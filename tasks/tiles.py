@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prefect import task, unmapped
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -158,6 +158,17 @@ def process_tiled_product(
     return outcome_from_result(ref, result, total)
 
 
+def _one_by_one(tile_task: Any, plan: TilePlan, *args: Any) -> list[Any]:
+    """Run ``tile_task(plan, tile, *args)`` for every tile, one tile after the other; return the results.
+
+    Each tile's dask work already spreads over the whole cluster. Tiles at once sent the
+    scheduler graphs that share keys (the neighbouring chunks a tile's margins need) fused
+    into different tasks: the scheduler warned of two ``run_spec`` for one key, then failed
+    a transition, lost its workers and cancelled the tile tasks (a flaky test, once a hang).
+    """
+    return [tile_task.submit(plan, tile, *args).result() for tile in plan.tiles]
+
+
 def _rounds(plan: TilePlan, opts: dict[str, Any], laps: _Laps) -> L2AResult:
     known: dict[str, Any] = {}
     step = plan.first_step
@@ -165,19 +176,17 @@ def _rounds(plan: TilePlan, opts: dict[str, Any], laps: _Laps) -> L2AResult:
         name = step.name
         if step.kind == "stage":
             stage_intermediate.with_options(**opts).submit(plan, known, name).result()
-            for future in screen_tile.with_options(**opts).map(unmapped(plan), list(plan.tiles), unmapped(known)):
-                future.result()
+            _one_by_one(screen_tile.with_options(**opts), plan, known)
             known, step = intermediate_stored.with_options(**opts).submit(plan, known, name).result()
             laps("screen tiles")
             continue
         screening = name in tiled.SCREENING_SUMS
         stats = tile_statistics.with_options(name="screen-statistics" if screening else "correct-statistics", **opts)
-        parts = [f.result() for f in stats.map(unmapped(plan), list(plan.tiles), unmapped(known), unmapped(name))]
+        parts = _one_by_one(stats, plan, known, name)
         known, step = reduce_statistics.with_options(**opts).submit(plan, parts, known, name).result()
         laps("screening statistics" if screening else "correction statistics")
     stage_outputs.with_options(**opts).submit(plan, known).result()
-    for future in correct_tile.with_options(**opts).map(unmapped(plan), list(plan.tiles), unmapped(known)):
-        future.result()
+    _one_by_one(correct_tile.with_options(**opts), plan, known)
     laps("correct tiles")
     result = package_product.with_options(**opts).submit(plan, known, laps.seconds).result()
     laps("package")
