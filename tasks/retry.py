@@ -19,8 +19,8 @@ __all__ = ["is_transient", "retry_discovery", "retry_product"]
 
 def _worker_lost(exc: BaseException) -> bool:
     """The cluster lost the computation: a worker died (killed, out of memory, connection closed), or
-    the scheduler cancelled a future the task was waiting for (it may do so when another client that
-    shared a key of the graph, such as a neighbouring tile's task, releases it)."""
+    the scheduler cancelled a future the task was waiting for (as it does for the keys it held when it
+    loses its workers or fails a transition)."""
     try:
         from distributed import KilledWorker
         from distributed.client import FutureCancelledError
