@@ -4,12 +4,13 @@ Daily ingest, backfill and the one-product flow differ only in *what they enqueu
 from the list of references on, they share :func:`run_products`:
 
 1. **screen** (one task): products already done are skipped, unless ``overwrite``;
-2. **process** (one task per product, :func:`tasks.product.process_l1c`), at most
-   ``max_concurrency`` at a time: the flow submits a new product only when one has
-   finished (a bounded submission window), because a product task secedes from its
-   Dask worker thread while its kernels run, and Dask would otherwise start every
+2. **process** (for each product the chain of its stage tasks, :mod:`tasks.stages`:
+   tiling → screening → atmosphere → correction → packaging), at most
+   ``max_concurrency`` products at a time: the flow submits a new product only when
+   one has finished (a bounded submission window), because a stage task secedes from
+   its Dask worker thread while its kernels run, and Dask would otherwise start every
    queued product at once and multiply the memory in use. A bad product fails alone
-   (its task is ``Failed``, with the reason) and the others go on;
+   (the stage that failed is ``Failed``, with the reason) and the others go on;
 3. **publish** (one task): the STAC collection at the output root is updated with
    every finished product's item;
 4. **report** (one task): table and markdown artifacts, quicklooks, report on disk.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import time
 from collections import deque
 from typing import Any
 
@@ -39,7 +41,8 @@ from tasks.models import L1CRef, ProcessingOptions, ProductOutcome, RunSummary, 
 from tasks.product import process_l1c, screen_products
 from tasks.publish import publish_products
 from tasks.report import ProgressArtifact, report_run
-from tasks.tiles import process_tiled_product
+from tasks.stages import ProductRun, collect_product, process_by_tiles
+from tasks.stages import submit_product as submit_stages
 
 __all__ = ["RunFailed", "process_bounded", "run_products", "submit_product"]
 
@@ -64,10 +67,12 @@ def _failed(ref: L1CRef, error: BaseException | str) -> ProductOutcome:
                           sensing_time=ref.sensing_time)  # fmt: skip
 
 
-def _collect(ref: L1CRef, future: Any) -> ProductOutcome:
-    """The outcome of a finished product future, whatever its final state."""
+def _collect(ref: L1CRef, handle: Any) -> ProductOutcome:
+    """The outcome of a finished product (a stage chain or one task), whatever its final state."""
+    if isinstance(handle, ProductRun):
+        return collect_product(handle)
     try:
-        value = future.result(raise_on_failure=False)
+        value = handle.result(raise_on_failure=False)
     except Exception as exc:  # noqa: BLE001 - the Dask future itself failed: worker lost, cancelled
         return _failed(ref, exc)
     if isinstance(value, ProductOutcome):
@@ -79,14 +84,22 @@ def _collect(ref: L1CRef, future: Any) -> ProductOutcome:
 
 def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions | None, overwrite: bool,
                    timeout_minutes: float) -> Any:  # fmt: skip
-    """Submit the work of one product; return a future whose result is its :class:`ProductOutcome`.
+    """Submit the work of one product; return its handle (a :class:`~tasks.stages.ProductRun`, or one future).
 
-    The one place that knows what processing a product means: today one task
-    (:func:`tasks.product.process_l1c`); a chain of stage tasks would be submitted
-    here, returning the future of its last task.
+    The one place that knows what processing a product means: the chain of its stage
+    tasks (default), or one task (``options.task_per_stage=False``).
     """
+    options = options or ProcessingOptions()
+    if options.task_per_stage:
+        return submit_stages(ref, output_root, options, overwrite, timeout_minutes)
     budget = max(1.0, timeout_minutes * 60.0)
     return process_l1c.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite, budget)
+
+
+#: Seconds between checks of the products in flight (the wait for the next finished one is bounded).
+POLL_S = 30.0
+#: Grace after a product's own timeout before the flow gives up waiting on it.
+GRACE_S = 300.0
 
 
 def process_bounded(
@@ -98,10 +111,12 @@ def process_bounded(
     product_timeout_minutes: float,
     progress: ProgressArtifact | None = None,
 ) -> list[ProductOutcome]:
-    """Process ``refs`` with at most ``max_concurrency`` product tasks in flight; outcomes in input order.
+    """Process ``refs`` with at most ``max_concurrency`` products in flight; outcomes in input order.
 
     With ``options.tile_blocks``, products are processed one after the other, each by
-    tiles (:func:`tasks.tiles.process_tiled_product`): the tiles fill the cluster.
+    tiles (:func:`tasks.stages.process_by_tiles`): the tiles fill the cluster. A product
+    whose last task has not finished ``GRACE_S`` after its timeout is reported failed
+    (a lost future never finishes), so the flow never waits without a bound.
     """
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
@@ -110,17 +125,33 @@ def process_bounded(
         return [_tiled(ref, output_root, options, overwrite, product_timeout_minutes, progress) for ref in refs]
     finished: queue.Queue[Any] = queue.Queue()
     pending = deque(enumerate(refs))
-    inflight: dict[Any, tuple[int, L1CRef]] = {}
+    inflight: dict[Any, tuple[int, L1CRef, Any, float]] = {}
     outcomes: dict[int, ProductOutcome] = {}
+    # A chain's tasks each get the product's timeout.
+    stages = 8 if options is None or options.task_per_stage else 1
+    limit = product_timeout_minutes * 60.0 * stages + GRACE_S
     while pending or inflight:
         while pending and len(inflight) < max_concurrency:
             index, ref = pending.popleft()
-            future = submit_product(ref, output_root, options, overwrite, product_timeout_minutes)
-            inflight[future.task_run_id] = (index, ref)
-            future.add_done_callback(finished.put)
-        future = finished.get()
-        index, ref = inflight.pop(future.task_run_id)
-        outcome = outcomes[index] = _collect(ref, future)
+            handle = submit_product(ref, output_root, options, overwrite, product_timeout_minutes)
+            last = handle.last if isinstance(handle, ProductRun) else handle
+            inflight[last.task_run_id] = (index, ref, handle, time.monotonic())
+            last.add_done_callback(finished.put)
+        try:
+            key = finished.get(timeout=POLL_S).task_run_id
+        except queue.Empty:
+            late = [k for k, v in inflight.items() if time.monotonic() - v[3] > limit]
+            if not late:
+                continue
+            key = late[0]
+            index, ref, _, _ = inflight.pop(key)
+            outcome = outcomes[index] = _failed(ref, f"no result {limit:.0f} s after submission: the task "
+                                                     "or its Dask future was lost")  # fmt: skip
+        else:
+            if key not in inflight:
+                continue
+            index, ref, handle, _ = inflight.pop(key)
+            outcome = outcomes[index] = _collect(ref, handle)
         if outcome.status == "failed":
             logger.error("%s failed: %s", ref.product_id, outcome.error)
         else:
@@ -134,7 +165,7 @@ def _tiled(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite:
            progress: ProgressArtifact | None) -> ProductOutcome:  # fmt: skip
     logger = get_run_logger()
     try:
-        outcome = process_tiled_product(ref, output_root, options, overwrite, timeout_minutes)
+        outcome = process_by_tiles(ref, output_root, options, overwrite, timeout_minutes)
     except Exception as exc:  # noqa: BLE001 - a bad product fails alone and is reported
         outcome = _failed(ref, exc)
         logger.error("%s failed: %s", ref.product_id, outcome.error)

@@ -11,6 +11,7 @@ cirrus gamma) are small block sums computed between the stages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,8 @@ class Atmosphere:
     """Aerosol model used."""
     summary: dict[str, Any]
     """AOT_RETRIEVAL_METHOD, GRANULE_MEAN_AOT, GRANULE_MEAN_WV, DDV_PIXEL_PERCENTAGE, ..."""
-    cirrus_gamma: float | None = None
+    totals: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """The scene-wide sums the retrieval used, by name (given or computed)."""
 
 
 def _lut(path: str) -> RadiativeTransferLUT:
@@ -373,14 +375,30 @@ class AtmosphericCorrection:
         assert scene.sunlit is not None and scene.sky_view is not None
         return (scene.cos_incidence, scene.sunlit, scene.sky_view)
 
-    def remove_cirrus(self, scene: Scene, scl: da.Array) -> tuple[Scene, float | None]:
-        """Cirrus-corrected scene (Sen2Cor A4.3) and the gamma used; unchanged when too few samples."""
+    def cirrus_sums(self, scene: Scene) -> lazy.BlockSums | None:
+        """The scene-wide sums behind the cirrus gamma (None without B10), named ``cirrus_gamma_{res}m``."""
         if "B10" not in scene.toa:
-            return scene, None
+            return None
         rho_c = lazy.median3(scene.toa["B10"])
         visible = [scene.toa[b] for b in ("B01", "B02", "B03") if b in scene.toa]
         name = f"cirrus_gamma_{scene.resolution_m:g}m"
-        (total,) = dask.compute(lazy.block_sum(_gamma_sums, *visible, rho_c, name=name, settings=self.config.cirrus))
+        return lazy.block_sums(_gamma_sums, *visible, rho_c, name=name, settings=self.config.cirrus)
+
+    def remove_cirrus(
+        self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None
+    ) -> tuple[Scene, float | None]:
+        """Cirrus-corrected scene (Sen2Cor A4.3) and the gamma used; unchanged when too few samples.
+
+        ``known``: totals of :meth:`cirrus_sums` already added up (by name); computed here otherwise.
+        """
+        sums = self.cirrus_sums(scene)
+        if sums is None:
+            return scene, None
+        rho_c = lazy.median3(scene.toa["B10"])
+        if known is not None and sums.name in known:
+            total = np.asarray(known[sums.name], dtype=np.float64)
+        else:
+            (total,) = dask.compute(sums.total())
         gamma = cirrus.gamma_from_sums(total, self.config.cirrus)
         if gamma is None:
             log.info("cirrus correction skipped: too few cirrus or clear samples")
@@ -392,9 +410,47 @@ class AtmosphericCorrection:
                 toa[b] = da.map_blocks(_remove_cirrus, x, rho_c, gamma=g, dtype=F32)
         return Scene(**{**scene.__dict__, "toa": toa}), gamma
 
-    def retrieve(self, scene: Scene, scl: da.Array) -> Atmosphere:
-        """AOT by DDV and water vapour by APDA on the scene's working grid."""
+    def retrieve(
+        self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None, keep: bool = True
+    ) -> Atmosphere:
+        """AOT by DDV and water vapour by APDA on the scene's working grid.
+
+        Parameters
+        ----------
+        scene, scl
+            The scene and its classification.
+        known
+            Totals of the scene-wide sums already added up (:meth:`next_sum`); the
+            others are computed here, over the whole scene, in order.
+        keep
+            Persist the intermediates read more than once (the DDV layers, the maps) in
+            the cluster: for a run over the whole scene; a window's run keeps nothing.
+        """
+        found = self._retrieval(scene, scl, dict(known or {}), keep, compute_missing=True)
+        assert isinstance(found, Atmosphere)
+        return found
+
+    def next_sum(self, scene: Scene, scl: da.Array, known: Mapping[str, Any]) -> lazy.BlockSums | None:
+        """The first scene-wide sum of :meth:`retrieve` not in ``known`` (None: all known).
+
+        The sums depend on each other (DDV selection, then its negative-reflectance
+        check, then the land mean of the water vapour): ask again once a total is known.
+        """
+        found = self._retrieval(scene, scl, dict(known), keep=False, compute_missing=False)
+        return found if isinstance(found, lazy.BlockSums) else None
+
+    def _retrieval(
+        self, scene: Scene, scl: da.Array, known: dict[str, Any], keep: bool, compute_missing: bool
+    ) -> Atmosphere | lazy.BlockSums:
         cfg, res = self.config, scene.resolution_m
+
+        def total(sums: lazy.BlockSums) -> NDArray[np.float64] | None:
+            if sums.name not in known:
+                if not compute_missing:
+                    return None
+                (known[sums.name],) = dask.compute(sums.total())
+            return np.asarray(known[sums.name], dtype=np.float64)
+
         models = AEROSOL_MODELS if cfg.aerosol == "auto" else (cfg.aerosol,)
         cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
         size = adjacency.window_pixels(cfg.cloud_distance_km, res)
@@ -411,11 +467,14 @@ class AtmosphericCorrection:
             ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
             new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
-        (ddv,) = lazy.persist(ddv)
+        if keep:
+            (ddv,) = lazy.persist(ddv)
         layers = [ddv[i] for i in range(ddv.shape[0])]
         n_levels = len(cfg.ddv.b12_upper)
-        (sums,) = dask.compute(lazy.block_sum(_ddv_sums, scl, *layers, name="ddv", n_levels=n_levels))
-        sums = np.asarray(sums)
+        ddv_sums = lazy.block_sums(_ddv_sums, scl, *layers, name="ddv", n_levels=n_levels)
+        sums = total(ddv_sums)
+        if sums is None:
+            return ddv_sums
         nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
         enough = cfg.ddv.min_fraction * nonwater
@@ -431,11 +490,14 @@ class AtmosphericCorrection:
             im = int(np.argmin(sse)) if len(models) > 1 else 0
             aerosol = models[im]
             scene_aot = float(per_level[k_sel, 1 + 2 * im] / count)
-            neg = np.asarray(dask.compute(lazy.block_sum(
+            neg_sums = lazy.block_sums(
                 _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
                 name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
                 wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
-            ))[0])  # fmt: skip
+            )  # fmt: skip
+            neg = total(neg_sums)
+            if neg is None:
+                return neg_sums
             land, too_dark = neg[0], neg[1:]
             scale = next(
                 (
@@ -462,7 +524,9 @@ class AtmosphericCorrection:
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
-        (aot_map,) = lazy.persist(_quantise(aot_map))
+        aot_map = _quantise(aot_map)
+        if keep:
+            (aot_map,) = lazy.persist(aot_map)
         # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
         pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
         angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
@@ -476,8 +540,12 @@ class AtmosphericCorrection:
             wv_raw = _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
         else:
             wv_raw = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
-        (wv_raw,) = lazy.persist(wv_raw)
-        ls = np.asarray(dask.compute(lazy.block_sum(_land_sums, wv_raw, scl, name="water_vapour_land"))[0])
+        if keep:
+            (wv_raw,) = lazy.persist(wv_raw)
+        land_sums = lazy.block_sums(_land_sums, wv_raw, scl, name="water_vapour_land")
+        ls = total(land_sums)
+        if ls is None:
+            return land_sums
         if ls[1] >= 2:
             land_mean, wv_method = ls[0] / ls[1], "APDA"
         elif ls[3] >= 2:
@@ -485,11 +553,13 @@ class AtmosphericCorrection:
         else:
             land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
         wv_map = _quantise(lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)))
-        (wv_map,) = lazy.persist(wv_map)
+        if keep:
+            (wv_map,) = lazy.persist(wv_map)
         summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
                        GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE="CONFIG",
                        OZONE_VALUE=round(cfg.ozone_cm_atm * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
-        return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary)
+        totals = {k: tuple(float(v) for v in np.ravel(x)) for k, x in known.items()}
+        return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary, totals=totals)
 
     def correct(
         self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]

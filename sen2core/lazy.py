@@ -5,20 +5,15 @@ kernel's reach, so chunked results equal unchunked ones. Scene-wide statistics
 are sums of small per-block numpy vectors, so they cost one pass and no
 full-array compute.
 
-Those sums are named (:func:`block_sum`), and so is every place that keeps an
-intermediate (:func:`persist`): inside :func:`window` the same graph is computed
-for a rectangle of chunk blocks only (a processing tile), the sums come from the
-caller (added up over all tiles) and nothing is persisted scene-wide. A sum the
-caller does not know yet stops the build with :class:`PendingSum`, carrying this
-window's part of it.
+The sums are explicit (:class:`BlockSums`): per-block parts that a caller adds
+up over the whole scene at once, or computes window by window (processing tiles)
+and adds up afterwards; either way the total is the same, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,127 +102,68 @@ def median3(x: da.Array) -> da.Array:
     return overlap(_median3, x, 1)
 
 
-@dataclass(frozen=True)
-class Window:
-    """A rectangle of chunk blocks (``[start, stop)`` block indices) and the scene-wide sums known so far."""
-
-    rows: tuple[int, int]
-    cols: tuple[int, int]
-    known: Mapping[str, NDArray[np.float64]]
-    probe: bool = False
-    """Stop at the first unknown sum without computing this window's part (``PendingSum.part`` is empty)."""
-    store: str | None = None
-    """Folder of the stored checkpoints (:func:`checkpoint`, :func:`stage_layer_path`)."""
-
-    def blocks(self, grid: tuple[int, ...]) -> list[tuple[int, ...]]:
-        """Indices of this window's blocks in a chunk grid of shape ``grid`` (rows, cols)."""
-        if self.rows[1] > grid[0] or self.cols[1] > grid[1]:
-            raise ValueError(f"window {self.rows}x{self.cols} exceeds the chunk grid {grid}")
-        return [(r, c) for r in range(*self.rows) for c in range(*self.cols)]
-
-
-class PendingSum(Exception):  # noqa: N818 - control flow, not an error: never leaves sen2core
-    """Raised inside :func:`window` by a scene-wide sum not in ``known``; ``part`` is this window's share."""
-
-    def __init__(self, name: str, part: NDArray[np.float64]) -> None:
-        super().__init__(name)
-        self.name, self.part = name, part
-
-
-class PendingStage(Exception):  # noqa: N818 - control flow, not an error: never leaves sen2core
-    """Raised inside :func:`window` by a :func:`checkpoint` not stored yet; ``layers`` are its lazy arrays."""
-
-    def __init__(self, name: str, layers: Mapping[str, da.Array]) -> None:
-        super().__init__(name)
-        self.name, self.layers = name, dict(layers)
-
-
-_WINDOW: ContextVar[Window | None] = ContextVar("sen2core_window", default=None)
-
-
-def stage_key(name: str) -> str:
-    """The key of ``known`` that says checkpoint ``name`` is stored."""
-    return f"stage:{name}"
-
-
-def stage_layer_path(store: str, name: str, layer: str) -> str:
-    """Where layer ``layer`` of checkpoint ``name`` is stored (a staged GeoTIFF, see ``sen2core.io.write``)."""
-    return f"{store}/.stage-{name}/{layer}.part.tif"
-
-
-@contextmanager
-def window(
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    known: Mapping[str, Any],
-    probe: bool = False,
-    store: str | None = None,
-) -> Iterator[Window]:
-    """Build graphs for the chunk blocks ``rows`` x ``cols`` only, with the scene-wide sums ``known``."""
-    w = Window(rows, cols, {k: np.asarray(v, dtype=np.float64) for k, v in known.items()}, probe, store)
-    token = _WINDOW.set(w)
-    try:
-        yield w
-    finally:
-        _WINDOW.reset(token)
-
-
-def current_window() -> Window | None:
-    """The active :func:`window`, if any."""
-    return _WINDOW.get()
-
-
 def persist(*arrays: da.Array) -> tuple[da.Array, ...]:
-    """``dask.persist``, except inside :func:`window`: a tile must not compute the whole scene."""
-    if _WINDOW.get() is not None:
-        return arrays
+    """``dask.persist``: intermediates that one stage reads several times, kept in the cluster."""
     return tuple(dask.persist(*arrays))
 
 
-def checkpoint(name: str, layers: Mapping[str, da.Array]) -> dict[str, da.Array]:
-    """Intermediates that later stages read widely (the scene classification): kept, not recomputed.
+@dataclass(frozen=True)
+class BlockSums:
+    """A scene-wide sum over chunk blocks, still in parts: one small float64 vector per block.
 
-    Outside a :func:`window`: persisted in the cluster. Inside one: read back from the
-    files a previous round stored (every tile's window), or, when not stored yet,
-    :class:`PendingStage` is raised for the caller to store this window's part.
+    The parts are lazy (:class:`dask.delayed.Delayed`). :meth:`total` adds all of
+    them; :meth:`parts` computes a window's, and :func:`add_block_parts` adds parts
+    computed apart (processing tiles) in the same order as :meth:`total`, so a
+    scene-wide figure is bit for bit the same however its blocks were computed.
     """
-    w = _WINDOW.get()
-    if w is None:
-        return dict(zip(layers, persist(*layers.values()), strict=True))
-    if stage_key(name) not in w.known or w.store is None:
-        raise PendingStage(name, layers)
-    from sen2core.io.lazy import stored_array  # reading files is the io package's business
 
-    return {k: stored_array(stage_layer_path(w.store, name, k), v.chunks, v.dtype) for k, v in layers.items()}
+    name: str
+    grid: tuple[int, ...]
+    """Chunk blocks (rows, columns)."""
+    blocks: Mapping[tuple[int, ...], Any]
+    """Block index -> delayed part."""
+
+    def total(self) -> Any:
+        """The delayed sum of every block's part (row-major order)."""
+        return dask.delayed(_add_in_order, pure=True)([self.blocks[i] for i in np.ndindex(*self.grid)])
+
+    def parts(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[tuple[int, ...], NDArray[np.float64]]:
+        """Compute the parts of the blocks ``rows`` x ``cols`` (``[start, stop)`` indices)."""
+        if rows[1] > self.grid[0] or cols[1] > self.grid[1]:
+            raise ValueError(f"window {rows}x{cols} exceeds the chunk grid {self.grid}")
+        keys = [(r, c) for r in range(*rows) for c in range(*cols)]
+        values = dask.compute(*(self.blocks[k] for k in keys))
+        return {k: np.asarray(v, dtype=np.float64) for k, v in zip(keys, values, strict=True)}
 
 
-def block_sum(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, name: str, **kwargs: Any) -> Any:
-    """Scene-wide sum over blocks of ``func(*aligned_blocks, **kwargs)`` (a small float64 vector).
+def _add_in_order(parts: list[Any]) -> NDArray[np.float64]:
+    total = np.zeros(1)
+    for p in parts:
+        total = total + np.asarray(p, dtype=np.float64)
+    return np.asarray(total, dtype=np.float64)
 
-    Arrays must share their chunking. Outside a :func:`window` the result is a
-    :class:`dask.delayed.Delayed` to compute together with others. Inside one, it is
-    the total the caller gave under ``name`` (an array: ``dask.compute`` passes it
-    through), or, when unknown, this window's part is computed and raised as
-    :class:`PendingSum`.
+
+def add_block_parts(parts: Mapping[tuple[int, ...], Any], grid: tuple[int, ...]) -> NDArray[np.float64]:
+    """The total of parts computed apart (every block of ``grid`` once), as :meth:`BlockSums.total` adds them."""
+    missing = [i for i in np.ndindex(*grid) if i not in parts]
+    if missing:
+        raise ValueError(f"{len(missing)} block part(s) missing, e.g. block {missing[0]}")
+    return _add_in_order([parts[i] for i in np.ndindex(*grid)])
+
+
+def block_sums(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, name: str, **kwargs: Any) -> BlockSums:
+    """The parts of the scene-wide sum ``name`` of ``func(*aligned_blocks, **kwargs)`` (a small float64 vector).
+
+    Arrays must share their chunking.
     """
     if any(isinstance(v, da.Array) for v in kwargs.values()):
         # A keyword array would reach every block whole, not block by block.
-        raise TypeError("block_sum takes arrays as positional arguments only")
+        raise TypeError("block_sums takes arrays as positional arguments only")
     grids = [a.to_delayed() for a in arrays]
     shape = grids[0].shape
     for g in grids[1:]:
         if g.shape != shape:
-            raise ValueError("block_sum needs arrays with the same chunk grid")
-    w = _WINDOW.get()
-    if w is not None and name in w.known:
-        return w.known[name]
-    if w is not None and w.probe:
-        raise PendingSum(name, np.zeros(0))
+            raise ValueError("block_sums needs arrays with the same chunk grid")
     part = dask.delayed(func, pure=True)
-    blocks = list(np.ndindex(*shape)) if w is None else w.blocks(shape)
-    parts = [part(*(g[idx] for g in grids), **kwargs) for idx in blocks]
-    total = dask.delayed(sum, pure=True)(parts, np.zeros(1))
-    if w is not None:
-        (value,) = dask.compute(total)
-        raise PendingSum(name, np.asarray(value, dtype=np.float64))
-    return total
+    blocks = {idx: part(*(g[idx] for g in grids), **kwargs) for idx in np.ndindex(*shape)}
+    return BlockSums(name, tuple(int(n) for n in shape), blocks)

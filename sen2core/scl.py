@@ -47,7 +47,7 @@ from sen2core.kernels import scene_class as sc
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
 
-__all__ = ["AuxiliaryMaps", "SceneClassification", "classify", "percentages_from_counts"]
+__all__ = ["INPUT_SUMS", "AuxiliaryMaps", "SceneClassification", "classify", "percentages_from_counts", "scene_sums"]
 
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -304,8 +304,10 @@ def _mean_from_sums(sums: np.ndarray) -> float:
     return float(sums[0]) / float(sums[1]) if sums[1] else math.nan
 
 
-def _scene_mean_below_100(snc: da.Array) -> Delayed:
-    total = lazy.block_sum(_below_100_sums, snc, name="snow_condition_mean")
+def _scene_mean_below_100(snc: da.Array, known: Mapping[str, Any]) -> Delayed | float:
+    if "snow_condition_mean" in known:
+        return _mean_from_sums(np.asarray(known["snow_condition_mean"]))
+    total = lazy.block_sums(_below_100_sums, snc, name="snow_condition_mean").total()
     return dask.delayed(_mean_from_sums, pure=True)(total)
 
 
@@ -322,6 +324,54 @@ def _statistics_sums(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 # ---------------------------------------------------------------------------- classify
 
 
+def _classification_chunks(ref: Any, resolution_m: float, cfg: SceneClassificationConfig) -> Chunks:
+    """The chunks :func:`classify` works on: the caller's, rounded up to its coarse grids' cells."""
+    shape = tuple(np.shape(ref))
+    k = sc.shadow_grid_factor(resolution_m, cfg)
+    unit = math.lcm(
+        k,
+        sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
+        3 if math.isclose(resolution_m, 20.0) else 1,
+    )
+    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
+    return _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
+
+
+#: Scene-wide sums of :func:`classify` over its inputs, in the order it needs them
+#: (:func:`scene_sums`); the R7/R8 statistics, which need the pixel classes, are not among them.
+INPUT_SUMS = ("b10_leakage", "snow_condition_mean")
+
+
+def scene_sums(
+    bands: Mapping[str, da.Array],
+    resolution_m: float,
+    config: SceneClassificationConfig | None = None,
+    aux: AuxiliaryMaps | None = None,
+    known: Mapping[str, Any] | None = None,
+) -> lazy.BlockSums | None:
+    """The first scene-wide sum of :func:`classify`'s inputs not in ``known`` (None: none left).
+
+    Give the totals to :func:`classify` (``known``) so that it computes none itself:
+    a caller that computes the classification window by window (processing tiles)
+    adds up every window's parts first.
+    """
+    cfg = config if config is not None else SceneClassificationConfig()
+    maps = aux if aux is not None else AuxiliaryMaps()
+    known = known or {}
+    names = [*sc.REQUIRED_BANDS, *(b for b in sc.OPTIONAL_BANDS if b in bands)]
+    ref = bands["B02"]
+    shape = tuple(np.shape(ref))
+    chunks = _classification_chunks(ref, resolution_m, cfg)
+    if cfg.cirrus_leakage_correction and "b10_leakage" not in known:
+        arrays = [_as_dask(bands[n], chunks, n, shape).astype(np.float32) for n in names]
+        return lazy.block_sums(_leakage_histogram, *arrays, name="b10_leakage", names=tuple(names))
+    if maps.snow_condition is not None and "snow_condition_mean" not in known:
+        snc = _as_dask(maps.snow_condition, chunks, "snow_condition", shape).astype(np.uint8)
+        return lazy.block_sums(_below_100_sums, snc, name="snow_condition_mean")
+    return None
+
+
+
 def classify(
     bands: Mapping[str, da.Array],
     sun_zenith: da.Array,
@@ -336,6 +386,7 @@ def classify(
     *,
     max_sun_zenith_deg: float | None = None,
     private_bands: bool = False,
+    known: Mapping[str, Any] | None = None,
 ) -> SceneClassification:
     """Build the lazy scene classification of one image.
 
@@ -373,6 +424,10 @@ def classify(
         held whole across the scene-wide histogram and the wide overlaps of the shadow
         stages; private, each pass computes a chunk's bands when it needs them. Results
         do not depend on it.
+    known
+        Totals of scene-wide sums already added up (:func:`scene_sums`: ``b10_leakage``,
+        ``snow_condition_mean``; ``r7_r8_statistics``); the others are computed over the
+        whole image as part of the graph.
 
     Returns
     -------
@@ -398,13 +453,9 @@ def classify(
     if len(shape) != 2:
         raise InputProductError("scene classification", f"bands must be 2-D, B02 is {shape}")
     k = sc.shadow_grid_factor(resolution_m, cfg)
-    unit = math.lcm(
-        k,
-        sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
-        3 if math.isclose(resolution_m, 20.0) else 1,
-    )
     base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
-    chunks = _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
+    chunks = _classification_chunks(ref, resolution_m, cfg)
+    known = known or {}
 
     def prep(a: Any, name: str, dtype: Any = np.float32) -> da.Array:
         return _as_dask(a, chunks, name, shape).astype(dtype)
@@ -449,7 +500,7 @@ def classify(
 
     # Stage 1: steps 0-7 and the calibrated probability (pixel rules, snow ring).
     extras1 = [a for a in (dem_a, qm, snc) if a is not None]
-    snc_mean = _scene_mean_below_100(snc) if snc is not None else None
+    snc_mean = _scene_mean_below_100(snc, known) if snc is not None else None
 
     def stage1(
         *blocks: np.ndarray, snow_condition_mean: float | None = None, b10_leakage: float = 0.0
@@ -484,8 +535,11 @@ def classify(
 
     # Scene-wide B10 leakage of bright ground (a histogram reduction).
     leakage: Delayed | float = 0.0
-    if cfg.cirrus_leakage_correction:
-        hist = lazy.block_sum(_leakage_histogram, *bands_for("leakage"), name="b10_leakage", names=tuple(names))
+    if cfg.cirrus_leakage_correction and "b10_leakage" in known:
+        leakage = sc.leakage_from_histogram(np.asarray(known["b10_leakage"]), cfg)
+    elif cfg.cirrus_leakage_correction:
+        hist = lazy.block_sums(_leakage_histogram, *bands_for("leakage"), name="b10_leakage",
+                               names=tuple(names)).total()  # fmt: skip
         leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist, cfg)
 
     kw1: dict[str, Any] = {"b10_leakage": leakage}
@@ -572,9 +626,12 @@ def classify(
             lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm], sc.hpc_blob_reach(resolution_m, cfg), 1
         )
 
-        sums = lazy.block_sum(_statistics_sums, *bands_for("statistics"), cm, blob.astype(bool), lc,
-                              name="r7_r8_statistics", names=tuple(names))  # fmt: skip
-        statistics = dask.delayed(sc.statistics_from_sums, pure=True)(sums, resolution_m, cfg)
+        if "r7_r8_statistics" in known:
+            statistics = sc.statistics_from_sums(np.asarray(known["r7_r8_statistics"]), resolution_m, cfg)
+        else:
+            sums = lazy.block_sums(_statistics_sums, *bands_for("statistics"), cm, blob.astype(bool), lc,
+                                   name="r7_r8_statistics", names=tuple(names)).total()  # fmt: skip
+            statistics = dask.delayed(sc.statistics_from_sums, pure=True)(sums, resolution_m, cfg)
 
     # Stage 5: shadows, recoveries, post-processing, improvements.
     optional = {"dem": dem_a, "cast": cast, "water_bodies": wb, "land_cover": lc, "matched": matched}
@@ -609,7 +666,8 @@ def classify(
     kw5: dict[str, Any] = {"b10_leakage": leakage}
     if statistics is not None:
         kw5["statistics"] = statistics
-    bands5 = bands_for("finalize", [a for a in (projected, matched, cast, statistics) if a is not None], stacked=True)
+    bands5 = bands_for("finalize", [a for a in (projected, matched, cast, statistics) if dask.is_dask_collection(a)],
+                       stacked=True)
     scl, buffered = _overlap_map(
         stage5,
         [*bands5, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],

@@ -173,13 +173,14 @@ class ProcessingOptions(BaseModel):
     """``cog`` (COGs + STAC item) or ``safe`` (Sen2Cor's L2A SAFE layout)."""
     chunk_m: float = Field(default=18300.0, gt=0)
     """Chunk edge in metres (18.3 km: 1830, 915 and 305 px at 10, 20 and 60 m); by tiles, a multiple of 300 m."""
-    keep_inputs: Literal["files", "memory"] = "files"
-    """Where the band digital numbers wait for the 10 m stage: ``files`` beside the output (read back
-    as needed; the worker memory stays lower) or ``memory`` (the cluster's memory)."""
     tile_blocks: int | None = Field(default=None, ge=1)
-    """Process each product by processing tiles of this many chunk blocks (18.3 km) a side, one task per
-    tile and round (:mod:`tasks.tiles`); None (default): one task per product, several times faster on
-    one machine (``docs/orchestration.md``, "Per-tile tasks")."""
+    """Split each product's stages into processing tiles of this many chunk blocks (18.3 km) a side: one
+    task per tile and stage (:func:`tasks.stages.process_by_tiles`); None (default): one task per stage
+    (``docs/orchestration.md``, "Stages and tiles")."""
+    task_per_stage: bool = True
+    """One task run per stage of a product (default; the flow graph shows the stages); False: one task
+    run per product (:func:`tasks.product.process_l1c`, the same stages inside it), for runs of
+    many products where the Prefect server's load matters more than the detail."""
 
 
 Status = Literal["done", "skipped", "failed"]

@@ -1,10 +1,11 @@
 """Per-product tasks: screening (what is already done) and processing (one L1C href in, one small row out).
 
-:func:`process_l1c` is the per-product unit of the flows. It is a thin wrapper
-around :func:`sen2core.pipeline.process_product`; a later change may replace it by a
-chain of stage tasks with the same input (an :class:`~tasks.models.L1CRef`) and the
-same output (a :class:`~tasks.models.ProductOutcome`), without touching the flows'
-discovery, publishing and reporting.
+By default the flows process a product as the chain of its stage tasks
+(:mod:`tasks.stages`). :func:`process_l1c` is the other unit: one task per product, a
+thin wrapper around :func:`sen2core.pipeline.process_product` that runs the same
+stages inside one task run (``ProcessingOptions.task_per_stage=False``: fewer task
+runs for the Prefect server when products are many). Both take an
+:class:`~tasks.models.L1CRef` and give a :class:`~tasks.models.ProductOutcome`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
-from sen2core import pipeline
 from sen2core.correction import CorrectionConfig
+from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, output_dir, process_product
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
@@ -42,7 +43,7 @@ def to_config(options: ProcessingOptions, overwrite: bool = False, granule: str 
     return ProcessingConfig(granule=granule,
         resolution=options.resolution, sc_only=options.sc_only, dem=options.dem, overwrite=overwrite,
         correction=CorrectionConfig(aerosol=options.aerosol, cirrus_correction=options.cirrus),
-        format=options.output_format, chunk_m=options.chunk_m, keep_inputs=options.keep_inputs,
+        format=options.output_format, chunk_m=options.chunk_m,
     )  # fmt: skip
 
 
@@ -166,7 +167,7 @@ def screen_products(
 
     One task for the whole list, so that a rerun over thousands of finished products
     costs one metadata read each instead of one task run each. "Done" is decided by
-    :func:`sen2core.pipeline.is_done` on :func:`sen2core.pipeline.output_dir`, like
+    :func:`sen2core.package.is_done` on :func:`sen2core.pipeline.output_dir`, like
     the library itself decides it. A product that cannot be opened is left to
     process, where it fails (or is retried, for a transient error) and is reported.
     """
@@ -195,7 +196,7 @@ def screen_products(
                 log.info("%s: %d granules (%s), processed one by one", whole.product_id, len(parts), ", ".join(tiles))
             for ref, granule in parts:
                 folder = output_dir(granule, output_root, fmt)
-                if not overwrite and pipeline.is_done(folder):  # type: ignore[attr-defined]  # pipeline re-exports it
+                if not overwrite and is_done(folder):
                     screening.skipped.append(ProductOutcome(
                         l1c_href=ref.href, product_id=granule.product_id, status="skipped", l2a_id=l2a_id(granule),
                         output_dir=str(folder), tile=ref.tile, sensing_time=ref.sensing_time,

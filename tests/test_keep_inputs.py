@@ -1,4 +1,4 @@
-"""Inputs kept in files (``ProcessingConfig.keep_inputs``): the same product, no scratch left behind."""
+"""Bands kept in files by the decode stage: read back exactly, and no scratch left behind."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from conftest import read_rasters
 
-from sen2core import pipeline as pipeline_module
-from sen2core.errors import BandReadError, ConfigurationError, OutputError
+from sen2core import stages as stages_module
+from sen2core.errors import BandReadError, OutputError
 from sen2core.io import lazy as io_lazy
 from sen2core.io.lazy import BandSource, decode_to_files, dn_array, read_header
 from sen2core.pipeline import INPUT_BANDS, ProcessingConfig, process_product
@@ -24,24 +23,18 @@ def _hidden(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.is_dir()]
 
 
-def test_inputs_in_files_make_the_same_product_and_leave_no_scratch(cloudy_l1c: Path, tmp_path: Path) -> None:
+def test_bands_are_decoded_once_into_files_and_leave_no_scratch(cloudy_l1c: Path, tmp_path: Path) -> None:
     seen: dict[str, list[str]] = {}
 
     def progress(stage: str) -> None:
         # While the classification runs, the digital numbers are band files beside the output.
-        if stage == "scene classification":
-            seen["bands"] = sorted(p.name for folder in _hidden(tmp_path / "files") for p in folder.iterdir())
+        if stage == "screening":
+            seen["bands"] = sorted(p.name for p in (tmp_path / "out").rglob(".bands/*"))
 
-    in_files = process_product(cloudy_l1c, tmp_path / "files", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
-    in_memory = process_product(cloudy_l1c, tmp_path / "memory",
-                                ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))  # fmt: skip
-    assert in_files.status == in_memory.status == "done"
+    result = process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
+    assert result.status == "done"
     assert seen["bands"] == sorted(f"{b}.npy" for b in (*INPUT_BANDS, "B08"))
-    files, memory = read_rasters(Path(in_files.output_dir)), read_rasters(Path(in_memory.output_dir))
-    assert sorted(files) == sorted(memory) and len(files) == 19
-    for name, data in files.items():
-        np.testing.assert_array_equal(data, memory[name], err_msg=name)
-    assert _hidden(tmp_path / "files") == [] and _hidden(tmp_path / "memory") == []
+    assert _hidden(tmp_path / "out") == []
 
 
 def test_a_failed_run_removes_its_kept_inputs(
@@ -52,19 +45,18 @@ def test_a_failed_run_removes_its_kept_inputs(
         assert kept, "the inputs were not kept in files"
         raise OutputError("disk full")
 
-    monkeypatch.setattr(pipeline_module, "write_product", fail)
+    monkeypatch.setattr(stages_module, "store_delayed", fail)
     with pytest.raises(OutputError, match="disk full"):
         process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M))
     assert list((tmp_path / "out").rglob("*.npy")) == []
     assert _hidden(tmp_path / "out") == []
 
 
-def test_only_runs_that_read_the_bands_again_keep_them(cloudy_l1c: Path, tmp_path: Path) -> None:
-    assert ProcessingConfig().rereads_inputs and ProcessingConfig(resolution=10).rereads_inputs
-    assert not ProcessingConfig(resolution=20).rereads_inputs
-    assert not ProcessingConfig(sc_only=True).rereads_inputs
-    with pytest.raises(ConfigurationError, match="keep_inputs must be one of files, memory, not 'disk'"):
-        ProcessingConfig(keep_inputs="disk")
+def test_only_runs_with_10m_outputs_correct_the_10m_bands() -> None:
+    assert ProcessingConfig().corrects_10m and ProcessingConfig(resolution=10).corrects_10m
+    assert not ProcessingConfig(resolution=20).corrects_10m
+    assert not ProcessingConfig(sc_only=True).corrects_10m
+    assert ProcessingConfig(resolution=60).working_resolution == 60 and ProcessingConfig().working_resolution == 20
 
 
 def _jp2(path: Path, data: np.ndarray, tile: int) -> Path:

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-STAGES = ("open", "read", "scene classification", "atmosphere", "correction", "write")
+STAGES = ("plan", "decode", "screening", "atmosphere", "correction", "packaging")
 
 
 class _Progress:
@@ -30,12 +30,13 @@ class _Progress:
                                 TextColumn("{task.completed}/{task.total} stages"), TimeElapsedColumn(),
                                 console=self.console, transient=False)  # fmt: skip
             self.bar.start()
-            self.task = self.bar.add_task("open", total=len(STAGES))
+            self.task = self.bar.add_task("plan", total=len(STAGES))
         return self
 
     def stage(self, name: str) -> None:
         """Called by the pipeline as each stage starts."""
-        done = STAGES.index(name) if name in STAGES else 0
+        kind = "correction" if name.startswith("correction") else name
+        done = STAGES.index(kind) if kind in STAGES else 0
         if self.bar is not None and self.task is not None:
             self.bar.update(self.task, description=name, completed=done)
         else:
@@ -101,17 +102,17 @@ class _Progress:
 )
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
 @click.option(
-    "--keep-inputs",
-    type=click.Choice(["files", "memory"]),
-    default="files",
-    show_default=True,
-    help="Where the band digital numbers wait for the 10 m stage: block files beside the output, or memory.",
+    "--tile-blocks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run each stage by processing tiles of N x N chunk blocks (the same product; for graphs too large "
+    "for the cluster's memory).",
 )
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
-            keep_inputs: str, workers: int | None, as_json: bool) -> None:  # fmt: skip
+            tile_blocks: int | None, workers: int | None, as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
     import dataclasses
 
@@ -138,7 +139,6 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
         correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
-        keep_inputs=keep_inputs,
     )  # fmt: skip
     console = Console(stderr=True)
     with _Progress(console) as progress:
@@ -151,10 +151,10 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
                 Client(cl) as client,
             ):  # fmt: skip
                 client.register_plugin(tune_malloc())
-                result = process_product(product, output_dir, cfg, progress.stage)
+                result = process_product(product, output_dir, cfg, progress.stage, tile_blocks=tile_blocks)
         else:
             set_malloc_thresholds()
-            result = process_product(product, output_dir, cfg, progress.stage)
+            result = process_product(product, output_dir, cfg, progress.stage, tile_blocks=tile_blocks)
     if cfg.format == "cog" and result.status in ("done", "skipped"):
         from sen2core.io.stac import update_collection
         from sen2core.package import item_name

@@ -373,9 +373,95 @@ def decode_to_files(
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip
     dask.compute(*tasks)
-    out = {}
-    for name, target in targets.items():
-        key = f"kept-{tokenize(target, chunks[name])}"
-        out[name] = da.map_blocks(_file_block, target, chunks=chunks[name], dtype=np.uint16,
-                                  meta=np.empty((0, 0), dtype=np.uint16), name=key)  # fmt: skip
-    return out
+    return {name: kept_array(target, chunks[name]) for name, target in targets.items()}
+
+
+def kept_array(path: str, chunks: Chunks) -> da.Array:
+    """A band kept by :func:`decode_to_files`, read lazily on ``chunks``."""
+    key = f"kept-{tokenize(path, chunks)}"
+    return da.map_blocks(_file_block, path, chunks=chunks, dtype=np.uint16, meta=np.empty((0, 0), dtype=np.uint16),
+                         name=key)  # fmt: skip
+
+
+def kept_shape(path: str) -> tuple[int, ...]:
+    """Shape of a kept band or checkpoint file (``.npy``), from its header.
+
+    Raises
+    ------
+    OutputError
+        If the file is missing or not an ``.npy`` file.
+    """
+    try:
+        shape = np.load(path, mmap_mode="r").shape  # the header only: nothing is read
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the kept file ({exc})") from exc
+    return tuple(int(n) for n in shape)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def allocate_checkpoint(path: str, shape: tuple[int, ...], dtype: Any) -> None:
+    """Create the ``.npy`` file of a checkpoint layer (zeros), replacing any earlier one.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be created.
+    """
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        del arr
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot allocate the checkpoint ({exc})") from exc
+
+
+class CheckpointTarget:
+    """``da.store`` target writing regions into a checkpoint ``.npy`` file (a rewrite replaces them)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __setitem__(self, key: tuple[slice, ...], value: NDArray[Any]) -> None:
+        try:
+            kept = np.load(self.path, mmap_mode="r+")
+            kept[key] = value
+            kept.flush()
+            del kept
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{self.path}: cannot store region {key} ({exc})") from exc
+
+
+def _checkpoint_block(path: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
+    r0, r1, c0, c1 = _block_rows_cols(block_info)
+    try:
+        kept = np.load(path, mmap_mode="r")
+        data = np.array(kept[r0:r1, c0:c1], dtype=dtype)
+        del kept
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read stored rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
+    return data
+
+
+def checkpoint_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
+    """A 2-D checkpoint layer stored by an earlier stage, read lazily on ``chunks`` as ``dtype``."""
+    name = f"checkpoint-{tokenize(path, chunks, str(dtype))}"
+    return da.map_blocks(_checkpoint_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
+                         meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+
+
+def load_checkpoint(path: str) -> NDArray[Any]:
+    """A small checkpoint (a table) read whole.
+
+    Raises
+    ------
+    OutputError
+        If it cannot be read.
+    """
+    try:
+        return np.array(np.load(path, mmap_mode="r"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the checkpoint ({exc})") from exc

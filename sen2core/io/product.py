@@ -318,6 +318,21 @@ class Product:
         chunks = {b: self._chunks(s.shape, self.band_resolution(b), None) for b, s in sources.items()}
         return lazy.decode_to_files(sources, chunks, folder)
 
+    def kept_dn(self, bands: Sequence[str], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
+        """The bands :meth:`keep_dn` decoded into ``folder`` earlier (another task), read lazily.
+
+        Raises
+        ------
+        OutputError
+            If a band's file is missing or unreadable.
+        """
+        out = {}
+        for b in bands:
+            path = os.path.join(os.fspath(folder), f"{b}.npy")
+            shape = lazy.kept_shape(path)
+            out[b] = lazy.kept_array(path, self._chunks((shape[0], shape[1]), self.band_resolution(b), None))
+        return out
+
     def toa(
         self,
         band: str,

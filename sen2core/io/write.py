@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -239,12 +240,44 @@ def create_staged(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
     stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
+    keep_existing: bool = False,
 ) -> None:
-    """Pre-allocate the staged GeoTIFF of every output in ``folder`` (any existing one is replaced)."""
+    """Pre-allocate the staged GeoTIFF of every output in ``folder``.
+
+    Any existing one is replaced, unless ``keep_existing``: then only the missing files
+    are created, each made under a private name and linked into place, so that tasks
+    writing windows of the same outputs (processing tiles, retried or concurrent) never
+    replace a file another one has written into.
+    """
     for s in _staged(outputs, folder):
         # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
         Path(s.final).parent.mkdir(parents=True, exist_ok=True)
-        _create(s.tmp, stage_spec(s.spec), s.bands)
+        if not keep_existing:
+            _create(s.tmp, stage_spec(s.spec), s.bands)
+        elif not os.path.exists(s.tmp):
+            private = f"{s.tmp}.{os.getpid()}-{threading.get_ident()}.new"
+            _create(private, stage_spec(s.spec), s.bands)
+            try:
+                os.link(private, s.tmp)  # fails if another task created it meanwhile: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                os.remove(private)
+
+
+def store_delayed(
+    outputs: Mapping[str, tuple[da.Array, RasterSpec]],
+    folder: str | Path,
+    stage_spec: Callable[[RasterSpec], RasterSpec] = lambda spec: spec,
+) -> Any:
+    """Pre-allocate the staged files of ``outputs`` now; return the delayed store of every array into them.
+
+    Compute it together with other work (the encoding of files stored earlier).
+    """
+    create_staged(outputs, folder, stage_spec)
+    staged = _staged(outputs, folder)
+    sources = [arr.astype(s.spec.dtype) for s, (arr, _) in zip(staged, outputs.values(), strict=True)]
+    return da.store(sources, [_target(s) for s in staged], lock=False, compute=False)
 
 
 def _target(s: _Staged) -> _WindowTarget:
@@ -298,14 +331,17 @@ def _staged_tasks(
     same group (see below). Each group's files are finalised while the next group is
     computed; the returned tasks of those files only hold their results. With
     ``store=False`` the staged files were written already (window by window,
-    :func:`store_blocks`) and only the finalisations are returned.
+    :func:`store_blocks`, or by :func:`store_delayed`) and only the finalisations of
+    those not finalised yet are returned.
     """
     staged = _staged(outputs, folder)
     if not store:
-        missing = [s.final for s in staged if not os.path.exists(s.tmp)]
+        # A staged file that is gone was finalised already (by the task that stored the next group).
+        missing = [s.final for s in staged if not os.path.exists(s.tmp) and not os.path.exists(s.final)]
         if missing:
             raise OutputError(f"staged file(s) missing: {', '.join(missing)}")
-        return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) for s in staged]
+        return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) if os.path.exists(s.tmp)
+                else dask.delayed(s.final) for s in staged]  # fmt: skip
     create_staged(outputs, folder, stage_spec)
     stores: dict[Hashable, tuple[list[Any], list[Any], list[int]]] = {}
     for i, (s, (arr, _)) in enumerate(zip(staged, outputs.values(), strict=True)):

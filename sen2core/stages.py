@@ -1,0 +1,913 @@
+"""A product's processing as an explicit plan of stages, shared by the library and the flows.
+
+:func:`plan_product` states what one product's processing is (a :class:`ProductPlan`);
+its stages, in order (:meth:`ProductPlan.stages`):
+
+``decode``
+    The Level-1C bands decoded once into uncompressed files in the work folder.
+``screening``
+    The scene classification (SCL, cloud and snow probabilities, cloud buffer) stored
+    as a checkpoint, with the class counts of every chunk block.
+``atmosphere``
+    The AOT and water-vapour maps stored as a checkpoint (not with ``sc_only``).
+``correction-{res}m``
+    One per resolution group (the 10 m outputs apart from the 20/60 m ones): every
+    output raster of the group computed into its staged file, while the files of the
+    group stored before are encoded.
+``packaging``
+    The remaining files encoded, quicklook, metadata, checksums, the STAC item last,
+    and the product folder published.
+
+Each stage reads only what earlier stages left in the work folder (a hidden sibling of
+the product folder) and small values: the plan and the scene-wide totals known so far.
+Those totals are sums over chunk blocks (:class:`sen2core.lazy.BlockSums`). A stage
+run over the whole product computes the totals it needs itself and returns them
+(:class:`StageDone`). Run by processing tiles (rectangles of chunk blocks, aligned
+across 10, 20 and 60 m), the same stage is split: while :func:`next_sum` names a total
+still unknown, every tile computes its blocks' parts (:func:`sum_parts`), they are
+added up (:func:`add_parts`), and then every tile computes and stores its window
+(:func:`run_stage`). Both ways give the same totals and the same bytes.
+
+A tile reads its window plus the margins its kernels need from the kept files and
+the checkpoints; nothing is decoded or classified twice. Every stage rewrites only
+its own files, so a retried stage (or tile) reruns only itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from sen2core import __version__, lazy
+from sen2core.atmosphere.lut import load_lut
+from sen2core.correction import Atmosphere, AtmosphericCorrection, Scene, config_dict
+from sen2core.errors import ConfigurationError, InputProductError, OutputError
+from sen2core.io.dem import dem_on_grid
+from sen2core.io.lazy import (
+    CheckpointTarget,
+    allocate_checkpoint,
+    checkpoint_array,
+    load_checkpoint,
+)
+from sen2core.io.product import Product, granule_tiles, open_l1c
+from sen2core.io.scl_legend import SCL_CLASSES
+from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
+from sen2core.kernels import encode, terrain
+from sen2core.kernels.scene_class import probability_to_uint8
+from sen2core.kernels.shadow import cast_shadow
+from sen2core.package import (
+    SUMMARY_NAME,
+    ProductRasters,
+    is_done,
+    layout_outputs,
+    logical_name,
+    remove_stale_siblings,
+    store_group,
+    temporary_sibling,
+    write_product,
+)
+from sen2core.run import (
+    BANDS_10M,
+    INPUT_BANDS,
+    WORKING_BANDS,
+    L2AResult,
+    ProcessingConfig,
+    l2a_id,
+    output_dir,
+    spacecraft_code,
+)
+from sen2core.scl import SceneClassification, classify, percentages_from_counts, scene_sums
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ProductPlan",
+    "StageDone",
+    "SumParts",
+    "Tile",
+    "Totals",
+    "add_parts",
+    "decode",
+    "discard",
+    "next_sum",
+    "open_product",
+    "package",
+    "plan_product",
+    "run_stage",
+    "skipped_result",
+    "stage_names",
+    "sum_parts",
+]
+
+F32 = np.float32
+#: Scene-wide totals known so far: sum name -> values.
+Totals = Mapping[str, tuple[float, ...]]
+#: Chunk edges of processing tiles must be multiples of this (the classification's coarsest grid, 300 m).
+TILE_UNIT_M = 300.0
+#: Layers of the screening checkpoint and the dtype each is stored in.
+SCREENING_LAYERS = {
+    "scl": np.uint8, "cloud_probability": np.uint8, "snow_probability": np.uint8,
+    "calibrated_cloud_probability": np.uint8, "cloud_buffer": np.bool_,
+}  # fmt: skip
+ATMOSPHERE_LAYERS = ("aot", "water_vapour")
+SCL_COLOURS = {c.value: (*c.rgb, 255) for c in SCL_CLASSES}
+_BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", ".done"
+_COUNTS = "class_counts"
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A processing tile: chunk blocks ``rows`` x ``cols`` (``[start, stop)``) of the product's grid."""
+
+    index: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    bounds: tuple[float, float, float, float]
+    """``(left, bottom, right, top)`` in the product's CRS (metres)."""
+
+    @property
+    def label(self) -> str:
+        """``r{row}c{col}`` of its first block."""
+        return f"r{self.rows[0]}c{self.cols[0]}"
+
+    @property
+    def blocks(self) -> int:
+        """Number of chunk blocks."""
+        return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
+
+
+@dataclass(frozen=True)
+class ProductPlan:
+    """One product's processing: what it reads, where it works and writes, and its stages."""
+
+    l1c_href: str
+    output_root: str
+    config: ProcessingConfig
+    product_id: str
+    l2a_id: str
+    final: str
+    """The product folder (published by :func:`package`)."""
+    work: str
+    """Hidden sibling folder of ``final``: kept bands, checkpoints, staged rasters."""
+    grid: tuple[int, int]
+    """Chunk blocks of the product (rows, columns), the same at 10, 20 and 60 m."""
+    bounds: tuple[float, float, float, float]
+    """``(left, bottom, right, top)`` of the product in its CRS."""
+    bands: tuple[str, ...]
+    """Bands decoded (``decode``) and read by the later stages."""
+    sun: tuple[float, float, float]
+    """Largest, mean zenith and mean azimuth of the sun on the working grid (degrees)."""
+    groups: tuple[int, ...]
+    """Correction groups, by the finest resolution each holds, in the order they are stored."""
+    tile_blocks: int | None = None
+    """Processing tiles of ``tile_blocks`` x ``tile_blocks`` chunk blocks (None: the product is one tile)."""
+    tiles: tuple[Tile, ...] = ()
+
+    def stages(self) -> tuple[str, ...]:
+        """Names of the stages, in order (:func:`stage_names`)."""
+        return stage_names(self.config, self.tile_blocks)
+
+    @property
+    def whole(self) -> Tile:
+        """The whole product as one tile."""
+        return Tile(0, (0, self.grid[0]), (0, self.grid[1]), self.bounds)
+
+
+@dataclass(frozen=True)
+class SumParts:
+    """A tile's parts of scene-wide sum ``name``: one vector per chunk block."""
+
+    name: str
+    tile: int
+    parts: tuple[tuple[int, int, tuple[float, ...]], ...]
+    """``(block row, block column, values)``."""
+
+
+@dataclass(frozen=True)
+class StageDone:
+    """What a stage (or one tile of it) did: small enough to return from a task."""
+
+    stage: str
+    tile: int | None = None
+    blocks: int = 0
+    totals: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Scene-wide totals the stage computed itself (a stage over the whole product)."""
+    seconds: float = 0.0
+    """Wall time, when the caller measured it."""
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def open_product(l1c_href: str | os.PathLike[str], config: ProcessingConfig) -> Product:
+    """Open the Level-1C product (the configured granule of an old multi-granule product)."""
+    product = open_l1c(l1c_href, tile=config.granule, chunk_m=config.chunk_m)
+    if config.granule and product.tile_id != config.granule.upper().lstrip("T"):
+        raise InputProductError(product.href, f"no granule of tile {config.granule} (tiles: "
+                                f"{', '.join(granule_tiles(product)) or product.tile_id})")  # fmt: skip
+    return product
+
+
+def skipped_result(product: Product, final: Path) -> L2AResult:
+    """The result of a product that is already done, from the figures it recorded."""
+    summary_file = final / SUMMARY_NAME
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+    else:  # SAFE layout: the figures are in its metadata
+        from sen2core.io.mtd_l2a import read_quality_indicators
+
+        summary = read_quality_indicators((final / "MTD_MSIL2A.xml").read_bytes(), product=str(final))
+    files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))
+    return L2AResult(product.product_id, l2a_id(product), str(final), "skipped", summary.get("class_percentages", {}),
+                     summary.get("atmosphere", {}), {}, files)  # fmt: skip
+
+
+def stage_names(config: ProcessingConfig, tile_blocks: int | None = None) -> tuple[str, ...]:
+    """The stages of every product processed with ``config``, in order (the module docstring says what each does)."""
+    atmosphere = () if config.sc_only else ("atmosphere",)
+    # A tile writes its window of every output at once; the whole product, one group after the other.
+    correction = ("correction",) if tile_blocks is not None else tuple(f"correction-{g}m" for g in _groups(config))
+    return ("decode", "screening", *atmosphere, *correction, "packaging")
+
+
+def _groups(config: ProcessingConfig) -> tuple[int, ...]:
+    # Outputs stored apart (sen2core.package.store_group): the 10 m ones first, as the layouts list them.
+    if config.sc_only or config.resolution in (20, 60):
+        return (config.working_resolution,)
+    return (10, 20)
+
+
+def plan_product(
+    l1c_href: str | os.PathLike[str],
+    output_root: str | os.PathLike[str],
+    config: ProcessingConfig | None = None,
+    tile_blocks: int | None = None,
+) -> ProductPlan | L2AResult:
+    """State the processing of one product and create its work folder.
+
+    Returns the :class:`~sen2core.run.L2AResult` of a product already done (and not
+    ``config.overwrite``) instead: there is nothing to plan.
+
+    Parameters
+    ----------
+    l1c_href
+        SAFE folder, ``.SAFE.zip``, ``MTD_MSIL1C.xml`` or AWS tile folder.
+    output_root
+        Root of the output tree.
+    config
+        Processing options.
+    tile_blocks
+        Split the stages into processing tiles of this many chunk blocks a side.
+
+    Raises
+    ------
+    InputProductError
+        The input is not a usable Level-1C product (missing bands, unknown granule).
+    ConfigurationError
+        ``tile_blocks`` below 1, or chunks that tiles cannot be cut from.
+    """
+    config = config or ProcessingConfig()
+    if tile_blocks is not None:
+        if tile_blocks < 1:
+            raise ConfigurationError(f"tile_blocks must be at least 1, not {tile_blocks}")
+        if config.chunk_m % TILE_UNIT_M:
+            # The classification aligns its chunks to its 300 m grids: chunks not aligned already
+            # would differ from the grid the tiles are cut from.
+            raise ConfigurationError(
+                f"processing tiles need chunk_m in multiples of {TILE_UNIT_M:g} m, not {config.chunk_m:g}"
+            )
+    product = open_product(l1c_href, config)
+    final = output_dir(product, output_root, config.format)
+    if is_done(final) and not config.overwrite:
+        return skipped_result(product, final)
+    missing = [b for b in WORKING_BANDS if b not in product.band_files]
+    if missing:
+        raise InputProductError(product.href, f"bands needed for Level-2A are missing: {', '.join(missing)}")
+    present = [b for b in INPUT_BANDS if b in product.band_files]
+    # B08 is only corrected at 10 m, but decoded either way: once, by whole JPEG 2000 tiles.
+    bands = tuple([*present, *(b for b in ("B08",) if b in product.band_files)])
+    wr = config.working_resolution
+    gb = product.geobox(wr)
+    grid = tuple(int(n) for n in product.toa("B04", wr).numblocks)
+    sza, saa = product.sun_angles(wr)
+    # The highest zenith bounds how far cloud shadows reach (the chunk overlaps); the means
+    # set the terrain's cast-shadow direction.
+    sun = tuple(float(v) for v in dask.compute(da.nanmax(sza), da.nanmean(sza), da.nanmean(saa)))
+    left, top = gb.transform.c, gb.transform.f
+    bounds = (left, top - gb.shape[0] * wr, left + gb.shape[1] * wr, top)
+    tiles: list[Tile] = []
+    if tile_blocks is not None:
+        chunk = product.chunk_pixels(wr) * wr
+        for r in range(0, grid[0], tile_blocks):
+            for c in range(0, grid[1], tile_blocks):
+                rows, cols = (r, min(r + tile_blocks, grid[0])), (c, min(c + tile_blocks, grid[1]))
+                box = (left + c * chunk, max(top - rows[1] * chunk, bounds[1]),
+                       min(left + cols[1] * chunk, bounds[2]), top - r * chunk)  # fmt: skip
+                tiles.append(Tile(len(tiles), rows, cols, box))
+    remove_stale_siblings(final)
+    work = temporary_sibling(final)
+    plan = ProductPlan(
+        str(l1c_href), str(output_root), config, product.product_id, l2a_id(product), str(final), str(work),
+        (grid[0], grid[1]), bounds, bands, (sun[0], sun[1], sun[2]), _groups(config), tile_blocks, tuple(tiles),
+    )  # fmt: skip
+    _allocate_checkpoints(plan, gb.shape)
+    if tiles:
+        log.info("%s: %d processing tile(s) of %dx%d chunk blocks", plan.l2a_id, len(tiles), tile_blocks, tile_blocks)
+    return plan
+
+
+def _path(plan: ProductPlan, folder: str, name: str) -> str:
+    return os.path.join(plan.work, folder, f"{name}.npy")
+
+
+def _allocate_checkpoints(plan: ProductPlan, shape: tuple[int, int]) -> None:
+    # Created once, here: tiles then write their windows into them in any order.
+    for name, dtype in SCREENING_LAYERS.items():
+        allocate_checkpoint(_path(plan, _SCREENING, name), shape, np.uint8 if dtype is np.bool_ else dtype)
+    allocate_checkpoint(_path(plan, _SCREENING, _COUNTS), (*plan.grid, 3, 12), np.int64)
+    if not plan.config.sc_only:
+        for name in ATMOSPHERE_LAYERS:
+            allocate_checkpoint(_path(plan, _ATMOSPHERE, name), shape, F32)
+
+
+def discard(plan: ProductPlan) -> None:
+    """Remove the work folder of a plan that will not be finished (a failed product)."""
+    shutil.rmtree(plan.work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def decode(plan: ProductPlan) -> StageDone:
+    """Decode the plan's bands into the work folder (by strips of whole JPEG 2000 tiles).
+
+    Raises
+    ------
+    BandReadError
+        A band cannot be decoded.
+    OutputError
+        The files cannot be written.
+    """
+    product = open_product(plan.l1c_href, plan.config)
+    product.keep_dn(plan.bands, os.path.join(plan.work, _BANDS))
+    _mark(plan, "decode", plan.whole)
+    return StageDone("decode", blocks=plan.grid[0] * plan.grid[1])
+
+
+def _mark(plan: ProductPlan, stage: str, tile: Tile) -> None:
+    """Record that ``stage`` wrote the blocks of ``tile`` (one empty file per block)."""
+    folder = os.path.join(plan.work, _DONE, stage)
+    os.makedirs(folder, exist_ok=True)
+    for r in range(*tile.rows):
+        for c in range(*tile.cols):
+            Path(folder, f"{r}-{c}").touch()
+
+
+def _require(plan: ProductPlan, stages: tuple[str, ...]) -> None:
+    """Refuse to go on unless every block of each of ``stages`` was written.
+
+    Raises
+    ------
+    OutputError
+        Naming the first stage with blocks missing (a lost or failed tile).
+    """
+    for stage in stages:
+        folder = os.path.join(plan.work, _DONE, stage)
+        done = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        missing = [f"{r}-{c}" for r in range(plan.grid[0]) for c in range(plan.grid[1]) if f"{r}-{c}" not in done]
+        if missing:
+            raise OutputError(f"{plan.l2a_id}: stage {stage} has {len(missing)} chunk block(s) not written, "
+                              f"e.g. block {missing[0]}")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- inputs of the later stages
+
+
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """The lazy inputs every later stage builds on: kept bands, angles, elevation."""
+
+    product: Product
+    dn: dict[str, da.Array]
+    toa: dict[str, da.Array]
+    sun_zenith: da.Array
+    sun_azimuth: da.Array
+    view_zenith: dict[str, da.Array]
+    view_azimuth: dict[str, da.Array]
+    sun_azimuth_coarse: da.Array | None
+    view_8a: tuple[da.Array, da.Array]
+    dem_km: da.Array | None
+    elevation_km: da.Array
+
+
+def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], ...]) -> tuple[float, int] | None:
+    """A coarse grid (about 300 m) whose blocks match ``chunks`` one to one, or None.
+
+    The correction takes one geometry per block (its mean angles), so view angles are
+    only needed on such a grid: interpolating them per pixel for every band cost about
+    a sixth of the processing time.
+    """
+    cp = chunks[0][0]
+    k = lazy.chunk_divisor(cp, res, 300.0)
+    coarse = res * k
+    shape = product.geobox(coarse).shape
+    blocks = tuple(len(c) for c in chunks)
+    if tuple(-(-n // (cp // k)) for n in shape) != blocks:
+        return None
+    return coarse, cp // k
+
+
+def _inputs(plan: ProductPlan) -> _Inputs:
+    config = plan.config
+    product = open_product(plan.l1c_href, config)
+    wr = config.working_resolution
+    dn = product.kept_dn(plan.bands, os.path.join(plan.work, _BANDS))
+    present = [b for b in INPUT_BANDS if b in dn]
+    toa = {b: product.toa(b, wr, dn=dn[b]) for b in present}
+    sza, saa = product.sun_angles(wr)
+    geo = _geometry_grid(product, wr, toa["B04"].chunks)
+    vza, vaa = {}, {}
+    for b in present:
+        vza[b], vaa[b] = product.view_angles(b, geo[0], chunks=geo[1]) if geo else product.view_angles(b, wr)
+    dem_km = None
+    if config.dem:
+        dem_m = dem_on_grid(config.dem, product.geobox(wr), toa["B04"].chunks)
+        dem_km = da.clip(da.where(da.isfinite(dem_m), dem_m, 0.0), -500.0, 9000.0) / 1000.0
+    elev = dem_km if dem_km is not None else da.full(product.geobox(wr).shape, config.correction.elevation_km,
+                                                     dtype=F32, chunks=toa["B04"].chunks)  # fmt: skip
+    return _Inputs(
+        product, dn, toa, sza, saa, vza, vaa, product.sun_angles(geo[0], chunks=geo[1])[1] if geo else None,
+        # Cloud shadows are projected with the per-pixel view geometry.
+        product.view_angles("B8A", wr), dem_km, elev,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- screening
+
+
+def _classification(plan: ProductPlan, inp: _Inputs, known: Totals) -> SceneClassification:
+    bands = {b: x for b, x in inp.toa.items()}
+    res = classify(
+        bands, inp.sun_zenith, inp.sun_azimuth, *inp.view_8a, resolution_m=plan.config.working_resolution,
+        config=plan.config.classification, dem=None if inp.dem_km is None else inp.dem_km * 1000.0,
+        max_sun_zenith_deg=min(plan.sun[0] + 2.0, 89.0), private_bands=True, known=known,
+    )  # fmt: skip
+    # Kept as percent (uint8), a quarter of the float32 it is computed in: it is only written out.
+    return replace(res, calibrated_cloud_probability=da.map_blocks(
+        probability_to_uint8, res.calibrated_cloud_probability, dtype=np.uint8))  # fmt: skip
+
+
+def _stored_classification(plan: ProductPlan, inp: _Inputs) -> SceneClassification:
+    chunks = inp.toa["B04"].chunks
+    layers = {n: checkpoint_array(_path(plan, _SCREENING, n), chunks, dtype) for n, dtype in SCREENING_LAYERS.items()}
+    return SceneClassification(**layers, resolution_m=float(plan.config.working_resolution),
+                               config=plan.config.classification)  # fmt: skip
+
+
+def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bool) -> None:
+    """Compute the window ``tile`` of each array into its checkpoint file.
+
+    ``items``: ``(array, file, per_block)``; ``per_block`` arrays are tables with one row
+    and column per chunk block (class counts), the others 2-D layers.
+    """
+    sources, targets, regions = [], [], []
+    for arr, path, per_block in items:
+        window = (slice(*tile.rows), slice(*tile.cols))
+        sub = arr.blocks[window]
+        if per_block:
+            region: tuple[slice, ...] = (*window, *(slice(None),) * (arr.ndim - 2))
+        else:
+            y0, x0 = sum(arr.chunks[0][: tile.rows[0]]), sum(arr.chunks[1][: tile.cols[0]])
+            region = (slice(y0, y0 + sub.shape[0]), slice(x0, x0 + sub.shape[1]))
+        sources.append(sub.astype(np.uint8) if sub.dtype == bool else sub)
+        targets.append(CheckpointTarget(path))
+        regions.append(region)
+    if whole:
+        da.store(sources, targets, regions=regions, lock=False)
+        return
+    # dask 2026.8's low-level fusion fails on some block selections of these graphs ("Cannot
+    # fuse tasks with multiple outputs"); a tile's graph is small enough to run unfused.
+    with dask.config.set({"optimization.fuse.active": False}):
+        da.store(sources, targets, regions=regions, lock=False)
+
+
+# ----------------------------------------------------------------------------- atmosphere
+
+
+def _scene(plan: ProductPlan, inp: _Inputs) -> Scene:
+    wr = plan.config.working_resolution
+    terrain_arrays: tuple[Any, ...] = (None, None, None)
+    if inp.dem_km is not None:
+        terrain_arrays = _terrain_arrays(inp.dem_km, inp.sun_zenith, inp.sun_azimuth, wr, plan.sun[1], plan.sun[2])
+    return Scene(toa=inp.toa, sun_zenith=inp.sun_zenith, sun_azimuth=inp.sun_azimuth, view_zenith=inp.view_zenith,
+                 view_azimuth=inp.view_azimuth, elevation_km=inp.elevation_km, resolution_m=wr,
+                 spacecraft=spacecraft_code(inp.product), cos_incidence=terrain_arrays[0], sunlit=terrain_arrays[1],
+                 sky_view=terrain_arrays[2], sun_azimuth_coarse=inp.sun_azimuth_coarse)  # fmt: skip
+
+
+def _terrain_arrays(
+    dem_km: da.Array, sza: da.Array, saa: da.Array, res: float, mean_sza: float, mean_saa: float
+) -> tuple[da.Array, da.Array, da.Array]:
+    def slope(block: np.ndarray) -> np.ndarray:
+        return terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)[0].astype(F32)
+
+    def aspect(block: np.ndarray) -> np.ndarray:
+        return terrain.slope_aspect(block.astype(np.float64) * 1000.0, res)[1].astype(F32)
+
+    slope_a, aspect_a = lazy.overlap(slope, dem_km, 1), lazy.overlap(aspect, dem_km, 1)
+    cos_i = da.map_blocks(lambda s, a, z, az: terrain.cos_incidence(s, a, z, az).astype(F32), slope_a, aspect_a, sza,
+                          saa, dtype=F32)  # fmt: skip
+    sky = da.map_blocks(lambda s: terrain.sky_view(s).astype(F32), slope_a, dtype=F32)
+    # Cast shadows reach at most the relief over the sun's elevation; 5 km covers 2 km of relief at 68 deg.
+    reach = min(5000.0, 2000.0 * math.tan(math.radians(min(mean_sza, 80.0))))
+    depth = max(int(reach / res), 1)
+
+    def shadow(block: np.ndarray) -> np.ndarray:
+        return (~cast_shadow(block.astype(np.float64) * 1000.0, mean_sza, mean_saa, res, reach)).astype(F32)
+
+    return cos_i, lazy.overlap(shadow, dem_km, depth), sky
+
+
+@dataclass(frozen=True, eq=False)
+class _Atmosphere:
+    """The working-grid scene after cirrus removal, the retrieval, and the 10 m scene when corrected."""
+
+    corrector: AtmosphericCorrection
+    scene: Scene
+    gamma: float | None
+    retrieved: Atmosphere | None
+    """None while a retrieval sum is unknown."""
+    scene10: Scene | None
+    pending: lazy.BlockSums | None
+    """The first scene-wide sum not known yet (None: all known)."""
+
+
+def _scene10(plan: ProductPlan, inp: _Inputs, scene: Scene) -> Scene:
+    product = inp.product
+    toa10 = {b: product.toa(b, 10, dn=inp.dn.get(b)) for b in BANDS_10M}
+    sza10, saa10 = product.sun_angles(10)
+    up = _upsampler(plan, inp, toa10["B02"].chunks)
+    geo10 = _geometry_grid(product, 10, toa10["B02"].chunks)
+    view10 = {b: product.view_angles(b, *geo10) if geo10 else product.view_angles(b, 10) for b in BANDS_10M}
+    if "B10" in inp.dn:
+        toa10["B10"] = product.toa("B10", 10, dn=inp.dn["B10"])
+    return Scene(
+        toa=toa10, sun_zenith=sza10, sun_azimuth=saa10, view_zenith={b: v[0] for b, v in view10.items()},
+        view_azimuth={b: v[1] for b, v in view10.items()}, elevation_km=up(scene.elevation_km), resolution_m=10,
+        spacecraft=scene.spacecraft,
+        cos_incidence=None if scene.cos_incidence is None else up(scene.cos_incidence),
+        sunlit=None if scene.sunlit is None else up(scene.sunlit),
+        sky_view=None if scene.sky_view is None else up(scene.sky_view),
+        sun_azimuth_coarse=product.sun_angles(*geo10)[1] if geo10 else None,
+    )  # fmt: skip
+
+
+def _upsampler(plan: ProductPlan, inp: _Inputs, chunks: Any) -> Any:
+    shape = inp.product.geobox(10).shape
+    return lambda x: lazy.upsample(x, 2, shape).rechunk(chunks)
+
+
+def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, keep: bool) -> _Atmosphere:
+    """The atmosphere as far as ``known`` allows (``keep``: a whole-product run that computes missing totals)."""
+    config = plan.config
+    ac = AtmosphericCorrection(config.correction, load_lut(config.lut))
+    scene = _scene(plan, inp)
+    totals = dict(known)
+
+    def missing(sums: lazy.BlockSums | None) -> lazy.BlockSums | None:
+        if sums is None or sums.name in totals:
+            return None
+        if not keep:
+            return sums
+        (value,) = dask.compute(sums.total())
+        totals[sums.name] = tuple(float(v) for v in np.ravel(value))
+        return None
+
+    gamma = None
+    if config.correction.cirrus_correction:
+        pending = missing(ac.cirrus_sums(scene))
+        if pending is not None:
+            return _Atmosphere(ac, scene, None, None, None, pending)
+        scene, gamma = ac.remove_cirrus(scene, scl, totals)
+    if keep:
+        retrieved = ac.retrieve(scene, scl, totals, keep=True)
+        totals.update(retrieved.totals)
+    else:
+        pending = ac.next_sum(scene, scl, totals)
+        if pending is not None:
+            return _Atmosphere(ac, scene, gamma, None, None, pending)
+        retrieved = ac.retrieve(scene, scl, totals, keep=False)
+    scene10 = None
+    if config.corrects_10m:
+        scene10 = _scene10(plan, inp, scene)
+        if gamma is not None:
+            pending = missing(ac.cirrus_sums(scene10))
+            if pending is not None:
+                return _Atmosphere(ac, scene, gamma, retrieved, scene10, pending)
+        else:
+            scene10 = Scene(**{**scene10.__dict__, "toa": {b: scene10.toa[b] for b in BANDS_10M}})
+    retrieved = replace(retrieved, totals={**totals})
+    return _Atmosphere(ac, scene, gamma, retrieved, scene10, None)
+
+
+# ----------------------------------------------------------------------------- scene-wide sums
+
+
+def next_sum(plan: ProductPlan, stage: str, known: Totals) -> str | None:
+    """The first scene-wide sum of ``stage`` not in ``known`` (None: the stage can run).
+
+    Only ``screening`` and ``atmosphere`` have sums. Computes nothing.
+    """
+    pending = _pending(plan, stage, known)
+    return None if pending is None else pending.name
+
+
+def _pending(plan: ProductPlan, stage: str, known: Totals) -> lazy.BlockSums | None:
+    if stage not in ("screening", "atmosphere"):
+        return None
+    inp = _inputs(plan)
+    if stage == "screening":
+        return scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
+    return _atmosphere(plan, inp, _stored_classification(plan, inp).scl, known, keep=False).pending
+
+
+def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumParts | None:
+    """Tile ``tile``'s parts of the first scene-wide sum of ``stage`` not in ``known`` (None: none left)."""
+    pending = _pending(plan, stage, known)
+    if pending is None:
+        return None
+    parts = pending.parts(tile.rows, tile.cols)
+    return SumParts(pending.name, tile.index,
+                    tuple((r, c, tuple(float(v) for v in np.ravel(p))) for (r, c), p in parts.items()))  # fmt: skip
+
+
+def add_parts(plan: ProductPlan, parts: list[SumParts | None]) -> tuple[str, tuple[float, ...]]:
+    """The scene-wide total from every tile's parts, added in the order a whole-product run adds them.
+
+    Raises
+    ------
+    OutputError
+        A tile's parts are missing, or the tiles disagree on the sum.
+    """
+    found = [p for p in parts if p is not None]
+    names = {p.name for p in found}
+    if len(found) != len(parts) or len(names) != 1:
+        raise OutputError(f"{plan.l2a_id}: every tile must give its parts of one sum, got {sorted(names)} "
+                          f"from {len(found)} of {len(parts)} tiles")  # fmt: skip
+    blocks = {(r, c): np.asarray(v, dtype=np.float64) for p in found for r, c, v in p.parts}
+    try:
+        total = lazy.add_block_parts(blocks, plan.grid)
+    except ValueError as exc:
+        raise OutputError(f"{plan.l2a_id}: {exc}") from exc
+    return names.pop(), tuple(float(v) for v in np.ravel(total))
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = None) -> StageDone:
+    """Run ``stage`` (any but ``decode`` and ``packaging``) for ``tile`` or, by default, the whole product.
+
+    Over the whole product, scene-wide totals missing from ``known`` are computed and
+    returned; for a tile, every total must be known (:func:`next_sum`).
+
+    Raises
+    ------
+    ConfigurationError
+        Unknown stage, or a tile run with a total still unknown.
+    """
+    whole = tile is None or tile.blocks == plan.grid[0] * plan.grid[1]
+    window = plan.whole if tile is None else tile
+    names = plan.stages()
+    if stage in names:
+        _require(plan, names[: names.index(stage)])
+    if not whole and next_sum(plan, stage, known) is not None:
+        raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs "
+                                 f"{next_sum(plan, stage, known)} first")  # fmt: skip
+    inp = _inputs(plan)
+    totals: dict[str, tuple[float, ...]] = {}
+    if stage == "screening":
+        if whole:
+            pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
+            all_known = dict(known)
+            while pending is not None:
+                (value,) = dask.compute(pending.total())
+                all_known[pending.name] = totals[pending.name] = tuple(float(v) for v in np.ravel(value))
+                pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification,
+                                     known=all_known)  # fmt: skip
+            known = all_known
+        res = _classification(plan, inp, known)
+        items = [(getattr(res, n), _path(plan, _SCREENING, n), False) for n in SCREENING_LAYERS]
+        items.append((res.class_counts_per_block(), _path(plan, _SCREENING, _COUNTS), True))
+        _store_window(items, window, whole)
+    elif stage == "atmosphere":
+        scl = _stored_classification(plan, inp).scl
+        atm = _atmosphere(plan, inp, scl, known, keep=whole)
+        assert atm.retrieved is not None and atm.pending is None
+        totals = {k: v for k, v in atm.retrieved.totals.items() if k not in known}
+        maps = [(atm.retrieved.aot, _path(plan, _ATMOSPHERE, "aot"), False),
+                (atm.retrieved.water_vapour, _path(plan, _ATMOSPHERE, "water_vapour"), False)]  # fmt: skip
+        _store_window(maps, window, whole)
+    elif stage == "correction" and tile is not None:
+        _correct(plan, inp, known, None, window)
+    elif stage == "correction":
+        for group in plan.groups:
+            _correct(plan, inp, known, group, None)
+            _mark(plan, f"correction-{group}m", window)
+    elif stage.startswith("correction-") and stage[len("correction-") : -1].isdigit():
+        group = int(stage[len("correction-") : -1])
+        if group not in plan.groups:
+            raise ConfigurationError(f"{plan.l2a_id}: no stage {stage} (groups: {plan.groups})")
+        _correct(plan, inp, known, group, None if tile is None else window)
+    else:
+        raise ConfigurationError(f"{plan.l2a_id}: no stage {stage!r} to run (stages: {', '.join(plan.stages())})")
+    _mark(plan, stage, window)
+    return StageDone(stage, None if tile is None else tile.index, window.blocks, totals)
+
+
+def _stored_atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals) -> _Atmosphere:
+    atm = _atmosphere(plan, inp, scl, known, keep=False)
+    if atm.pending is not None or atm.retrieved is None:
+        raise ConfigurationError(f"{plan.l2a_id}: the correction needs {atm.pending and atm.pending.name} first")
+    chunks = inp.toa["B04"].chunks
+    stored = {n: checkpoint_array(_path(plan, _ATMOSPHERE, n), chunks, F32) for n in ATMOSPHERE_LAYERS}
+    return replace(atm, retrieved=replace(atm.retrieved, aot=stored["aot"], water_vapour=stored["water_vapour"]))
+
+
+def _rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[dict[str, tuple[da.Array, RasterSpec]],
+                                                                     dict[str, Any]]:  # fmt: skip
+    """Every output raster by logical name, from the checkpoints; and the atmosphere's summary."""
+    config = plan.config
+    product = inp.product
+    wr = config.working_resolution
+    gb, gb60 = product.geobox(wr), product.geobox(60)
+    chunks = inp.toa["B04"].chunks
+    scl_res = _stored_classification(plan, inp)
+    scl = scl_res.scl
+    rasters: dict[str, tuple[da.Array, RasterSpec]] = {}
+
+    def add(kind: str, res: int, arr: da.Array, spec: RasterSpec) -> None:
+        rasters[logical_name(kind, res)] = (arr, spec)
+
+    def to60(x: da.Array) -> da.Array:
+        # 20 m -> 60 m by 3x3 block mean, on the chunk grid shared by all resolutions.
+        return lazy.downsample_mean(x.rechunk(chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
+
+    def scl_spec(grid: Any) -> RasterSpec:
+        return RasterSpec(grid, "uint8", 0, ("SCL",), resampling="mode", colormap=SCL_COLOURS)
+
+    def prob_spec(grid: Any, description: str) -> RasterSpec:
+        return RasterSpec(grid, "uint8", None, (description,), resampling="average")
+
+    cloud, calibrated, snow = "cloud confidence % (Sen2Cor)", "calibrated cloud probability %", "snow confidence %"
+    add("SCL", wr, scl, scl_spec(gb))
+    add("MSK_CLDPRB", wr, scl_res.cloud_probability, prob_spec(gb, cloud))
+    add("MSK_SNWPRB", wr, scl_res.snow_probability, prob_spec(gb, snow))
+    add("CLD_PROB_CALIBRATED", wr, scl_res.calibrated_cloud_probability, prob_spec(gb, calibrated))
+    if wr == 20:
+        add("SCL", 60, scl_res.scl_60m(), scl_spec(gb60))
+        add("MSK_CLDPRB", 60, scl_res.cloud_probability_60m(), prob_spec(gb60, cloud))
+        add("MSK_SNWPRB", 60, scl_res.snow_probability_60m(), prob_spec(gb60, snow))
+    if config.sc_only:
+        return rasters, {}
+
+    stored = _stored_atmosphere(plan, inp, scl, known)
+    atm, ac, scene = stored.retrieved, stored.corrector, stored.scene
+    assert atm is not None
+    summary = dict(atm.summary, CIRRUS_GAMMA=stored.gamma)
+    boa_wr = ac.correct(scene, atm, scl, WORKING_BANDS)
+    legacy = config.legacy_encoding
+    # Negative reflectance is stored below DN 1000 (clipped to 1 with the legacy encoding).
+    boa_scaling: dict[str, Any] = dict(encode.boa_raster_scaling(legacy), negative_below=2 if legacy else 1000)
+
+    def enc(x: da.Array) -> da.Array:
+        return da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)
+
+    def enc_scaled(x: da.Array, scale: float) -> da.Array:
+        return da.map_blocks(encode.encode_scaled, x, scale, dtype=np.uint16)
+
+    def boa(band: str, res: int, x: da.Array, grid: Any) -> None:
+        add(band, res, enc(x), RasterSpec(grid, "uint16", 0, (band,), **boa_scaling))
+
+    def tci(res: int, r: da.Array, g: da.Array, b: da.Array, grid: Any) -> None:
+        dn = [enc(x) for x in (r, g, b)]
+        arr = da.map_blocks(encode.tci, *dn, new_axis=0, chunks=((3,),) + dn[0].chunks, dtype=np.uint8)
+        add("TCI", res, arr, RasterSpec(grid, "uint8", 0, ("red", "green", "blue")))
+
+    aot_dn = enc_scaled(atm.aot, encode.AOT_QUANTIFICATION)
+    wvp_dn = enc_scaled(atm.water_vapour, encode.WVP_QUANTIFICATION)
+    aot_spec = RasterSpec(gb, "uint16", 0, ("AOT x1000",), scale=1e-3)
+    wvp_spec = RasterSpec(gb, "uint16", 0, ("WVP cm x1000",), scale=1e-3)
+    add("AOT", wr, aot_dn, aot_spec)
+    add("WVP", wr, wvp_dn, wvp_spec)
+    for b in WORKING_BANDS:
+        # Sen2Cor's R20m holds B01 (baseline 04.00 on) but not B09.
+        if wr == 60 or b != "B09" or config.resolution == 20:
+            boa(b, wr, boa_wr[b], gb)
+    tci(wr, boa_wr["B04"], boa_wr["B03"], boa_wr["B02"], gb)
+    if wr == 20:
+        add("AOT", 60, enc_scaled(to60(atm.aot), encode.AOT_QUANTIFICATION), replace(aot_spec, geobox=gb60))
+        add("WVP", 60, enc_scaled(to60(atm.water_vapour), encode.WVP_QUANTIFICATION), replace(wvp_spec, geobox=gb60))
+        b60 = {b: to60(boa_wr[b]) for b in WORKING_BANDS}
+        for b in WORKING_BANDS:
+            boa(b, 60, b60[b], gb60)
+        tci(60, b60["B04"], b60["B03"], b60["B02"], gb60)
+    if stored.scene10 is not None:
+        gb10 = product.geobox(10)
+        scene10 = stored.scene10
+        up = _upsampler(plan, inp, scene10.toa["B02"].chunks)
+        atm10 = replace(atm, aot=up(atm.aot), water_vapour=up(atm.water_vapour))
+        scl10 = up(scl)
+        if stored.gamma is not None:
+            scene10, _ = ac.remove_cirrus(scene10, scl10, known)
+        boa10 = ac.correct(scene10, atm10, scl10, BANDS_10M)
+        for b in BANDS_10M:
+            boa(b, 10, boa10[b], gb10)
+        add("AOT", 10, up(aot_dn), replace(aot_spec, geobox=gb10))
+        add("WVP", 10, up(wvp_dn), replace(wvp_spec, geobox=gb10))
+        tci(10, boa10["B04"], boa10["B03"], boa10["B02"], gb10)
+    return rasters, summary
+
+
+def _product_rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[ProductRasters, dict[str, Any]]:
+    rasters, atmosphere = _rasters(plan, inp, known)
+    return ProductRasters(inp.product, plan.l2a_id, rasters, {}, plan.config.resolution), atmosphere
+
+
+def _by_group(outputs: Mapping[str, tuple[Any, RasterSpec]], plan: ProductPlan) -> dict[int, dict[str, Any]]:
+    groups: dict[int, dict[str, Any]] = {g: {} for g in plan.groups}
+    for name, (arr, spec) in outputs.items():
+        g = plan.groups[0] if len(plan.groups) == 1 else (10 if store_group(spec) else plan.groups[-1])
+        groups[g][name] = (arr, spec)
+    return groups
+
+
+def _finalise_tasks(outputs: Mapping[str, tuple[Any, RasterSpec]], plan: ProductPlan) -> list[Any]:
+    tasks = cog_tasks if plan.config.format == "cog" else jp2_tasks
+    return tasks(outputs, plan.work, store=False) if outputs else []
+
+
+def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int | None, tile: Tile | None) -> None:
+    """Store ``group``'s outputs over the whole product, or (``tile``) the tile's window of every output."""
+    product, _ = _product_rasters(plan, inp, known)
+    outputs, stage_spec = layout_outputs(product, plan.config.format)
+    if tile is not None:
+        # A tile writes its window of every output (all groups share the chunk grid).
+        for name, (arr, _) in outputs.items():
+            if tuple(arr.numblocks[-2:]) != plan.grid:
+                raise OutputError(f"{name}: chunk grid {arr.numblocks[-2:]} is not the product's {plan.grid}")
+        create_staged(outputs, plan.work, stage_spec, keep_existing=True)
+        store_blocks(outputs, plan.work, tile.rows, tile.cols)
+        return
+    assert group is not None
+    groups = _by_group(outputs, plan)
+    earlier = {n: o for g in plan.groups[: plan.groups.index(group)] for n, o in groups[g].items()}
+    # The files of the groups stored before are encoded while this group is computed: the
+    # cores its store leaves idle (its last chunks, waits on neighbours) encode.
+    dask.compute(store_delayed(groups[group], plan.work, stage_spec), *_finalise_tasks(earlier, plan))
+
+
+# ----------------------------------------------------------------------------- packaging
+
+
+def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | None = None) -> L2AResult:
+    """Encode the files not encoded yet, write metadata and the STAC item (or ``MTD_MSIL2A.xml``), publish.
+
+    Raises
+    ------
+    OutputError
+        A checkpoint or a staged raster is missing, or a file cannot be written.
+    """
+    _require(plan, plan.stages()[:-1])
+    inp = _inputs(plan)
+    counts = load_checkpoint(_path(plan, _SCREENING, _COUNTS)).sum(axis=(0, 1))
+    percentages = percentages_from_counts(counts, plan.config.classification)
+    product, atmosphere = _product_rasters(plan, inp, known)
+    summary = {
+        "l1c_id": plan.product_id, "l2a_id": plan.l2a_id, "processor": f"sen2core {__version__}",
+        "lut_id": load_lut(plan.config.lut).id, "spacecraft_srf": spacecraft_code(inp.product),
+        "resolution": plan.config.resolution, "sc_only": plan.config.sc_only, "format": plan.config.format,
+        "legacy_encoding": plan.config.legacy_encoding, "class_percentages": percentages, "atmosphere": atmosphere,
+        "correction_config": config_dict(plan.config.correction), "seconds": dict(seconds or {}),
+        "warnings": list(inp.product.warnings),
+    }  # fmt: skip
+    if plan.tile_blocks is not None:
+        summary["processing_tiles"] = len(plan.tiles)
+    # The graphs above read the checkpoints lazily: the staged rasters are all that packaging computes from.
+    for folder in (_BANDS, _SCREENING, _ATMOSPHERE, _DONE):
+        shutil.rmtree(os.path.join(plan.work, folder), ignore_errors=True)
+    product = replace(product, summary=summary)
+    files = write_product(product, Path(plan.final), plan.config.format, staged=Path(plan.work))
+    return L2AResult(plan.product_id, plan.l2a_id, plan.final, "done", percentages, atmosphere, dict(seconds or {}),
+                     tuple(files))  # fmt: skip

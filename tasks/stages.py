@@ -1,0 +1,226 @@
+"""Stage tasks: one product as the Prefect task runs of its plan (:mod:`sen2core.stages`).
+
+For every product the flow shows ``tiling`` (the plan and the decoded bands) →
+``screening`` → ``atmosphere`` → ``correction`` (one run per resolution group:
+``correction-10m``, ``correction-20m``) → ``packaging``; the flow's ``publish``
+task then adds the product to the collection. Each task takes references (the
+plan: hrefs, options, the work folder) and the small results of the tasks before
+it, and runs its dask work on the task runner's cluster. A stage that fails with a
+transient error is retried alone: it rewrites only its own files.
+
+:func:`submit_product` submits the whole chain at once; each task waits for the one
+before it (its result is a parameter), so products overlap on the cluster without
+the flow waiting on any of them. With ``tile_blocks``, :func:`process_by_tiles`
+runs the same stages split into processing tiles: while a stage has a scene-wide
+sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
+then the stage runs per tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from sen2core import stages
+from sen2core.run import L2AResult
+from sen2core.stages import ProductPlan, StageDone, SumParts, Tile
+from tasks.logs import forward_logs
+from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
+from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
+from tasks.retry import retry_product
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProductRun", "collect_product", "process_by_tiles", "submit_product"]
+
+#: Retries of every stage task: transient errors only (I/O, HTTP 5xx, a lost worker), with backoff.
+STAGE_RETRIES: dict[str, Any] = dict(
+    retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5,
+    retry_condition_fn=retry_product, cache_policy=NO_CACHE,
+)  # fmt: skip
+
+
+def _known(after: Sequence[StageDone | None]) -> dict[str, tuple[float, ...]]:
+    known: dict[str, tuple[float, ...]] = {}
+    for done in after:
+        if done is not None:
+            known.update(done.totals)
+    return known
+
+
+@task(name="tiling", task_run_name="tiling-{ref.product_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool) -> ProductPlan | L2AResult:
+    """Plan the product and decode its bands into its work folder (or return its result if it is done)."""
+    start = time.perf_counter()
+    config = to_config(options, overwrite, ref.granule)
+    with forward_logs(), on_task_runner_cluster():
+        plan = stages.plan_product(ref.href, output_root, config, options.tile_blocks)
+        if isinstance(plan, L2AResult):
+            return plan
+        try:
+            stages.decode(plan)
+        except BaseException:
+            stages.discard(plan)
+            raise
+    log.info("%s: planned and decoded in %.1f s", plan.l2a_id, time.perf_counter() - start)
+    return plan
+
+
+@task(name="stage", task_run_name="{stage}-{plan.l2a_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+def run_stage(
+    plan: ProductPlan | L2AResult, stage: str, after: list[StageDone | None], tile: Tile | None = None
+) -> StageDone | None:
+    """Run ``stage`` of the plan (over ``tile`` only, if given); nothing for a product already done."""
+    if isinstance(plan, L2AResult):
+        return None
+    start = time.perf_counter()
+    with forward_logs(), on_task_runner_cluster():
+        done = stages.run_stage(plan, stage, _known(after), tile)
+    return replace(done, seconds=round(time.perf_counter() - start, 2))
+
+
+@task(name="packaging", task_run_name="packaging-{plan.l2a_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref: L1CRef,
+              planned_s: float = 0.0) -> ProductOutcome:  # fmt: skip
+    """Encode what is left, write metadata and the STAC item last, publish the product folder."""
+    if isinstance(plan, L2AResult):
+        return outcome_from_result(ref, plan, None)
+    seconds = {d.stage + ("" if d.tile is None else f"-tile{d.tile}"): d.seconds for d in after if d is not None}
+    start = time.perf_counter()
+    with forward_logs(), on_task_runner_cluster():
+        result = stages.package(plan, _known(after), seconds)
+    total = planned_s + sum(seconds.values()) + time.perf_counter() - start
+    log.info("%s: done in %.1f s of tasks -> %s", result.l2a_id, total, result.output_dir)
+    return outcome_from_result(ref, result, total)
+
+
+@task(name="sums", task_run_name="{stage}-sums-tile{tile.index}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+def tile_sums(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]], tile: Tile) -> SumParts | None:
+    """Tile ``tile``'s parts of the stage's first scene-wide sum not known yet."""
+    with forward_logs(), on_task_runner_cluster():
+        return stages.sum_parts(plan, stage, known, tile)
+
+
+@task(name="reduce", task_run_name="{stage}-reduce-{plan.l2a_id}", **STAGE_RETRIES)
+def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None],
+                known: dict[str, tuple[float, ...]]) -> tuple[dict[str, tuple[float, ...]], str | None]:  # fmt: skip
+    """Add the tiles' parts (if any); return the totals known and the stage's next sum (None: the stage can run)."""
+    out = dict(known)
+    if parts:
+        name, total = stages.add_parts(plan, parts)
+        out[name] = total
+    with forward_logs():
+        return out, stages.next_sum(plan, stage, out)
+
+
+@dataclass
+class ProductRun:
+    """The futures of one product's task runs, in order (the tiling first, the packaging last)."""
+
+    ref: L1CRef
+    futures: list[Any]
+
+    @property
+    def last(self) -> Any:
+        """The packaging task's future: its result is the product's outcome."""
+        return self.futures[-1]
+
+
+def _stage_task(stage: str, budget_s: float) -> Any:
+    kind = stage.split("-")[0] if stage.startswith("correction") else stage
+    return run_stage.with_options(name=kind, timeout_seconds=budget_s)
+
+
+def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
+                   timeout_minutes: float) -> ProductRun:  # fmt: skip
+    """Submit the task chain of one product at once; the flow waits on :attr:`ProductRun.last`.
+
+    Each task's timeout is the product's (``timeout_minutes``).
+    """
+    budget = max(1.0, timeout_minutes * 60.0)
+    config = to_config(options, overwrite, ref.granule)
+    plan = tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite)
+    futures = [plan]
+    done: list[Any] = []
+    for stage in stages.stage_names(config)[1:-1]:  # decode is part of the tiling task
+        done.append(_stage_task(stage, budget).submit(plan, stage, list(done)))
+        futures.append(done[-1])
+    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref))
+    return ProductRun(ref, futures)
+
+
+def _error(value: Any) -> BaseException | None:
+    return value if isinstance(value, BaseException) else None
+
+
+def collect_product(run: ProductRun) -> ProductOutcome:
+    """The outcome of a finished chain; a failed chain names the first failed stage and leaves no work folder."""
+    outcome: ProductOutcome | None = None
+    failure: str | None = None
+    for future in run.futures:
+        try:
+            value = future.result(raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - the Dask future itself failed: worker lost, cancelled
+            value = exc
+        error = _error(value)
+        if error is not None and failure is None:
+            failure = f"{type(error).__name__}: {error}"
+        elif isinstance(value, ProductOutcome):
+            outcome = value
+    if failure is None and outcome is not None:
+        return outcome
+    _discard(run)
+    return ProductOutcome(l1c_href=run.ref.href, product_id=run.ref.product_id, status="failed",
+                          error=failure or "no outcome", tile=run.ref.tile,
+                          sensing_time=run.ref.sensing_time)  # fmt: skip
+
+
+def _discard(run: ProductRun) -> None:
+    try:
+        plan = run.futures[0].result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no plan, no work folder
+        return
+    if isinstance(plan, ProductPlan):
+        stages.discard(plan)
+
+
+def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
+                     timeout_minutes: float) -> ProductOutcome:  # fmt: skip
+    """Process one product by processing tiles on the flow's task runner (must run inside a flow).
+
+    Tile tasks run one after the other: each one's dask work already spreads over the
+    whole cluster, and tiles at once sent the scheduler graphs sharing keys (the
+    neighbouring blocks a tile's margins need) fused into different tasks, which it
+    could not reconcile. A failed product leaves nothing behind.
+    """
+    budget = max(1.0, timeout_minutes * 60.0)
+    start = time.perf_counter()
+    plan = tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite).result()
+    if isinstance(plan, L2AResult):
+        return outcome_from_result(ref, plan, None)
+    try:
+        known: dict[str, tuple[float, ...]] = {}
+        after: list[StageDone | None] = []
+        for stage in plan.stages()[1:-1]:
+            kind = _stage_task(stage, budget)
+            reduce = reduce_sums.with_options(timeout_seconds=budget)
+            known, pending = reduce.submit(plan, stage, [], known).result()
+            while pending is not None:
+                sums = tile_sums.with_options(timeout_seconds=budget)
+                parts = [sums.submit(plan, stage, known, t).result() for t in plan.tiles]
+                known, pending = reduce.submit(plan, stage, parts, known).result()
+            after += [kind.submit(plan, stage, [StageDone(stage, totals=known)], t).result() for t in plan.tiles]
+        after.insert(0, StageDone("sums", totals=known))
+        outcome: ProductOutcome = packaging.with_options(timeout_seconds=budget).submit(plan, after, ref).result()
+    except BaseException:
+        stages.discard(plan)
+        raise
+    log.info("%s: done by %d tiles in %.1f s", plan.l2a_id, len(plan.tiles), time.perf_counter() - start)
+    return outcome.model_copy(update={"seconds": round(time.perf_counter() - start, 2)})
