@@ -695,6 +695,7 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
     if not whole and next_sum(plan, stage, known) is not None:
         raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs "
                                  f"{next_sum(plan, stage, known)} first")  # fmt: skip
+    log.info("%s: %s%s", plan.l2a_id, stage, "" if tile is None else f" of tile {window.label}")
     inp = _inputs(plan)
     totals: dict[str, tuple[float, ...]] = {}
     if stage == "screening":

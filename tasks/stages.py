@@ -216,7 +216,8 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                 sums = tile_sums.with_options(timeout_seconds=budget)
                 parts = [sums.submit(plan, stage, known, t).result() for t in plan.tiles]
                 known, pending = reduce.submit(plan, stage, parts, known).result()
-            after += [kind.submit(plan, stage, [StageDone(stage, totals=known)], t).result() for t in plan.tiles]
+            after += [kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
+                      .submit(plan, stage, [StageDone(stage, totals=known)], t).result() for t in plan.tiles]
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome = packaging.with_options(timeout_seconds=budget).submit(plan, after, ref).result()
     except BaseException:

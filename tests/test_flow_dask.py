@@ -33,10 +33,10 @@ def test_kernels_run_on_the_existing_cluster_given_by_address(
     prefixes = {key_split(r["key"]) for r in records}
     assert {r["worker"] for r in records} <= workers
     # The Prefect tasks themselves ran on the cluster (prefect-dask names them after the task function) ...
-    assert {"process_l1c", "screen_products", "publish_products", "report_run"} <= prefixes, sorted(prefixes)
+    tasks = {"tiling", "run_stage", "packaging", "screen_products", "publish_products", "report_run"}
+    assert tasks <= prefixes, sorted(prefixes)
     # ... and so did the product's kernels: angle grids, radiometry, classification, correction, writing.
-    kernels = [r for r in records if key_split(r["key"]) not in {"process_l1c", "screen_products",
-                                                                  "publish_products", "report_run"}]  # fmt: skip
+    kernels = [r for r in records if key_split(r["key"]) not in tasks]
     assert len(kernels) > 100, len(kernels)
     assert any(p.startswith("sen2core-") for p in prefixes), sorted(prefixes)  # the library's named layers
     assert "store-map" in prefixes, sorted(prefixes)  # da.store into the output files

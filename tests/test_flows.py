@@ -42,7 +42,13 @@ def test_process_product_flow_on_a_dask_task_runner(
     kinds = {a.type for a in read_artifacts(state)}
     assert {"table", "markdown"} <= kinds
     # The library's own log records reach the run's logs in the API (and so the UI).
-    assert any(m.startswith("sen2core.pipeline: stage") for m in read_logs(state))
+    assert any(m.startswith("sen2core.stages: ") for m in read_logs(state))
+    # The flow graph shows the product's stages, each a task run, in order.
+    runs = _task_runs(state, lambda rs: any(r.name.startswith("report") for r in rs))
+    stages = [r.name.split("-S2")[0] for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)
+              if "-S2" in r.name]  # fmt: skip
+    assert stages == ["tiling", "screening", "atmosphere", "correction-20m", "packaging"], sorted(r.name for r in runs)
+    assert any(r.name.startswith("publish") for r in runs), sorted(r.name for r in runs)
 
     again = flow(str(flow_products["2023-07-15"]), str(out), options=ProcessingOptions(resolution=20))
     assert [o.status for o in again.outcomes] == ["skipped"]
@@ -95,16 +101,15 @@ def test_per_tile_tasks_make_the_same_product(
     for name in ("SCL_20m.tif", "B04_20m.tif", "AOT_20m.tif", "WVP_20m.tif", "TCI_20m.tif"):
         with rasterio.open(Path(outcome.output_dir) / name) as a, rasterio.open(Path(reference.output_dir) / name) as b:
             assert np.array_equal(a.read(), b.read()), name
-    # The flow graph shows the stages, each a task, mapped over the tiles where there are many.
-    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correct-tile") and r.state is not None
+    # The flow graph shows the same stages, split over the tiles, with the scene-wide sums between.
+    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correction-tile") and r.state is not None
                                             and r.state.is_completed() for r in rs) == 4)  # fmt: skip
     names = [r.name for r in runs]
-    assert sum(n.startswith("correct-tile") for n in names) == 4
-    assert sum(n.startswith("b10_leakage-tile") for n in names) == 4
-    assert sum(n.startswith("ddv-tile") for n in names) == 4
-    assert sum(n.startswith("screen-tile") for n in names) == 4
-    for prefix in ("tiling-", "reduce-b10_leakage", "stage-classification", "classification-stored",
-                   "reduce-water_vapour_land", "stage-S2", "package-", "screen", "publish"):  # fmt: skip
+    for stage in ("screening", "atmosphere", "correction"):
+        assert sum(n.startswith(f"{stage}-tile") for n in names) == 4, (stage, sorted(names))
+    assert sum(n.startswith("screening-sums-tile") for n in names) == 4  # B10 leakage
+    assert sum(n.startswith("atmosphere-sums-tile") for n in names) == 12  # DDV, negative check, WV land mean
+    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "packaging-", "screen", "publish"):
         assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
     again = flow(href, str(tmp_path / "tiles"), options=tiles)
     assert [o.status for o in again.outcomes] == ["skipped"]
