@@ -82,12 +82,14 @@ def _prefect_api() -> Iterator[None]:
 
 
 def _options(resolution: str | None, sc_only: bool, aerosol: str, cirrus: bool, dem: str | None,
-             output_format: str, tile_blocks: int | None = None, chunk_m: float = 18300.0) -> Any:  # fmt: skip
+             output_format: str, tile_blocks: int | None = None, chunk_m: float = 18300.0,
+             task_per_product: bool = False) -> Any:  # fmt: skip
     from tasks.models import ProcessingOptions
 
     return ProcessingOptions(resolution=int(resolution) if resolution else None, sc_only=sc_only,  # type: ignore[arg-type]
                              aerosol=aerosol, cirrus=cirrus, dem=dem, output_format=output_format,  # type: ignore[arg-type]
-                             tile_blocks=tile_blocks, chunk_m=chunk_m)  # fmt: skip
+                             tile_blocks=tile_blocks, chunk_m=chunk_m,
+                             task_per_stage=not task_per_product)  # fmt: skip
 
 
 def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...]) -> Any:
@@ -143,8 +145,9 @@ def _processing_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--format", "output_format", type=click.Choice(["cog", "safe"]), default="cog",
                      show_default=True, help="Output layout."),
         click.option("--tile-blocks", type=click.IntRange(min=1), default=None,
-                     help="Process each product by tiles of N x N chunks, one task per tile and round "
-                          "(default: one task per product, faster on one machine)."),
+                     help="Split each product's stages into tiles of N x N chunks: one task per tile and stage."),
+        click.option("--task-per-product", is_flag=True,
+                     help="One task per product instead of one per stage (fewer task runs for the server)."),
         click.option("--chunk-m", type=float, default=18300.0, show_default=True,
                      help="Chunk edge in metres (by tiles: a multiple of 300)."),
         click.option("--timeout-minutes", type=float, default=60.0, show_default=True,
@@ -180,7 +183,8 @@ def _discovery_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _processing(kw: dict[str, Any]) -> dict[str, Any]:
     """Flow parameters from the shared options (removes them from ``kw``)."""
     options = _options(kw.pop("resolution"), kw.pop("sc_only"), kw.pop("aerosol"), kw.pop("cirrus"), kw.pop("dem"),
-                       kw.pop("output_format"), kw.pop("tile_blocks"), kw.pop("chunk_m"))  # fmt: skip
+                       kw.pop("output_format"), kw.pop("tile_blocks"), kw.pop("chunk_m"),
+                       kw.pop("task_per_product"))  # fmt: skip
     return {"output_root": os.path.abspath(kw.pop("output_root")), "options": options,
             "product_timeout_minutes": kw.pop("timeout_minutes"), "dask_address": kw.pop("dask_address")}  # fmt: skip
 
