@@ -26,6 +26,7 @@ from prefect.context import FlowRunContext
 from prefect.utilities.importtools import from_qualified_name
 from prefect_dask.task_runners import DaskTaskRunner
 
+from flows.worker_setup import FlowWorkerSetup
 from sen2core.parallel import tune_malloc
 
 __all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
@@ -82,13 +83,16 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
     def client(self) -> Any:
         """The run's Dask client, created at first use after the cluster has been chosen.
 
-        The workers of a cluster the runner creates get :func:`sen2core.parallel.tune_malloc`;
-        those of an existing cluster are left as their operator set them up.
+        Every worker gets :class:`flows.worker_setup.FlowWorkerSetup` (each task reports to its
+        own run's Prefect API, which long-lived workers of an existing cluster need most). The
+        workers of a cluster the runner creates also get :func:`sen2core.parallel.tune_malloc`;
+        the memory settings of an existing cluster are left as its operator set them up.
         """
         if self._client is None:
             self._choose_cluster()
             creates = self.address is None and self._cluster is None
             client = super().client
+            client.register_plugin(FlowWorkerSetup())
             if creates:
                 client.register_plugin(tune_malloc())
             return client

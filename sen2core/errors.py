@@ -66,6 +66,10 @@ class OutputError(Sen2CoreError, OSError):
     """An output product could not be written or committed."""
 
 
+class ServiceError(Sen2CoreError, RuntimeError):
+    """A service a command needs (such as the temporary Prefect server of ``sen2core flow``) did not start."""
+
+
 class Sen2CoreWarning(UserWarning):
     """Root of sen2core warnings."""
 

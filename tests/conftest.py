@@ -13,6 +13,7 @@ import shutil
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -247,41 +248,53 @@ def stop_process_group(proc: Any, timeout: float = 20.0) -> None:
         proc.wait(timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prefect server (``prefect server start``, SQLite) on 127.0.0.1 and a free port, with a
-    temporary ``PREFECT_HOME``; this process and its children use it. Yields the API URL."""
+def start_prefect_server(home: Path, log_path: Path | None = None, timeout: float = 120.0) -> tuple[Any, str]:
+    """Start ``prefect server start`` (SQLite in ``home``) on 127.0.0.1 and a free port; wait until healthy.
+
+    Returns the process (its own session: stop it with :func:`stop_process_group`) and the API URL.
+    """
     import os
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
-    home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_API_URL=url)
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--analytics-off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    log_path = log_path or home / "server.log"
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+             "--analytics-off"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return server, url
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(server)
+            raise RuntimeError(f"Prefect server did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (``prefect server start``, SQLite) on 127.0.0.1 and a free port, with a
+    temporary ``PREFECT_HOME``; this process and its children use it. Yields the API URL."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    server, url = start_prefect_server(home)
     saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
         # Exported too, for subprocesses (Dask workers, `prefect` commands, Prefect workers).
         os.environ.update(PREFECT_API_URL=url, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
         with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: home}):
@@ -294,7 +307,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             else:
                 os.environ[k] = v
         stop_process_group(server)
-        log.close()
 
 
 def _drain_prefect_logs() -> None:
@@ -341,46 +353,50 @@ def flow_products(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return products
 
 
-@pytest.fixture(scope="session")
-def dask_scheduler_address(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real multi-process Dask cluster on 127.0.0.1: ``dask scheduler`` plus two ``dask worker``
-    processes (one thread each). Yields the scheduler address; everything is stopped at the end."""
-    import os
+@contextmanager
+def dask_cluster(work: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """A real multi-process Dask cluster on 127.0.0.1: ``dask scheduler`` plus ``workers`` ``dask worker``
+    processes (one thread each), started with ``env``, logs in ``work``. Yields the scheduler address;
+    everything is stopped at the end."""
     import subprocess
     import sys
 
     from distributed import Client
 
-    work = tmp_path_factory.mktemp("dask-cluster")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ)  # with the session's PREFECT_API_URL and PREFECT_HOME
     dask_cli = [str(Path(sys.executable).with_name("dask"))]  # the venv's `dask` command
     procs: list[subprocess.Popen[bytes]] = []
-    logs = []
     try:
-        log = open(work / "scheduler.log", "wb")  # noqa: SIM115 - closed below
-        logs.append(log)
-        procs.append(subprocess.Popen(
-            [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-        ))  # fmt: skip
-        for i in range(2):
-            log = open(work / f"worker-{i}.log", "wb")  # noqa: SIM115
-            logs.append(log)
+        with open(work / "scheduler.log", "wb") as log:  # the child keeps its own descriptor
             procs.append(subprocess.Popen(
-                [*dask_cli, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                 "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}", "--local-directory", str(work)],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+                [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                 "127.0.0.1:0"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
             ))  # fmt: skip
+        for i in range(workers):
+            with open(work / f"worker-{i}.log", "wb") as log:
+                procs.append(subprocess.Popen(
+                    [*dask_cli, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                     "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}", "--local-directory", str(work)],
+                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+                ))  # fmt: skip
         with Client(address, timeout=60, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=90)
+            client.wait_for_workers(workers, timeout=90)
         yield address
     finally:
         for proc in reversed(procs):
             stop_process_group(proc)
-        for log in logs:
-            log.close()
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler_address(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real multi-process Dask cluster on 127.0.0.1 (:func:`dask_cluster`, two workers) whose processes
+    know the session's Prefect server. Yields the scheduler address."""
+    import os
+
+    # With the session's PREFECT_API_URL and PREFECT_HOME.
+    with dask_cluster(tmp_path_factory.mktemp("dask-cluster"), dict(os.environ)) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

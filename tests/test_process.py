@@ -174,3 +174,25 @@ def test_gipp_sets_the_correction_and_progress_is_logged(tmp_path: Path) -> None
     for stage in ("open", "scene classification", "atmosphere", "write"):
         assert f"] {stage}" in res.stderr
     assert (tmp_path / "l2a" / "collection.json").is_file()
+
+
+def test_a_done_product_is_skipped_before_any_cluster_starts(
+    cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo` run twice: the second `sen2core process --workers 2` starts no Dask cluster to skip."""
+    import distributed
+    from click.testing import CliRunner
+
+    from sen2core.cli import main
+
+    out = tmp_path / "l2a"
+    first = process_product(cloudy_l1c, out, ProcessingConfig(resolution=60, sc_only=True))
+    assert first.status == "done"
+
+    def no_cluster(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a Dask cluster was started for a product that is already done")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    result = CliRunner().invoke(main, ["process", str(cloudy_l1c), "-o", str(out), "--workers", "2"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"{first.l2a_id} already done: {first.output_dir}" in result.stdout

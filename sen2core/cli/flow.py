@@ -3,8 +3,11 @@
 Without ``PREFECT_API_URL``, the command starts Prefect's temporary local server
 once, in this process, and exports its address before the Dask cluster starts, so
 that every Dask worker process reports to that one server instead of starting its
-own (which costs about 10 s per worker). With ``PREFECT_API_URL`` set, runs go to
-that server and show in its UI.
+own (which costs about 10 s per worker). It waits up to
+:data:`DEFAULT_STARTUP_TIMEOUT_S` for it (Prefect's own default, 20 s, is too short on
+a busy machine), and the server sends no usage analytics (an offline machine logged a
+telemetry error). With ``PREFECT_API_URL`` set, runs go to that server and show in
+its UI.
 
 Prefect is imported only when a command runs: the library itself never imports it.
 Exit status: 0 when the run ends ``Completed``, 1 when it ends ``Failed`` (a product
@@ -23,7 +26,13 @@ from typing import Any
 
 import click
 
-__all__ = ["flow"]
+__all__ = ["DEFAULT_STARTUP_TIMEOUT_S", "STARTUP_TIMEOUT_ENV", "flow", "startup_timeout"]
+
+#: Seconds to wait for the temporary Prefect server unless told otherwise. Prefect's default is
+#: 20 s; on a busy 2-core machine the server took 26-57 s to answer.
+DEFAULT_STARTUP_TIMEOUT_S = 120
+#: Prefect's own setting of that wait, honoured when set.
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
 def _drain_prefect_workers() -> None:
@@ -51,19 +60,65 @@ def _drain_prefect_workers() -> None:
     run_coro_as_sync(drain())
 
 
+def startup_timeout(option: int | None = None) -> int:
+    """Seconds to wait for the temporary Prefect server.
+
+    ``option`` (``--server-startup-timeout``, which also reads :data:`STARTUP_TIMEOUT_ENV`) when
+    given, else the larger of :data:`DEFAULT_STARTUP_TIMEOUT_S` and Prefect's setting (from a
+    profile, for example).
+    """
+    if option is not None:
+        return option
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    return max(DEFAULT_STARTUP_TIMEOUT_S, int(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
+
+
+def _start_temporary_server(timeout: int) -> Any:
+    """Start Prefect's temporary server; :class:`~sen2core.errors.ServiceError` if it does not answer in time."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from sen2core.errors import ServiceError
+
+    server = SubprocessASGIServer()
+    # A throw-away server has no use for usage analytics; offline, its telemetry job logged an
+    # ERROR with a traceback on every run. A user's explicit setting (environment or profile) wins.
+    quiet = "PREFECT_SERVER_ANALYTICS_ENABLED" not in os.environ
+    if quiet:
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # read by the server process only
+    try:
+        server.start(timeout=timeout)
+    except RuntimeError as exc:
+        server.stop()
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if first.startswith("Timed out"):
+            raise ServiceError(
+                f"the temporary Prefect server did not answer within {timeout} s; wait longer with "
+                f"--server-startup-timeout SECONDS (or {STARTUP_TIMEOUT_ENV}), or set PREFECT_API_URL to a running "
+                "server") from None  # fmt: skip
+        raise ServiceError(f"the temporary Prefect server did not start: {first}") from None
+    finally:
+        if quiet:
+            os.environ.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)
+    return server
+
+
 @contextmanager
-def _prefect_api() -> Iterator[None]:
-    """A Prefect API for the run: ``PREFECT_API_URL`` if set, else one temporary local server."""
+def _prefect_api(timeout: int | None = None) -> Iterator[None]:
+    """A Prefect API for the run: ``PREFECT_API_URL`` if set, else one temporary local server.
+
+    Raises
+    ------
+    sen2core.errors.ServiceError
+        The temporary server did not answer within :func:`startup_timeout` seconds.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     if PREFECT_API_URL.value():
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
     click.echo("starting a temporary local Prefect server (set PREFECT_API_URL to use a running one)", err=True)
-    server = SubprocessASGIServer()
-    server.start()
+    server = _start_temporary_server(startup_timeout(timeout))
     previous = os.environ.get("PREFECT_API_URL")
     # Exported (not only set in Prefect's settings) so that Dask worker processes inherit it.
     os.environ["PREFECT_API_URL"] = server.api_url
@@ -104,7 +159,8 @@ def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, c
     return Source(kind=kind, href=href, **({"collections": list(collections)} if collections else {}))  # type: ignore[arg-type]
 
 
-def _run(flow_obj: Any, workers: int | None, as_json: bool, **parameters: Any) -> None:
+def _run(flow_obj: Any, workers: int | None, as_json: bool, *, server_startup_timeout: int | None = None,
+         **parameters: Any) -> None:  # fmt: skip
     """Run ``flow_obj`` with ``parameters``; print its summary; exit 1 if it failed."""
     from flows.common import RunFailed
     from flows.runner import Sen2CoreTaskRunner, local_cluster_kwargs
@@ -112,7 +168,7 @@ def _run(flow_obj: Any, workers: int | None, as_json: bool, **parameters: Any) -
     if workers is not None:
         flow_obj = flow_obj.with_options(task_runner=Sen2CoreTaskRunner(
             cluster_kwargs={**local_cluster_kwargs(), "n_workers": workers}))  # fmt: skip
-    with _prefect_api():
+    with _prefect_api(server_startup_timeout):
         state = flow_obj(**parameters, return_state=True)
         value = state.result(raise_on_failure=False)
     summary = value.summary if isinstance(value, RunFailed) else value
@@ -157,6 +213,10 @@ def _processing_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dask-address", default=None,
                      help="Existing Dask scheduler (tcp://host:8786); also SEN2CORE_DASK_ADDRESS."),
         click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON."),
+        click.option("--server-startup-timeout", type=click.IntRange(min=1), default=None,
+                     envvar=STARTUP_TIMEOUT_ENV, show_envvar=True,
+                     help=f"Seconds to wait for the temporary Prefect server (without PREFECT_API_URL) "
+                          f"[default: {DEFAULT_STARTUP_TIMEOUT_S}]."),
     ]  # fmt: skip
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -181,12 +241,13 @@ def _discovery_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _processing(kw: dict[str, Any]) -> dict[str, Any]:
-    """Flow parameters from the shared options (removes them from ``kw``)."""
+    """Flow parameters from the shared options (removes them from ``kw``), and the server's start-up timeout."""
     options = _options(kw.pop("resolution"), kw.pop("sc_only"), kw.pop("aerosol"), kw.pop("cirrus"), kw.pop("dem"),
                        kw.pop("output_format"), kw.pop("tile_blocks"), kw.pop("chunk_m"),
                        kw.pop("task_per_product"))  # fmt: skip
     return {"output_root": os.path.abspath(kw.pop("output_root")), "options": options,
-            "product_timeout_minutes": kw.pop("timeout_minutes"), "dask_address": kw.pop("dask_address")}  # fmt: skip
+            "product_timeout_minutes": kw.pop("timeout_minutes"), "dask_address": kw.pop("dask_address"),
+            "server_startup_timeout": kw.pop("server_startup_timeout")}  # fmt: skip
 
 
 @click.group("flow")

@@ -7,10 +7,14 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from sen2core.pipeline import ProcessingConfig
 
 STAGES = ("plan", "decode", "screening", "atmosphere", "correction", "packaging")
 
@@ -47,6 +51,16 @@ class _Progress:
             if exc[0] is None:
                 self.bar.update(self.task, description="done", completed=len(STAGES))
             self.bar.stop()
+
+
+def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bool:
+    """Whether ``product``'s Level-2A output is already complete under ``output_root`` (its metadata only is read)."""
+    from sen2core.io.product import open_l1c
+    from sen2core.package import is_done
+    from sen2core.pipeline import output_dir
+
+    l1c = open_l1c(product, tile=cfg.granule, chunk_m=cfg.chunk_m)
+    return is_done(output_dir(l1c, output_root, cfg.format))
 
 
 @click.command("process")
@@ -140,6 +154,9 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
         correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
     )  # fmt: skip
+    if workers and not overwrite and _already_done(product, output_dir, cfg):
+        # Starting N worker processes costs seconds (26 s for `make demo` on a busy machine) to do nothing.
+        workers = None
     console = Console(stderr=True)
     with _Progress(console) as progress:
         if workers:
