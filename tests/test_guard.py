@@ -1,0 +1,72 @@
+"""Issue 16: hostile settings and inputs are refused, nothing is exposed.
+
+Each test here failed before its fix: band paths that leave the product, settings out
+of range, non-strict JSON, a DEM that misses the tile, misleading messages, Dask
+dashboards on every interface, credentials in STAC URLs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from sen2core.errors import InputProductError, MetadataWarning
+from sen2core.io.product import Product, open_product
+
+GRANULE = "GRANULE/L1C_T34UCF_A033753_20230823T095553"
+B04 = f"{GRANULE}/IMG_DATA/T34UCF_20230823T095559_B04.jp2"
+
+
+def _open_quiet(href: Path) -> Product:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetadataWarning)
+        return open_product(href)
+
+
+# ------------------------------------------------- item 13: band paths stay inside the product
+
+
+def test_band_symlink_leaving_the_product_is_refused(tmp_path: Path, safe_builder) -> None:
+    safe = safe_builder.l1c(tmp_path / "in", bands=("B02", "B03", "B04"))
+    outside = tmp_path / "elsewhere" / "secret.jp2"
+    outside.parent.mkdir()
+    shutil.move(safe / B04, outside)  # a valid raster, but not the product's
+    (safe / B04).symlink_to(outside)
+    with pytest.raises(InputProductError) as info:
+        _open_quiet(safe)
+    text = str(info.value)
+    assert text.startswith(f"{safe}: ") and B04 in text and str(outside) in text and "outside the product" in text
+    # A symlink that stays inside the product is fine.
+    inside = safe / GRANULE / "IMG_DATA" / "copy_of_B04.jp2"
+    (safe / B04).unlink()
+    shutil.move(outside, inside)
+    (safe / B04).symlink_to(inside)
+    assert _open_quiet(safe).band_files["B04"].path == B04
+
+
+def test_image_file_with_dotdot_is_refused(tmp_path: Path, safe_builder) -> None:
+    safe = safe_builder.l1c(tmp_path / "in", bands=("B02", "B03", "B04"))
+    stolen = tmp_path / "stolen" / "T34UCF_20230823T095559_B04.jp2"
+    stolen.parent.mkdir()
+    shutil.copy(safe / B04, stolen)
+    mtd = safe / "MTD_MSIL1C.xml"
+    rel = f"{GRANULE}/IMG_DATA/T34UCF_20230823T095559_B04"
+    text = mtd.read_text(encoding="utf-8")
+    assert f">{rel}<" in text
+    evil = f"{GRANULE}/IMG_DATA/../../../../../stolen/T34UCF_20230823T095559_B04"
+    mtd.write_text(text.replace(f">{rel}<", f">{evil}<"), encoding="utf-8")
+    with pytest.raises(InputProductError) as info:
+        _open_quiet(safe).band_source("B04")
+    message = str(info.value)
+    assert message.startswith(f"{safe}: ") and evil in message and "outside the product" in message
+
+
+def test_zip_member_path_with_dotdot_is_refused(tmp_path: Path, safe_builder) -> None:
+    safe = safe_builder.l1c(tmp_path / "in", bands=("B02",))
+    archive = safe_builder.zip(safe, tmp_path / f"{safe.name}.zip")
+    product = _open_quiet(archive)
+    with pytest.raises(InputProductError, match="outside the product"):
+        product.store.gdal_path(f"../other.SAFE/{B04}")
