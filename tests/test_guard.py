@@ -70,3 +70,51 @@ def test_zip_member_path_with_dotdot_is_refused(tmp_path: Path, safe_builder) ->
     product = _open_quiet(archive)
     with pytest.raises(InputProductError, match="outside the product"):
         product.store.gdal_path(f"../other.SAFE/{B04}")
+
+
+# ------------------------------------------------- item 10: size mismatches say what is wrong
+
+
+def _manifest_product(tmp: Path, builder) -> tuple[Path, Path]:
+    safe = builder.l1c(tmp, bands=("B02", "B03", "B04"), manifest=True)
+    return safe, safe / GRANULE / "IMG_DATA" / "T34UCF_20230823T095559_B03.jp2"
+
+
+def test_wrong_size_band_is_not_called_truncated(tmp_path: Path, safe_builder) -> None:
+    import numpy as np
+
+    from conftest import write_band
+    from sen2core.errors import BandReadError
+
+    safe, jp2 = _manifest_product(tmp_path, safe_builder)
+    # Another complete raster of the tile's shape (a flat one compresses to fewer bytes).
+    write_band(jp2, np.full((366, 366), 1234, np.uint16), ulx=300000.0, uly=6100020.0, res=10.0)
+    with pytest.raises(BandReadError) as info:
+        _open_quiet(safe).read_dn("B03")
+    text = str(info.value)
+    assert "truncated" not in text and "complete raster of another size" in text and "manifest.safe says" in text
+
+
+def test_symlink_to_a_non_raster_is_not_called_truncated(tmp_path: Path, safe_builder) -> None:
+    from sen2core.errors import BandReadError
+
+    safe, jp2 = _manifest_product(tmp_path, safe_builder)
+    jp2.unlink()
+    jp2.symlink_to(safe / "MTD_MSIL1C.xml")
+    with pytest.raises(BandReadError) as info:
+        _open_quiet(safe).read_dn("B03")
+    text = str(info.value)
+    assert "truncated" not in text and "symbolic link to MTD_MSIL1C.xml, which is not a readable raster" in text
+    # Without a manifest the link is named too.
+    (safe / "manifest.safe").unlink()
+    with pytest.raises(BandReadError, match="symbolic link to MTD_MSIL1C.xml, which is not a readable raster"):
+        _open_quiet(safe).read_dn("B03")
+
+
+def test_truncated_band_is_still_called_truncated(tmp_path: Path, safe_builder) -> None:
+    from sen2core.errors import BandReadError
+
+    safe, jp2 = _manifest_product(tmp_path, safe_builder)
+    jp2.write_bytes(jp2.read_bytes()[:6000])
+    with pytest.raises(BandReadError, match=r"B03\.jp2 is truncated \(6000 bytes, manifest.safe says \d+\)"):
+        _open_quiet(safe).read_dn("B03")

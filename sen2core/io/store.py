@@ -57,6 +57,14 @@ class ProductStore(Protocol):
         """Path GDAL opens (a filesystem path or a ``/vsizip/`` path)."""
         ...
 
+    def tail(self, rel: str, n: int) -> bytes:
+        """The last ``n`` bytes of a file (fewer if it is shorter); ``FileNotFoundError`` if absent."""
+        ...
+
+    def link_target(self, rel: str) -> str | None:
+        """Where a member that is a symbolic link leads (inside the product), or None."""
+        ...
+
 
 def _clean(rel: str) -> str:
     rel = rel.replace("\\", "/")
@@ -118,6 +126,18 @@ class DirStore:
 
     def gdal_path(self, rel: str) -> str:
         return str(self._path(rel))
+
+    def tail(self, rel: str, n: int) -> bytes:
+        with self._path(rel).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read()
+
+    def link_target(self, rel: str) -> str | None:
+        real = self._path(rel)
+        if real == (self.root / _clean(rel)):
+            return None
+        return real.relative_to(self.root).as_posix()
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -210,3 +230,16 @@ class ZipStore:
 
     def gdal_path(self, rel: str) -> str:
         return f"/vsizip/{self.archive.as_posix()}/{self.prefix}{self._member(rel)}"
+
+    def tail(self, rel: str, n: int) -> bytes:
+        rel = self._member(rel)
+        if rel not in self._files:
+            raise FileNotFoundError(f"{self.display}/{rel}")
+        with zipfile.ZipFile(self.archive) as zf, zf.open(self.prefix + rel) as f:
+            size = zf.getinfo(self.prefix + rel).file_size
+            f.seek(max(0, size - n))
+            return f.read()
+
+    def link_target(self, rel: str) -> str | None:
+        # Members are read as stored: GDAL's /vsizip/ and zipfile follow no links.
+        return None
