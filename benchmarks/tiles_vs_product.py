@@ -61,7 +61,7 @@ def main() -> None:
     stages: dict[str, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory(dir=args.scratch) as out,
-        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                      silence_logs=logging.ERROR) as cluster,
         Client(cluster),
     ):  # fmt: skip

@@ -118,3 +118,34 @@ def test_truncated_band_is_still_called_truncated(tmp_path: Path, safe_builder) 
     jp2.write_bytes(jp2.read_bytes()[:6000])
     with pytest.raises(BandReadError, match=r"B03\.jp2 is truncated \(6000 bytes, manifest.safe says \d+\)"):
         _open_quiet(safe).read_dn("B03")
+
+
+# ------------------------------------------------- item 11: Dask dashboards on the loopback only
+
+
+def _dashboard_hosts(cluster) -> set[str]:
+    """The addresses the scheduler's dashboard (its HTTP server) really listens on."""
+    return {sock.getsockname()[0] for sock in cluster.scheduler.http_server._sockets.values()}
+
+
+@pytest.mark.timeout(120)
+def test_dashboards_of_created_clusters_listen_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import LocalCluster
+
+    from flows.runner import Sen2CoreTaskRunner, local_cluster_kwargs
+    from sen2core.parallel import DASHBOARD_ENV, local_cluster
+
+    monkeypatch.delenv(DASHBOARD_ENV, raising=False)
+    # `sen2core process --workers N` and the benchmarks.
+    with local_cluster(0) as cluster:
+        assert _dashboard_hosts(cluster) == {"127.0.0.1"}
+    # The flows' default cluster, and one whose arguments name no dashboard address.
+    with LocalCluster(**{**local_cluster_kwargs(), "n_workers": 0}) as cluster:
+        assert _dashboard_hosts(cluster) == {"127.0.0.1"}
+    with Sen2CoreTaskRunner(cluster_kwargs={"n_workers": 0, "processes": False}) as runner:
+        assert runner.client is not None
+        assert _dashboard_hosts(runner._cluster) == {"127.0.0.1"}
+    # Unless the user asks otherwise.
+    monkeypatch.setenv(DASHBOARD_ENV, ":0")
+    with local_cluster(0) as cluster:
+        assert _dashboard_hosts(cluster) == {"0.0.0.0"}
