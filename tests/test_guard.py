@@ -149,3 +149,119 @@ def test_dashboards_of_created_clusters_listen_on_loopback(monkeypatch: pytest.M
     monkeypatch.setenv(DASHBOARD_ENV, ":0")
     with local_cluster(0) as cluster:
         assert _dashboard_hosts(cluster) == {"0.0.0.0"}
+
+
+# ------------------------------------------------- item 5: every setting has a valid range
+
+
+GIPP_DIR = Path(__file__).parent / "data" / "gipp"
+
+
+def _user_gipp(tmp: Path, **values: str) -> Path:
+    text = (GIPP_DIR / "sen2cor_L2A_GIPP_DEM_ON.xml").read_text(encoding="utf-8")
+    for tag, value in values.items():
+        start, end = text.index(f"<{tag}>"), text.index(f"</{tag}>")
+        text = text[:start] + f"<{tag}>{value}" + text[end:]
+    path = tmp / "L2A_GIPP.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "message"),
+    [
+        ("Adj_Km", "-1", r"Adj_Km = '-1' \(adjacency_km\) must be in \[0, 5\] km, got -1.0"),
+        ("Adj_Km", "NaN", r"Adj_Km = 'NaN' \(adjacency_km\) must be finite and in \[0, 5\] km, got nan"),
+        ("Altitude", "inf", r"Altitude = 'inf' \(elevation_km\) must be finite and in \[-0.5, 9\] km, got inf"),
+        ("Altitude", "-50", r"Altitude = '-50' \(elevation_km\) must be in \[-0.5, 9\] km, got -50.0"),
+        ("Ozone_Content", "1e9", r"Ozone_Content = '1e9' \(ozone_cm_atm\) must be in \[0.2, 0.5\] cm-atm"),
+        # Parse errors name the setting too (item 10).
+        ("Adj_Km", "one", r"Adj_Km must be a number, got 'one'"),
+        ("Cirrus_Correction", "maybe", r"Cirrus_Correction must be TRUE or FALSE, got 'maybe'"),
+        ("Visibility", "nan", r"Visibility must be finite and in \[5, 120\] km, got nan"),
+    ],
+)
+def test_out_of_range_user_gipp_is_refused(tmp_path: Path, tag: str, value: str, message: str) -> None:
+    from sen2core.correction import correction_config_from_gipp
+    from sen2core.errors import ConfigurationError
+
+    path = _user_gipp(tmp_path, **{tag: value})
+    with pytest.raises(ConfigurationError, match=f"^{path}: {message}"):
+        correction_config_from_gipp(path)
+
+
+def test_out_of_range_settings_through_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sen2core.cli import main
+
+    path = _user_gipp(tmp_path, Adj_Km="-1")
+    result = CliRunner().invoke(main, ["process", str(tmp_path), "-o", str(tmp_path / "out"), "--gipp", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"sen2core: error: {path}: Adj_Km = '-1' (adjacency_km) must be in [0, 5] km, got -1.0"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_scene_classification_files_name_file_setting_and_range(tmp_path: Path) -> None:
+    from sen2core.config import SceneClassificationConfig
+    from sen2core.errors import ConfigurationError
+
+    sc = (GIPP_DIR / "L2A_CAL_SC_GIPP.xml").read_text(encoding="utf-8")
+    start, end = sc.index("<T2_B04>"), sc.index("</T2_B04>")
+    gipp = tmp_path / "L2A_CAL_SC_GIPP.xml"
+    gipp.write_text(sc[:start] + "<T2_B04>7" + sc[end:], encoding="utf-8")
+    with pytest.raises(ConfigurationError,
+                       match=rf"^{gipp}: T2_B04 \(t2_b04\) must be in \[0, 2\] TOA reflectance, got 7.0$"):
+        SceneClassificationConfig.from_gipp(gipp)
+    user = _user_gipp(tmp_path, Median_Filter="abc")
+    with pytest.raises(ConfigurationError, match=rf"^{user}: Median_Filter \(median_filter\) must be an integer"):
+        SceneClassificationConfig.from_gipp(user)
+    toml = tmp_path / "sen2core.toml"
+    toml.write_text("[scene_classification]\nthin_cloud_probability = 1.5\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=rf"^{toml}: thin_cloud_probability must be in \(0, 1\), got 1.5$"):
+        SceneClassificationConfig.from_file(toml)
+    with pytest.raises(ConfigurationError, match=r"^scene classification: hillshade_water_max must be finite"):
+        SceneClassificationConfig().replace(hillshade_water_max=float("inf"))
+
+
+def test_every_setting_has_a_documented_range() -> None:
+    import dataclasses
+
+    from sen2core.config import SCENE_CLASSIFICATION_RANGES, SceneClassificationConfig
+    from sen2core.correction import CORRECTION_RANGES, CorrectionConfig
+    from sen2core.settings import settings_markdown
+
+    def numeric(cls: type, prefix: str = "") -> set[str]:
+        names = set()
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if dataclasses.is_dataclass(default):
+                names |= numeric(type(default), f"{prefix}{f.name}.")
+            elif not isinstance(default, (bool, str)):
+                names.add(prefix + f.name)
+        return names
+
+    assert numeric(SceneClassificationConfig) == set(SCENE_CLASSIFICATION_RANGES)
+    assert numeric(CorrectionConfig) == set(CORRECTION_RANGES)
+    docs = Path(__file__).parents[1] / "docs" / "settings.md"
+    assert docs.read_text(encoding="utf-8") == settings_markdown(), "run: python -m sen2core.settings > docs/settings.md"
+
+
+def test_strict_json_has_no_nan_or_infinity() -> None:
+    import json
+
+    import numpy as np
+
+    from sen2core.io.jsonutil import strict_json_dumps
+
+    summary = {"elevation_km": float("inf"), "GRANULE_MEAN_WV": np.float32("nan"), "aot": np.float64(0.25),
+               "counts": np.array([1, 2]), "flag": np.bool_(True), "nested": ({"x": -float("inf")},)}
+    text = strict_json_dumps(summary, indent=1)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    assert json.loads(text, parse_constant=refuse) == {
+        "elevation_km": None, "GRANULE_MEAN_WV": None, "aot": 0.25, "counts": [1, 2], "flag": True,
+        "nested": [{"x": None}]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -159,7 +158,9 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
 
         update_collection(output_dir, [Path(result.output_dir) / item_name(result.output_dir)])
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=1, default=float))
+        from sen2core.io.jsonutil import strict_json_dumps
+
+        click.echo(strict_json_dumps(result.to_dict(), indent=1))
     else:
         verb = "already done" if result.status == "skipped" else "written"
         print(f"{result.l2a_id} {verb}: {result.output_dir}", file=sys.stdout)

@@ -49,6 +49,7 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 from sen2core import __version__
 from sen2core.errors import OutputError
 from sen2core.io.checksums import FileDigest
+from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.metadata import GeoBox
 from sen2core.io.product import Product
 from sen2core.io.scl_legend import SCL_CLASSES
@@ -390,7 +391,7 @@ def _atomic_write_json(path: Path, content: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1, ensure_ascii=False)
+            f.write(strict_json_dumps(content, indent=1, ensure_ascii=False))
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
