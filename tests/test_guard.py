@@ -7,6 +7,7 @@ dashboards on every interface, credentials in STAC URLs.
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -265,3 +266,138 @@ def test_strict_json_has_no_nan_or_infinity() -> None:
     assert json.loads(text, parse_constant=refuse) == {
         "elevation_km": None, "GRANULE_MEAN_WV": None, "aot": 0.25, "counts": [1, 2], "flag": True,
         "nested": [{"x": None}]}
+
+
+# ------------------------------------------------- item 6: a DEM must cover the tile
+
+
+def _write_dem(path: Path, crs: str, left: float, top: float, res: float, shape: tuple[int, int], **profile) -> Path:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    data = (100.0 + np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape) % 500.0).astype(np.float32)
+    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="float32",
+                       crs=crs, transform=from_origin(left, top, res, res), nodata=-9999.0, **profile) as ds:
+        ds.write(data, 1)
+    return path
+
+
+def _tile_grid(l1c_safe: Path):
+    return _open_quiet(l1c_safe).geobox(20)
+
+
+def test_dem_of_another_place_is_refused(tmp_path: Path, l1c_safe: Path) -> None:
+    from sen2core.errors import AuxDataError
+    from sen2core.io.dem import dem_on_grid
+
+    gb = _tile_grid(l1c_safe)
+    dem = _write_dem(tmp_path / "alps.tif", "EPSG:4326", 6.0, 47.0, 0.001, (200, 200))
+    with pytest.raises(AuxDataError) as info:
+        dem_on_grid(dem, gb, ((gb.shape[0],), (gb.shape[1],)))
+    text = str(info.value)
+    assert text.startswith(f"DEM {dem} (EPSG:4326) covers 0.0 % of the tile (EPSG:32634") and "at least 50 %" in text
+
+
+def test_dem_partly_covering_the_tile_is_used_with_a_warning(tmp_path: Path, l1c_safe: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    import numpy as np
+
+    from sen2core.io.dem import dem_info, dem_on_grid
+
+    gb = _tile_grid(l1c_safe)
+    left, bottom, right, top = gb.bounds
+    width = right - left
+    # The DEM misses the western 30 % of the tile.
+    dem = _write_dem(tmp_path / "east.tif", gb.crs, left + 0.3 * width, top, 20.0, (gb.shape[0], gb.shape[1]))
+    with caplog.at_level("WARNING", logger="sen2core"):
+        info = dem_info(dem, gb)
+        arr = dem_on_grid(dem, gb, ((gb.shape[0],), (gb.shape[1],))).compute()
+    assert info.name == "east.tif" and info.crs == "EPSG:32634" and abs(info.coverage - 0.7) < 0.02
+    assert info.to_dict() == {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": round(100 * info.coverage, 2)}
+    assert any(re.search(r"covers (69|70)\.\d %", r.getMessage()) and "flat, at sea level" in r.getMessage()
+               for r in caplog.records)
+    assert abs(np.isfinite(arr).mean() - 0.7) < 0.02
+
+
+def test_dem_read_errors_give_gdals_reason(tmp_path: Path, l1c_safe: Path) -> None:
+    from sen2core.errors import AuxDataError
+    from sen2core.io.dem import _dem_block, dem_on_grid
+
+    gb = _tile_grid(l1c_safe)
+    left, _, _, top = gb.bounds
+    dem = _write_dem(tmp_path / "cut.tif", gb.crs, left, top, 20.0, gb.shape, tiled=True, blockxsize=64,
+                     blockysize=64, compress="deflate")
+    data = dem.read_bytes()
+    dem.write_bytes(data[: len(data) * 2 // 3])  # header intact, tiles cut off
+    with pytest.raises(AuxDataError) as info:
+        dem_on_grid(dem, gb, ((gb.shape[0],), (gb.shape[1],))).compute()
+    text = str(info.value)
+    assert text.startswith(f"DEM {dem}: not a readable raster: ") and "See previous exception" not in text
+    assert "TIFFFillTile:Read error" in text, text
+    # The same when a chunk is read (on a Dask worker: the error carries no unpicklable GDAL cause).
+    import pickle
+
+    with pytest.raises(AuxDataError) as info:
+        _dem_block(str(dem), gb.epsg, tuple(gb.transform), block_info={None: {
+            "array-location": [(0, gb.shape[0]), (0, gb.shape[1])], "shape": gb.shape}})  # fmt: skip
+    text = str(info.value)
+    assert text.startswith(f"DEM {dem}: cannot read rows 0:{gb.shape[0]}") and "TIFFFillTile:Read error" in text
+    assert "See previous exception" not in text and info.value.__cause__ is None
+    assert str(pickle.loads(pickle.dumps(info.value))) == text
+
+
+def test_dem_that_misses_the_tile_stops_processing(tmp_path: Path, l1c_safe: Path) -> None:
+    from click.testing import CliRunner
+
+    from sen2core.cli import main
+
+    dem = _write_dem(tmp_path / "alps.tif", "EPSG:4326", 6.0, 47.0, 0.001, (200, 200))
+    out = tmp_path / "l2a"
+    result = CliRunner().invoke(main, ["process", str(l1c_safe), "-o", str(out), "--resolution", "60", "--dem",
+                                       str(dem)])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"sen2core: error: DEM {dem} (EPSG:4326) covers 0.0 % of the tile" in result.stderr
+    assert not list(out.rglob("*.json"))
+
+
+def _item(l1c_safe: Path, summary: dict):
+    from sen2core.io.checksums import FileDigest
+    from sen2core.io.stac import RasterAsset, build_item
+    from sen2core.io.write import RasterSpec
+
+    l1c = _open_quiet(l1c_safe)
+    spec = RasterSpec(l1c.geobox(20), "uint8", 0, ("SCL",))
+    return build_item(l1c, "x", summary, [RasterAsset("SCL_20m.tif", "SCL", spec)], [],
+                      {"SCL_20m.tif": FileDigest("0" * 64, 1)})  # fmt: skip
+
+
+def test_dem_is_recorded_in_the_stac_item(l1c_safe: Path) -> None:
+    from sen2core.io.stac import validate_item
+
+    dem = {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": 69.9}
+    item = _item(l1c_safe, {"l1c_id": "L1C", "lut_id": "lut", "dem": dem})
+    assert item.properties["sen2core:dem"] == dem
+    assert item.properties["processing:lineage"].endswith(", DEM east.tif (EPSG:32634, 69.9 % of the tile)")
+    validate_item(item)
+    assert "sen2core:dem" not in _item(l1c_safe, {"l1c_id": "L1C"}).properties
+
+
+# ------------------------------------------------- item 10: no cloud cover without a valid pixel
+
+
+def test_no_valid_pixel_has_no_cloud_cover(l1c_safe: Path) -> None:
+    from sen2core.io.stac import NO_VALID_PIXEL_NOTE, validate_item
+
+    empty = {"NODATA_PIXEL_PERCENTAGE": 100.0, "CLOUDY_PIXEL_PERCENTAGE": 0.0, "VEGETATION_PERCENTAGE": 0.0}
+    item = _item(l1c_safe, {"class_percentages": empty, "atmosphere": {"GRANULE_MEAN_AOT": float("nan")}})
+    props = item.properties
+    # Not 0: a "cloud cover below 10 %" search must not find a product without any data.
+    assert "eo:cloud_cover" not in props and props["sen2core:cloud_cover_note"] == NO_VALID_PIXEL_NOTE
+    assert props["s2:nodata_pixel_percentage"] == 100.0
+    assert "s2:cloudy_pixel_percentage" not in props and "s2:vegetation_percentage" not in props
+    assert "s2:granule_mean_aot" not in props
+    validate_item(item)
+    cloudy = {"NODATA_PIXEL_PERCENTAGE": 40.0, "CLOUDY_PIXEL_PERCENTAGE": 12.5}
+    props = _item(l1c_safe, {"class_percentages": cloudy}).properties
+    assert props["eo:cloud_cover"] == 12.5 and "sen2core:cloud_cover_note" not in props
