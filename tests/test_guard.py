@@ -7,6 +7,7 @@ dashboards on every interface, credentials in STAC URLs.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import warnings
@@ -401,3 +402,182 @@ def test_no_valid_pixel_has_no_cloud_cover(l1c_safe: Path) -> None:
     cloudy = {"NODATA_PIXEL_PERCENTAGE": 40.0, "CLOUDY_PIXEL_PERCENTAGE": 12.5}
     props = _item(l1c_safe, {"class_percentages": cloudy}).properties
     assert props["eo:cloud_cover"] == 12.5 and "sen2core:cloud_cover_note" not in props
+
+
+# ------------------------------------------------- item 12: credentials are never logged or stored
+
+
+TOKEN = "s3cr3tTOKEN42"
+
+
+def test_urls_and_text_are_redacted() -> None:
+    from sen2core.redact import redact_text, redact_url, split_url_credentials
+
+    url = f"http://user:{TOKEN}@host:8080/v1?api_key={TOKEN}&limit=5"
+    assert redact_url(url) == "http://***@host:8080/v1?api_key=***&limit=5"
+    signed = f"https://bucket.s3.amazonaws.com/x.SAFE.zip?X-Amz-Credential=AKIA%2F1&X-Amz-Signature={TOKEN}&v=2"
+    assert TOKEN not in redact_url(signed) and "AKIA" not in redact_url(signed) and "v=2" in redact_url(signed)
+    for text in (f"Max retries exceeded with url: /v1/search?token={TOKEN} (Caused by x)",
+                 f"GET {url} Headers: {{'Authorization': 'Bearer {TOKEN}'}}", f"password={TOKEN}; sig={TOKEN}"):
+        assert TOKEN not in redact_text(text), text
+    assert redact_text("plain message with key words, no secrets") == "plain message with key words, no secrets"
+    clean, found = split_url_credentials(url)
+    assert clean == "http://host:8080/v1?limit=5"
+    assert found == {"username": "user", "password": TOKEN, "parameters": {"api_key": TOKEN}}
+    assert redact_text(f"anything holding {TOKEN} now") == "anything holding *** now"  # registered
+
+
+def test_exceptions_are_redacted_keeping_their_type() -> None:
+    import pickle
+
+    from sen2core.errors import InputProductError, TransientIOError
+    from sen2core.redact import redact_exception
+    from tasks.retry import is_transient
+
+    bad = InputProductError(f"/in/x.SAFE.zip?X-Amz-Signature={TOKEN}", "no such file or directory")
+    masked = redact_exception(bad)
+    assert type(masked) is InputProductError and TOKEN not in str(masked)
+    assert TOKEN not in str(pickle.loads(pickle.dumps(masked)))
+    flaky = TransientIOError(f"GET http://u:{TOKEN}@h/ failed")
+    assert isinstance(redact_exception(flaky), TransientIOError) and is_transient(redact_exception(flaky))
+    fine = ValueError("nothing secret")
+    assert redact_exception(fine) is fine
+
+
+def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from sen2core.redact import install_log_redaction
+
+    install_log_redaction()
+    logger = logging.getLogger("sen2core.test")
+    with caplog.at_level("INFO", logger="sen2core.test"):
+        logger.info("searching %s", f"http://user:{TOKEN}@host/v1?api_key={TOKEN}")
+        try:
+            raise OSError(f"cannot reach http://host/v1?api_key={TOKEN}")
+        except OSError:
+            logger.exception("discovery failed")
+    assert TOKEN not in caplog.text and "http://***@host/v1?api_key=***" in caplog.text
+
+
+def test_source_refuses_credentials_in_its_href() -> None:
+    from pydantic import ValidationError
+
+    from tasks.models import Source
+
+    with pytest.raises(ValidationError) as info:
+        Source(kind="stac-api", href=f"http://host/v1?api_key={TOKEN}")
+    assert TOKEN not in str(info.value) and "SEN2CORE_STAC_API_TOKEN" in str(info.value)
+    assert Source(kind="stac-api", href="http://host/v1", secret_block="stac-token").secret_block == "stac-token"
+
+
+class _GuardedStacApi:
+    """A STAC API that answers only requests carrying the credentials, and echoes them in its links."""
+
+    def __init__(self, item_href: str) -> None:
+        import base64
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        api = self
+        self.requests: list[tuple[str, str, bool]] = []
+        basic = "Basic " + base64.b64encode(f"user:{TOKEN}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, code: int, doc: dict) -> None:
+                import json
+
+                body = json.dumps(doc).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _allowed(self) -> bool:
+                ok = self.headers.get("Authorization") == basic and f"api_key={TOKEN}" in self.path
+                api.requests.append((self.command, self.path.split("?")[0], ok))
+                if not ok:
+                    self._send(401, {"code": "Unauthorized"})
+                return ok
+
+            def do_GET(self) -> None:  # noqa: N802
+                if not self._allowed():
+                    return
+                base = f"http://127.0.0.1:{self.server.server_address[1]}"
+                self._send(200, {
+                    "type": "Catalog", "id": "guarded", "stac_version": "1.0.0", "description": "needs a token",
+                    "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
+                                   "https://api.stacspec.org/v1.0.0/item-search"],
+                    "links": [{"rel": "self", "href": f"{base}/v1?api_key={TOKEN}"},
+                              {"rel": "root", "href": f"{base}/v1?api_key={TOKEN}"},
+                              {"rel": "search", "href": f"{base}/v1/search", "method": "POST",
+                               "type": "application/geo+json"}],
+                })  # fmt: skip
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                if not self._allowed():
+                    return
+                pid = "S2B_MSIL1C_20230715T101559_N0509_R122_T32TQM_20230715T120234"
+                self._send(200, {"type": "FeatureCollection", "links": [], "features": [{
+                    "type": "Feature", "stac_version": "1.0.0", "id": pid, "bbox": [11, 45, 12, 46],
+                    "geometry": {"type": "Polygon", "coordinates": [[[11, 45], [12, 45], [12, 46], [11, 46], [11, 45]]]},
+                    "properties": {"datetime": "2023-07-15T10:15:59Z", "s2:mgrs_tile": "32TQM"},
+                    "assets": {"product": {"href": item_href}},
+                    "links": [{"rel": "self", "href": f"http://127.0.0.1/v1/items/{pid}?api_key={TOKEN}"}],
+                }]})  # fmt: skip
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> str:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://user:{TOKEN}@127.0.0.1:{self.server.server_address[1]}/v1?api_key={TOKEN}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.timeout(420)
+def test_stac_api_credentials_leave_no_trace(tmp_path: Path, flow_products: dict[str, Path]) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    # A signed asset href: the product cannot be opened, and its error message holds the signature.
+    signed = f"{flow_products['corrupt']}?X-Amz-Signature={TOKEN}"
+    home, out = tmp_path / "prefect-home", tmp_path / "l2a"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SEN2CORE_"))}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180", PREFECT_LOGGING_LEVEL="DEBUG",
+               PREFECT_LOGGING_EXTRA_LOGGERS="pystac_client,urllib3")  # fmt: skip
+    guarded = _GuardedStacApi(signed)
+    with guarded as api_url, subprocess.Popen([
+        sys.executable, "-m", "sen2core.cli", "flow", "backfill", "--stac-api", api_url,
+        "--start", "2023-07-15", "--end", "2023-07-15", "-o", str(out), "--workers", "1", "--json",
+    ], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        stdout, stderr = proc.communicate(timeout=400)
+    assert proc.returncode == 1, stderr[-3000:]  # the product failed (it cannot be opened), the run reports it
+    summary = json.loads(stdout)
+    assert [o["status"] for o in summary["outcomes"]] == ["failed"], stdout
+    assert "X-Amz-Signature=***" in summary["outcomes"][0]["l1c_href"]
+    # The credentials still reached the API, on every request (also those following its links).
+    assert {m for m, _, _ in guarded.requests} == {"GET", "POST"} and all(ok for _, _, ok in guarded.requests)
+    assert "credentials taken out of the --stac-api URL" in stderr
+    # No trace of the token: terminal output, report files, Prefect's database and any result file.
+    assert TOKEN not in stdout and TOKEN not in stderr
+    stored = [p for root in (out, home) for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "summary.json" for p in stored) and any(p.suffix == ".db" for p in stored)
+    leaks = [str(p) for p in stored if TOKEN.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    reports = [p for p in (out / "reports").rglob("*")]
+    assert reports
+    for p in reports:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == (0o750 if p.is_dir() else 0o640), (p, oct(mode))
