@@ -11,9 +11,9 @@ cirrus gamma) are small block sums computed between the stages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import dask
@@ -127,7 +127,8 @@ class CorrectionConfig:
                                      f"({self.ddv.b12_lower}), got {self.ddv.b12_upper}")  # fmt: skip
         low, high = self.cirrus.clear_range
         if not low < high:
-            raise ConfigurationError(f"atmospheric correction: cirrus.clear_range must be (low, high), got {(low, high)}")
+            raise ConfigurationError(f"atmospheric correction: cirrus.clear_range must be (low, high) with low "
+                                     f"below high, got {(low, high)}")  # fmt: skip
 
 
 @dataclass(frozen=True)

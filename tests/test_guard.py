@@ -84,8 +84,8 @@ def _manifest_product(tmp: Path, builder) -> tuple[Path, Path]:
 
 def test_wrong_size_band_is_not_called_truncated(tmp_path: Path, safe_builder) -> None:
     import numpy as np
-
     from conftest import write_band
+
     from sen2core.errors import BandReadError
 
     safe, jp2 = _manifest_product(tmp_path, safe_builder)
@@ -247,7 +247,8 @@ def test_every_setting_has_a_documented_range() -> None:
     assert numeric(SceneClassificationConfig) == set(SCENE_CLASSIFICATION_RANGES)
     assert numeric(CorrectionConfig) == set(CORRECTION_RANGES)
     docs = Path(__file__).parents[1] / "docs" / "settings.md"
-    assert docs.read_text(encoding="utf-8") == settings_markdown(), "run: python -m sen2core.settings > docs/settings.md"
+    regenerate = "python -m sen2core.settings > docs/settings.md"
+    assert docs.read_text(encoding="utf-8") == settings_markdown(), f"run: {regenerate}"
 
 
 def test_strict_json_has_no_nan_or_infinity() -> None:
@@ -315,7 +316,8 @@ def test_dem_partly_covering_the_tile_is_used_with_a_warning(tmp_path: Path, l1c
         info = dem_info(dem, gb)
         arr = dem_on_grid(dem, gb, ((gb.shape[0],), (gb.shape[1],))).compute()
     assert info.name == "east.tif" and info.crs == "EPSG:32634" and abs(info.coverage - 0.7) < 0.02
-    assert info.to_dict() == {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": round(100 * info.coverage, 2)}
+    recorded = {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": round(100 * info.coverage, 2)}
+    assert info.to_dict() == recorded
     assert any(re.search(r"covers (69|70)\.\d %", r.getMessage()) and "flat, at sea level" in r.getMessage()
                for r in caplog.records)
     assert abs(np.isfinite(arr).mean() - 0.7) < 0.02
@@ -521,7 +523,8 @@ class _GuardedStacApi:
                 pid = "S2B_MSIL1C_20230715T101559_N0509_R122_T32TQM_20230715T120234"
                 self._send(200, {"type": "FeatureCollection", "links": [], "features": [{
                     "type": "Feature", "stac_version": "1.0.0", "id": pid, "bbox": [11, 45, 12, 46],
-                    "geometry": {"type": "Polygon", "coordinates": [[[11, 45], [12, 45], [12, 46], [11, 46], [11, 45]]]},
+                    "geometry": {"type": "Polygon",
+                                 "coordinates": [[[11, 45], [12, 45], [12, 46], [11, 46], [11, 45]]]},
                     "properties": {"datetime": "2023-07-15T10:15:59Z", "s2:mgrs_tile": "32TQM"},
                     "assets": {"product": {"href": item_href}},
                     "links": [{"rel": "self", "href": f"http://127.0.0.1/v1/items/{pid}?api_key={TOKEN}"}],

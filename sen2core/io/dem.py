@@ -178,9 +178,15 @@ def dem_info(path: str | os.PathLike[str], geobox: GeoBox, min_coverage: float =
         raise AuxDataError(f"DEM {p} ({info.crs}) covers {100 * info.coverage:.1f} % of {where}; at least "
                            f"{100 * min_coverage:g} % is needed (is it the DEM of this place?)")  # fmt: skip
     if info.coverage < 1.0:
-        log.warning("DEM %s (%s) covers %.1f %% of %s: elsewhere the tile is corrected as flat, at sea level",
-                    p, info.crs, 100 * info.coverage, where)  # fmt: skip
+        _warn_partial(p, info.crs, info.coverage, where)
     return info
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_partial(path: str, crs: str, coverage: float, where: str) -> None:
+    # Once per process for a DEM and a grid: every stage of a run asks for the DEM again.
+    log.warning("DEM %s (%s) covers %.1f %% of %s: elsewhere the tile is corrected as flat, at sea level",
+                path, crs, 100 * coverage, where)  # fmt: skip
 
 
 def open_dem(path: str | os.PathLike[str], geobox: GeoBox, chunks: tuple[tuple[int, ...], tuple[int, ...]],
