@@ -584,3 +584,43 @@ def test_stac_api_credentials_leave_no_trace(tmp_path: Path, flow_products: dict
     for p in reports:
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o750 if p.is_dir() else 0o640), (p, oct(mode))
+
+
+def test_stac_credentials_from_environment_or_secret_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from prefect.blocks import system
+
+    from sen2core.errors import ConfigurationError
+    from sen2core.redact import redact_text
+    from tasks.discover import STAC_TOKEN_ENV, StacAuth, stac_auth
+    from tasks.models import Source
+
+    api = Source(kind="stac-api", href="http://host/v1")
+    monkeypatch.delenv(STAC_TOKEN_ENV, raising=False)
+    assert stac_auth(api) is None
+    monkeypatch.setenv(STAC_TOKEN_ENV, "plainTOKEN123")
+    assert stac_auth(api) == StacAuth(headers={"Authorization": "Bearer plainTOKEN123"})
+    monkeypatch.setenv(STAC_TOKEN_ENV, json.dumps({"username": "u", "password": "pw-123456",
+                                                   "parameters": {"api_key": "key-123456"}}))  # fmt: skip
+    auth = stac_auth(api)
+    assert auth is not None and auth.parameters == {"api_key": "key-123456"}
+    basic = base64.b64encode(b"u:pw-123456").decode()
+    assert auth.headers == {"Authorization": f"Basic {basic}"}
+    assert "pw-123456" not in repr(auth) and redact_text(f"{basic} key-123456") == "*** ***"
+
+    class FakeSecret:
+        @classmethod
+        def load(cls, name: str) -> FakeSecret:
+            assert name == "stac-token"
+            return cls()
+
+        def get(self) -> dict:
+            return {"headers": {"X-Api-Key": "fromTheBlock1"}}
+
+    monkeypatch.setattr(system, "Secret", FakeSecret)
+    with_block = Source(kind="stac-api", href="http://host/v1", secret_block="stac-token")
+    assert stac_auth(with_block) == StacAuth(headers={"X-Api-Key": "fromTheBlock1"})  # the block wins
+    monkeypatch.setenv(STAC_TOKEN_ENV, "{not json")
+    with pytest.raises(ConfigurationError, match=f"^{STAC_TOKEN_ENV}: STAC API credentials are not valid JSON$"):
+        stac_auth(api)
