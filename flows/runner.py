@@ -27,6 +27,7 @@ from prefect.utilities.importtools import from_qualified_name
 from prefect_dask.task_runners import DaskTaskRunner
 
 from sen2core.parallel import dashboard_address, tune_malloc
+from sen2core.redact import redact_worker_logs
 
 __all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
            "local_cluster_kwargs"]  # fmt: skip
@@ -89,7 +90,8 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
     def client(self) -> Any:
         """The run's Dask client, created at first use after the cluster has been chosen.
 
-        The workers of a cluster the runner creates get :func:`sen2core.parallel.tune_malloc`;
+        The workers of a cluster the runner creates get :func:`sen2core.parallel.tune_malloc`
+        and :func:`sen2core.redact.redact_worker_logs`;
         those of an existing cluster are left as their operator set them up.
         """
         if self._client is None:
@@ -102,6 +104,7 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
             client = super().client
             if creates:
                 client.register_plugin(tune_malloc())
+                client.register_plugin(redact_worker_logs())
             return client
         return super().client
 

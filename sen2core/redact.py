@@ -40,6 +40,7 @@ __all__ = [
     "redact_exception",
     "redact_text",
     "redact_url",
+    "redact_worker_logs",
     "register_secret",
     "split_url_credentials",
 ]
@@ -203,6 +204,24 @@ def install_log_redaction() -> None:
 
         logging.setLogRecordFactory(factory)
         _installed = True
+
+
+def redact_worker_logs() -> Any:
+    """A Dask worker plugin that calls :func:`install_log_redaction` in every worker process.
+
+    Tasks install it themselves when they start; the plugin covers what a worker logs
+    before or outside them. Register it on a client (``client.register_plugin(...)``);
+    the command line and the flows' runner do it for the clusters they create.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class LogRedaction(WorkerPlugin):  # type: ignore[misc]
+        name = "sen2core-log-redaction"
+
+        def setup(self, worker: Any) -> None:
+            install_log_redaction()
+
+    return LogRedaction()
 
 
 def split_url_credentials(url: str) -> tuple[str, dict[str, Any]]:

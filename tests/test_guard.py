@@ -624,3 +624,24 @@ def test_stac_credentials_from_environment_or_secret_block(monkeypatch: pytest.M
     monkeypatch.setenv(STAC_TOKEN_ENV, "{not json")
     with pytest.raises(ConfigurationError, match=f"^{STAC_TOKEN_ENV}: STAC API credentials are not valid JSON$"):
         stac_auth(api)
+
+
+def _worker_log_message() -> str:
+    import logging
+
+    record = logging.getLogger("distributed.worker").makeRecord(
+        "distributed.worker", logging.WARNING, __file__, 1, "Compute Failed: %s", (f"http://h/?token={TOKEN}",), None)
+    return record.getMessage()
+
+
+@pytest.mark.timeout(180)
+def test_workers_of_created_clusters_mask_their_logs() -> None:
+    from distributed import Client
+
+    from sen2core.parallel import local_cluster
+    from sen2core.redact import redact_worker_logs
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        assert TOKEN in next(iter(client.run(_worker_log_message).values()))  # a fresh worker process
+        client.register_plugin(redact_worker_logs())
+        assert set(client.run(_worker_log_message).values()) == {"Compute Failed: http://h/?token=***"}

@@ -119,6 +119,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
     from sen2core.correction import CorrectionConfig, correction_config_from_gipp
     from sen2core.parallel import local_cluster, set_malloc_thresholds, tune_malloc
+    from sen2core.redact import redact_worker_logs
     from sen2core.pipeline import ProcessingConfig, process_product
 
     correction, classification = CorrectionConfig(), SceneClassificationConfig()
@@ -148,6 +149,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
 
             with local_cluster(workers, dashboard_address) as cl, Client(cl) as client:
                 client.register_plugin(tune_malloc())
+                client.register_plugin(redact_worker_logs())
                 result = process_product(product, output_dir, cfg, progress.stage)
         else:
             set_malloc_thresholds()
