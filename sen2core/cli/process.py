@@ -119,8 +119,8 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
     from sen2core.correction import CorrectionConfig, correction_config_from_gipp
     from sen2core.parallel import local_cluster, set_malloc_thresholds, tune_malloc
-    from sen2core.redact import redact_worker_logs
     from sen2core.pipeline import ProcessingConfig, process_product
+    from sen2core.redact import redact_worker_logs
 
     correction, classification = CorrectionConfig(), SceneClassificationConfig()
     if gipp:
