@@ -62,7 +62,7 @@ for tif in sorted(Path({str(product_dir)!r}).glob("*.tif")):
         resampling = "mode" if ds.colorinterp[0].name == "palette" else "average"
         outputs[tif.name] = (ds.count, RasterSpec(gb, ds.dtypes[0], ds.nodata, resampling=resampling,
                                                   colormap=ds.colormap(1) if resampling == "mode" else None))
-with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=":0",
+with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address="127.0.0.1:0",
                   silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
     client.register_plugin(tune_malloc())  # as the processing run's workers
     t0 = time.perf_counter()

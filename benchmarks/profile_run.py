@@ -58,7 +58,7 @@ def main() -> None:
 
     threading.Thread(target=sample_tree, daemon=True).start()
     with (
-        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                      silence_logs=logging.ERROR) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip

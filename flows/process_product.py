@@ -6,6 +6,7 @@ from prefect import flow
 
 from flows.common import run_products
 from flows.runner import Sen2CoreTaskRunner
+from sen2core.redact import install_log_redaction
 from tasks.models import L1CRef, ProcessingOptions, RunSummary
 
 __all__ = ["process_product_flow"]
@@ -45,5 +46,6 @@ def process_product_flow(
         One outcome. The run ends ``Failed`` (raising :class:`flows.common.RunFailed`)
         if the product failed.
     """
+    install_log_redaction()  # this process's log records are masked (flows may run outside the CLI)
     return run_products("process-product", [L1CRef.from_href(l1c_href)], output_root, options, overwrite,
                         max_concurrency=1, product_timeout_minutes=product_timeout_minutes)  # fmt: skip

@@ -27,7 +27,8 @@ from prefect.utilities.importtools import from_qualified_name
 from prefect_dask.task_runners import DaskTaskRunner
 
 from flows.worker_setup import FlowWorkerSetup
-from sen2core.parallel import tune_malloc
+from sen2core.parallel import dashboard_address, tune_malloc
+from sen2core.redact import redact_worker_logs
 
 __all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
            "local_cluster_kwargs"]  # fmt: skip
@@ -52,10 +53,11 @@ def local_cluster_kwargs() -> dict[str, Any]:
     flows bound how many products run at once and a product task secedes from its
     thread while its kernels run, so the threads stay free for the kernels' chunks.
     Memory is split evenly between the workers (``memory_limit="auto"``). The
-    dashboard takes a free port (logged by the runner).
+    dashboard takes a free port on 127.0.0.1 (logged by the runner; another address with
+    ``SEN2CORE_DASK_DASHBOARD``, see :func:`sen2core.parallel.dashboard_address`).
     """
     return {"n_workers": _cores(), "threads_per_worker": 1, "processes": True, "memory_limit": "auto",
-            "dashboard_address": ":0"}  # fmt: skip
+            "dashboard_address": dashboard_address()}  # fmt: skip
 
 
 def load_cluster_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -76,6 +78,12 @@ def load_cluster_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
             "adapt_kwargs": dict(spec.get("adapt_kwargs") or {})}  # fmt: skip
 
 
+def _is_local_cluster(cls: Any) -> bool:
+    from distributed import LocalCluster
+
+    return cls is None or (isinstance(cls, type) and issubclass(cls, LocalCluster))
+
+
 class Sen2CoreTaskRunner(DaskTaskRunner):
     """A ``DaskTaskRunner`` that picks its cluster when the flow run starts (see the module's docstring)."""
 
@@ -85,16 +93,22 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
 
         Every worker gets :class:`flows.worker_setup.FlowWorkerSetup` (each task reports to its
         own run's Prefect API, which long-lived workers of an existing cluster need most). The
-        workers of a cluster the runner creates also get :func:`sen2core.parallel.tune_malloc`;
-        the memory settings of an existing cluster are left as its operator set them up.
+        workers of a cluster the runner creates also get :func:`sen2core.parallel.tune_malloc`
+        and :func:`sen2core.redact.redact_worker_logs`; those of an existing cluster are left as
+        their operator set them up.
         """
         if self._client is None:
             self._choose_cluster()
             creates = self.address is None and self._cluster is None
+            if creates and _is_local_cluster(self.resolved_cluster_class or self.cluster_class):
+                # Dask's default dashboard faces every interface; ours only the loopback unless asked.
+                requested = self.cluster_kwargs.get("dashboard_address")
+                self.cluster_kwargs = {**self.cluster_kwargs, "dashboard_address": dashboard_address(requested)}
             client = super().client
             client.register_plugin(FlowWorkerSetup())
             if creates:
                 client.register_plugin(tune_malloc())
+                client.register_plugin(redact_worker_logs())
             return client
         return super().client
 

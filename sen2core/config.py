@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,9 +29,11 @@ from xml.etree.ElementTree import Element
 import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 
-from sen2core.errors import ConfigurationError
+from sen2core.errors import ConfigurationError, SettingRangeError
+from sen2core.settings import Range, check_ranges
 
 __all__ = [
+    "SCENE_CLASSIFICATION_RANGES",
     "SC_GIPP_ROOT",
     "SC_GIPP_TAGS",
     "USER_GIPP_ROOT",
@@ -112,6 +113,69 @@ _RAMPS: tuple[tuple[str, str], ...] = (
     ("t1_r_b04_b11", "t2_r_b04_b11"),
     ("cloud_height_min_m", "cloud_height_max_m"),
 )
+
+# Valid range of every numeric setting (checked in __post_init__ by sen2core.settings.check_ranges;
+# documented in docs/settings.md). The bounds are physical (reflectance, indices in [-1, 1],
+# angles) or keep a processing chunk's overlap within reason (distances).
+_REFL = Range(0.0, 2.0, "TOA reflectance", "reflectance (clouds and snow reach about 1.6)")
+_B10 = Range(0.0, 1.0, "TOA reflectance", "B10 reflectance")
+_INDEX = Range(-1.0, 1.0, "", "normalised difference")
+_RATIO = Range(0.0, 100.0, "", "band ratio", low_open=True)
+_LINE = Range(-10.0, 10.0, "", "slope or intercept of a threshold line")
+_SHARE = Range(0.0, 1.0, "", "confidence, probability or fraction")
+_HILLSHADE = Range(0.0, 255.0, "", "8-bit hillshade")
+_SIGMAS = Range(0.0, 10.0, "standard deviations", "statistics")
+_REACH_M = Range(0.0, 10000.0, "m", "overlap between processing chunks")
+
+SCENE_CLASSIFICATION_RANGES: Mapping[str, Range] = {
+    "t1_b04": _REFL, "t2_b04": _REFL, "dark_b04_max": _REFL, "dark_b8a_min": _REFL, "dark_b8a_max": _REFL,
+    "t1_ndsi_cld": _INDEX, "t2_ndsi_cld": _INDEX, "t1_ndsi_snw": _INDEX, "t2_ndsi_snw": _INDEX,
+    "snow_b05_b8a_min": _RATIO, "t1_b8a": _REFL, "t2_b8a": _REFL, "t1_b02": _REFL, "t2_b02": _REFL,
+    "t1_r_b02_b04": _RATIO, "t2_r_b02_b04": _RATIO, "t1_snow": _SHARE,
+    "snow_ring_iterations": Range(0, 50, "dilations", "overlap between processing chunks", integer=True),
+    "t1_b12": _REFL, "t1_ndvi": _INDEX, "t2_ndvi": _INDEX, "vegetation_b02_max": _REFL,
+    "t1_r_b8a_b03": _RATIO, "t2_r_b8a_b03": _RATIO,
+    "t11_b02": _LINE, "t12_b02": _LINE, "soil_b02_min": _REFL, "soil_b02_max": _REFL,
+    "t11_r_b02_b11": _RATIO, "t12_r_b02_b11": _RATIO, "t21_r_b02_b11": _RATIO, "t22_r_b02_b11": _RATIO,
+    "t21_b12": _LINE, "t22_b12": _LINE, "water_b12_min": _REFL, "water_b12_max": _REFL, "water_b02_max": _REFL,
+    "water_b02_b04_diff": Range(-1.0, 1.0, "TOA reflectance", "difference of reflectances"),
+    "rock_b02_slope": _LINE, "rock_b02_intercept": _LINE, "rock_b02_min": _REFL, "rock_b02_max": _REFL,
+    "t1_r_b8a_b11": _RATIO, "t2_r_b8a_b11": _RATIO, "rock_b02_b11_factor": _RATIO,
+    "t1_r_b04_b11": _RATIO, "t2_r_b04_b11": _RATIO,
+    "t_cloud_lp": _SHARE, "t_cloud_mp": _SHARE, "t_cloud_hp": _SHARE, "t1_b10": _B10, "t2_b10": _B10,
+    "cirrus_b02_max": _REFL,
+    "cirrus_leakage_quantile": Range(0.0, 1.0, "", "quantile", low_open=True, high_open=True),
+    "cirrus_leakage_min_pixels": Range(0, 121_000_000, "pixels", "pixels of a tile at 10 m", integer=True),
+    "cirrus_dem_max_m": Range(-500.0, 9000.0, "m", "elevations on Earth (as the DEM is clipped)"),
+    "t_b02_b12": _REFL, "shadow_reference": _REFL, "shadow_water_ratio": _RATIO, "shadow_cloud_cmc": _SHARE,
+    "shadow_threshold": _SHARE,
+    "shadow_sigma_px": Range(0.0, 50.0, "pixels", "overlap between processing chunks"),
+    "cloud_height_min_m": Range(0.0, 20000.0, "m", "the troposphere"),
+    "cloud_height_max_m": Range(0.0, 20000.0, "m", "the troposphere", low_open=True),
+    "shadow_grid_m": Range(0.0, 1000.0, "m", "projection grid", low_open=True),
+    "shadow_max_sun_zenith_deg": Range(0.0, 89.0, "degrees", "shadow length (overlap)", high_open=True),
+    "shadow_max_view_zenith_deg": Range(0.0, 60.0, "degrees", "overlap; the MSI sees 11.5 degrees off nadir",
+                                        high_open=True),
+    "shadow_match_grid_m": Range(0.0, 3000.0, "m", "matching grid", low_open=True),
+    "shadow_match_window_px": Range(1, 101, "cells", "matching neighbourhood (odd)", integer=True),
+    "shadow_match_min_score": _SHARE, "shadow_match_plateau": _SHARE, "shadow_match_min_observed": _SHARE,
+    "shadow_match_dilation_px": Range(0, 20, "cells", "overlap between processing chunks", integer=True),
+    "recovery_unclassified_b8a_max": _REFL, "recovery_soil_ratio": _RATIO,
+    "hillshade_water_max": _HILLSHADE, "slope_water_min_deg": Range(0.0, 90.0, "degrees", "slope"),
+    "hillshade_shadow_max": _HILLSHADE, "hillshade_snow_max": _HILLSHADE,
+    "terrain_shadow_max_distance_m": _REACH_M,
+    "land_min_fraction": _SHARE, "land_min_area_km2": Range(0.0, 12100.0, "km2", "a tile's area"),
+    "hpc_high_fraction": _SHARE, "hpc_low_fraction": _SHARE, "r7_b10_floor": _B10, "hpc_blob_m": _REACH_M,
+    "r8_soil_sigma": _SIGMAS, "r8_land_floor": _B10, "r8_water_sigma": _SIGMAS, "r8_water_floor": _B10,
+    "r9_ring_cloud_max": _SHARE, "r9_max_blob_m": _REACH_M,
+    "saturated_reflectance": Range(1.0, 6.6, "TOA reflectance", "DN 65535 is 6.4535 or 6.5535"),
+    "median_filter": Range(0, 15, "pixels", "0 (off) or an odd size; overlap between chunks", integer=True),
+    "cloud_buffer_m": Range(0.0, 5000.0, "m", "overlap between processing chunks"),
+    "cloud_buffer_classes": Range(0, 11, "SCL code", "Sen2Cor's classes", integer=True),
+    "bright_surface_min_redness": _INDEX,
+    "thin_cloud_probability": Range(0.0, 1.0, "", "probability", low_open=True, high_open=True),
+}  # fmt: skip
+"""Valid range of every numeric setting of :class:`SceneClassificationConfig` (booleans: true or false)."""
 
 
 @dataclass(frozen=True)
@@ -378,12 +442,8 @@ class SceneClassificationConfig:
     """Calibrated probability from which the thin-cloud fix marks a pixel as cloud."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool):
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigurationError(f"scene classification: {f.name} must be finite, got {value!r}")
+        check_ranges(self, SCENE_CLASSIFICATION_RANGES, "scene classification")
+        # Consistency between settings (each one is in range).
         for a, b in _RAMPS:
             if not getattr(self, a) < getattr(self, b):
                 raise ConfigurationError(
@@ -391,35 +451,15 @@ class SceneClassificationConfig:
                 )
         if not self.t_cloud_lp <= self.t_cloud_mp <= self.t_cloud_hp:
             raise ConfigurationError("scene classification: need t_cloud_lp <= t_cloud_mp <= t_cloud_hp")
-        if self.median_filter < 0 or (self.median_filter and self.median_filter % 2 == 0):
+        if self.median_filter and self.median_filter % 2 == 0:
             raise ConfigurationError(
                 f"scene classification: median_filter must be 0 or an odd size, got {self.median_filter}"
             )
-        for name in ("cloud_buffer_m", "terrain_shadow_max_distance_m", "r9_max_blob_m", "hpc_blob_m",
-                     "shadow_sigma_px"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"scene classification: {name} must be >= 0")
-        if self.shadow_grid_m <= 0:
-            raise ConfigurationError("scene classification: shadow_grid_m must be positive")
-        if self.cloud_height_min_m < 0:
-            raise ConfigurationError("scene classification: cloud_height_min_m must be >= 0")
-        if not 0.0 <= self.shadow_max_sun_zenith_deg < 89.0 or not 0.0 <= self.shadow_max_view_zenith_deg < 60.0:
-            raise ConfigurationError("scene classification: shadow zenith bounds out of range")
-        if self.snow_ring_iterations < 0:
-            raise ConfigurationError("scene classification: snow_ring_iterations must be >= 0")
         if len(self.shadow_reference) != 6:
             raise ConfigurationError("scene classification: shadow_reference needs 6 values (B2 B3 B4 B8A B11 B12)")
-        if any(c not in range(12) for c in self.cloud_buffer_classes):
-            raise ConfigurationError("scene classification: cloud_buffer_classes must be SCL codes 0..11")
-        if self.shadow_match_grid_m <= 0 or self.shadow_match_window_px < 1 or self.shadow_match_window_px % 2 == 0:
-            raise ConfigurationError("scene classification: shadow_match_grid_m must be positive and "
-                                     "shadow_match_window_px a positive odd number")
-        if self.shadow_match_dilation_px < 0:
-            raise ConfigurationError("scene classification: shadow_match_dilation_px must be >= 0")
-        if not 0.0 < self.cirrus_leakage_quantile < 1.0:
-            raise ConfigurationError("scene classification: cirrus_leakage_quantile must be in (0, 1)")
-        if not 0.0 < self.thin_cloud_probability < 1.0:
-            raise ConfigurationError("scene classification: thin_cloud_probability must be in (0, 1)")
+        if self.shadow_match_window_px % 2 == 0:
+            raise ConfigurationError("scene classification: shadow_match_window_px must be odd, got "
+                                     f"{self.shadow_match_window_px}")  # fmt: skip
 
     def __dask_tokenize__(self) -> object:
         return ("sen2core.SceneClassificationConfig", dataclasses.astuple(self))
@@ -493,7 +533,7 @@ class SceneClassificationConfig:
             extra = set(data) - {"scene_classification"}
             if extra:
                 raise ConfigurationError(f"{p}: unknown configuration section(s): {', '.join(sorted(extra))}")
-        return dataclasses.replace(base or cls(), **_coerce_fields(section, source=str(p)))
+        return _replace_from(base or cls(), _coerce_fields(section, source=str(p)), str(p))
 
     @classmethod
     def from_gipp(cls, *paths: str | os.PathLike[str], base: SceneClassificationConfig | None = None
@@ -519,34 +559,53 @@ class SceneClassificationConfig:
             root = _parse_xml(Path(path))
             tag = _local(root.tag)
             if tag == SC_GIPP_ROOT:
-                changes = _read_sc_gipp(root, Path(path))
+                changes, labels = _read_sc_gipp(root, Path(path)), _SC_GIPP_LABELS
             elif tag == USER_GIPP_ROOT:
-                changes = _read_user_gipp(root, Path(path))
+                changes, labels = _read_user_gipp(root, Path(path)), _USER_GIPP_LABELS
             else:
                 raise ConfigurationError(
                     f"{path}: not a Sen2Cor L2A_CAL_SC_GIPP.xml or L2A_GIPP.xml (root element {tag!r})"
                 )
-            config = dataclasses.replace(config, **_coerce_fields(changes, source=str(path)))
+            config = _replace_from(config, _coerce_fields(changes, source=str(path), labels=labels), str(path),
+                                   labels)  # fmt: skip
         return config
 
 
 # ---------------------------------------------------------------------- helpers
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SceneClassificationConfig)}
+# A setting's name in Sen2Cor's files, for messages about those files.
+_SC_GIPP_LABELS = {name: tag for tag, name in SC_GIPP_TAGS.items()}
+_USER_GIPP_LABELS = {name: rel.rsplit("/", 1)[-1] for rel, name in _USER_GIPP_PATHS.items()}
 
 
-def _coerce_fields(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+def _replace_from(config: SceneClassificationConfig, changes: dict[str, Any], source: str,
+                  labels: Mapping[str, str] | None = None) -> SceneClassificationConfig:  # fmt: skip
+    """``config`` with ``changes`` read from ``source``; errors name the file and the file's name of the setting."""
+    try:
+        return dataclasses.replace(config, **changes)
+    except SettingRangeError as exc:
+        raise exc.located(source, (labels or {}).get(exc.setting)) from None
+    except ConfigurationError as exc:  # settings inconsistent with each other
+        raise ConfigurationError(f"{source}: {exc}") from None
+
+
+def _coerce_fields(values: Mapping[str, Any], *, source: str, labels: Mapping[str, str] | None = None
+                   ) -> dict[str, Any]:  # fmt: skip
     """Check names and convert values to the field types."""
     out: dict[str, Any] = {}
     for name, value in values.items():
         f = _FIELDS.get(name)
         if f is None:
             raise ConfigurationError(f"{source}: unknown scene classification setting {name!r}")
-        out[name] = _coerce(name, value, f.default, source)
+        label = (labels or {}).get(name)
+        out[name] = _coerce(f"{label} ({name})" if label else name, value, f.default, source)
     return out
 
 
 def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
+    """``value`` as the type of ``default``; ``name`` is how messages call the setting."""
+
     def bad(expected: str) -> ConfigurationError:
         return ConfigurationError(f"{source}: {name} must be {expected}, got {value!r}")
 

@@ -25,12 +25,13 @@ from numpy.typing import NDArray
 from sen2core import lazy
 from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
 from sen2core.atmosphere.srf import BANDS
-from sen2core.errors import ConfigurationError
+from sen2core.errors import ConfigurationError, SettingRangeError
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda
+from sen2core.settings import Range, check_ranges
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,46 @@ WAVELENGTH_UM = dict(
 )
 AEROSOL_MODELS = ("continental", "maritime")
 NEGATIVE_CHECK_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+
+
+_LUT = "the radiative-transfer LUT's axis"
+_REFL = Range(0.0, 1.0, "reflectance", "reflectance")
+_KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
+
+CORRECTION_RANGES: Mapping[str, Range] = {
+    "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
+    "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT),
+    "start_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
+    "default_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
+    "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),
+    "adjacency_km": Range(0.0, 5.0, "km", "overlap between processing chunks (0: a 3-pixel window)"),
+    "aot_smoothing_km": _KM,
+    "cloud_distance_km": _KM,
+    "negative_fraction": Range(0.0, 1.0, "", "fraction"),
+    "negative_red": Range(0.0, 0.1, "reflectance", "a dark red surface"),
+    "ddv.b12_lower": _REFL,
+    "ddv.b12_upper": _REFL,
+    "ddv.red_toa_max": _REFL,
+    "ddv.ndvi_min": Range(-1.0, 1.0, "", "normalised difference"),
+    "ddv.nir_max": _REFL,
+    "ddv.min_fraction": Range(0.0, 1.0, "", "fraction"),
+    "ddv.red_b12_ratio": Range(0.0, 2.0, "", "reflectance ratio", low_open=True),
+    "ddv.max_sza": Range(0.0, 89.0, "degrees", "sun zenith"),
+    "ddv.aot_max": Range(0.0, 1.3, "AOT550", _LUT, low_open=True),
+    "cirrus.cirrus_min": _REFL,
+    "cirrus.cirrus_min_fallback": _REFL,
+    "cirrus.clear_range": _REFL,
+    "cirrus.min_cirrus_pixels": Range(0, 121_000_000, "pixels", "pixels of a tile at 10 m", integer=True),
+    "cirrus.min_clear_pixels": Range(0, 121_000_000, "pixels", "pixels of a tile at 10 m", integer=True),
+}
+"""Valid range of every numeric setting of :class:`CorrectionConfig` (checked in its ``__post_init__``,
+documented in ``docs/settings.md``); ``aerosol`` is one of continental, maritime or auto."""
+
+#: Sen2Cor user GIPP (``L2A_GIPP.xml``) names of the settings read from it.
+GIPP_NAMES: Mapping[str, str] = {
+    "aerosol": "Aerosol_Type", "ozone_cm_atm": "Ozone_Content", "cirrus_correction": "Cirrus_Correction",
+    "adjacency_km": "Adj_Km", "default_aot": "Visibility", "elevation_km": "Altitude",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,8 +120,15 @@ class CorrectionConfig:
     def __post_init__(self) -> None:
         if self.aerosol not in (*AEROSOL_MODELS, "auto"):
             raise ConfigurationError(f"aerosol must be continental, maritime or auto, not {self.aerosol!r}")
-        if not 0.0 <= self.default_aot <= 1.3:
-            raise ConfigurationError(f"default_aot {self.default_aot} outside the LUT range 0-1.3")
+        check_ranges(self, CORRECTION_RANGES, "atmospheric correction")
+        # Consistency between settings (each one is in range).
+        if not self.ddv.b12_upper or any(u <= self.ddv.b12_lower for u in self.ddv.b12_upper):
+            raise ConfigurationError("atmospheric correction: ddv.b12_upper needs thresholds above ddv.b12_lower "
+                                     f"({self.ddv.b12_lower}), got {self.ddv.b12_upper}")  # fmt: skip
+        low, high = self.cirrus.clear_range
+        if not low < high:
+            raise ConfigurationError(f"atmospheric correction: cirrus.clear_range must be (low, high) with low "
+                                     f"below high, got {(low, high)}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -623,7 +671,9 @@ def correction_config_from_gipp(
     Raises
     ------
     ConfigurationError
-        If the file is not a user GIPP or a value is invalid.
+        If the file is not a user GIPP, or a value is not a number, not one of the
+        allowed words, or outside its valid range (:data:`CORRECTION_RANGES`); the
+        message names the file, the setting and the range.
     """
     from dataclasses import replace
 
@@ -634,30 +684,46 @@ def correction_config_from_gipp(
         raise ConfigurationError(f"{path}: not a Sen2Cor L2A_GIPP.xml (root element {_local(root.tag)!r})")
     values = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
     cfg = base or CorrectionConfig()
+
+    def number(tag: str) -> float:
+        try:
+            return float(values[tag])
+        except ValueError:
+            raise ConfigurationError(f"{path}: {tag} must be a number, got {values[tag]!r}") from None
+
     changes: dict[str, Any] = {}
-    try:
-        if "Aerosol_Type" in values:
-            kinds = {"RURAL": "continental", "MARITIME": "maritime", "AUTO": "auto"}
-            if values["Aerosol_Type"].upper() not in kinds:
-                raise ValueError(f"Aerosol_Type {values['Aerosol_Type']!r} is not RURAL, MARITIME or AUTO")
-            changes["aerosol"] = kinds[values["Aerosol_Type"].upper()]
-        if float(values.get("Ozone_Content", "0") or 0) > 0:
-            changes["ozone_cm_atm"] = float(values["Ozone_Content"]) / 1000.0
-        if "Cirrus_Correction" in values:
-            changes["cirrus_correction"] = values["Cirrus_Correction"].upper() in ("TRUE", "1")
-        if "Adj_Km" in values:
-            changes["adjacency_km"] = float(values["Adj_Km"])
-        if "Visibility" in values:
-            vis = float(values["Visibility"])
-            if not 5.0 <= vis <= 120.0:
-                raise ValueError(f"Visibility {vis} km outside 5-120 km")
-            changes["default_aot"] = round(visibility_to_aot(vis), 3)
-        if "Altitude" in values:
-            changes["elevation_km"] = float(values["Altitude"])
-    except ValueError as exc:
-        raise ConfigurationError(f"{path}: {exc}") from exc
+    if "Aerosol_Type" in values:
+        kinds = {"RURAL": "continental", "MARITIME": "maritime", "AUTO": "auto"}
+        if values["Aerosol_Type"].upper() not in kinds:
+            raise ConfigurationError(f"{path}: Aerosol_Type must be RURAL, MARITIME or AUTO, got "
+                                     f"{values['Aerosol_Type']!r}")  # fmt: skip
+        changes["aerosol"] = kinds[values["Aerosol_Type"].upper()]
+    # Ozone_Content 0 (or empty) is Sen2Cor's automatic choice: the configured default is kept.
+    if values.get("Ozone_Content") and number("Ozone_Content") != 0:
+        changes["ozone_cm_atm"] = number("Ozone_Content") / 1000.0
+    if "Cirrus_Correction" in values:
+        flag = values["Cirrus_Correction"].upper()
+        if flag not in ("TRUE", "FALSE", "1", "0"):
+            raise ConfigurationError(f"{path}: Cirrus_Correction must be TRUE or FALSE, got "
+                                     f"{values['Cirrus_Correction']!r}")  # fmt: skip
+        changes["cirrus_correction"] = flag in ("TRUE", "1")
+    if "Adj_Km" in values:
+        changes["adjacency_km"] = number("Adj_Km")
+    if "Visibility" in values:
+        vis = number("Visibility")
+        if not 5.0 <= vis <= 120.0:
+            raise ConfigurationError(f"{path}: Visibility must be finite and in [5, 120] km, got {vis!r}")
+        changes["default_aot"] = round(visibility_to_aot(vis), 3)
+    if "Altitude" in values:
+        changes["elevation_km"] = number("Altitude")
     extra = {k: values[k] for k in ("DEM_Directory",) if values.get(k, "NONE").upper() != "NONE"}
-    return replace(cfg, **changes), extra
+    try:
+        return replace(cfg, **changes), extra
+    except SettingRangeError as exc:
+        tag = GIPP_NAMES.get(exc.setting)
+        raise exc.located(str(path), tag, values.get(tag) if tag else None) from None
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None
 
 
 def config_dict(config: CorrectionConfig) -> dict[str, Any]:
@@ -668,6 +734,8 @@ def config_dict(config: CorrectionConfig) -> dict[str, Any]:
 
 
 __all__ = [
+    "CORRECTION_RANGES",
+    "GIPP_NAMES",
     "AtmosphericCorrection",
     "Atmosphere",
     "CorrectionConfig",

@@ -9,6 +9,8 @@ orchestration can tell them apart.
 
 from __future__ import annotations
 
+import math
+
 
 class Sen2CoreError(Exception):
     """Root of all sen2core errors."""
@@ -40,6 +42,31 @@ class BandReadError(InputProductError):
 
 class ConfigurationError(Sen2CoreError, ValueError):
     """Invalid configuration value or configuration file."""
+
+
+class SettingRangeError(ConfigurationError):
+    """A setting is outside its documented valid range (see :mod:`sen2core.settings`).
+
+    The message names where the value came from (the scope, or the file), the setting
+    and the range: ``L2A_GIPP.xml: Adj_Km = '-1' (adjacency_km) must be in [0, 5] km, got -1``.
+    """
+
+    def __init__(self, where: str, setting: str, value: object, valid: str, label: str | None = None,
+                 raw: str | None = None) -> None:  # fmt: skip
+        self.where, self.setting, self.value, self.valid = where, setting, value, valid
+        self.label, self.raw = label, raw
+        finite = "finite and " if isinstance(value, float) and not math.isfinite(value) else ""
+        name = f"{label} = {raw!r} ({setting})" if label and raw is not None else (
+            f"{label} ({setting})" if label else setting)  # fmt: skip
+        super().__init__(f"{where}: {name} must be {finite}in {valid}, got {value!r}")
+
+    def located(self, source: str, label: str | None = None, raw: str | None = None) -> SettingRangeError:
+        """The same error, said of the file ``source`` and of the file's name for the setting."""
+        return SettingRangeError(source, self.setting, self.value, self.valid, label, raw)
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), (self.where, self.setting, self.value, self.valid, self.label, self.raw))
+
 
 
 class AuxDataError(Sen2CoreError, ValueError):

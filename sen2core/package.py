@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import json
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ import dask.array as da
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.io import stac
 from sen2core.io.checksums import MANIFEST_NAME, digest_files, write_manifest
+from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.product import Product
 from sen2core.io.quicklook import write_quicklook
 from sen2core.io.scl_legend import SCL_CLASSES
@@ -356,7 +356,7 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
     bands = [k for k in sorted(by_kind) if k in NATIVE_RESOLUTION]
     summary = dict(product.summary, product_metadata=product_metadata(product, bands))
     try:
-        (folder / SUMMARY_NAME).write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+        (folder / SUMMARY_NAME).write_text(strict_json_dumps(summary, indent=1), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"{folder / SUMMARY_NAME}: cannot write: {exc}") from exc
     files = [

@@ -144,11 +144,57 @@ def tune_malloc(trim_after_task: bool = True) -> Any:
     return MallocTuning(trim_after_task)
 
 
+#: Environment variable naming where the dashboards of the Dask clusters sen2core creates listen.
+DASHBOARD_ENV = "SEN2CORE_DASK_DASHBOARD"
+#: Default: the loopback interface, a free port. The dashboard shows task names and can
+#: profile and stop workers, and it has no authentication: it must not face the network
+#: unless asked to (``distributed.LocalCluster`` binds every interface for ``":0"``).
+LOOPBACK_DASHBOARD = "127.0.0.1:0"
+
+
+def dashboard_address(requested: str | None = None) -> str:
+    """Where the dashboard of a Dask cluster created by sen2core listens.
+
+    Parameters
+    ----------
+    requested
+        The user's choice (``host:port``; ``":8787"`` means every interface), if any.
+
+    Returns
+    -------
+    str
+        ``requested``, else the environment variable ``SEN2CORE_DASK_DASHBOARD``, else
+        ``127.0.0.1:0`` (loopback only, a free port).
+    """
+    return requested or os.environ.get(DASHBOARD_ENV) or LOOPBACK_DASHBOARD
+
+
+def local_cluster(n_workers: int, dashboard: str | None = None, **kwargs: Any) -> Any:
+    """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes.
+
+    Its scheduler and workers listen on 127.0.0.1 (LocalCluster's default) and so does
+    its dashboard unless ``dashboard`` (or ``SEN2CORE_DASK_DASHBOARD``) says otherwise
+    (:func:`dashboard_address`). ``kwargs`` go to ``LocalCluster``.
+    """
+    import logging
+
+    from distributed import LocalCluster
+
+    options: dict[str, Any] = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+                               "silence_logs": logging.ERROR, **kwargs}  # fmt: skip
+    options["dashboard_address"] = dashboard_address(dashboard or options.get("dashboard_address"))
+    return LocalCluster(**options)
+
+
 __all__ = [
     "CODEC_THREADS_ENV",
+    "DASHBOARD_ENV",
+    "LOOPBACK_DASHBOARD",
     "MMAP_THRESHOLD_BYTES",
     "backend",
     "codec_threads",
+    "dashboard_address",
+    "local_cluster",
     "map_parallel",
     "set_malloc_thresholds",
     "tune_malloc",

@@ -53,7 +53,7 @@ from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import Atmosphere, AtmosphericCorrection, Scene, config_dict
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
-from sen2core.io.dem import dem_on_grid
+from sen2core.io.dem import dem_info, dem_on_grid
 from sen2core.io.lazy import (
     CheckpointTarget,
     allocate_checkpoint,
@@ -294,6 +294,8 @@ def plan_product(
     missing = [b for b in WORKING_BANDS if b not in product.band_files]
     if missing:
         raise InputProductError(product.href, f"bands needed for Level-2A are missing: {', '.join(missing)}")
+    if config.dem:
+        dem_info(config.dem, product.geobox(config.working_resolution))  # a DEM that misses the tile fails here
     present = [b for b in INPUT_BANDS if b in product.band_files]
     # B08 is only corrected at 10 m, but decoded either way: once, by whole JPEG 2000 tiles.
     bands = tuple([*present, *(b for b in ("B08",) if b in product.band_files)])
@@ -902,6 +904,9 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         "legacy_encoding": plan.config.legacy_encoding, "class_percentages": percentages, "atmosphere": atmosphere,
         "correction_config": config_dict(plan.config.correction), "seconds": dict(seconds or {}),
         "warnings": list(inp.product.warnings),
+        # Measured once per process (cached): the DEM's name, CRS and coverage of the tile.
+        "dem": dem_info(plan.config.dem, inp.product.geobox(plan.config.working_resolution)).to_dict()
+        if plan.config.dem else None,
     }  # fmt: skip
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)

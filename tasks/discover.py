@@ -18,14 +18,24 @@ Three sources, one result (a sorted list of :class:`~tasks.models.L1CRef`):
 Every filter is also applied on the client side, so the result does not depend on
 what an API chose to honour. Windows are half-open ``[start, end)`` on the sensing
 time.
+
+Credentials of a STAC API never travel in its URL (a flow parameter, stored and
+shown by Prefect): :func:`stac_auth` reads them from the Prefect Secret block the
+source names, or from ``SEN2CORE_STAC_API_TOKEN``, and they are sent as headers and
+query parameters of every request. Whatever the task logs or raises is masked
+(:mod:`sen2core.redact`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +43,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from sen2core.errors import InputProductError
+from sen2core.errors import ConfigurationError, InputProductError
+from sen2core.redact import redact_url, register_secret
+from tasks.logs import forward_logs
 from tasks.models import (
     DEFAULT_ASSET_KEYS,
     L1CRef,
@@ -48,12 +60,15 @@ from tasks.retry import retry_discovery
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "STAC_TOKEN_ENV",
+    "StacAuth",
     "discover_inbox",
     "discover_products",
     "discover_stac_api",
     "discover_stac_catalog",
     "filter_refs",
     "ref_from_item",
+    "stac_auth",
 ]
 
 _TILE_IN_ID = re.compile(r"_T(\d{2}[A-Z]{3})_")
@@ -139,6 +154,75 @@ def discover_inbox(
 
 # -------------------------------------------------------------------------- STAC
 
+STAC_TOKEN_ENV = "SEN2CORE_STAC_API_TOKEN"
+"""Environment variable with a STAC API's credentials: a token (sent as ``Authorization: Bearer``),
+or JSON ``{"headers": {...}, "parameters": {...}, "username": ..., "password": ..., "token": ...}``."""
+
+
+@dataclass(frozen=True)
+class StacAuth:
+    """Credentials sent with every request to a STAC API."""
+
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    parameters: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> StacAuth:
+        """From a token or a JSON object (text or mapping); every secret in it is registered for masking.
+
+        Raises
+        ------
+        ConfigurationError
+            The value is neither (the message names ``where``, never the value).
+        """
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ConfigurationError(f"{where}: STAC API credentials are not valid JSON") from None
+            else:
+                register_secret(text)
+                return cls(headers={"Authorization": f"Bearer {text}"})
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"{where}: STAC API credentials must be a token or a JSON object")
+        unknown = set(value) - {"headers", "parameters", "username", "password", "token"}
+        if unknown:
+            raise ConfigurationError(f"{where}: unknown keys in the STAC API credentials: {sorted(unknown)}")
+        headers = {str(k): str(v) for k, v in (value.get("headers") or {}).items()}
+        parameters = {str(k): str(v) for k, v in (value.get("parameters") or {}).items()}
+        if value.get("token"):
+            headers.setdefault("Authorization", f"Bearer {value['token']}")
+        if value.get("username") is not None:
+            pair = f"{value['username']}:{value.get('password') or ''}"
+            basic = base64.b64encode(pair.encode()).decode("ascii")
+            register_secret(basic)
+            headers.setdefault("Authorization", f"Basic {basic}")
+        for secret in (*headers.values(), *parameters.values(), value.get("token"), value.get("password")):
+            if secret:
+                register_secret(str(secret))
+                register_secret(str(secret).split(" ", 1)[-1])  # "Bearer X": X alone too
+        return cls(headers=headers, parameters=parameters)
+
+
+def stac_auth(source: Source) -> StacAuth | None:
+    """The credentials of ``source``'s STAC API: its Prefect Secret block, else ``SEN2CORE_STAC_API_TOKEN``.
+
+    Raises
+    ------
+    ConfigurationError
+        The credentials are malformed.
+    ValueError
+        The Secret block does not exist (Prefect's error).
+    """
+    if source.secret_block:
+        from prefect.blocks.system import Secret
+
+        return StacAuth.parse(Secret.load(source.secret_block).get(), f"Prefect Secret block {source.secret_block!r}")
+    value = os.environ.get(STAC_TOKEN_ENV)
+    return StacAuth.parse(value, STAC_TOKEN_ENV) if value else None
+
 
 def _item_tile(item: Any) -> str | None:
     props = item.properties
@@ -217,12 +301,18 @@ def discover_stac_api(
     max_cloud_cover: float | None = None,
     collections: Sequence[str] = ("sentinel-2-l1c",),
     asset_keys: Sequence[str] = DEFAULT_ASSET_KEYS,
+    auth: StacAuth | None = None,
 ) -> list[L1CRef]:
-    """Level-1C products found by a STAC API item search over ``window``."""
+    """Level-1C products found by a STAC API item search over ``window``.
+
+    ``auth``: headers and query parameters sent with every request (also those that follow
+    the API's links, which a URL's own credentials would not reach).
+    """
     from pystac_client import Client
     from pystac_client.conformance import ConformanceClasses
 
-    client = Client.open(url)
+    auth = auth or StacAuth()
+    client = Client.open(url, headers=auth.headers or None, parameters=auth.parameters or None)
     query = None
     if max_cloud_cover is not None and client.conforms_to(ConformanceClasses.QUERY):
         query = {"eo:cloud_cover": {"lte": max_cloud_cover}}
@@ -249,16 +339,18 @@ def discover_products(
     """Discover the Level-1C products of ``source`` in ``window`` on ``tiles`` (all when None).
 
     Retried with backoff on transient errors (network, HTTP 5xx); a STAC API search
-    needs a window.
+    needs a window. Credentials (:func:`stac_auth`) are masked in what the task logs and raises.
     """
-    if source.kind == "inbox":
-        refs = discover_inbox(source.href, window, tiles)
-    elif source.kind == "stac-catalog":
-        refs = discover_stac_catalog(source.href, window, tiles, max_cloud_cover, source.asset_keys)
-    else:
-        if window is None:
-            raise ValueError("a STAC API search needs a time window")
-        refs = discover_stac_api(source.href, window, tiles, max_cloud_cover, source.collections, source.asset_keys)
-    where = f" in {window}" if window else ""
-    log.info("%s %s: %d product(s)%s", source.kind, source.href, len(refs), where)
+    with forward_logs():
+        if source.kind == "inbox":
+            refs = discover_inbox(source.href, window, tiles)
+        elif source.kind == "stac-catalog":
+            refs = discover_stac_catalog(source.href, window, tiles, max_cloud_cover, source.asset_keys)
+        else:
+            if window is None:
+                raise ValueError("a STAC API search needs a time window")
+            refs = discover_stac_api(source.href, window, tiles, max_cloud_cover, source.collections,
+                                     source.asset_keys, stac_auth(source))  # fmt: skip
+        where = f" in {window}" if window else ""
+        log.info("%s %s: %d product(s)%s", source.kind, redact_url(source.href), len(refs), where)
     return refs

@@ -9,6 +9,11 @@ emitted *by the task's own thread* go to the task run's logger, which sends them
 the Prefect API with the task run's id. Records from other threads (Dask chunk
 functions, other products' tasks in the same worker process) are left alone, so
 concurrent products never mix their logs.
+
+It also keeps credentials out of what a task leaves behind (:mod:`sen2core.redact`):
+from the first task on, every log record of the process is masked when it is created,
+and an exception leaving the block is replaced by a masked copy of the same type (its
+message becomes the task run's state message, stored by Prefect).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect.logging import get_run_logger
+
+from sen2core.redact import install_log_redaction, redact_exception
 
 __all__ = ["FORWARDED_LOGGERS", "forward_logs"]
 
@@ -50,13 +57,37 @@ class _RunLogForwarder(logging.Handler):
 def forward_logs(loggers: Sequence[str] = FORWARDED_LOGGERS, level: int = logging.INFO) -> Iterator[None]:
     """Forward ``loggers`` (INFO and up) emitted in this thread to the current Prefect run logger.
 
-    Outside a Prefect run (plain function calls, ``task.fn()``) this does nothing.
+    Outside a Prefect run (plain function calls, ``task.fn()``) nothing is forwarded. In and
+    outside a run, log records are masked from now on and an exception leaving the block has
+    its credentials masked (:func:`sen2core.redact.redact_exception`).
     """
+    install_log_redaction()
     try:
         target = get_run_logger()
     except Exception:  # noqa: BLE001 - MissingContextError: not inside a flow or task run
+        target = None
+    with _masked_errors():
+        if target is None:
+            yield
+        else:
+            with _forwarding(target, loggers, level):
+                yield
+
+
+@contextmanager
+def _masked_errors() -> Iterator[None]:
+    try:
         yield
-        return
+    except BaseException as exc:
+        masked = redact_exception(exc)
+        if masked is exc:
+            raise
+        # The original stays out of the traceback Prefect logs (and its message out of the state).
+        raise masked from None
+
+
+@contextmanager
+def _forwarding(target: Any, loggers: Sequence[str], level: int) -> Iterator[None]:
     handler = _RunLogForwarder(target, threading.get_ident())
     with _levels_lock:
         for name in loggers:

@@ -113,9 +113,18 @@ class TimeWindow(BaseModel):
 
 
 class Source(BaseModel):
-    """Where Level-1C products are discovered."""
+    """Where Level-1C products are discovered.
 
-    model_config = ConfigDict(frozen=True)
+    Flow parameters are stored by Prefect and shown in its UI, so an ``href`` holding
+    credentials (user-info, or a query parameter such as ``api_key``, ``token`` or
+    ``X-Amz-Signature``) is refused: a STAC API's credentials come from the environment
+    variable ``SEN2CORE_STAC_API_TOKEN`` of the processes that run discovery, or from the
+    Prefect Secret block named by :attr:`secret_block` (see :func:`tasks.discover.stac_auth`).
+    ``sen2core flow ... --stac-api URL`` moves credentials out of the URL by itself.
+    """
+
+    # Validation errors must not echo a rejected href back (it holds the credentials).
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     kind: Literal["inbox", "stac-catalog", "stac-api"] = "inbox"
     """``inbox``: a directory of ``*.SAFE`` folders and ``*.SAFE.zip`` archives; ``stac-catalog``: a static
@@ -126,6 +135,22 @@ class Source(BaseModel):
     """STAC API collections to search (``stac-api`` only)."""
     asset_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_ASSET_KEYS))
     """STAC item assets that may hold the product, in order of preference (see ``DEFAULT_ASSET_KEYS``)."""
+    secret_block: str | None = None
+    """Name of a Prefect ``Secret`` block holding the STAC API's credentials (``stac-api`` only): a
+    token, or JSON ``{"headers": {...}, "parameters": {...}, "username": ..., "password": ...}``.
+    Without it, ``SEN2CORE_STAC_API_TOKEN`` (same forms) is used when set."""
+
+    @field_validator("href")
+    @classmethod
+    def _no_credentials(cls, href: str) -> str:
+        from sen2core.redact import redact_url
+
+        if redact_url(href) != href:
+            raise ValueError(
+                f"{redact_url(href)}: credentials in the URL would be stored with the flow run and logged; "
+                "give them in SEN2CORE_STAC_API_TOKEN or a Prefect Secret block (secret_block) instead"
+            )
+        return href
 
 
 class L1CRef(BaseModel):

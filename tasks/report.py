@@ -13,6 +13,10 @@ and writes ``report.md`` (linking the products' quicklooks) and ``summary.json``
 into ``{output_root}/reports/{UTC time}_{flow run name}/``, which outlives the
 Prefect database. During long runs the flows also keep a progress artifact
 (:class:`ProgressArtifact`).
+
+Reports hold no credentials: hrefs and error messages are masked
+(:func:`redacted_summary`), and the report files are written with mode 0640 (owner
+read-write, group read, nothing for others; the report folder 0750), whatever the umask.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,18 +37,43 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from sen2core.redact import redact_text, redact_url
 from tasks.logs import forward_logs
 from tasks.models import ProductOutcome, RunSummary
 from tasks.publish import find_stac_item
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProgressArtifact", "artifact_key", "product_quicklook", "render_markdown", "report_run", "table_rows"]
+__all__ = ["REPORT_DIR_MODE", "REPORT_FILE_MODE", "ProgressArtifact", "artifact_key", "product_quicklook",
+           "redacted_summary", "render_markdown", "report_run", "table_rows"]  # fmt: skip
 
 #: Quicklooks embedded in the markdown artifact at most (the report on disk links every one).
 MAX_EMBEDDED_QUICKLOOKS = 16
 #: Width of the embedded quicklooks (the products' own are larger; the artifact must stay small).
 THUMBNAIL_PX = 320
+#: Mode of the report files and of their folder: readable by the owner and the group only.
+REPORT_FILE_MODE = 0o640
+REPORT_DIR_MODE = 0o750
+
+
+def redacted_summary(summary: RunSummary) -> RunSummary:
+    """``summary`` with credentials masked in every href, path and error message (:mod:`sen2core.redact`)."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else redact_text(value)
+
+    outcomes = [o.model_copy(update={"l1c_href": redact_url(o.l1c_href), "error": text(o.error),
+                                     "output_dir": text(o.output_dir)}) for o in summary.outcomes]  # fmt: skip
+    return summary.model_copy(update={"outcomes": outcomes, "output_root": redact_text(summary.output_root),
+                                      "collection": text(summary.collection), "report": text(summary.report)})
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write ``content`` to ``path`` with mode :data:`REPORT_FILE_MODE` (also when the file existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, REPORT_FILE_MODE)
+    with open(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), REPORT_FILE_MODE)
+        f.write(content)
 
 
 def artifact_key(text: str) -> str:
@@ -152,7 +182,10 @@ def report_run(summary: RunSummary, report_root: str | None = None) -> RunSummar
         name, run_id = _run_name()
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         folder = Path(report_root or Path(summary.output_root) / "reports") / f"{stamp}_{artifact_key(name)}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=REPORT_DIR_MODE)
+        folder.chmod(REPORT_DIR_MODE)
+        # What follows (files, artifacts, the returned summary the flow ends with) is masked.
+        summary = redacted_summary(summary)
         links: dict[str, str] = {}
         embedded: dict[str, str] = {}
         for o in summary.outcomes:
@@ -166,8 +199,8 @@ def report_run(summary: RunSummary, report_root: str | None = None) -> RunSummar
                 except (OSError, ValueError) as exc:  # a broken quicklook must not fail the report
                     log.warning("%s: quicklook not embedded (%s)", o.product_id, exc)
         summary = summary.model_copy(update={"report": str(folder / "report.md")})
-        (folder / "report.md").write_text(render_markdown(summary, links, name), encoding="utf-8")
-        (folder / "summary.json").write_text(summary.model_dump_json(indent=1), encoding="utf-8")
+        _write_private(folder / "report.md", render_markdown(summary, links, name))
+        _write_private(folder / "summary.json", summary.model_dump_json(indent=1))
 
         key = artifact_key(f"sen2core-{summary.flow}")
         create_table_artifact(table=table_rows(summary.outcomes), key=f"{key}-products",

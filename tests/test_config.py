@@ -133,7 +133,7 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
         (".toml", "median_filter = 2.5", "median_filter must be an integer"),
         (".toml", "view_parallax = 1", "view_parallax must be a boolean"),
         (".toml", "[other]\nx = 1\n[scene_classification]\n", "unknown configuration section"),
-        (".toml", "cloud_buffer_m = -5", "cloud_buffer_m must be >= 0"),
+        (".toml", "cloud_buffer_m = -5", r"config.toml: cloud_buffer_m must be in \[0, 5000\] m, got -5.0"),
         (".json", "[1, 2]", "must be a table/object"),
         (".json", "{", "cannot parse"),
         (".yaml", "a: 1", "must be .toml or .json"),

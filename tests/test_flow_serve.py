@@ -35,10 +35,9 @@ def deployments(api_url: str) -> dict[str, Any]:
 def test_serve_registers_its_own_deployments_and_leaves_those_of_prefect_deploy_alone(
     flow_products: dict[str, Path], tmp_path: Path
 ) -> None:
+    from conftest import start_prefect_server, stop_process_group
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from conftest import start_prefect_server, stop_process_group
 
     inbox, out = tmp_path / "inbox", tmp_path / "l2a"
     inbox.mkdir()

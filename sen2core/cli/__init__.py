@@ -19,6 +19,7 @@ import click
 
 from sen2core import __version__
 from sen2core.errors import Sen2CoreError
+from sen2core.redact import install_log_redaction, redact_text
 
 
 class QuietDependencies(logging.Filter):
@@ -69,13 +70,13 @@ class _Sen2CoreGroup(click.Group):
         except Sen2CoreError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"sen2core: error: {exc}", err=True)
+            click.echo(redact_text(f"sen2core: error: {exc}"), err=True)
             sys.exit(1)
         except (OSError, ValueError) as exc:
             # Anything that escaped the library's own checks still gets one line.
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"sen2core: error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(redact_text(f"sen2core: error: {type(exc).__name__}: {exc}"), err=True)
             sys.exit(1)
 
 
@@ -87,6 +88,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     """sen2core: Sentinel-2 Level-1C to Level-2A processor."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    # Credentials (in STAC URLs, signed hrefs) are masked in every log line of the process.
+    install_log_redaction()
     configure_logging(debug)
 
 

@@ -147,7 +147,10 @@ def _options(resolution: str | None, sc_only: bool, aerosol: str, cirrus: bool, 
                              task_per_stage=not task_per_product)  # fmt: skip
 
 
-def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...]) -> Any:
+def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...],
+            stac_secret: str | None = None) -> Any:  # fmt: skip
+    from sen2core.redact import split_url_credentials
+    from tasks.discover import STAC_TOKEN_ENV
     from tasks.models import Source
 
     given = [(k, v) for k, v in (("inbox", inbox), ("stac-catalog", stac_catalog), ("stac-api", stac_api)) if v]
@@ -156,7 +159,22 @@ def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, c
     kind, href = given[0]
     if kind != "stac-api" and "://" not in href:
         href = os.path.abspath(href)  # the flow may run elsewhere than the current directory
-    return Source(kind=kind, href=href, **({"collections": list(collections)} if collections else {}))  # type: ignore[arg-type]
+    if kind == "stac-api":
+        # A flow parameter is stored and shown by Prefect, and logged: credentials leave the URL and
+        # reach discovery through the environment, which this process's Dask workers inherit.
+        href, found = split_url_credentials(href)
+        if found:
+            if stac_secret or os.environ.get(STAC_TOKEN_ENV):
+                raise click.UsageError(f"STAC API credentials given twice: in the --stac-api URL and in "
+                                       f"{'--stac-secret' if stac_secret else STAC_TOKEN_ENV}")  # fmt: skip
+            os.environ[STAC_TOKEN_ENV] = json.dumps(found)
+            click.echo(f"sen2core: credentials taken out of the --stac-api URL and passed in {STAC_TOKEN_ENV} (not "
+                       "stored with the flow run; set the variable or use --stac-secret to keep them off the "
+                       "command line)", err=True)  # fmt: skip
+    extra: dict[str, Any] = {"collections": list(collections)} if collections else {}
+    if stac_secret:
+        extra["secret_block"] = stac_secret
+    return Source(kind=kind, href=href, **extra)  # type: ignore[arg-type]
 
 
 def _run(flow_obj: Any, workers: int | None, as_json: bool, *, server_startup_timeout: int | None = None,
@@ -180,9 +198,11 @@ def _run(flow_obj: Any, workers: int | None, as_json: bool, *, server_startup_ti
                 click.echo(f"{o.status:8} {o.product_id} {o.output_dir or ''}")
             click.echo(summary.headline() + (f"; report: {summary.report}" if summary.report else ""))
     if not state.is_completed():
-        click.echo(f"sen2core: flow run {state.name}: {state.message or value}", err=True)
+        from sen2core.redact import redact_text
+
+        click.echo(redact_text(f"sen2core: flow run {state.name}: {state.message or value}"), err=True)
         for problem in getattr(value, "problems", []):
-            click.echo(f"  {problem}", err=True)
+            click.echo(f"  {redact_text(problem)}", err=True)
         sys.exit(1)
 
 
@@ -228,7 +248,9 @@ def _discovery_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--inbox", type=click.Path(exists=True, file_okay=False), default=None,
                      help="Directory of *.SAFE folders and *.SAFE.zip archives."),
         click.option("--stac-catalog", default=None, help="Static STAC catalog or collection JSON (path or URL)."),
-        click.option("--stac-api", default=None, help="STAC API root URL."),
+        click.option("--stac-api", default=None, help="STAC API root URL (credentials: SEN2CORE_STAC_API_TOKEN or "
+                     "--stac-secret; any in the URL are moved there)."),
+        click.option("--stac-secret", default=None, help="Prefect Secret block with the STAC API's credentials."),
         click.option("--collection", "collections", multiple=True, help="STAC API collection (repeatable; "
                      "default sentinel-2-l1c)."),
         click.option("--tile", "tiles", multiple=True, help="MGRS tile to keep (repeatable; default: all)."),
@@ -275,15 +297,16 @@ def product_command(l1c_href: str, overwrite: bool, workers: int | None, as_json
               default=None, help="End of the window, UTC (default: now, the run's scheduled start).")
 @_processing_options
 def ingest_command(
-    inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...],
-    tiles: tuple[str, ...], max_cloud_cover: float | None, max_concurrency: int, lookback_hours: float,
+    inbox: str | None, stac_catalog: str | None, stac_api: str | None, stac_secret: str | None,
+    collections: tuple[str, ...], tiles: tuple[str, ...], max_cloud_cover: float | None, max_concurrency: int,
+    lookback_hours: float,
     reference_time: dt.datetime | None, workers: int | None, as_json: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Daily ingest: the products sensed in the LOOKBACK_HOURS before the reference time."""
     from flows.daily_ingest import daily_ingest
 
     ref = reference_time.replace(tzinfo=dt.UTC) if reference_time else None
-    _run(daily_ingest, workers, as_json, source=_source(inbox, stac_catalog, stac_api, collections),
+    _run(daily_ingest, workers, as_json, source=_source(inbox, stac_catalog, stac_api, collections, stac_secret),
          tiles=list(tiles) or None, max_cloud_cover=max_cloud_cover, lookback_hours=lookback_hours,
          reference_time=ref, max_concurrency=max_concurrency, **_processing(kw))  # fmt: skip
 
@@ -295,13 +318,14 @@ def ingest_command(
 @click.option("--overwrite", is_flag=True, help="Reprocess products that are already done.")
 @_processing_options
 def backfill_command(
-    inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...],
-    tiles: tuple[str, ...], max_cloud_cover: float | None, max_concurrency: int, start: dt.datetime,
+    inbox: str | None, stac_catalog: str | None, stac_api: str | None, stac_secret: str | None,
+    collections: tuple[str, ...], tiles: tuple[str, ...], max_cloud_cover: float | None, max_concurrency: int,
+    start: dt.datetime,
     end: dt.datetime, overwrite: bool, workers: int | None, as_json: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Backfill: every product sensed from START to END (UTC days, both included)."""
     from flows.backfill import backfill
 
-    _run(backfill, workers, as_json, source=_source(inbox, stac_catalog, stac_api, collections),
+    _run(backfill, workers, as_json, source=_source(inbox, stac_catalog, stac_api, collections, stac_secret),
          start=start.date(), end=end.date(), tiles=list(tiles) or None, max_cloud_cover=max_cloud_cover,
          overwrite=overwrite, max_concurrency=max_concurrency, **_processing(kw))  # fmt: skip

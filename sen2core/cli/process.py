@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -123,17 +122,21 @@ def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bo
     "for the cluster's memory).",
 )
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
+@click.option("--dashboard-address", default=None, envvar="SEN2CORE_DASK_DASHBOARD",
+              help="With --workers: where the Dask dashboard listens [default: 127.0.0.1:0, loopback only].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
-            tile_blocks: int | None, workers: int | None, as_json: bool) -> None:  # fmt: skip
+            tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
+            as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
     import dataclasses
 
     from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
     from sen2core.correction import CorrectionConfig, correction_config_from_gipp
-    from sen2core.parallel import set_malloc_thresholds, tune_malloc
+    from sen2core.parallel import local_cluster, set_malloc_thresholds, tune_malloc
     from sen2core.pipeline import ProcessingConfig, process_product
+    from sen2core.redact import redact_worker_logs
 
     correction, classification = CorrectionConfig(), SceneClassificationConfig()
     if gipp:
@@ -160,14 +163,11 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     console = Console(stderr=True)
     with _Progress(console) as progress:
         if workers:
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
-            with (
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                             silence_logs=logging.ERROR) as cl,
-                Client(cl) as client,
-            ):  # fmt: skip
+            with local_cluster(workers, dashboard_address) as cl, Client(cl) as client:
                 client.register_plugin(tune_malloc())
+                client.register_plugin(redact_worker_logs())
                 result = process_product(product, output_dir, cfg, progress.stage, tile_blocks=tile_blocks)
         else:
             set_malloc_thresholds()
@@ -178,7 +178,9 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
 
         update_collection(output_dir, [Path(result.output_dir) / item_name(result.output_dir)])
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=1, default=float))
+        from sen2core.io.jsonutil import strict_json_dumps
+
+        click.echo(strict_json_dumps(result.to_dict(), indent=1))
     else:
         verb = "already done" if result.status == "skipped" else "written"
         print(f"{result.l2a_id} {verb}: {result.output_dir}", file=sys.stdout)

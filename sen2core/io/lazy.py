@@ -69,6 +69,9 @@ def read_header(path: str, *, product: str, band: str, display: str, gdal_option
     """
     try:
         with rasterio.Env(**gdal_options), rasterio.open(path) as ds:
+            if ds.count < 1:
+                # GDAL opens some non-rasters (an XML it knows, a folder) as band-less containers.
+                raise ValueError(f"not a raster: GDAL's {ds.driver} driver opens it with no band")
             epsg = ds.crs.to_epsg() if ds.crs is not None else None
             t = ds.transform
             return BandHeader(

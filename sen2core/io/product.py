@@ -19,7 +19,7 @@ import math
 import os
 import re
 import warnings as _warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -88,6 +88,47 @@ class BandFile:
     """POSIX path relative to the product root."""
     resolution: int
     """Native pixel size of the file in metres."""
+
+
+#: Last two bytes of a complete JPEG 2000 codestream (EOC marker).
+_J2K_END = b"\xff\xd9"
+
+
+def _cause(exc: BandReadError) -> str:
+    """GDAL's own words for a header that could not be read (the library error around it names the file)."""
+    return str(exc.__cause__ or exc.problem).strip()
+
+
+def _size_problem(store: ProductStore, rel: str, actual: int, declared: int, link: str | None,
+                  header: Callable[[], lazy.BandHeader]) -> str:  # fmt: skip
+    """What a band file whose size differs from ``manifest.safe``'s really is.
+
+    "Truncated" only when it is shorter and its JPEG 2000 codestream is cut; otherwise
+    a link to something else, a file that is not a raster, or a complete raster of
+    another size (not the file the product was delivered with).
+    """
+    sizes = f"{actual} bytes, manifest.safe says {declared}"
+    try:
+        header()
+        unreadable = None
+    except BandReadError as exc:
+        unreadable = _cause(exc)
+    if link is not None:
+        what = f"which is not a readable raster ({unreadable})" if unreadable else "a raster of another size"
+        return f"{rel} is a symbolic link to {link}, {what} ({sizes})"
+    cut = None
+    if rel.lower().endswith(".jp2"):
+        try:
+            cut = store.tail(rel, 2) != _J2K_END
+        except OSError:
+            cut = None
+    if actual < declared and cut is not False:
+        return f"{rel} is truncated ({sizes})"
+    if unreadable:
+        return f"{rel} is not a readable raster ({sizes}): {unreadable}"
+    if cut:
+        return f"{rel} is damaged: its JPEG 2000 codestream does not end as a complete one does ({sizes})"
+    return f"{rel} is a complete raster of another size than the product lists: not the product's file ({sizes})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,8 +284,9 @@ class Product:
         Raises
         ------
         BandReadError
-            If the raster is missing, cannot be opened, is shorter than the manifest
-            says, or has a shape other than the tile grid.
+            If the raster is missing, cannot be opened, has another size than
+            ``manifest.safe`` lists (the message says whether it is truncated, damaged or
+            another file), or has a shape other than the tile grid.
         """
         b = normalize_band(band)
         bf = self._band_file(b)
@@ -252,19 +294,29 @@ class Product:
         display = f"{self.store.display}/{bf.path}"
         declared = self.manifest.file_sizes.get(bf.path) if self.manifest is not None else None
         actual = self.store.size(bf.path)
-        if declared is not None and actual is not None and actual < declared:
-            raise BandReadError(
-                self.href, f"band {b}: {bf.path} is truncated ({actual} bytes, manifest.safe says {declared})"
-            )
         path = self.store.gdal_path(bf.path)
-        header = lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
-        if header.shape != gb.shape:
+        link = self.store.link_target(bf.path)
+
+        def header() -> lazy.BandHeader:
+            return lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
+
+        if declared is not None and actual is not None and actual != declared:
+            problem = _size_problem(self.store, bf.path, actual, declared, link, header)
+            raise BandReadError(self.href, f"band {b}: {problem}")
+        try:
+            head = header()
+        except BandReadError as exc:
+            if link is None:
+                raise
+            raise BandReadError(self.href, f"band {b}: {bf.path} is a symbolic link to {link}, which is not a "
+                                           f"readable raster ({_cause(exc)})") from None  # fmt: skip
+        if head.shape != gb.shape:
             raise BandReadError(
                 self.href,
-                f"band {b}: {bf.path} is {header.shape[0]}x{header.shape[1]} px, the tile grid at "
+                f"band {b}: {bf.path} is {head.shape[0]}x{head.shape[1]} px, the tile grid at "
                 f"{bf.resolution} m is {gb.shape[0]}x{gb.shape[1]}",
             )
-        return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), header.shape, header.block_rows)
+        return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), head.shape, head.block_rows)
 
     def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
         """Lazy digital numbers of a band at its native resolution.

@@ -49,6 +49,7 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 from sen2core import __version__
 from sen2core.errors import OutputError
 from sen2core.io.checksums import FileDigest
+from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.metadata import GeoBox
 from sen2core.io.product import Product
 from sen2core.io.scl_legend import SCL_CLASSES
@@ -234,20 +235,41 @@ def _eo_band(product: Product, band: str) -> Band:
     )  # fmt: skip
 
 
+def _no_valid_pixel(percentages: Mapping[str, Any]) -> bool:
+    """True when the scene classification found no pixel with data (every pixel is no data)."""
+    nodata = _num(percentages.get("NODATA_PIXEL_PERCENTAGE"))
+    return isinstance(nodata, (int, float)) and nodata >= 100.0
+
+
+#: Why a product without any pixel with data has no ``eo:cloud_cover`` (and no per-class shares).
+NO_VALID_PIXEL_NOTE = ("no pixel with data (NODATA_PIXEL_PERCENTAGE is 100): cloud cover and class shares are "
+                       "undefined, not 0")  # fmt: skip
+
+
 def _s2_properties(summary: Mapping[str, Any]) -> dict[str, Any]:
     """Sen2Cor's quality figures as ``s2:`` properties.
 
     ``CLOUD_SHADOW_PERCENTAGE`` becomes ``s2:cloud_shadow_percentage``, ``GRANULE_MEAN_AOT``
-    ``s2:granule_mean_aot`` (the names of other Sentinel-2 L2A catalogues).
+    ``s2:granule_mean_aot`` (the names of other Sentinel-2 L2A catalogues). Shares of the
+    pixels with data are left out when there is none (they would read 0).
     """
     out: dict[str, Any] = {}
+    empty = _no_valid_pixel(summary.get("class_percentages") or {})
     for section in ("class_percentages", "atmosphere"):
         for key, value in (summary.get(section) or {}).items():
             value = _num(value)
             if key == "LUT_ID" or value is None or not isinstance(value, (str, int, float, bool)):
                 continue
+            if empty and section == "class_percentages" and key != "NODATA_PIXEL_PERCENTAGE":
+                continue
             out[f"s2:{key.lower()}"] = value
     return out
+
+
+def _dem_lineage(dem: Mapping[str, Any] | None) -> str:
+    if not dem:
+        return ""
+    return f", DEM {dem.get('name')} ({dem.get('crs')}, {dem.get('coverage_percent')} % of the tile)"
 
 
 def build_item(
@@ -268,7 +290,8 @@ def build_item(
     l2a_id
         Item id.
     summary
-        The run summary (``class_percentages``, ``atmosphere``, ``lut_id``, ``l1c_id``).
+        The run summary (``class_percentages``, ``atmosphere``, ``lut_id``, ``l1c_id``, and
+        ``dem``: name, CRS and coverage of the DEM used, if any).
     rasters, files
         The assets, with hrefs relative to the product folder.
     digests
@@ -307,7 +330,8 @@ def build_item(
         "processing:datetime": _utc_text(processed),
         "processing:lineage": (f"Level-2A (scene classification and atmospheric correction) by sen2core {__version__}"
                                f" from {summary.get('l1c_id') or product.product_id}"
-                               + (f", radiative-transfer LUT {lut_id}" if lut_id else "")),
+                               + (f", radiative-transfer LUT {lut_id}" if lut_id else "")
+                               + _dem_lineage(summary.get("dem"))),
         "s2:product_type": "S2MSI2A",
         "s2:mgrs_tile": product.tile_id,
         "sen2core:l1c_id": summary.get("l1c_id") or product.product_id,
@@ -316,11 +340,18 @@ def build_item(
         # The LUT is versioned data the result depends on as much as on the code: recorded beside it.
         item.properties["processing:software"]["sen2core-lut"] = lut_id
         item.properties["sen2core:lut_id"] = lut_id
+    if summary.get("dem"):
+        # The elevation the correction used is an input like the LUT: recorded with it.
+        item.properties["sen2core:dem"] = dict(summary["dem"])
     item.properties.update(_s2_properties(summary))
     item.stac_extensions.append(PROCESSING_SCHEMA)
 
     EOExtension.ext(item, add_if_missing=True)
-    if "CLOUDY_PIXEL_PERCENTAGE" in percentages:
+    if _no_valid_pixel(percentages):
+        # 0 % would match every "cloud_cover < x" search; the eo schema has no null, so the
+        # field is left out (unknown) and the item says why.
+        item.properties["sen2core:cloud_cover_note"] = NO_VALID_PIXEL_NOTE
+    elif "CLOUDY_PIXEL_PERCENTAGE" in percentages:
         cloudy = float(percentages["CLOUDY_PIXEL_PERCENTAGE"])
         EOExtension.ext(item).cloud_cover = round(min(max(cloudy, 0.0), 100.0), 4)
     ProjectionExtension.ext(item, add_if_missing=True).code = finest.crs
@@ -390,7 +421,7 @@ def _atomic_write_json(path: Path, content: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1, ensure_ascii=False)
+            f.write(strict_json_dumps(content, indent=1, ensure_ascii=False))
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -656,6 +687,7 @@ __all__ = [
     "COLLECTION_ID",
     "COLLECTION_NAME",
     "MSI_BANDS",
+    "NO_VALID_PIXEL_NOTE",
     "PROCESSING_SCHEMA",
     "FileAsset",
     "MsiBand",

@@ -4,11 +4,17 @@ A store maps POSIX paths relative to the product root (``GRANULE/.../MTD_TL.xml`
 bytes (for XML and JSON, read with Python) and to GDAL paths (for rasters). A zip
 archive is never extracted: small metadata files are read with :mod:`zipfile` and
 rasters are opened by GDAL through ``/vsizip/``.
+
+Every member path is resolved before use, and one that leads outside the product
+root (``..`` in a metadata entry such as ``IMAGE_FILE``, or a symbolic link to a file
+elsewhere) is refused with :class:`~sen2core.errors.InputProductError`: otherwise a
+crafted product could make sen2core read, and publish, any raster the process can see.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import zipfile
 from pathlib import Path
@@ -51,12 +57,25 @@ class ProductStore(Protocol):
         """Path GDAL opens (a filesystem path or a ``/vsizip/`` path)."""
         ...
 
+    def tail(self, rel: str, n: int) -> bytes:
+        """The last ``n`` bytes of a file (fewer if it is shorter); ``FileNotFoundError`` if absent."""
+        ...
+
+    def link_target(self, rel: str) -> str | None:
+        """Where a member that is a symbolic link leads (inside the product), or None."""
+        ...
+
 
 def _clean(rel: str) -> str:
     rel = rel.replace("\\", "/")
     while rel.startswith("./"):
         rel = rel[2:]
     return rel.lstrip("/")
+
+
+def _outside(display: str, rel: str, target: str) -> InputProductError:
+    return InputProductError(display, f"{rel} leads to {target}, outside the product (a symbolic link or '..' in "
+                                      "the path): refused")  # fmt: skip
 
 
 class DirStore:
@@ -70,7 +89,17 @@ class DirStore:
         return str(self.root)
 
     def _path(self, rel: str) -> Path:
-        return self.root / _clean(rel)
+        """The member's real path (symbolic links followed).
+
+        Raises
+        ------
+        InputProductError
+            If it is outside the product root.
+        """
+        real = (self.root / _clean(rel)).resolve()
+        if real != self.root and not real.is_relative_to(self.root):
+            raise _outside(self.display, rel, str(real))
+        return real
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).is_file()
@@ -90,12 +119,25 @@ class DirStore:
             return []
 
     def glob(self, pattern: str) -> list[str]:
+        # Matches are checked when they are used (a link leaving the product is refused then).
         return sorted(
             p.relative_to(self.root).as_posix() for p in self.root.glob(_clean(pattern)) if p.is_file()
         )
 
     def gdal_path(self, rel: str) -> str:
         return str(self._path(rel))
+
+    def tail(self, rel: str, n: int) -> bytes:
+        with self._path(rel).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read()
+
+    def link_target(self, rel: str) -> str | None:
+        real = self._path(rel)
+        if real == (self.root / _clean(rel)):
+            return None
+        return real.relative_to(self.root).as_posix()
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -142,18 +184,32 @@ class ZipStore:
     def display(self) -> str:
         return f"{self.archive}!/{self.prefix}" if self.prefix else str(self.archive)
 
+    def _member(self, rel: str) -> str:
+        """The member path below the prefix, normalised.
+
+        Raises
+        ------
+        InputProductError
+            If ``..`` takes it out of the product's folder in the archive.
+        """
+        clean = _clean(rel)
+        norm = posixpath.normpath(clean) if clean else clean
+        if norm == ".." or norm.startswith("../"):
+            raise _outside(self.display, rel, f"{self.archive}!/{posixpath.normpath(self.prefix + clean)}")
+        return norm
+
     def exists(self, rel: str) -> bool:
-        return _clean(rel) in self._files
+        return self._member(rel) in self._files
 
     def read_bytes(self, rel: str) -> bytes:
-        rel = _clean(rel)
+        rel = self._member(rel)
         if rel not in self._files:
             raise FileNotFoundError(f"{self.display}/{rel}")
         with zipfile.ZipFile(self.archive) as zf:
             return zf.read(self.prefix + rel)
 
     def size(self, rel: str) -> int | None:
-        rel = _clean(rel)
+        rel = self._member(rel)
         if rel not in self._files:
             return None
         with zipfile.ZipFile(self.archive) as zf:
@@ -173,4 +229,17 @@ class ZipStore:
         return sorted(f for f in self._files if rx.match(f))
 
     def gdal_path(self, rel: str) -> str:
-        return f"/vsizip/{self.archive.as_posix()}/{self.prefix}{_clean(rel)}"
+        return f"/vsizip/{self.archive.as_posix()}/{self.prefix}{self._member(rel)}"
+
+    def tail(self, rel: str, n: int) -> bytes:
+        rel = self._member(rel)
+        if rel not in self._files:
+            raise FileNotFoundError(f"{self.display}/{rel}")
+        with zipfile.ZipFile(self.archive) as zf, zf.open(self.prefix + rel) as f:
+            size = zf.getinfo(self.prefix + rel).file_size
+            f.seek(max(0, size - n))
+            return f.read()
+
+    def link_target(self, rel: str) -> str | None:
+        # Members are read as stored: GDAL's /vsizip/ and zipfile follow no links.
+        return None
