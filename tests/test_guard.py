@@ -232,7 +232,7 @@ def test_every_setting_has_a_documented_range() -> None:
 
     from sen2core.config import SCENE_CLASSIFICATION_RANGES, SceneClassificationConfig
     from sen2core.correction import CORRECTION_RANGES, CorrectionConfig
-    from sen2core.settings import settings_markdown
+    from sen2core.settings_docs import settings_markdown
 
     def numeric(cls: type, prefix: str = "") -> set[str]:
         names = set()
@@ -247,7 +247,7 @@ def test_every_setting_has_a_documented_range() -> None:
     assert numeric(SceneClassificationConfig) == set(SCENE_CLASSIFICATION_RANGES)
     assert numeric(CorrectionConfig) == set(CORRECTION_RANGES)
     docs = Path(__file__).parents[1] / "docs" / "settings.md"
-    regenerate = "python -m sen2core.settings > docs/settings.md"
+    regenerate = "python -m sen2core.settings_docs > docs/settings.md"
     assert docs.read_text(encoding="utf-8") == settings_markdown(), f"run: {regenerate}"
 
 
