@@ -405,6 +405,11 @@ def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
     return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
 
 
+#: Intermediates of the retrieval that a caller may compute once, store and give back
+#: (:meth:`AtmosphericCorrection.intermediate`, ``stored``), in the order they are needed.
+INTERMEDIATES = ("ddv", "wv_raw")
+
+
 class AtmosphericCorrection:
     """Retrieve the atmosphere of a scene and correct its bands (lazy, on dask arrays)."""
 
@@ -459,7 +464,8 @@ class AtmosphericCorrection:
         return Scene(**{**scene.__dict__, "toa": toa}), gamma
 
     def retrieve(
-        self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None, keep: bool = True
+        self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None, keep: bool = True,
+        stored: Mapping[str, da.Array] | None = None,
     ) -> Atmosphere:
         """AOT by DDV and water vapour by APDA on the scene's working grid.
 
@@ -473,23 +479,45 @@ class AtmosphericCorrection:
         keep
             Persist the intermediates read more than once (the DDV layers, the maps) in
             the cluster: for a run over the whole scene; a window's run keeps nothing.
+        stored
+            :data:`INTERMEDIATES` computed earlier and read back from files (processing
+            tiles: a window's neighbourhoods then read them instead of computing them).
         """
-        found = self._retrieval(scene, scl, dict(known or {}), keep, compute_missing=True)
+        found = self._retrieval(scene, scl, dict(known or {}), keep, compute_missing=True, stored=stored)
         assert isinstance(found, Atmosphere)
         return found
 
-    def next_sum(self, scene: Scene, scl: da.Array, known: Mapping[str, Any]) -> lazy.BlockSums | None:
+    def intermediate(
+        self, scene: Scene, scl: da.Array, name: str, known: Mapping[str, Any],
+        stored: Mapping[str, da.Array] | None = None,
+    ) -> da.Array | lazy.BlockSums:  # fmt: skip
+        """The lazy intermediate ``name`` of :data:`INTERMEDIATES`, or the first sum it needs not in ``known``.
+
+        ``ddv``: the DDV layers (level, then AOT and misfit per aerosol model), stacked on
+        axis 0; ``wv_raw``: the APDA water vapour before the land-mean fill.
+        """
+        if name not in INTERMEDIATES:
+            raise ValueError(f"no intermediate {name!r} (intermediates: {', '.join(INTERMEDIATES)})")
+        found = self._retrieval(scene, scl, dict(known), keep=False, compute_missing=False, stored=stored, want=name)
+        assert isinstance(found, da.Array | lazy.BlockSums)
+        return found
+
+    def next_sum(
+        self, scene: Scene, scl: da.Array, known: Mapping[str, Any], stored: Mapping[str, da.Array] | None = None
+    ) -> lazy.BlockSums | None:
         """The first scene-wide sum of :meth:`retrieve` not in ``known`` (None: all known).
 
         The sums depend on each other (DDV selection, then its negative-reflectance
         check, then the land mean of the water vapour): ask again once a total is known.
         """
-        found = self._retrieval(scene, scl, dict(known), keep=False, compute_missing=False)
+        found = self._retrieval(scene, scl, dict(known), keep=False, compute_missing=False, stored=stored)
         return found if isinstance(found, lazy.BlockSums) else None
 
     def _retrieval(
-        self, scene: Scene, scl: da.Array, known: dict[str, Any], keep: bool, compute_missing: bool
-    ) -> Atmosphere | lazy.BlockSums:
+        self, scene: Scene, scl: da.Array, known: dict[str, Any], keep: bool, compute_missing: bool,
+        stored: Mapping[str, da.Array] | None = None, want: str | None = None,
+    ) -> Atmosphere | lazy.BlockSums | da.Array:
+        stored = stored or {}
         cfg, res = self.config, scene.resolution_m
 
         def total(sums: lazy.BlockSums) -> NDArray[np.float64] | None:
@@ -515,6 +543,10 @@ class AtmosphericCorrection:
             ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
             new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
+        if "ddv" in stored:
+            ddv = stored["ddv"]
+        if want == "ddv":
+            return ddv
         if keep:
             (ddv,) = lazy.persist(ddv)
         layers = [ddv[i] for i in range(ddv.shape[0])]
@@ -588,6 +620,10 @@ class AtmosphericCorrection:
             wv_raw = _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
         else:
             wv_raw = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
+        if "wv_raw" in stored:
+            wv_raw = stored["wv_raw"]
+        if want == "wv_raw":
+            return wv_raw
         if keep:
             (wv_raw,) = lazy.persist(wv_raw)
         land_sums = lazy.block_sums(_land_sums, wv_raw, scl, name="water_vapour_land")

@@ -38,10 +38,12 @@ from sen2core.stages import (
     add_parts,
     decode,
     discard,
-    next_sum,
+    next_step,
     package,
     plan_product,
     run_stage,
+    store_part,
+    stored,
     sum_parts,
 )
 
@@ -95,11 +97,17 @@ def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]
     if not plan.tiles:
         known.update(run_stage(plan, stage, known).totals)
         return
-    # By tiles: each scene-wide sum is added up from every tile's parts before the tiles run.
-    while (name := next_sum(plan, stage, known)) is not None:
-        reduced, total = add_parts(plan, [sum_parts(plan, stage, known, tile) for tile in plan.tiles])
-        known[reduced] = total
-        log.debug("%s: %s added up over %d tiles", plan.l2a_id, name, len(plan.tiles))
+    # By tiles: the stage's rounds first (scene-wide sums added up from every tile's parts,
+    # intermediates stored by every tile), then the stage itself, tile by tile.
+    while (step := next_step(plan, stage, known)) is not None:
+        if step.kind == "sum":
+            reduced, total = add_parts(plan, [sum_parts(plan, stage, known, tile) for tile in plan.tiles])
+            known[reduced] = total
+        else:
+            for tile in plan.tiles:
+                store_part(plan, stage, step.name, known, tile)
+            known.update(stored(known, step.name))
+        log.debug("%s: %s %s over %d tiles", plan.l2a_id, step.kind, step.name, len(plan.tiles))
     for tile in plan.tiles:
         run_stage(plan, stage, known, tile)
 

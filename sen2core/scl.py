@@ -47,7 +47,15 @@ from sen2core.kernels import scene_class as sc
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
 
-__all__ = ["INPUT_SUMS", "AuxiliaryMaps", "SceneClassification", "classify", "percentages_from_counts", "scene_sums"]
+__all__ = [
+    "INPUT_SUMS",
+    "PIXEL_LAYERS",
+    "AuxiliaryMaps",
+    "SceneClassification",
+    "classify",
+    "percentages_from_counts",
+    "scene_sums",
+]
 
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -337,6 +345,13 @@ def _classification_chunks(ref: Any, resolution_m: float, cfg: SceneClassificati
     return _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
 
 
+#: Layers of the pixel rules (steps 0-7 and the shadow inputs) that the later passes read with wide
+#: neighbourhoods, and their dtypes (:func:`classify`'s ``stored`` and ``want``).
+PIXEL_LAYERS = {
+    "classes": np.uint8, "cloud_confidence": np.uint8, "snow_confidence": np.uint8, "probability": np.float32,
+    "shadow_test": np.float32, "cloud": np.bool_, "dark": np.bool_,
+}  # fmt: skip
+
 #: Scene-wide sums of :func:`classify` over its inputs, in the order it needs them
 #: (:func:`scene_sums`); the R7/R8 statistics, which need the pixel classes, are not among them.
 INPUT_SUMS = ("b10_leakage", "snow_condition_mean")
@@ -387,7 +402,9 @@ def classify(
     max_sun_zenith_deg: float | None = None,
     private_bands: bool = False,
     known: Mapping[str, Any] | None = None,
-) -> SceneClassification:
+    stored: Mapping[str, da.Array] | None = None,
+    want: str | None = None,
+) -> Any:
     """Build the lazy scene classification of one image.
 
     Parameters
@@ -428,10 +445,19 @@ def classify(
         Totals of scene-wide sums already added up (:func:`scene_sums`: ``b10_leakage``,
         ``snow_condition_mean``; ``r7_r8_statistics``); the others are computed over the
         whole image as part of the graph.
+    stored
+        ``{"pixels": {layer: array}}``-like mapping: the :data:`PIXEL_LAYERS` of the
+        pixel rules (steps 0-7, shadow inputs) computed earlier and read back, so that
+        the later passes' wide neighbourhoods read them instead of computing them
+        (processing tiles). Given as ``{f"pixels.{layer}": array}``.
+    want
+        ``"pixels"``: return the :data:`PIXEL_LAYERS` (a dict of lazy arrays) instead of
+        the classification, to store them.
 
     Returns
     -------
     SceneClassification
+        (or, with ``want="pixels"``, a dict of the pixel layers)
         Lazy arrays with the chunks of ``bands["B02"]`` (rounded up to multiples of
         the shadow-grid factor and, at 20 m, of 3).
 
@@ -550,6 +576,12 @@ def classify(
     cm, cmc_u8, cms_u8, probability, csd1, cloud, dark = _overlap_map(
         stage12, [*bands1, *extras1], cfg.snow_ring_iterations + 2, 7, dtypes=(u8, u8, u8, f32, f32, bool, bool), **kw1
     )
+    stored = stored or {}
+    if all(f"pixels.{n}" in stored for n in PIXEL_LAYERS):
+        cm, cmc_u8, cms_u8, probability, csd1, cloud, dark = (
+            prep(stored[f"pixels.{n}"], n, dtype) for n, dtype in PIXEL_LAYERS.items())  # fmt: skip
+    if want == "pixels":
+        return dict(zip(PIXEL_LAYERS, (cm, cmc_u8, cms_u8, probability, csd1, cloud, dark), strict=True))
 
     # Stage 3: projection on the shadow grid.
     def displacement(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:

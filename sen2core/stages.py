@@ -23,9 +23,11 @@ the product folder) and small values: the plan and the scene-wide totals known s
 Those totals are sums over chunk blocks (:class:`sen2core.lazy.BlockSums`). A stage
 run over the whole product computes the totals it needs itself and returns them
 (:class:`StageDone`). Run by processing tiles (rectangles of chunk blocks, aligned
-across 10, 20 and 60 m), the same stage is split: while :func:`next_sum` names a total
-still unknown, every tile computes its blocks' parts (:func:`sum_parts`), they are
-added up (:func:`add_parts`), and then every tile computes and stores its window
+across 10, 20 and 60 m), the same stage is split into rounds (:func:`next_step`): while
+a total is still unknown, every tile computes its blocks' parts (:func:`sum_parts`) and
+they are added up (:func:`add_parts`); where wide neighbourhoods read an intermediate
+(the DDV layers, the raw water vapour), every tile first stores its window of it
+(:func:`store_part`); then every tile computes and stores its window of the stage
 (:func:`run_stage`). Both ways give the same totals and the same bytes.
 
 A tile reads its window plus the margins its kernels need from the kept files and
@@ -43,7 +45,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -51,7 +53,7 @@ import numpy as np
 
 from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
-from sen2core.correction import Atmosphere, AtmosphericCorrection, Scene, config_dict
+from sen2core.correction import AEROSOL_MODELS, INTERMEDIATES, Atmosphere, AtmosphericCorrection, Scene, config_dict
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.dem import dem_info, dem_on_grid
 from sen2core.io.lazy import (
@@ -87,19 +89,22 @@ from sen2core.run import (
     output_dir,
     spacecraft_code,
 )
-from sen2core.scl import SceneClassification, classify, percentages_from_counts, scene_sums
+from sen2core.scl import PIXEL_LAYERS, SceneClassification, classify, percentages_from_counts, scene_sums
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "STORED",
     "ProductPlan",
     "StageDone",
+    "Step",
     "SumParts",
     "Tile",
     "Totals",
     "add_parts",
     "decode",
     "discard",
+    "next_step",
     "next_sum",
     "open_product",
     "package",
@@ -107,6 +112,8 @@ __all__ = [
     "run_stage",
     "skipped_result",
     "stage_names",
+    "store_part",
+    "stored",
     "sum_parts",
 ]
 
@@ -338,9 +345,14 @@ def _allocate_checkpoints(plan: ProductPlan, shape: tuple[int, int]) -> None:
     for name, dtype in SCREENING_LAYERS.items():
         allocate_checkpoint(_path(plan, _SCREENING, name), shape, np.uint8 if dtype is np.bool_ else dtype)
     allocate_checkpoint(_path(plan, _SCREENING, _COUNTS), (*plan.grid, 3, 12), np.int64)
+    if plan.tile_blocks is not None:
+        for name, path in _pixel_paths(plan).items():
+            allocate_checkpoint(path, shape, np.uint8 if PIXEL_LAYERS[name] is np.bool_ else PIXEL_LAYERS[name])
     if not plan.config.sc_only:
-        for name in ATMOSPHERE_LAYERS:
-            allocate_checkpoint(_path(plan, _ATMOSPHERE, name), shape, F32)
+        intermediates = INTERMEDIATES if plan.tile_blocks is not None else ()
+        for path in [_path(plan, _ATMOSPHERE, n) for n in ATMOSPHERE_LAYERS] + [
+                p for n in intermediates for p in _intermediate_paths(plan, n)]:  # fmt: skip
+            allocate_checkpoint(path, shape, F32)
 
 
 def discard(plan: ProductPlan) -> None:
@@ -458,13 +470,26 @@ def _inputs(plan: ProductPlan) -> _Inputs:
 # ----------------------------------------------------------------------------- screening
 
 
-def _classification(plan: ProductPlan, inp: _Inputs, known: Totals) -> SceneClassification:
+def _pixel_paths(plan: ProductPlan) -> dict[str, str]:
+    return {n: _path(plan, _SCREENING, f"pixels_{n}") for n in PIXEL_LAYERS}
+
+
+def _classification(plan: ProductPlan, inp: _Inputs, known: Totals, want: str | None = None) -> Any:
     bands = {b: x for b, x in inp.toa.items()}
+    stored_layers: dict[str, da.Array] = {}
+    if STORED + "pixels" in known:
+        _require(plan, ("screening-pixels",))
+        chunks = inp.toa["B04"].chunks
+        stored_layers = {f"pixels.{n}": checkpoint_array(path, chunks, PIXEL_LAYERS[n])
+                         for n, path in _pixel_paths(plan).items()}  # fmt: skip
     res = classify(
         bands, inp.sun_zenith, inp.sun_azimuth, *inp.view_8a, resolution_m=plan.config.working_resolution,
         config=plan.config.classification, dem=None if inp.dem_km is None else inp.dem_km * 1000.0,
-        max_sun_zenith_deg=min(plan.sun[0] + 2.0, 89.0), private_bands=True, known=known,
+        max_sun_zenith_deg=min(plan.sun[0] + 2.0, 89.0), private_bands=True, known=known, stored=stored_layers,
+        want=want,
     )  # fmt: skip
+    if want is not None:
+        return res
     # Kept as percent (uint8), a quarter of the float32 it is computed in: it is only written out.
     return replace(res, calibrated_cloud_probability=da.map_blocks(
         probability_to_uint8, res.calibrated_cloud_probability, dtype=np.uint8))  # fmt: skip
@@ -553,6 +578,8 @@ class _Atmosphere:
     scene10: Scene | None
     pending: lazy.BlockSums | None
     """The first scene-wide sum not known yet (None: all known)."""
+    store: tuple[str, Any] | None = None
+    """By processing tiles: the next intermediate to store (name, lazy array), before any sum it feeds."""
 
 
 def _scene10(plan: ProductPlan, inp: _Inputs, scene: Scene) -> Scene:
@@ -606,10 +633,21 @@ def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, k
         retrieved = ac.retrieve(scene, scl, totals, keep=True)
         totals.update(retrieved.totals)
     else:
-        pending = ac.next_sum(scene, scl, totals)
+        # By tiles, the intermediates that wide neighbourhoods read (the DDV layers under the AOT
+        # smoothing, the raw water vapour under its median) are stored once, each before the first
+        # sum that reads it: a tile then reads its neighbours' instead of computing them.
+        stored = _stored_intermediates(plan, inp, known)
+        for name in INTERMEDIATES if plan.tile_blocks is not None else ():
+            if name in stored:
+                continue
+            found = ac.intermediate(scene, scl, name, totals, stored)
+            if isinstance(found, lazy.BlockSums):
+                return _Atmosphere(ac, scene, gamma, None, None, found)
+            return _Atmosphere(ac, scene, gamma, None, None, None, (name, found))
+        pending = ac.next_sum(scene, scl, totals, stored)
         if pending is not None:
             return _Atmosphere(ac, scene, gamma, None, None, pending)
-        retrieved = ac.retrieve(scene, scl, totals, keep=False)
+        retrieved = ac.retrieve(scene, scl, totals, keep=False, stored=stored)
     scene10 = None
     if config.corrects_10m:
         scene10 = _scene10(plan, inp, scene)
@@ -626,27 +664,109 @@ def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, k
 # ----------------------------------------------------------------------------- scene-wide sums
 
 
-def next_sum(plan: ProductPlan, stage: str, known: Totals) -> str | None:
-    """The first scene-wide sum of ``stage`` not in ``known`` (None: the stage can run).
+@dataclass(frozen=True)
+class Step:
+    """A round of the tiles before a stage runs: a scene-wide ``sum`` to add up, or an intermediate to ``store``."""
 
-    Only ``screening`` and ``atmosphere`` have sums. Computes nothing.
+    kind: Literal["sum", "store"]
+    name: str
+
+
+#: Prefix of the entries of the known values that say an intermediate is stored for every tile.
+STORED = "stored:"
+
+
+def stored(known: Totals, name: str) -> dict[str, tuple[float, ...]]:
+    """``known`` plus the fact that intermediate ``name`` is stored (every tile ran :func:`store_part`)."""
+    return {**known, STORED + name: ()}
+
+
+def _ddv_layers(plan: ProductPlan) -> int:
+    models = AEROSOL_MODELS if plan.config.correction.aerosol == "auto" else (plan.config.correction.aerosol,)
+    return 1 + 2 * len(models)
+
+
+def _intermediate_paths(plan: ProductPlan, name: str) -> list[str]:
+    if name == "ddv":
+        return [_path(plan, _ATMOSPHERE, f"ddv_{i}") for i in range(_ddv_layers(plan))]
+    return [_path(plan, _ATMOSPHERE, name)]
+
+
+def _stored_intermediates(plan: ProductPlan, inp: _Inputs, known: Totals) -> dict[str, da.Array]:
+    out = {}
+    chunks = inp.toa["B04"].chunks
+    for name in INTERMEDIATES:
+        if STORED + name in known:
+            _require(plan, (f"atmosphere-{name}",))
+            layers = [checkpoint_array(path, chunks, F32) for path in _intermediate_paths(plan, name)]
+            out[name] = da.stack(layers) if name == "ddv" else layers[0]
+    return out
+
+
+def next_step(plan: ProductPlan, stage: str, known: Totals) -> Step | None:
+    """The round the tiles must run before ``stage`` can (None: the stage can run). Computes nothing.
+
+    Only ``screening`` (sums) and ``atmosphere`` (sums, and intermediates to store) have rounds.
     """
-    pending = _pending(plan, stage, known)
-    return None if pending is None else pending.name
+    pending, store = _pending(plan, stage, known)
+    if store is not None:
+        return Step("store", store[0])
+    return None if pending is None else Step("sum", pending.name)
 
 
-def _pending(plan: ProductPlan, stage: str, known: Totals) -> lazy.BlockSums | None:
+def next_sum(plan: ProductPlan, stage: str, known: Totals) -> str | None:
+    """The name of the next round of ``stage`` (a sum or an intermediate to store), or None (:func:`next_step`)."""
+    step = next_step(plan, stage, known)
+    return None if step is None else step.name
+
+
+_Store = tuple[str, list[tuple[da.Array, str]]]
+
+
+def _pending(plan: ProductPlan, stage: str, known: Totals) -> tuple[lazy.BlockSums | None, _Store | None]:
+    """The stage's next scene-wide sum, or its next intermediate to store (name, arrays and their files)."""
     if stage not in ("screening", "atmosphere"):
-        return None
+        return None, None
     inp = _inputs(plan)
     if stage == "screening":
-        return scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
-    return _atmosphere(plan, inp, _stored_classification(plan, inp).scl, known, keep=False).pending
+        pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
+        if pending is not None or plan.tile_blocks is None or STORED + "pixels" in known:
+            return pending, None
+        # The later passes read the pixel rules' layers with wide neighbourhoods (cloud shadows).
+        layers = _classification(plan, inp, known, want="pixels")
+        paths = _pixel_paths(plan)
+        return None, ("pixels", [(layers[n], paths[n]) for n in PIXEL_LAYERS])
+    atm = _atmosphere(plan, inp, _stored_classification(plan, inp).scl, known, keep=False)
+    if atm.store is None:
+        return atm.pending, None
+    name, arr = atm.store
+    paths = _intermediate_paths(plan, name)
+    layers = [arr[i] for i in range(len(paths))] if arr.ndim == 3 else [arr]
+    return None, (name, list(zip(layers, paths, strict=True)))
+
+
+def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Tile) -> StageDone:
+    """Compute tile ``tile``'s window of the intermediate ``name`` that :func:`next_step` asks for, and store it.
+
+    Raises
+    ------
+    ConfigurationError
+        ``name`` is not the intermediate the stage needs next.
+    """
+    _, store = _pending(plan, stage, known)
+    if store is None or store[0] != name:
+        raise ConfigurationError(f"{plan.l2a_id}: stage {stage} does not need {name} stored next "
+                                 f"({'nothing' if store is None else store[0]})")  # fmt: skip
+    _store_window([(x, path, False) for x, path in store[1]], tile, whole=False)
+    _mark(plan, f"{stage}-{name}", tile)
+    return StageDone(f"{stage}-{name}", tile.index, tile.blocks)
 
 
 def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumParts | None:
     """Tile ``tile``'s parts of the first scene-wide sum of ``stage`` not in ``known`` (None: none left)."""
-    pending = _pending(plan, stage, known)
+    pending, store = _pending(plan, stage, known)
+    if store is not None:
+        raise ConfigurationError(f"{plan.l2a_id}: {store[0]} must be stored before the next sum of {stage}")
     if pending is None:
         return None
     parts = pending.parts(tile.rows, tile.cols)

@@ -13,7 +13,8 @@ before it (its result is a parameter), so products overlap on the cluster withou
 the flow waiting on any of them. With ``tile_blocks``, :func:`process_by_tiles`
 runs the same stages split into processing tiles: while a stage has a scene-wide
 sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
-then the stage runs per tile.
+where an intermediate must be stored first (the DDV layers, the raw water vapour), each
+tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from prefect.tasks import exponential_backoff
 
 from sen2core import stages
 from sen2core.run import L2AResult
-from sen2core.stages import ProductPlan, StageDone, SumParts, Tile
+from sen2core.stages import ProductPlan, StageDone, Step, SumParts, Tile
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
 from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
@@ -108,16 +109,26 @@ def tile_sums(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]]
         return stages.sum_parts(plan, stage, known, tile)
 
 
+@task(name="store", task_run_name="{stage}-{name}-tile{tile.index}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+def tile_store(plan: ProductPlan, stage: str, name: str, known: dict[str, tuple[float, ...]], tile: Tile) -> StageDone:
+    """Store tile ``tile``'s window of the intermediate ``name`` that the stage's neighbourhoods read."""
+    with forward_logs(), on_task_runner_cluster():
+        return stages.store_part(plan, stage, name, known, tile)
+
+
 @task(name="reduce", task_run_name="{stage}-reduce-{plan.l2a_id}", **STAGE_RETRIES)
-def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None],
-                known: dict[str, tuple[float, ...]]) -> tuple[dict[str, tuple[float, ...]], str | None]:  # fmt: skip
-    """Add the tiles' parts (if any); return the totals known and the stage's next sum (None: the stage can run)."""
+def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], known: dict[str, tuple[float, ...]],
+                stored_name: str | None = None) -> tuple[dict[str, tuple[float, ...]], Step | None]:  # fmt: skip
+    """Add the tiles' parts (or record that every tile stored ``stored_name``); return the known values
+    and the stage's next round (None: the stage can run)."""
     out = dict(known)
     if parts:
         name, total = stages.add_parts(plan, parts)
         out[name] = total
+    if stored_name is not None:
+        out = stages.stored(out, stored_name)
     with forward_logs():
-        return out, stages.next_sum(plan, stage, out)
+        return out, stages.next_step(plan, stage, out)
 
 
 @dataclass
@@ -211,11 +222,17 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         for stage in plan.stages()[1:-1]:
             kind = _stage_task(stage, budget)
             reduce = reduce_sums.with_options(timeout_seconds=budget)
-            known, pending = reduce.submit(plan, stage, [], known).result()
-            while pending is not None:
-                sums = tile_sums.with_options(timeout_seconds=budget)
-                parts = [sums.submit(plan, stage, known, t).result() for t in plan.tiles]
-                known, pending = reduce.submit(plan, stage, parts, known).result()
+            known, step = reduce.submit(plan, stage, [], known).result()
+            while step is not None:
+                if step.kind == "sum":
+                    sums = tile_sums.with_options(timeout_seconds=budget)
+                    parts = [sums.submit(plan, stage, known, t).result() for t in plan.tiles]
+                    known, step = reduce.submit(plan, stage, parts, known).result()
+                else:
+                    store = tile_store.with_options(timeout_seconds=budget)
+                    for t in plan.tiles:
+                        store.submit(plan, stage, step.name, known, t).result()
+                    known, step = reduce.submit(plan, stage, [], known, step.name).result()
             after += [kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
                       .submit(plan, stage, [StageDone(stage, totals=known)], t).result() for t in plan.tiles]
         after.insert(0, StageDone("sums", totals=known))

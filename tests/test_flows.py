@@ -109,6 +109,9 @@ def test_per_tile_tasks_make_the_same_product(
         assert sum(n.startswith(f"{stage}-tile") for n in names) == 4, (stage, sorted(names))
     assert sum(n.startswith("screening-sums-tile") for n in names) == 4  # B10 leakage
     assert sum(n.startswith("atmosphere-sums-tile") for n in names) == 12  # DDV, negative check, WV land mean
+    # Intermediates stored before the sums and neighbourhoods that read them.
+    for prefix in ("screening-pixels", "atmosphere-ddv", "atmosphere-wv_raw"):
+        assert sum(n.startswith(f"{prefix}-tile") for n in names) == 4, sorted(names)
     for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "packaging-", "screen", "publish"):
         assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
     again = flow(href, str(tmp_path / "tiles"), options=tiles)
