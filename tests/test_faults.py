@@ -1,0 +1,163 @@
+"""Faults and hostile input (issue 16): damaged bands, errors from Dask workers.
+
+Each test names the fault, and what the run must do: fail with one library error that names
+the file or the folder, publish nothing, and leave no temporary folder behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sen2core.errors import BandReadError, TransientIOError
+from sen2core.io import lazy as io_lazy
+from sen2core.io.product import open_l1c
+from sen2core.parallel import CODEC_THREADS_ENV
+from sen2core.pipeline import ProcessingConfig, process_product
+
+CHUNK_M = 1800.0
+
+
+def _published(root: Path) -> list[Path]:
+    """Files that would make a product look done (STAC items, summaries), anywhere under ``root``."""
+    return [p for p in root.rglob("*") if p.is_file() and p.suffix == ".json" and p.name != "collection.json"]
+
+
+def _hidden(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*") if p.is_dir()]
+
+
+# ---------------------------------------------------------------- 1. a damaged JPEG 2000 band
+
+
+def _damage(jp2: Path, keep: float) -> None:
+    """Cut the code-stream after ``keep`` of the file and pad it back with zeros to its size (an interrupted
+    download into a pre-allocated file): the manifest.safe size check passes, decoding must not."""
+    data = jp2.read_bytes()
+    cut = int(len(data) * keep)
+    jp2.write_bytes(data[:cut] + bytes(len(data) - cut))
+
+
+@pytest.fixture(scope="module")
+def damaged_l1c(cloudy_l1c: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the cloudy synthetic L1C whose B04 is cut at 80 % and zero-padded to its manifest size."""
+    safe = tmp_path_factory.mktemp("damaged") / cloudy_l1c.name
+    shutil.copytree(cloudy_l1c, safe)
+    (b04,) = safe.rglob("*_B04.jp2")
+    _damage(b04, 0.8)
+    return safe
+
+
+@pytest.mark.parametrize("threads", ["1", "ALL_CPUS"])
+@pytest.mark.parametrize("keep_inputs", ["files", "memory"])
+def test_a_damaged_band_fails_the_run_whatever_the_codec_threads(
+    threads: str, keep_inputs: str, damaged_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more than one codec thread GDAL used to log ``Stream too short`` and return zeros: a
+    product with a damaged B04 was published. Now the decode fails, naming the band and the file."""
+    monkeypatch.setenv(CODEC_THREADS_ENV, threads)
+    out = tmp_path / "out"
+    with pytest.raises(BandReadError) as info:
+        process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, keep_inputs=keep_inputs))
+    text = str(info.value)
+    assert text.startswith(f"{damaged_l1c}: band B04: cannot decode rows"), text
+    assert "_B04.jp2" in text and "\n" not in text
+    assert _published(out) == [] and _hidden(out) == []
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "ALL_CPUS"])
+def test_every_window_of_a_truncated_band_either_fails_or_is_exact(
+    threads: str, cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut at many places, a band read by windows (straddling its JPEG 2000 tiles, or not) never
+    returns wrong pixels: a window either fails or equals the intact file's."""
+    monkeypatch.setenv(CODEC_THREADS_ENV, threads)
+    (good,) = cloudy_l1c.rglob("*_B04.jp2")
+    data = good.read_bytes()
+    ident = dict(product="P", band="B04", display="P/B04.jp2", gdal_options={})
+    windows = [(0, 366, 0, 366), (100, 300, 50, 366), (0, 256, 0, 256)]
+    truth = {w: io_lazy.read_window(str(good), *w, **ident) for w in windows}
+    bad = tmp_path / "B04.jp2"
+    failed = 0
+    for keep in np.linspace(0.3, 0.995, 12):
+        bad.write_bytes(data[: int(len(data) * keep)])
+        for w in windows:
+            try:
+                got = io_lazy.read_window(str(bad), *w, **ident)
+            except BandReadError as exc:
+                failed += 1
+                assert "P/B04.jp2" in str(exc)
+                continue
+            np.testing.assert_array_equal(got, truth[w], err_msg=f"cut at {keep:.3f}, window {w}")
+    assert failed >= 12  # the whole-band window fails at every cut
+
+
+# ---------------------------------------------------------------- 7. errors raised on Dask workers
+
+
+@pytest.fixture(scope="module")
+def worker_client() -> Iterator[object]:
+    """A client of a real multi-process ``LocalCluster`` (one worker process, one thread), the default
+    scheduler while the module runs; errors cross a process boundary, pickled, as in production."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _stale_file_handles() -> None:
+    """Run on the worker: every ``.npy`` load fails as on an NFS mount whose file handle went stale."""
+    import numpy
+
+    real = numpy.load
+
+    def load(path: object, *args: object, **kwargs: object) -> object:
+        if str(path).endswith(".npy"):
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(path))
+        return real(path, *args, **kwargs)
+
+    numpy.load = load
+
+
+def test_a_band_read_error_on_a_worker_arrives_as_band_read_error(damaged_l1c: Path, worker_client) -> None:
+    """GDAL's CPLE_* exceptions in the cause chain could not be unpickled: distributed replaced the
+    error by ``Exception("BandReadError(...)")``, which neither ``except BandReadError`` nor the
+    flows' retry rule recognised."""
+    from tasks.retry import is_transient
+
+    dn = open_l1c(damaged_l1c, chunk_m=CHUNK_M).read_dn("B04")
+    with pytest.raises(BandReadError) as info:
+        dn.compute()
+    text = str(info.value)
+    assert text.startswith(f"{damaged_l1c}: band B04: cannot decode rows") and "_B04.jp2" in text, text
+    assert "opj_get_decoded_tile() failed" in text or "Stream too short" in text, text  # GDAL's own words
+    assert not is_transient(info.value)
+
+
+def test_a_transient_error_on_a_worker_keeps_its_type(cloudy_l1c: Path, tmp_path: Path, worker_client) -> None:
+    """A stale NFS handle while a kept band file is written on a worker arrives as TransientIOError,
+    which the product task's retry rule retries."""
+    from distributed import Client
+
+    from tasks.retry import is_transient
+
+    assert isinstance(worker_client, Client)
+    product = open_l1c(cloudy_l1c, chunk_m=CHUNK_M)
+    worker_client.run(_stale_file_handles)
+    try:
+        with pytest.raises(TransientIOError) as info:
+            product.keep_dn(["B04"], tmp_path / "kept")
+    finally:
+        worker_client.restart()  # the worker process without the fault, for the next test
+    assert "B04.npy: cannot keep rows 0:366 of band B04" in str(info.value)
+    assert os.strerror(errno.ESTALE) in str(info.value)
+    assert is_transient(info.value)
