@@ -74,6 +74,22 @@ class OutputError(Sen2CoreError, OSError):
     """An output product could not be written or committed."""
 
 
+class DiskFullError(OutputError):
+    """The file system of the output (or of the band files kept beside it) has no space left.
+
+    Permanent for the run: nothing is published and the run's temporary files are removed;
+    the same run succeeds once space is freed.
+    """
+
+    def __init__(self, folder: object, problem: str) -> None:
+        self.folder = str(folder)
+        self.problem = problem
+        super().__init__(f"{self.folder}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.folder, self.problem))
+
+
 class Sen2CoreWarning(UserWarning):
     """Root of sen2core warnings."""
 

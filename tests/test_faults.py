@@ -1,4 +1,4 @@
-"""Faults and hostile input (issue 16): damaged bands, errors from Dask workers.
+"""Faults and hostile input (issue 16): damaged bands, full disks, errors from Dask workers, zipped metadata bombs.
 
 Each test names the fault, and what the run must do: fail with one library error that names
 the file or the folder, publish nothing, and leave no temporary folder behind.
@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
+import subprocess
+import sys
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sen2core.errors import BandReadError, TransientIOError
+from sen2core.errors import BandReadError, DiskFullError, OutputError, TransientIOError
 from sen2core.io import lazy as io_lazy
 from sen2core.io.product import open_l1c
 from sen2core.parallel import CODEC_THREADS_ENV
@@ -96,6 +101,127 @@ def test_every_window_of_a_truncated_band_either_fails_or_is_exact(
                 continue
             np.testing.assert_array_equal(got, truth[w], err_msg=f"cut at {keep:.3f}, window {w}")
     assert failed >= 12  # the whole-band window fails at every cut
+
+
+# ---------------------------------------------------------------- 3, 4. a full disk
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path: Path) -> Iterator[object]:
+    """``mount(size)``: a fresh tmpfs of ``size`` (``"3m"``), unmounted after the test; the test is
+    skipped, with the reason, where mounting is not permitted (not root, no CAP_SYS_ADMIN)."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"tmpfs-{len(mounted)}"
+        folder.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("a full disk is simulated with a small tmpfs, and mounting one needs root")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to simulate a full disk: {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _cli_process(product: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # A subprocess: before the fix a full disk killed the process with SIGBUS.
+    cmd = [sys.executable, "-c", "from sen2core.cli import main; main()", "process", str(product), "-o", str(out),
+           "--resolution", "10", *extra]  # fmt: skip
+    env = {**os.environ, CODEC_THREADS_ENV: "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sen2core: error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return errors[0]
+
+
+def test_a_disk_too_small_for_the_kept_bands_is_one_clear_error(cloudy_l1c: Path, small_tmpfs) -> None:
+    """The band files kept for the 10 m stage (1.5 MiB here) on a 1 MiB file system: they were sparse
+    memory maps, and the first page written on the full disk killed the process with SIGBUS."""
+    out = small_tmpfs("1m") / "l2a"
+    line = _one_error_line(_cli_process(cloudy_l1c, out))
+    assert "not enough free space: the 13 band(s) kept for the 10 m stage" in line, line
+    assert "MiB free" in line and str(out) in line
+    assert _published(out) == [] and _hidden(out) == []
+
+
+def test_kept_bands_are_allocated_and_a_full_disk_while_allocating_is_one_error(
+    cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Space taken by another writer between the check and the allocation: ENOSPC from
+    ``posix_fallocate`` is a DiskFullError naming the scratch folder and the band; nothing is decoded."""
+    calls: list[int] = []
+
+    def full(fd: int, offset: int, length: int) -> None:
+        calls.append(length)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    decoded: list[object] = []
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(io_lazy, "_decode_strip", lambda *a: decoded.append(a))
+    out = tmp_path / "out"
+    with pytest.raises(DiskFullError, match=r"/\.S2A_MSIL2A_\S+\.tmp-\S+: no space left for the kept band B01 "
+                                            r"\(\d+\.\d KiB uncompressed\): \d+\.\d KiB needed, .* free$"):
+        process_product(cloudy_l1c, out, ProcessingConfig(chunk_m=CHUNK_M))
+    assert calls and not decoded
+    assert _published(out) == [] and _hidden(out) == []
+
+
+def test_a_disk_too_small_for_the_product_is_one_clear_error(cloudy_l1c: Path, small_tmpfs) -> None:
+    """The kept bands fit, the staged rasters of the product do not: one line (it was a window write
+    failing deep in GDAL after ``_tiffWriteProc: No space left on device``), nothing published."""
+    out = small_tmpfs("3m") / "l2a"
+    result = _cli_process(cloudy_l1c, out)
+    line = _one_error_line(result)
+    assert "not enough free space: the 19 uncompressed staged raster(s) of the product need" in line, line
+    assert "No space left on device" not in result.stderr
+    assert _published(out) == [] and _hidden(out) == []
+
+
+def test_a_disk_that_fills_up_while_the_cogs_are_encoded(
+    cloudy_l1c: Path, small_tmpfs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer fills the disk once every staged raster is written (as the last group of COGs,
+    the 20 m and 60 m ones, is encoded): GDAL's COG driver fails (it used to surface as a
+    CPLE_AppDefinedError traceback); the run ends in one DiskFullError, publishes nothing and
+    removes its temporary folder."""
+    from sen2core.io import write
+
+    root = small_tmpfs("12m")
+    out = root / "l2a"
+    real = write._to_cog
+    one_at_a_time = threading.Lock()
+
+    def fill_then_encode(tmp: str, final: str, spec: write.RasterSpec) -> str:
+        if final.endswith("_10m.tif"):
+            return real(tmp, final, spec)
+        with one_at_a_time:  # each encoding starts on a full disk (a finished one frees its staged file)
+            fd = os.open(root / f"filler-{uuid.uuid4().hex}", os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, bytes(1 << 12)):
+                    pass
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+            return real(tmp, final, spec)
+
+    monkeypatch.setattr(write, "_to_cog", fill_then_encode)
+    with pytest.raises(DiskFullError) as info:
+        process_product(cloudy_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))
+    text = str(info.value)
+    assert re.search(r": no space left on the device for \w+_[26]0m\.tif \(\d+\.\d [KM]iB needed, ", text), text
+    assert isinstance(info.value, OutputError) and info.value.__cause__ is None
+    assert _published(out) == [] and _hidden(out) == [], [list(h.rglob("*")) for h in _hidden(out)]
 
 
 # ---------------------------------------------------------------- 7. errors raised on Dask workers

@@ -25,8 +25,16 @@ from dask.base import tokenize
 from numpy.typing import NDArray
 from rasterio.windows import Window
 
-from sen2core.errors import BandReadError, OutputError, Sen2CoreError, TransientIOError
-from sen2core.io.failures import gdal_message, is_transient_os
+from sen2core.errors import BandReadError, DiskFullError, OutputError, Sen2CoreError, TransientIOError
+from sen2core.io.failures import (
+    allocate,
+    describe_bytes,
+    free_bytes,
+    gdal_message,
+    is_disk_full,
+    is_transient_os,
+    require_free,
+)
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
 from sen2core.parallel import codec_threads
 from sen2core.solar import solar_position
@@ -372,6 +380,7 @@ def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None
     data = source.read_rows(row0, row1)
     failure: Sen2CoreError | None = None
     try:
+        # The file's blocks were allocated by decode_to_files: these pages cannot fault on a full disk.
         kept = np.load(target, mmap_mode="r+")
         kept[row0:row1] = data
         kept.flush()
@@ -409,8 +418,15 @@ def decode_to_files(
     under pressure. ``folder`` must be visible to every worker (beside the output, as the
     staged files are).
 
+    The files are allocated on disk before anything is decoded: the free space is checked
+    for all of them first, then each file's blocks are reserved (``posix_fallocate``). A
+    memory-mapped file left sparse would fail only when a page is written back on a full
+    disk, as a ``SIGBUS`` that kills the process without a word.
+
     Raises
     ------
+    DiskFullError
+        If the files do not fit on the file system of ``folder`` (nothing is decoded).
     BandReadError
         If a strip cannot be decoded.
     OutputError
@@ -418,6 +434,9 @@ def decode_to_files(
     """
     root = os.fspath(folder)
     os.makedirs(root, exist_ok=True)
+    # Header included: a .npy header is at most a few hundred bytes (np.lib.format pads it to 64).
+    sizes = {name: int(np.prod(src.shape)) * np.dtype(np.uint16).itemsize + 4096 for name, src in sources.items()}
+    require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) kept for the 10 m stage (uncompressed)")
     decode = dask.delayed(_decode_strip, pure=True)
     tasks = []
     targets = {}
@@ -426,7 +445,14 @@ def decode_to_files(
         try:
             # Allocated whole, then filled by strips (disjoint rows: no lock needed).
             np.lib.format.open_memmap(target, mode="w+", dtype=np.uint16, shape=src.shape)
+            allocate(target, os.path.getsize(target), root, f"the kept band {src.band} "
+                     f"({describe_bytes(sizes[name])} uncompressed)")  # fmt: skip
         except OSError as exc:
+            if isinstance(exc, Sen2CoreError):
+                raise
+            if is_disk_full(exc):
+                raise DiskFullError(root, f"no space left for the kept band {src.band}: {describe_bytes(sizes[name])} "
+                                          f"needed, {describe_bytes(free_bytes(root))} free") from None
             raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 
 from sen2core.errors import OutputError
-from sen2core.io.failures import gdal_message
+from sen2core.io.failures import gdal_message, write_failure
 from sen2core.io.scl_legend import SCL_BY_VALUE
 
 WIDTH = 1000
@@ -174,7 +174,7 @@ def write_quicklook(
     try:
         img.save(out, format="PNG", optimize=True)
     except OSError as exc:
-        raise OutputError(f"{out}: cannot write the quicklook: {exc}") from exc
+        raise write_failure(exc, out, "cannot write the quicklook") from exc
     return out
 
 
