@@ -13,14 +13,16 @@ import shutil
 import subprocess
 import sys
 import threading
+import tracemalloc
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sen2core.errors import BandReadError, DiskFullError, OutputError, TransientIOError
+from sen2core.errors import BandReadError, DiskFullError, MetadataError, OutputError, TransientIOError
 from sen2core.io import lazy as io_lazy
 from sen2core.io.product import open_l1c
 from sen2core.parallel import CODEC_THREADS_ENV
@@ -287,3 +289,68 @@ def test_a_transient_error_on_a_worker_keeps_its_type(cloudy_l1c: Path, tmp_path
     assert "B04.npy: cannot keep rows 0:366 of band B04" in str(info.value)
     assert os.strerror(errno.ESTALE) in str(info.value)
     assert is_transient(info.value)
+
+
+# ---------------------------------------------------------------- 8. zipped metadata that inflates without bound
+
+
+def _zip_with_padded_mtd(safe: Path, archive: Path, pad: int) -> Path:
+    """Zip ``safe`` with ``pad`` bytes of spaces before the closing tag of MTD_MSIL1C.xml: still valid
+    XML, and deflated to about a thousandth of its size."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(p for p in safe.rglob("*") if p.is_file()):
+            name = f"{safe.name}/{f.relative_to(safe).as_posix()}"
+            if f.name != "MTD_MSIL1C.xml":
+                zf.write(f, name)
+                continue
+            head, _, tail = f.read_bytes().rpartition(b"</")
+            with zf.open(name, "w", force_zip64=True) as w:
+                w.write(head)
+                for _ in range(pad // 2**20):
+                    w.write(b" " * 2**20)
+                w.write(b"</" + tail)
+    return archive
+
+
+def test_zipped_metadata_that_inflates_past_the_cap_is_refused_unread(tmp_path: Path, safe_builder) -> None:
+    """A small .SAFE.zip whose MTD_MSIL1C.xml inflates to 96 MiB (1 GiB in the issue: 2.4 GB of memory):
+    refused from the size in the zip directory, without inflating it."""
+    safe = safe_builder.l1c(tmp_path / "src", bands=("B02",))
+    archive = _zip_with_padded_mtd(safe, tmp_path / f"{safe.name}.zip", 96 * 2**20)
+    assert archive.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(MetadataError) as info:
+            open_l1c(archive)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{archive}: {safe.name}/MTD_MSIL1C.xml: 96.0 MiB uncompressed; "
+                               "metadata files larger than 64.0 MiB are refused")  # fmt: skip
+    assert peak < 8 * 2**20, peak
+
+
+def test_a_zip_directory_that_understates_a_member_is_refused(tmp_path: Path, safe_builder) -> None:
+    """The directory claims a small MTD_MSIL1C.xml; the member inflates to more: the read stops at the
+    claimed size and the archive is reported corrupt, one MetadataError."""
+    safe = safe_builder.l1c(tmp_path / "src", bands=("B02",))
+    archive = _zip_with_padded_mtd(safe, tmp_path / f"{safe.name}.zip", 4 * 2**20)
+    member = f"{safe.name}/MTD_MSIL1C.xml".encode()
+    data = bytearray(archive.read_bytes())
+    # Its central directory entry: the uncompressed size is the 4-byte field at offset 24.
+    entry = data.find(b"PK\x01\x02")
+    while data[entry + 46 : entry + 46 + len(member)] != member:
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    data[entry + 24 : entry + 28] = (1000).to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+    with pytest.raises(MetadataError, match=rf"^{re.escape(str(archive))}: {safe.name}/MTD_MSIL1C\.xml: cannot be "
+                                            r"read from the archive \(Bad CRC-32"):
+        open_l1c(archive)
+
+
+def test_a_metadata_file_past_the_cap_in_a_folder_is_refused(tmp_path: Path, safe_builder) -> None:
+    safe = safe_builder.l1c(tmp_path / "src", bands=("B02",))
+    with open(safe / "MTD_MSIL1C.xml", "r+b") as f:
+        f.truncate(65 * 2**20)  # sparse: nothing is written
+    with pytest.raises(MetadataError, match=r": MTD_MSIL1C\.xml: 65\.0 MiB; metadata files larger than 64\.0 MiB"):
+        open_l1c(safe)
