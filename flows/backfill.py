@@ -15,7 +15,7 @@ import datetime as dt
 from prefect import flow, get_run_logger
 
 from flows.common import run_products
-from flows.runner import Sen2CoreTaskRunner
+from flows.runner import Sen2CoreTaskRunner, scheduler_loss_named
 from tasks.discover import discover_products
 from tasks.models import ProcessingOptions, RunSummary, Source, TimeWindow
 
@@ -64,10 +64,13 @@ def backfill(
     Returns
     -------
     RunSummary
-        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed.
+        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed, or
+        with :class:`flows.runner.DaskSchedulerLost` if its Dask scheduler went away.
     """
     window = TimeWindow.from_dates(start, end)
     get_run_logger().info("backfill of %s, sensing days %s to %s (overwrite=%s)", source.href, start, end, overwrite)
-    refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
-    return run_products("backfill", refs, output_root, options, overwrite=overwrite, max_concurrency=max_concurrency,
-                        product_timeout_minutes=product_timeout_minutes, window=window)  # fmt: skip
+    with scheduler_loss_named():
+        refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
+        return run_products("backfill", refs, output_root, options, overwrite=overwrite,
+                            max_concurrency=max_concurrency, product_timeout_minutes=product_timeout_minutes,
+                            window=window)  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import run_products
-from flows.runner import Sen2CoreTaskRunner
+from flows.runner import Sen2CoreTaskRunner, scheduler_loss_named
 from tasks.models import L1CRef, ProcessingOptions, RunSummary
 
 __all__ = ["process_product_flow"]
@@ -43,7 +43,9 @@ def process_product_flow(
     -------
     RunSummary
         One outcome. The run ends ``Failed`` (raising :class:`flows.common.RunFailed`)
-        if the product failed.
+        if the product failed, or with :class:`flows.runner.DaskSchedulerLost` if its Dask
+        scheduler went away.
     """
-    return run_products("process-product", [L1CRef.from_href(l1c_href)], output_root, options, overwrite,
-                        max_concurrency=1, product_timeout_minutes=product_timeout_minutes)  # fmt: skip
+    with scheduler_loss_named():
+        return run_products("process-product", [L1CRef.from_href(l1c_href)], output_root, options, overwrite,
+                            max_concurrency=1, product_timeout_minutes=product_timeout_minutes)  # fmt: skip
