@@ -15,7 +15,7 @@ import datetime as dt
 from prefect import flow, get_run_logger
 
 from flows.common import run_products
-from flows.runner import Sen2CoreTaskRunner
+from flows.runner import Sen2CoreTaskRunner, scheduler_loss_named
 from sen2core.redact import install_log_redaction, redact_url
 from tasks.discover import discover_products
 from tasks.models import ProcessingOptions, RunSummary, Source, TimeWindow
@@ -65,12 +65,15 @@ def backfill(
     Returns
     -------
     RunSummary
-        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed.
+        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed, or
+        with :class:`flows.runner.DaskSchedulerLost` if its Dask scheduler went away.
     """
     install_log_redaction()  # this process's log records are masked (flows may run outside the CLI)
     window = TimeWindow.from_dates(start, end)
     get_run_logger().info("backfill of %s, sensing days %s to %s (overwrite=%s)", redact_url(source.href), start, end,
                           overwrite)  # fmt: skip
-    refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
-    return run_products("backfill", refs, output_root, options, overwrite=overwrite, max_concurrency=max_concurrency,
-                        product_timeout_minutes=product_timeout_minutes, window=window)  # fmt: skip
+    with scheduler_loss_named():
+        refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
+        return run_products("backfill", refs, output_root, options, overwrite=overwrite,
+                            max_concurrency=max_concurrency, product_timeout_minutes=product_timeout_minutes,
+                            window=window)  # fmt: skip

@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.common import as_utc, run_products
-from flows.runner import Sen2CoreTaskRunner
+from flows.runner import Sen2CoreTaskRunner, scheduler_loss_named
 from sen2core.redact import install_log_redaction, redact_url
 from tasks.discover import discover_products
 from tasks.models import ProcessingOptions, RunSummary, Source, TimeWindow
@@ -80,11 +80,14 @@ def daily_ingest(
     Returns
     -------
     RunSummary
-        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed.
+        The run ends ``Failed`` (raising :class:`flows.common.RunFailed`) if a product failed, or
+        with :class:`flows.runner.DaskSchedulerLost` if its Dask scheduler went away.
     """
     install_log_redaction()  # this process's log records are masked (flows may run outside the CLI)
     window = ingest_window(reference_time, lookback_hours)
     get_run_logger().info("daily ingest of %s, sensing window %s", redact_url(source.href), window)
-    refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
-    return run_products("daily-ingest", refs, output_root, options, overwrite=False, max_concurrency=max_concurrency,
-                        product_timeout_minutes=product_timeout_minutes, window=window)  # fmt: skip
+    with scheduler_loss_named():
+        refs = discover_products.submit(source, window, tiles, max_cloud_cover).result()
+        return run_products("daily-ingest", refs, output_root, options, overwrite=False,
+                            max_concurrency=max_concurrency, product_timeout_minutes=product_timeout_minutes,
+                            window=window)  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import run_products
-from flows.runner import Sen2CoreTaskRunner
+from flows.runner import Sen2CoreTaskRunner, scheduler_loss_named
 from sen2core.redact import install_log_redaction
 from tasks.models import L1CRef, ProcessingOptions, RunSummary
 
@@ -44,8 +44,10 @@ def process_product_flow(
     -------
     RunSummary
         One outcome. The run ends ``Failed`` (raising :class:`flows.common.RunFailed`)
-        if the product failed.
+        if the product failed, or with :class:`flows.runner.DaskSchedulerLost` if its Dask
+        scheduler went away.
     """
     install_log_redaction()  # this process's log records are masked (flows may run outside the CLI)
-    return run_products("process-product", [L1CRef.from_href(l1c_href)], output_root, options, overwrite,
-                        max_concurrency=1, product_timeout_minutes=product_timeout_minutes)  # fmt: skip
+    with scheduler_loss_named():
+        return run_products("process-product", [L1CRef.from_href(l1c_href)], output_root, options, overwrite,
+                            max_concurrency=1, product_timeout_minutes=product_timeout_minutes)  # fmt: skip

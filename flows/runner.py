@@ -13,11 +13,18 @@ Which Dask cluster a flow run uses, first match wins:
 The choice is made at the first task submission of a run, in the process running
 the flow, so deployments set it per run (parameter) or per work pool (environment
 in the job variables) without code changes.
+
+When the scheduler goes away during a run, distributed cancels every future of the
+run's client, the last one with the reason ``unknown``; the flows end instead with
+:class:`DaskSchedulerLost`, which names the scheduler's address
+(:func:`scheduler_loss_named`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +36,10 @@ from prefect_dask.task_runners import DaskTaskRunner
 from flows.worker_setup import FlowWorkerSetup
 from sen2core.parallel import dashboard_address, tune_malloc
 from sen2core.redact import redact_worker_logs
+from tasks.retry import cluster_lost
 
-__all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "Sen2CoreTaskRunner", "load_cluster_spec",
-           "local_cluster_kwargs"]  # fmt: skip
+__all__ = ["ADDRESS_ENV", "ADDRESS_PARAMETER", "CLUSTER_ENV", "DaskSchedulerLost", "Sen2CoreTaskRunner",
+           "load_cluster_spec", "local_cluster_kwargs", "lost_scheduler", "scheduler_loss_named"]  # fmt: skip
 
 ADDRESS_PARAMETER = "dask_address"
 ADDRESS_ENV = "SEN2CORE_DASK_ADDRESS"
@@ -138,3 +146,60 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
         self._cluster = None
         self.cluster_class = self.resolved_cluster_class = None
         self.cluster_kwargs, self.adapt_kwargs = {}, {}
+
+
+class DaskSchedulerLost(RuntimeError):
+    """The flow run's Dask scheduler went away (killed, its machine lost, the network cut) and the run stopped.
+
+    Products finished before are complete and published in their folders (each is committed
+    on its own); the STAC collection may miss them until the next run, which also processes
+    what was left.
+    """
+
+    def __init__(self, address: str, detail: str) -> None:
+        self.address = address
+        self.detail = detail
+        super().__init__(f"the Dask scheduler at {address} was lost and the run stopped (a rerun finishes the "
+                         f"products left; those already written are complete): {detail}")  # fmt: skip
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Prefect may pickle the exception as the failed state's data.
+        return (type(self), (self.address, self.detail))
+
+
+def lost_scheduler(exc: BaseException) -> str | None:
+    """The address of the flow run's Dask scheduler if ``exc`` comes from losing it, else None.
+
+    ``exc`` must be a cancellation or a closed connection (:func:`tasks.retry.cluster_lost`), and
+    the run's client must have lost its scheduler: it is no longer ``running`` (it reconnects,
+    or it gave up and closed), or the cancellation's reason says so.
+    """
+    if not cluster_lost(exc):
+        return None
+    ctx = FlowRunContext.get()
+    runner = getattr(ctx, "task_runner", None)
+    client = getattr(runner, "_client", None)
+    if client is None:
+        return None
+    if client.status == "running" and getattr(exc, "reason", None) != "scheduler-connection-lost":
+        return None
+    scheduler = getattr(client, "scheduler", None)
+    address = getattr(scheduler, "address", None) or getattr(runner, "address", None)
+    return str(address) if address else "an unknown address"
+
+
+@contextmanager
+def scheduler_loss_named() -> Iterator[None]:
+    """Turn the cancellations that follow the loss of the run's Dask scheduler into :class:`DaskSchedulerLost`.
+
+    Without it a run ended with ``FutureCancelledError: publish_products-... cancelled for
+    reason: unknown``, which says neither what was lost nor where. Use it around the body
+    of a flow.
+    """
+    try:
+        yield
+    except Exception as exc:
+        address = lost_scheduler(exc)
+        if address is None:
+            raise
+        raise DaskSchedulerLost(address, f"{type(exc).__name__}: {exc}") from exc

@@ -5,6 +5,14 @@ Subclasses also inherit the builtin they specialise (as rasterio does), so calle
 that catch ``ValueError`` or ``OSError`` keep working. Transient failures (worth a
 retry) and permanent ones (a bad product) are kept in separate branches so that
 orchestration can tell them apart.
+
+Errors raised where Dask may run the code (block readers and writers) must reach the
+client with their type. Distributed pickles an error together with its whole
+``__cause__``/``__context__`` chain (tblib), and rasterio's ``CPLE_*`` exceptions
+cannot be unpickled: one of them anywhere in the chain turns the error into a plain
+``Exception(repr)``, which no ``except BandReadError`` and no retry rule recognises.
+So those functions put GDAL's message into the error's text and raise the error
+*after* their ``except`` block, where it has no chain (see :mod:`sen2core.io.failures`).
 """
 
 from __future__ import annotations
@@ -95,6 +103,20 @@ class OutputError(Sen2CoreError, OSError):
 
 class ServiceError(Sen2CoreError, RuntimeError):
     """A service a command needs (such as the temporary Prefect server of ``sen2core flow``) did not start."""
+class DiskFullError(OutputError):
+    """The file system of the output (or of the band files kept beside it) has no space left.
+
+    Permanent for the run: nothing is published and the run's temporary files are removed;
+    the same run succeeds once space is freed.
+    """
+
+    def __init__(self, folder: object, problem: str) -> None:
+        self.folder = str(folder)
+        self.problem = problem
+        super().__init__(f"{self.folder}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.folder, self.problem))
 
 
 class Sen2CoreWarning(UserWarning):

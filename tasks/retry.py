@@ -14,7 +14,7 @@ from typing import Any
 
 from sen2core.errors import Sen2CoreError, TransientIOError
 
-__all__ = ["is_transient", "retry_discovery", "retry_product"]
+__all__ = ["cluster_lost", "is_transient", "retry_discovery", "retry_product"]
 
 
 def _worker_lost(exc: BaseException) -> bool:
@@ -28,6 +28,12 @@ def _worker_lost(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - distributed is a dependency
         return False
     return isinstance(exc, KilledWorker | CommClosedError | FutureCancelledError)
+
+
+def cluster_lost(exc: BaseException) -> bool:
+    """True if ``exc`` says the Dask cluster lost the computation (a worker died, a connection closed,
+    the scheduler cancelled or dropped a future), whatever the cause."""
+    return _worker_lost(exc)
 
 
 def _http_status(exc: BaseException) -> int | None:

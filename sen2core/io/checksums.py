@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sen2core.errors import OutputError
+from sen2core.io.failures import write_failure
 from sen2core.parallel import map_parallel
 
 MANIFEST_NAME = "checksums.sha256"
@@ -86,7 +87,7 @@ def write_manifest(folder: str | os.PathLike[str], digests: Mapping[str, FileDig
     try:
         path.write_text("".join(lines), encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write the checksum manifest: {exc}") from exc
+        raise write_failure(exc, path, "cannot write the checksum manifest") from exc
     return path
 
 

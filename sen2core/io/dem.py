@@ -26,7 +26,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from sen2core.errors import AuxDataError
+from sen2core.errors import AuxDataError, Sen2CoreError, TransientIOError
+from sen2core.io.failures import gdal_message, is_transient_os
 from sen2core.io.metadata import GeoBox
 
 __all__ = ["COVERAGE_GRID_PX", "MIN_COVERAGE", "DemInfo", "dem_info", "dem_on_grid", "open_dem"]
@@ -93,19 +94,21 @@ def _dem_block(path: str, epsg: int, transform: tuple[float, ...], block_info: d
     assert block_info is not None
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     shape = block_info[None]["shape"]
-    problem = None
+
+    failure: Sen2CoreError | None = None
     try:
         with rasterio.open(path) as src, WarpedVRT(
             src, crs=f"EPSG:{epsg}", transform=Affine(*transform[:6]), width=shape[1], height=shape[0],
             resampling=Resampling.bilinear, src_nodata=src.nodata, nodata=np.nan, dtype="float32",
         ) as vrt:  # fmt: skip
             data = vrt.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-    except Exception as exc:  # noqa: BLE001 - GDAL reports through several exception types
-        problem = _cause(exc)
-    if problem is not None:
-        # Raised outside the handler: GDAL's reason as text, and no CPLE_* exception in the
-        # context, which could not be unpickled where the Dask worker sends the error.
-        raise AuxDataError(f"DEM {path}: cannot read rows {r0}:{r1}, cols {c0}:{c1} of the tile grid: {problem}")
+    except Exception as exc:  # RasterioError and the CPLE_* errors, which are not RasterioError
+        message = f"DEM {path}: cannot read rows {r0}:{r1}, cols {c0}:{c1} ({gdal_message(exc)})"
+        failure = TransientIOError(message) if is_transient_os(exc) else AuxDataError(message)
+    if failure is not None:
+        # Outside the except block: a block read runs on Dask workers, and GDAL's exceptions in
+        # the chain would not unpickle (see sen2core.errors).
+        raise failure
     return data.astype(np.float32)
 
 

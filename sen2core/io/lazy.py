@@ -3,7 +3,10 @@
 Every block function here runs on a worker: it opens its own dataset and its own
 ``rasterio.Env`` (GDAL options are thread-local and do not travel with the graph), reads
 only its window, and turns any GDAL failure into :class:`~sen2core.errors.BandReadError`
-naming the product, band and file. Graph construction never reads pixels.
+naming the product, band and file (:class:`~sen2core.errors.TransientIOError` for a
+system error worth a retry). Those errors carry GDAL's message and no exception chain,
+so that they reach a Dask client with their type (see :mod:`sen2core.errors`). Graph
+construction never reads pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from dask.base import tokenize
 from numpy.typing import NDArray
 from rasterio.windows import Window
 
-from sen2core.errors import BandReadError, OutputError
+from sen2core.errors import BandReadError, DiskFullError, OutputError, Sen2CoreError, TransientIOError
+from sen2core.io.failures import (
+    allocate,
+    describe_bytes,
+    free_bytes,
+    gdal_message,
+    is_disk_full,
+    is_transient_os,
+    require_free,
+)
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
 from sen2core.parallel import codec_threads
 from sen2core.solar import solar_position
@@ -84,7 +96,16 @@ def read_header(path: str, *, product: str, band: str, display: str, gdal_option
     except Exception as exc:
         # GDAL reports through several exception types (RasterioIOError, CPLE_*,
         # sometimes plain RuntimeError); all of them mean "this band cannot be read".
-        raise BandReadError(product, f"band {band}: cannot open {display} ({exc})") from exc
+        failure = _read_failure(exc, product, f"band {band}: cannot open {display}")
+    raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
+
+
+def _read_failure(exc: BaseException, product: str, what: str) -> Sen2CoreError:
+    """The library error for a failed read: transient for a system error worth a retry, else BandReadError."""
+    message = gdal_message(exc)
+    if is_transient_os(exc):
+        return TransientIOError(f"{product}: {what} ({message})")
+    return BandReadError(product, f"{what} ({message})")
 
 
 # GDAL's block cache defaults to 5 % of the machine's memory in every process (1.2 GB per Dask
@@ -106,23 +127,54 @@ def read_window(
 ) -> NDArray[np.uint16]:
     """Read one window of band 1 as uint16.
 
+    A JPEG 2000 window is decoded one tile (block) at a time, whatever the number of codec
+    threads: GDAL's OpenJPEG driver decodes the tiles of a multi-tile request in threads of
+    its own, and a tile that fails there (``Stream too short``) is only logged, its block
+    left as zeros, and the read reported as a success (GDAL 3.10). One tile per request
+    decodes in the calling thread, where failures are raised, with the codec threads
+    working inside the tile (measured as fast on a 1830 px band with 1024 px tiles).
+
     Raises
     ------
     BandReadError
         If the file cannot be opened or the window cannot be decoded (truncated or
         corrupt JPEG 2000).
+    TransientIOError
+        If the read failed on a system error worth a retry (see
+        :data:`~sen2core.io.failures.TRANSIENT_ERRNOS`).
     """
+    failure: Sen2CoreError | None = None
     try:
         options = {"GDAL_CACHEMAX": READ_CACHE_BYTES, "GDAL_NUM_THREADS": codec_threads(), **gdal_options}
         with rasterio.Env(**options), rasterio.open(path) as ds:
-            data = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), out_dtype="uint16")
+            if ds.driver == "JP2OpenJPEG":
+                data = np.empty((row1 - row0, col1 - col0), dtype=np.uint16)
+                for r0, r1, c0, c1 in _block_windows(ds.block_shapes[0], row0, row1, col0, col1):
+                    data[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = ds.read(
+                        1, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="uint16")  # fmt: skip
+            else:
+                data = ds.read(1, window=Window(col0, row0, col1 - col0, row1 - row0), out_dtype="uint16")
     except Exception as exc:
-        raise BandReadError(
-            product, f"band {band}: cannot decode rows {row0}:{row1}, cols {col0}:{col1} of {display} ({exc})"
-        ) from exc
+        failure = _read_failure(exc, product, f"band {band}: cannot decode rows {row0}:{row1}, cols {col0}:{col1} "
+                                              f"of {display}")  # fmt: skip
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
     if data.shape != (row1 - row0, col1 - col0):
         raise BandReadError(product, f"band {band}: short read from {display}: got {data.shape}")
     return np.asarray(data, dtype=np.uint16)
+
+
+def _block_windows(block: tuple[int, int], row0: int, row1: int, col0: int, col1: int
+                   ) -> list[tuple[int, int, int, int]]:  # fmt: skip
+    """The parts ``(r0, r1, c0, c1)`` of a window that each lie in one block of ``block = (rows, cols)``."""
+    by, bx = max(1, block[0]), max(1, block[1])
+    rows = [(r, min((r // by + 1) * by, row1)) for r in _starts(row0, row1, by)]
+    cols = [(c, min((c // bx + 1) * bx, col1)) for c in _starts(col0, col1, bx)]
+    return [(r0, r1, c0, c1) for r0, r1 in rows for c0, c1 in cols]
+
+
+def _starts(first: int, end: int, step: int) -> list[int]:
+    return [first, *range((first // step + 1) * step, end, step)] if first < end else []
 
 
 def _block_rows_cols(block_info: dict[Any, Any] | None) -> tuple[int, int, int, int]:
@@ -268,11 +320,15 @@ def constant_field(zenith: float, azimuth: float, *, chunks: Chunks) -> tuple[da
 
 def _stored_block(path: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
     r0, r1, c0, c1 = _block_rows_cols(block_info)
+    failure: Sen2CoreError | None = None
     try:
         with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_BYTES), rasterio.open(path) as ds:
             data = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     except Exception as exc:
-        raise OutputError(f"{path}: cannot read stored rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
+        what = f"{path}: cannot read stored rows {r0}:{r1}, cols {c0}:{c1} ({gdal_message(exc)})"
+        failure = TransientIOError(what) if is_transient_os(exc) else OutputError(what)
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
     return data.astype(dtype, copy=False)
 
 
@@ -319,25 +375,36 @@ class BandSource:
                            display=self.display, gdal_options=self.gdal_options)  # fmt: skip
 
 
+def _kept_failure(exc: BaseException, message: str) -> OutputError | TransientIOError:
+    return TransientIOError(message) if is_transient_os(exc) else OutputError(message)
+
+
 def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None:
     data = source.read_rows(row0, row1)
+    failure: Sen2CoreError | None = None
     try:
+        # The file's blocks were allocated by decode_to_files: these pages cannot fault on a full disk.
         kept = np.load(target, mmap_mode="r+")
         kept[row0:row1] = data
         kept.flush()
         del kept
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{target}: cannot keep rows {row0}:{row1} of band {source.band} ({exc})") from exc
+        failure = _kept_failure(exc, f"{target}: cannot keep rows {row0}:{row1} of band {source.band} ({exc})")
+    if failure is not None:
+        raise failure  # outside the except block: no chain (see sen2core.errors)
 
 
 def _file_block(path: str, block_info: dict[Any, Any] | None = None) -> NDArray[np.uint16]:
     r0, r1, c0, c1 = _block_rows_cols(block_info)
+    failure: Sen2CoreError | None = None
     try:
         kept = np.load(path, mmap_mode="r")
         data = np.array(kept[r0:r1, c0:c1], dtype=np.uint16)
         del kept  # unmapped: the pages stay in the page cache, not in this process
     except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: cannot read kept rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
+        failure = _kept_failure(exc, f"{path}: cannot read kept rows {r0}:{r1}, cols {c0}:{c1} ({exc})")
+    if failure is not None:
+        raise failure  # outside the except block: no chain (see sen2core.errors)
     return data
 
 
@@ -354,8 +421,15 @@ def decode_to_files(
     under pressure. ``folder`` must be visible to every worker (beside the output, as the
     staged files are).
 
+    The files are allocated on disk before anything is decoded: the free space is checked
+    for all of them first, then each file's blocks are reserved (``posix_fallocate``). A
+    memory-mapped file left sparse would fail only when a page is written back on a full
+    disk, as a ``SIGBUS`` that kills the process without a word.
+
     Raises
     ------
+    DiskFullError
+        If the files do not fit on the file system of ``folder`` (nothing is decoded).
     BandReadError
         If a strip cannot be decoded.
     OutputError
@@ -363,6 +437,9 @@ def decode_to_files(
     """
     root = os.fspath(folder)
     os.makedirs(root, exist_ok=True)
+    # Header included: a .npy header is at most a few hundred bytes (np.lib.format pads it to 64).
+    sizes = {name: int(np.prod(src.shape)) * np.dtype(np.uint16).itemsize + 4096 for name, src in sources.items()}
+    require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) kept for the 10 m stage (uncompressed)")
     decode = dask.delayed(_decode_strip, pure=True)
     tasks = []
     targets = {}
@@ -371,7 +448,14 @@ def decode_to_files(
         try:
             # Allocated whole, then filled by strips (disjoint rows: no lock needed).
             np.lib.format.open_memmap(target, mode="w+", dtype=np.uint16, shape=src.shape)
+            allocate(target, os.path.getsize(target), root, f"the kept band {src.band} "
+                     f"({describe_bytes(sizes[name])} uncompressed)")  # fmt: skip
         except OSError as exc:
+            if isinstance(exc, Sen2CoreError):
+                raise
+            if is_disk_full(exc):
+                raise DiskFullError(root, f"no space left for the kept band {src.band}: {describe_bytes(sizes[name])} "
+                                          f"needed, {describe_bytes(free_bytes(root))} free") from None
             raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip

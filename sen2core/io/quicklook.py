@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 
 from sen2core.errors import OutputError
+from sen2core.io.failures import gdal_message, write_failure
 from sen2core.io.scl_legend import SCL_BY_VALUE
 
 WIDTH = 1000
@@ -59,12 +60,15 @@ def read_decimated(path: str | os.PathLike[str], box: int, resampling: Resamplin
     OutputError
         The raster cannot be read.
     """
+    failure: OutputError | None = None
     try:
         with rasterio.open(path) as ds:
             rows, cols = _fit((ds.height, ds.width), box)
             data = ds.read(out_shape=(ds.count, rows, cols), resampling=resampling)
     except rasterio.errors.RasterioError as exc:
-        raise OutputError(f"{path}: cannot read for the quicklook: {exc}") from exc
+        failure = OutputError(f"{path}: cannot read for the quicklook ({gdal_message(exc)})")
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable GDAL chain (see sen2core.errors)
     return np.asarray(data)
 
 
@@ -170,7 +174,7 @@ def write_quicklook(
     try:
         img.save(out, format="PNG", optimize=True)
     except OSError as exc:
-        raise OutputError(f"{out}: cannot write the quicklook: {exc}") from exc
+        raise write_failure(exc, out, "cannot write the quicklook") from exc
     return out
 
 

@@ -49,6 +49,7 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 from sen2core import __version__
 from sen2core.errors import OutputError
 from sen2core.io.checksums import FileDigest
+from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.metadata import GeoBox
 from sen2core.io.product import Product
@@ -428,7 +429,7 @@ def _atomic_write_json(path: Path, content: Mapping[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc}") from exc
+        raise write_failure(exc, path, "cannot write") from exc
 
 
 def write_item(item: pystac.Item, path: str | os.PathLike[str]) -> Path:

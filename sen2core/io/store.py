@@ -9,6 +9,12 @@ Every member path is resolved before use, and one that leads outside the product
 root (``..`` in a metadata entry such as ``IMAGE_FILE``, or a symbolic link to a file
 elsewhere) is refused with :class:`~sen2core.errors.InputProductError`: otherwise a
 crafted product could make sen2core read, and publish, any raster the process can see.
+
+Metadata reads are capped at :data:`METADATA_MAX_BYTES`: the largest real file (an
+``MTD_TL.xml`` with its angle grids) is well under 1 MiB, and a small archive can
+inflate to gigabytes (a 1.8 MB ``.SAFE.zip`` whose ``MTD_MSIL1C.xml`` inflates to
+1 GiB cost 2.4 GB of memory). The size the zip directory or the file system declares
+is checked first, and the read itself stops one byte past the cap, in case it lies.
 """
 
 from __future__ import annotations
@@ -17,12 +23,29 @@ import os
 import posixpath
 import re
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
-from sen2core.errors import InputProductError
+from sen2core.errors import InputProductError, MetadataError
+from sen2core.io.failures import describe_bytes
 
-__all__ = ["DirStore", "ProductStore", "ZipStore"]
+__all__ = ["METADATA_MAX_BYTES", "DirStore", "ProductStore", "ZipStore"]
+
+#: Largest metadata file read (bytes, uncompressed).
+METADATA_MAX_BYTES = 64 * 2**20
+
+
+def _too_large(product: object, rel: str, size: str) -> MetadataError:
+    return MetadataError(product, f"{rel}: {size}; metadata files larger than "
+                                  f"{describe_bytes(METADATA_MAX_BYTES)} are refused")  # fmt: skip
+
+
+def _read_capped(f: IO[bytes], product: object, rel: str) -> bytes:
+    data = f.read(METADATA_MAX_BYTES + 1)
+    if len(data) > METADATA_MAX_BYTES:
+        raise _too_large(product, rel, f"more than {describe_bytes(METADATA_MAX_BYTES)} read")
+    return data
 
 
 class ProductStore(Protocol):
@@ -38,7 +61,8 @@ class ProductStore(Protocol):
         ...
 
     def read_bytes(self, rel: str) -> bytes:
-        """Content of a (small) file; ``FileNotFoundError`` if absent."""
+        """Content of a (small) file; ``FileNotFoundError`` if absent, MetadataError if larger than
+        :data:`METADATA_MAX_BYTES`."""
         ...
 
     def size(self, rel: str) -> int | None:
@@ -105,7 +129,12 @@ class DirStore:
         return self._path(rel).is_file()
 
     def read_bytes(self, rel: str) -> bytes:
-        return self._path(rel).read_bytes()
+        path = self._path(rel)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > METADATA_MAX_BYTES:
+                raise _too_large(self.display, _clean(rel), describe_bytes(size))
+            return _read_capped(f, self.display, _clean(rel))
 
     def size(self, rel: str) -> int | None:
         p = self._path(rel)
@@ -205,8 +234,17 @@ class ZipStore:
         rel = self._member(rel)
         if rel not in self._files:
             raise FileNotFoundError(f"{self.display}/{rel}")
-        with zipfile.ZipFile(self.archive) as zf:
-            return zf.read(self.prefix + rel)
+        member = self.prefix + rel
+        try:
+            with zipfile.ZipFile(self.archive) as zf:
+                info = zf.getinfo(member)
+                if info.file_size > METADATA_MAX_BYTES:
+                    raise _too_large(self.archive, member, f"{describe_bytes(info.file_size)} uncompressed")
+                with zf.open(info) as f:
+                    return _read_capped(f, self.archive, member)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            # A bad CRC, a truncated or undecodable member, an unknown compression method.
+            raise MetadataError(self.archive, f"{member}: cannot be read from the archive ({exc})") from exc
 
     def size(self, rel: str) -> int | None:
         rel = self._member(rel)

@@ -6,12 +6,20 @@ file; a finaliser then encodes it once: GDAL's COG driver (compression, internal
 overviews; :func:`cog_tasks`) or GDAL's JP2OpenJPEG driver (lossless, tiled, with
 resolution levels as in Sen2Cor's products; :func:`jp2_tasks`). Both steps run
 where the data is (threads or Dask workers), never in the client.
+
+A full disk is one :class:`~sen2core.errors.DiskFullError`: the free space is checked for
+all staged files before the first is created and each is allocated for real (GDAL
+extends an uncompressed GeoTIFF sparsely), and a write or an encoding that runs out of
+space says so, naming the folder. Failures carry GDAL's message and no exception chain
+(they travel from Dask workers; see :mod:`sen2core.errors`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
+import operator
 import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -27,7 +35,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from sen2core.errors import OutputError
+from sen2core.errors import OutputError, Sen2CoreError
+from sen2core.io.failures import allocate, gdal_message, require_free, write_failure
 from sen2core.io.metadata import GeoBox
 from sen2core.parallel import codec_threads
 
@@ -75,9 +84,20 @@ class _FileLock:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path) + ".lock"
 
+    def create(self) -> None:
+        """Create the lock file (with the staged file: writers never create it, see :meth:`held`)."""
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
+
     @contextmanager
     def held(self) -> Iterator[None]:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            # The staged file's folder was removed: its run gave up after another failure while this
+            # window was in flight. Creating the lock file again would leave debris in a folder
+            # that is gone.
+            raise OutputError(f"{self.path[: -len('.lock')]}: removed before this window was written "
+                              "(the write was abandoned)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -110,12 +130,45 @@ def collect_negative_fractions(folder: str | Path) -> dict[str, float]:
 
 
 def _finished(tmp: str, final: str) -> str:
-    """Remove the staged file, its lock file and any GDAL sidecar of ``final``; return ``final``."""
+    """Remove the staged file, its lock file and any GDAL sidecar of ``final``; return ``final``.
+
+    Raises
+    ------
+    OutputError
+        The staged file was removed while it was encoded: the run gave up on its folder after
+        another output failed (Dask does not stop the tasks already running). What this
+        encoding wrote is removed, so that the folder does not reappear.
+    """
+    if not os.path.exists(tmp):
+        _abandon(final)
+        raise OutputError(f"{final}: its staged file was removed while it was encoded (the write was abandoned)")
     os.remove(tmp)
     for leftover in (os.path.abspath(tmp) + ".lock", final + ".aux.xml"):
         if os.path.exists(leftover):
             os.remove(leftover)
     return final
+
+
+def _abandon(final: str) -> None:
+    """Remove ``final`` and then its folders while they are empty, up to the hidden temporary folder
+    holding them (``.{name}.tmp-...``); nothing above it, and no folder at all without one."""
+    for leftover in (final, final + ".aux.xml"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(leftover)
+    folders = []
+    folder = os.path.dirname(os.path.abspath(final))
+    while True:
+        folders.append(folder)
+        if os.path.basename(folder).startswith("."):
+            break
+        if os.path.dirname(folder) == folder:
+            return
+        folder = os.path.dirname(folder)
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
 
 
 class _WindowTarget:
@@ -129,6 +182,7 @@ class _WindowTarget:
         rows, cols = key[-2], key[-1]
         win = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
         data = value if value.ndim == 3 else value[None]
+        failure: OutputError | None = None
         try:
             with self.lock.held(), _write_env(), rasterio.open(self.path, "r+") as dst:
                 dst.write(data, window=win)
@@ -138,24 +192,52 @@ class _WindowTarget:
                     negative = int(np.count_nonzero((data > 0) & (data < self.negative_below)))
                     with open(_stats_path(self.path), "a", encoding="ascii") as f:
                         f.write(f"{rows.start} {cols.start} {negative} {valid}\n")
-        except rasterio.errors.RasterioError as exc:
-            raise OutputError(f"{self.path}: cannot write window {win}: {exc}") from exc
+        except OutputError as exc:
+            failure = exc
+        except Exception as exc:  # rasterio's errors, CPLE_* (not RasterioError) and OSError
+            failure = write_failure(exc, self.path, f"cannot write window {win}")
+        if failure is not None:
+            raise failure  # outside the except block: no unpicklable chain
+
+
+#: Staged GeoTIFF tile edge (px).
+STAGE_BLOCK = 256
+
+
+def staged_bytes(spec: RasterSpec, bands: int) -> int:
+    """Size of the uncompressed staged GeoTIFF of an output (its tiles, padded to whole tiles, plus headers)."""
+    gb = spec.geobox
+    tiles = -(-gb.width // STAGE_BLOCK) * -(-gb.height // STAGE_BLOCK)
+    return tiles * STAGE_BLOCK * STAGE_BLOCK * bands * np.dtype(spec.dtype).itemsize + 65536
 
 
 def _create(path: str, spec: RasterSpec, bands: int) -> None:
     gb = spec.geobox
-    with _write_env(), rasterio.open(
-        path, "w", driver="GTiff", width=gb.width, height=gb.height, count=bands, dtype=spec.dtype,
-        crs=gb.crs, transform=gb.transform, nodata=spec.nodata, tiled=True, blockxsize=256, blockysize=256,
-        compress="NONE", sparse_ok=False, bigtiff="IF_SAFER",
-    ) as dst:  # fmt: skip
-        for i, name in enumerate(spec.band_names, start=1):
-            dst.set_band_description(i, name)
-        if spec.scale is not None or spec.offset is not None:
-            dst.scales = (spec.scale if spec.scale is not None else 1.0,) * bands
-            dst.offsets = (spec.offset if spec.offset is not None else 0.0,) * bands
-        if spec.colormap:
-            dst.write_colormap(1, dict(spec.colormap))
+    failure: OutputError | None = None
+    try:
+        with _write_env(), rasterio.open(
+            path, "w", driver="GTiff", width=gb.width, height=gb.height, count=bands, dtype=spec.dtype,
+            crs=gb.crs, transform=gb.transform, nodata=spec.nodata, tiled=True, blockxsize=STAGE_BLOCK,
+            blockysize=STAGE_BLOCK, compress="NONE", sparse_ok=False, bigtiff="IF_SAFER",
+        ) as dst:  # fmt: skip
+            for i, name in enumerate(spec.band_names, start=1):
+                dst.set_band_description(i, name)
+            if spec.scale is not None or spec.offset is not None:
+                dst.scales = (spec.scale if spec.scale is not None else 1.0,) * bands
+                dst.offsets = (spec.offset if spec.offset is not None else 0.0,) * bands
+            if spec.colormap:
+                dst.write_colormap(1, dict(spec.colormap))
+        # GDAL grows an uncompressed file with empty tiles sparsely, whatever SPARSE_OK says: the
+        # windows written later would find the disk full. Its blocks are reserved now.
+        allocate(path, os.path.getsize(path), os.path.dirname(os.path.abspath(path)),
+                 f"the staged raster {os.path.basename(path)}")  # fmt: skip
+        _FileLock(path).create()
+    except OutputError:
+        raise
+    except Exception as exc:
+        failure = write_failure(exc, path, "cannot create the staged raster", staged_bytes(spec, bands))
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain
 
 
 def _to_cog(tmp: str, final: str, spec: RasterSpec) -> str:
@@ -166,12 +248,29 @@ def _to_cog(tmp: str, final: str, spec: RasterSpec) -> str:
     )  # fmt: skip
     if spec.compress in ("DEFLATE", "ZSTD", "LZW") and spec.predictor:
         opts["predictor"] = "YES" if spec.predictor == 2 else "FLOATING_POINT"
+    failure: OutputError | None = None
     try:
         with _write_env():
             rasterio.shutil.copy(tmp, final, **opts)
-    except rasterio.errors.RasterioError as exc:
-        raise OutputError(f"{final}: COG encoding failed: {exc}") from exc
+    except Exception as exc:  # rasterio.shutil.copy raises CPLE_* errors, which are not RasterioError
+        failure = _encoding_failure(exc, tmp, final, "COG encoding failed")
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain
     return _finished(tmp, final)
+
+
+def _encoding_failure(exc: BaseException, tmp: str, final: str, what: str) -> OutputError:
+    """The error of a failed encoding, after removing the partial output (the staged file is kept for
+    the message's size and goes with the temporary folder)."""
+    if not os.path.exists(tmp):  # abandoned (see _finished): its folder is gone
+        _abandon(final)
+        return OutputError(f"{final}: its staged file was removed while it was encoded (the write was abandoned)")
+    # Its size bounds what the encoded file needs: compression can only make it smaller, overviews
+    # add at most a third.
+    failure = write_failure(exc, final, what, os.path.getsize(tmp) * 4 // 3)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(final)
+    return failure
 
 
 #: JPEG 2000 code-block tile edge (px), as in Sen2Cor's and ESA's products.
@@ -209,11 +308,14 @@ def _to_jp2(tmp: str, final: str, spec: RasterSpec) -> str:
     switched off and no sidecar is written.
     """
     gb = spec.geobox
+    failure: OutputError | None = None
     try:
         with _write_env(GDAL_PAM_ENABLED="NO"):
             rasterio.shutil.copy(tmp, final, driver="JP2OpenJPEG", **jp2_creation_options(gb.width, gb.height))
-    except rasterio.errors.RasterioError as exc:
-        raise OutputError(f"{final}: JPEG 2000 encoding failed: {exc}") from exc
+    except Exception as exc:  # rasterio.shutil.copy raises CPLE_* errors, which are not RasterioError
+        failure = _encoding_failure(exc, tmp, final, "JPEG 2000 encoding failed")
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain
     return _finished(tmp, final)
 
 
@@ -248,8 +350,21 @@ def create_staged(
     are created, each made under a private name and linked into place, so that tasks
     writing windows of the same outputs (processing tiles, retried or concurrent) never
     replace a file another one has written into.
+
+    Raises
+    ------
+    DiskFullError
+        The staged files do not fit in the free space of ``folder`` (checked before the first
+        is created), or the disk filled up while they were allocated.
     """
-    for s in _staged(outputs, folder):
+    staged = _staged(outputs, folder)
+    if keep_existing:
+        staged = [s for s in staged if not os.path.exists(s.tmp)]
+    existing = sum(os.path.getsize(s.tmp) for s in staged if os.path.exists(s.tmp))
+    needed = sum(staged_bytes(stage_spec(s.spec), s.bands) for s in staged) - existing
+    if staged:
+        require_free(folder, needed, f"the {len(staged)} uncompressed staged raster(s) of the product")
+    for s in staged:
         # Layouts with sub-folders (SAFE: GRANULE/<id>/IMG_DATA/R10m/...) create them here.
         Path(s.final).parent.mkdir(parents=True, exist_ok=True)
         if not keep_existing:
@@ -315,6 +430,45 @@ def store_blocks(
         da.store(sources, targets, regions=regions, lock=False)
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A finalisation's error, returned as its result (see :func:`_finalisations`)."""
+
+    error: BaseException
+
+
+def _settle(finalise: Callable[[str, str, RasterSpec], str], tmp: str, final: str, spec: RasterSpec) -> str | _Failed:
+    """``finalise(tmp, final, spec)``, its failure returned instead of raised."""
+    failure: BaseException
+    try:
+        return finalise(tmp, final, spec)
+    except Sen2CoreError as exc:
+        failure = exc
+    except Exception as exc:  # unexpected: still one library error naming the file, without GDAL's chain
+        failure = OutputError(f"{final}: {gdal_message(exc)}")
+    return _Failed(failure)
+
+
+def _all_ended(*results: str | _Failed) -> list[str]:
+    """The finalised files of a batch once every finalisation has ended; the first failure is raised then."""
+    for result in results:
+        if isinstance(result, _Failed):
+            raise result.error
+    return [r for r in results if isinstance(r, str)]
+
+
+def _finalisations(finalise: Callable[[str, str, RasterSpec], str], files: Sequence[_Staged]) -> Any:
+    """One delayed list of the finalised ``files``, failing only after *every* finalisation has ended.
+
+    Dask raises the first error of a computation at once and leaves its other tasks running: an
+    encoding still writing into the temporary folder after the caller removed it (the run failed)
+    would recreate files there, debris that looks like a product being written. Each
+    finalisation returns its failure instead, and the batch raises the first one at the end.
+    """
+    settled = [dask.delayed(_settle, pure=False)(finalise, f.tmp, f.final, f.spec) for f in files]
+    return dask.delayed(_all_ended, pure=False)(*settled)
+
+
 def _staged_tasks(
     outputs: Mapping[str, tuple[da.Array, RasterSpec]],
     folder: str | Path,
@@ -332,7 +486,8 @@ def _staged_tasks(
     computed; the returned tasks of those files only hold their results. With
     ``store=False`` the staged files were written already (window by window,
     :func:`store_blocks`, or by :func:`store_delayed`) and only the finalisations of
-    those not finalised yet are returned.
+    those not finalised yet are returned. A failed finalisation is raised once the
+    others of its batch have ended (see :func:`_finalisations`).
     """
     staged = _staged(outputs, folder)
     if not store:
@@ -340,8 +495,12 @@ def _staged_tasks(
         missing = [s.final for s in staged if not os.path.exists(s.tmp) and not os.path.exists(s.final)]
         if missing:
             raise OutputError(f"staged file(s) missing: {', '.join(missing)}")
-        return [dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec) if os.path.exists(s.tmp)
-                else dask.delayed(s.final) for s in staged]  # fmt: skip
+        pending = [i for i, s in enumerate(staged) if os.path.exists(s.tmp)]
+        batch = _finalisations(finalise, [staged[i] for i in pending])
+        results: list[Any] = [dask.delayed(s.final) for s in staged]
+        for k, i in enumerate(pending):
+            results[i] = dask.delayed(operator.getitem, pure=True)(batch, k)
+        return results
     create_staged(outputs, folder, stage_spec)
     stores: dict[Hashable, tuple[list[Any], list[Any], list[int]]] = {}
     for i, (s, (arr, _)) in enumerate(zip(staged, outputs.values(), strict=True)):
@@ -358,17 +517,14 @@ def _staged_tasks(
     done: dict[int, Any] = {}
     pending: list[int] = []
     for sources, targets, members in stores.values():
-        finalised = dask.compute(
-            da.store(sources, targets, lock=False, compute=False),
-            *(dask.delayed(finalise, pure=False)(staged[i].tmp, staged[i].final, staged[i].spec) for i in pending),
-        )[1:]
+        finalised = dask.compute(da.store(sources, targets, lock=False, compute=False),
+                                 _finalisations(finalise, [staged[i] for i in pending]))[1]  # fmt: skip
         done.update(zip(pending, finalised, strict=True))
         pending = members
     # Already encoded files are returned as computed values, so callers compute every result alike.
-    return [
-        dask.delayed(done[i]) if i in done else dask.delayed(finalise, pure=False)(s.tmp, s.final, s.spec)
-        for i, s in enumerate(staged)
-    ]
+    batch = _finalisations(finalise, [staged[i] for i in pending])
+    last = {i: dask.delayed(operator.getitem, pure=True)(batch, k) for k, i in enumerate(pending)}
+    return [dask.delayed(done[i]) if i in done else last[i] for i in range(len(staged))]
 
 
 def cog_tasks(
