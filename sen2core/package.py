@@ -41,6 +41,7 @@ import dask.array as da
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.io import stac
 from sen2core.io.checksums import MANIFEST_NAME, digest_files, write_manifest
+from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.product import Product
 from sen2core.io.quicklook import write_quicklook
@@ -297,7 +298,10 @@ def _write_mtd_xml(product: ProductRasters, folder: Path, selection: Mapping[str
     # IMAGE_FILE entries name the COGs of this folder (without extension), as the SAFE names its JP2s.
     images = [Path(f).stem for f in selection]
     xml = product_metadata_xml(product, safe_naming(product), images, dt.datetime.now(dt.UTC))
-    (folder / MTD_NAME).write_bytes(xml)
+    try:
+        (folder / MTD_NAME).write_bytes(xml)
+    except OSError as exc:
+        raise write_failure(exc, folder / MTD_NAME, "cannot write") from exc
     return True
 
 
@@ -358,7 +362,7 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
     try:
         (folder / SUMMARY_NAME).write_text(strict_json_dumps(summary, indent=1), encoding="utf-8")
     except OSError as exc:
-        raise OutputError(f"{folder / SUMMARY_NAME}: cannot write: {exc}") from exc
+        raise write_failure(exc, folder / SUMMARY_NAME, "cannot write") from exc
     files = [
         stac.FileAsset("thumbnail", ql, "Quicklook: true colour and scene classification", "image/png",
                        ("thumbnail", "overview")),

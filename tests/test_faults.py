@@ -62,16 +62,15 @@ def damaged_l1c(cloudy_l1c: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.mark.parametrize("threads", ["1", "ALL_CPUS"])
-@pytest.mark.parametrize("keep_inputs", ["files", "memory"])
 def test_a_damaged_band_fails_the_run_whatever_the_codec_threads(
-    threads: str, keep_inputs: str, damaged_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    threads: str, damaged_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With more than one codec thread GDAL used to log ``Stream too short`` and return zeros: a
     product with a damaged B04 was published. Now the decode fails, naming the band and the file."""
     monkeypatch.setenv(CODEC_THREADS_ENV, threads)
     out = tmp_path / "out"
     with pytest.raises(BandReadError) as info:
-        process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, keep_inputs=keep_inputs))
+        process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M))
     text = str(info.value)
     assert text.startswith(f"{damaged_l1c}: band B04: cannot decode rows"), text
     assert "_B04.jp2" in text and "\n" not in text
@@ -151,8 +150,8 @@ def test_a_disk_too_small_for_the_kept_bands_is_one_clear_error(cloudy_l1c: Path
     memory maps, and the first page written on the full disk killed the process with SIGBUS."""
     out = small_tmpfs("1m") / "l2a"
     line = _one_error_line(_cli_process(cloudy_l1c, out))
-    assert "not enough free space: the 13 band(s) kept for the 10 m stage" in line, line
-    assert "MiB free" in line and str(out) in line
+    assert "not enough free space: the 13 band(s) decoded for the later stages" in line, line
+    assert re.search(r"\d iB free|\d [KM]iB free", line) and str(out) in line, line
     assert _published(out) == [] and _hidden(out) == []
 
 
@@ -184,7 +183,7 @@ def test_a_disk_too_small_for_the_product_is_one_clear_error(cloudy_l1c: Path, s
     out = small_tmpfs("3m") / "l2a"
     result = _cli_process(cloudy_l1c, out)
     line = _one_error_line(result)
-    assert "not enough free space: the 19 uncompressed staged raster(s) of the product need" in line, line
+    assert re.search(r"not enough free space: the \d+ uncompressed staged raster\(s\) of the product need", line), line
     assert "No space left on device" not in result.stderr
     assert _published(out) == [] and _hidden(out) == []
 
@@ -219,7 +218,7 @@ def test_a_disk_that_fills_up_while_the_cogs_are_encoded(
 
     monkeypatch.setattr(write, "_to_cog", fill_then_encode)
     with pytest.raises(DiskFullError) as info:
-        process_product(cloudy_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, keep_inputs="memory"))
+        process_product(cloudy_l1c, out, ProcessingConfig(chunk_m=CHUNK_M))
     text = str(info.value)
     assert re.search(r": no space left on the device for \w+_[26]0m\.tif \(\d+\.\d [KM]iB needed, ", text), text
     assert isinstance(info.value, OutputError) and info.value.__cause__ is None

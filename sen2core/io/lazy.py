@@ -439,7 +439,7 @@ def decode_to_files(
     os.makedirs(root, exist_ok=True)
     # Header included: a .npy header is at most a few hundred bytes (np.lib.format pads it to 64).
     sizes = {name: int(np.prod(src.shape)) * np.dtype(np.uint16).itemsize + 4096 for name, src in sources.items()}
-    require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) kept for the 10 m stage (uncompressed)")
+    require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) decoded for the later stages (uncompressed)")
     decode = dask.delayed(_decode_strip, pure=True)
     tasks = []
     targets = {}
