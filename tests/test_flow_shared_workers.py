@@ -21,8 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.timeout(420)
 
-#: The task runs of a one-product run (names before the first hyphen), in the order they run.
-TASKS = ["screen", "l2a", "publish", "report"]
+#: The task runs of one sc-only product: the run's screen, publish and report, and the product's stages.
+TASKS = ["screen", "tiling", "screening", "correction", "packaging", "publish", "report"]
 
 
 def sen2core(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -136,3 +136,39 @@ def _task_runs(state: Any, ready: Callable[[list[Any]], bool], timeout: float = 
         if ready(runs) or time.monotonic() > deadline:
             return runs
         time.sleep(0.5)
+
+
+def test_a_product_whose_future_never_finishes_fails_after_a_bound(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow waited on ``finished.get()`` with no timeout: a lost future (its done callback never
+    called) hung the run. Now the wait is bounded by the product's timeouts plus a grace period."""
+    import itertools
+
+    from prefect import flow
+
+    import flows.common as common
+    from tasks.models import L1CRef
+
+    ids = itertools.count()
+
+    class LostFuture:
+        def __init__(self) -> None:
+            self.task_run_id = next(ids)
+
+        def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+            pass  # a future the cluster lost: it never finishes
+
+    monkeypatch.setattr(common, "submit_product", lambda *args, **kwargs: LostFuture())
+    monkeypatch.setattr(common, "POLL_S", 0.2)
+    monkeypatch.setattr(common, "GRACE_S", 0.5)
+
+    @flow
+    def bounded() -> list[Any]:
+        refs = [L1CRef.from_href(f"/nowhere/S2A_MSIL1C_2023071{i}T093650_N0509_R064_T32TQM_2023071{i}T121000.SAFE")
+                for i in (4, 5)]  # fmt: skip
+        return common.process_bounded(refs, "/nowhere", ProcessingOptions(), False, 2, 0.001)
+
+    outcomes = bounded()
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all("no result" in (o.error or "") and "lost" in (o.error or "") for o in outcomes)

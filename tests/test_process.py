@@ -171,7 +171,7 @@ def test_gipp_sets_the_correction_and_progress_is_logged(tmp_path: Path) -> None
     assert atm["AEROSOL_TYPE"] == "maritime" and atm["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
     assert atm["GRANULE_MEAN_AOT"] == pytest.approx(round(visibility_to_aot(20.0), 3))
     # Not a terminal: one plain line per stage on stderr.
-    for stage in ("open", "scene classification", "atmosphere", "write"):
+    for stage in ("plan", "decode", "screening", "atmosphere", "correction-20m", "packaging"):
         assert f"] {stage}" in res.stderr
     assert (tmp_path / "l2a" / "collection.json").is_file()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 #: A stage line of `sen2core process` when stderr is not a terminal.
-STAGE = re.compile(r"^\[\s*\d+\.\d s\] [a-z ]+$")
+STAGE = re.compile(r"^\[\s*\d+\.\d s\] [a-z0-9 -]+$")
 
 
 def sen2core(*args: str) -> subprocess.CompletedProcess[str]:

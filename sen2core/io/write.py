@@ -372,12 +372,14 @@ def create_staged(
         elif not os.path.exists(s.tmp):
             private = f"{s.tmp}.{os.getpid()}-{threading.get_ident()}.new"
             _create(private, stage_spec(s.spec), s.bands)
+            _FileLock(s.tmp).create()  # before the file appears: its writers need the lock
             try:
                 os.link(private, s.tmp)  # fails if another task created it meanwhile: theirs is kept
             except FileExistsError:
                 pass
             finally:
                 os.remove(private)
+                os.remove(_FileLock(private).path)
 
 
 def store_delayed(
