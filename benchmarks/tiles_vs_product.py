@@ -76,7 +76,8 @@ def _start_server(home: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _flow_command(mode: str, args: argparse.Namespace, out: str) -> list[str]:
-    cmd = [sys.executable, "-m", "sen2core.cli", "flow", "product", str(args.safe), "-o", out,
+    # -P: the working directory is not put on the path, so that PYTHONPATH (the baseline) decides.
+    cmd = [sys.executable, "-P", "-m", "sen2core.cli", "flow", "product", str(args.safe), "-o", out,
            "--workers", str(args.workers), "--chunk-m", str(args.chunk_m), "--json"]  # fmt: skip
     if args.resolution:
         cmd += ["--resolution", str(args.resolution)]

@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -180,6 +181,8 @@ class ProductPlan:
     tile_blocks: int | None = None
     """Processing tiles of ``tile_blocks`` x ``tile_blocks`` chunk blocks (None: the product is one tile)."""
     tiles: tuple[Tile, ...] = ()
+    planned_at: float = 0.0
+    """When the plan was made (seconds since the epoch): reports count a product's time from it."""
 
     def stages(self) -> tuple[str, ...]:
         """Names of the stages, in order (:func:`stage_names`)."""
@@ -329,6 +332,7 @@ def plan_product(
     plan = ProductPlan(
         str(l1c_href), str(output_root), config, product.product_id, l2a_id(product), str(final), str(work),
         (grid[0], grid[1]), bounds, bands, (sun[0], sun[1], sun[2]), _groups(config), tile_blocks, tuple(tiles),
+        time.time(),
     )  # fmt: skip
     _allocate_checkpoints(plan, gb.shape)
     if tiles:
