@@ -88,7 +88,7 @@ def _flow_command(mode: str, args: argparse.Namespace, out: str) -> list[str]:
     return cmd
 
 
-def scheduler_load(args: argparse.Namespace, out: str) -> dict[str, float]:
+def scheduler_load(args: argparse.Namespace, out: str) -> dict[str, Any]:
     """Tasks, graphs and scheduler CPU seconds of one product run by the stages on a separate scheduler."""
     from distributed import Client
     from distributed.diagnostics.plugin import SchedulerPlugin
@@ -134,11 +134,17 @@ def scheduler_load(args: argparse.Namespace, out: str) -> dict[str, float]:
                 lambda dask_scheduler: (dask_scheduler.plugins["benchmark-count"].tasks,
                                         dask_scheduler.plugins["benchmark-count"].graphs))  # fmt: skip
             ran = len(stream.data)
+            from collections import Counter
+
+            from dask.utils import key_split
+
+            prefixes = Counter(key_split(r["key"]) for r in stream.data).most_common(12)
     finally:
         for p in reversed(procs):
             p.terminate()
             p.wait(30)
-    return {"wall": wall, "scheduler_cpu": cpu, "tasks_sent": sent, "tasks_run": ran, "graphs": graphs}
+    return {"wall": wall, "scheduler_cpu": cpu, "tasks_sent": sent, "tasks_run": ran, "graphs": graphs,
+            "prefixes": prefixes}
 
 
 def main() -> None:
@@ -204,6 +210,7 @@ def main() -> None:
         print(f"scheduler, one product by stages: {load['tasks_sent']:.0f} tasks sent in {load['graphs']:.0f} "
               f"graphs, {load['tasks_run']:.0f} run, scheduler CPU {load['scheduler_cpu']:.1f} s of "
               f"{load['wall']:.1f} s wall: one scheduler drives at most {per_hour:.0f} such products an hour")
+        print("tasks run by prefix: " + ", ".join(f"{k} {n}" for k, n in load["prefixes"]))
 
 
 if __name__ == "__main__":
