@@ -360,8 +360,20 @@ def _allocate_checkpoints(plan: ProductPlan, shape: tuple[int, int]) -> None:
 
 
 def discard(plan: ProductPlan) -> None:
-    """Remove the work folder of a plan that will not be finished (a failed product)."""
+    """Remove the work folder of a plan that will not be finished (a failed product).
+
+    The ``{tile}/{yyyy}/{mm}/{dd}`` folders made for it go too when nothing else is in them:
+    left empty, they would look like products being written.
+    """
     shutil.rmtree(plan.work, ignore_errors=True)
+    root = Path(plan.output_root).resolve()
+    for folder in Path(plan.work).resolve().parents:
+        if folder == root or root not in folder.parents:
+            break
+        try:
+            folder.rmdir()  # only if empty: another product of that day keeps it
+        except OSError:
+            break
 
 
 # ----------------------------------------------------------------------------- decode

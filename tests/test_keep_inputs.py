@@ -50,6 +50,8 @@ def test_a_failed_run_removes_its_kept_inputs(
         process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M))
     assert list((tmp_path / "out").rglob("*.npy")) == []
     assert _hidden(tmp_path / "out") == []
+    # No empty {tile}/{yyyy}/{mm}/{dd} folders left either: they would look like a product on its way.
+    assert list((tmp_path / "out").rglob("*")) == []
 
 
 def test_only_runs_with_10m_outputs_correct_the_10m_bands() -> None:
