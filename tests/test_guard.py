@@ -645,3 +645,18 @@ def test_workers_of_created_clusters_mask_their_logs() -> None:
         assert TOKEN in next(iter(client.run(_worker_log_message).values()))  # a fresh worker process
         client.register_plugin(redact_worker_logs())
         assert set(client.run(_worker_log_message).values()) == {"Compute Failed: http://h/?token=***"}
+
+
+def test_dem_is_recorded_in_the_run_summary(tmp_path: Path, cloudy_l1c: Path) -> None:
+    import json
+
+    from sen2core.io.product import open_l1c
+    from sen2core.pipeline import ProcessingConfig, process_product
+
+    gb = open_l1c(cloudy_l1c).geobox(60)
+    left, _, right, top = gb.bounds
+    dem = _write_dem(tmp_path / "east.tif", gb.crs, left + 0.3 * (right - left), top, 60.0, gb.shape)
+    result = process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(resolution=60, sc_only=True, dem=str(dem)))
+    text = (Path(result.output_dir) / "L2A_SUMMARY.json").read_text()
+    summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert summary["dem"]["name"] == "east.tif" and abs(summary["dem"]["coverage_percent"] - 70.0) < 2.0
