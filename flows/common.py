@@ -127,26 +127,27 @@ def process_bounded(
     pending = deque(enumerate(refs))
     inflight: dict[Any, tuple[int, L1CRef, Any, float]] = {}
     outcomes: dict[int, ProductOutcome] = {}
-    # A chain's tasks each get the product's timeout.
-    stages = 8 if options is None or options.task_per_stage else 1
-    limit = product_timeout_minutes * 60.0 * stages + GRACE_S
+    budget = product_timeout_minutes * 60.0
     while pending or inflight:
         while pending and len(inflight) < max_concurrency:
             index, ref = pending.popleft()
             handle = submit_product(ref, output_root, options, overwrite, product_timeout_minutes)
             last = handle.last if isinstance(handle, ProductRun) else handle
-            inflight[last.task_run_id] = (index, ref, handle, time.monotonic())
+            # Each task of a chain gets the product's timeout: the chain may take them all, one after the other.
+            tasks = len(handle.futures) if isinstance(handle, ProductRun) else 1
+            inflight[last.task_run_id] = (index, ref, handle, time.monotonic() + budget * tasks + GRACE_S)
             last.add_done_callback(finished.put)
         try:
             key = finished.get(timeout=POLL_S).task_run_id
         except queue.Empty:
-            late = [k for k, v in inflight.items() if time.monotonic() - v[3] > limit]
+            late = [k for k, v in inflight.items() if time.monotonic() > v[3]]
             if not late:
                 continue
             key = late[0]
-            index, ref, _, _ = inflight.pop(key)
-            outcome = outcomes[index] = _failed(ref, f"no result {limit:.0f} s after submission: the task "
-                                                     "or its Dask future was lost")  # fmt: skip
+            index, ref, handle, _ = inflight.pop(key)
+            tasks = len(handle.futures) if isinstance(handle, ProductRun) else 1
+            outcome = outcomes[index] = _failed(ref, f"no result {budget * tasks + GRACE_S:.0f} s after submission: "
+                                                     "the task or its Dask future was lost")  # fmt: skip
         else:
             if key not in inflight:
                 continue

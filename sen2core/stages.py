@@ -830,9 +830,9 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
     names = plan.stages()
     if stage in names:
         _require(plan, names[: names.index(stage)])
-    if not whole and next_sum(plan, stage, known) is not None:
-        raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs "
-                                 f"{next_sum(plan, stage, known)} first")  # fmt: skip
+    needed = None if whole else next_sum(plan, stage, known)  # builds the stage's inputs: asked once
+    if needed is not None:
+        raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs {needed} first")
     log.info("%s: %s%s", plan.l2a_id, stage, "" if tile is None else f" of tile {window.label}")
     inp = _inputs(plan)
     totals: dict[str, tuple[float, ...]] = {}

@@ -163,6 +163,8 @@ def test_kept_bands_are_allocated_and_a_full_disk_while_allocating_is_one_error(
     calls: list[int] = []
 
     def full(fd: int, offset: int, length: int) -> None:
+        if "/.bands/" not in os.readlink(f"/proc/self/fd/{fd}"):
+            return  # the checkpoints, allocated first, fit: the band files are what this test fills the disk with
         calls.append(length)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -353,3 +355,19 @@ def test_a_metadata_file_past_the_cap_in_a_folder_is_refused(tmp_path: Path, saf
         f.truncate(65 * 2**20)  # sparse: nothing is written
     with pytest.raises(MetadataError, match=r": MTD_MSIL1C\.xml: 65\.0 MiB; metadata files larger than 64\.0 MiB"):
         open_l1c(safe)
+
+
+def test_a_full_disk_while_allocating_a_checkpoint_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are written through memory maps like the kept bands: their blocks are reserved
+    when they are made, so a full disk is a DiskFullError then, not a SIGBUS while a stage writes."""
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    target = tmp_path / ".screening" / "scl.npy"
+    with pytest.raises(DiskFullError, match=r"\.screening: no space left for the checkpoint scl\.npy: "):
+        io_lazy.allocate_checkpoint(str(target), (300, 300), np.uint8)
+    assert list((tmp_path / ".screening").iterdir()) == []

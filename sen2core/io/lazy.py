@@ -394,15 +394,16 @@ def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None
         raise failure  # outside the except block: no chain (see sen2core.errors)
 
 
-def _file_block(path: str, block_info: dict[Any, Any] | None = None) -> NDArray[np.uint16]:
+def _npy_block(path: str, dtype: Any, what: str, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
+    """A chunk's window of a kept ``.npy`` file (a decoded band or a checkpoint layer) as ``dtype``."""
     r0, r1, c0, c1 = _block_rows_cols(block_info)
     failure: Sen2CoreError | None = None
     try:
         kept = np.load(path, mmap_mode="r")
-        data = np.array(kept[r0:r1, c0:c1], dtype=np.uint16)
+        data = np.array(kept[r0:r1, c0:c1], dtype=dtype)
         del kept  # unmapped: the pages stay in the page cache, not in this process
     except (OSError, ValueError) as exc:
-        failure = _kept_failure(exc, f"{path}: cannot read kept rows {r0}:{r1}, cols {c0}:{c1} ({exc})")
+        failure = _kept_failure(exc, f"{path}: cannot read {what} rows {r0}:{r1}, cols {c0}:{c1} ({exc})")
     if failure is not None:
         raise failure  # outside the except block: no chain (see sen2core.errors)
     return data
@@ -466,8 +467,8 @@ def decode_to_files(
 def kept_array(path: str, chunks: Chunks) -> da.Array:
     """A band kept by :func:`decode_to_files`, read lazily on ``chunks``."""
     key = f"kept-{tokenize(path, chunks)}"
-    return da.map_blocks(_file_block, path, chunks=chunks, dtype=np.uint16, meta=np.empty((0, 0), dtype=np.uint16),
-                         name=key)  # fmt: skip
+    return da.map_blocks(_npy_block, path, np.dtype(np.uint16), "kept", chunks=chunks, dtype=np.uint16,
+                         meta=np.empty((0, 0), dtype=np.uint16), name=key)  # fmt: skip
 
 
 def kept_shape(path: str) -> tuple[int, ...]:
@@ -493,17 +494,28 @@ def allocate_checkpoint(path: str, shape: tuple[int, ...], dtype: Any) -> None:
 
     Raises
     ------
+    DiskFullError
+        The file system has no room for it.
     OutputError
         If the file cannot be created.
     """
+    folder = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.tmp.npy"
+    failure: Sen2CoreError | None = None
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp.npy"
+        os.makedirs(folder, exist_ok=True)
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         del arr
+        # Written later through memory maps, as the kept bands: its blocks must exist (no SIGBUS on a full disk).
+        allocate(tmp, os.path.getsize(tmp), folder, f"the checkpoint {os.path.basename(path)}")
         os.replace(tmp, path)
+    except DiskFullError:
+        os.remove(tmp)
+        raise
     except OSError as exc:
-        raise OutputError(f"{path}: cannot allocate the checkpoint ({exc})") from exc
+        failure = _kept_failure(exc, f"{path}: cannot allocate the checkpoint ({exc})")
+    if failure is not None:
+        raise failure  # outside the except block: no chain (see sen2core.errors)
 
 
 class CheckpointTarget:
@@ -513,30 +525,22 @@ class CheckpointTarget:
         self.path = path
 
     def __setitem__(self, key: tuple[slice, ...], value: NDArray[Any]) -> None:
+        failure: Sen2CoreError | None = None
         try:
             kept = np.load(self.path, mmap_mode="r+")
             kept[key] = value
             kept.flush()
             del kept
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{self.path}: cannot store region {key} ({exc})") from exc
-
-
-def _checkpoint_block(path: str, dtype: Any, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
-    r0, r1, c0, c1 = _block_rows_cols(block_info)
-    try:
-        kept = np.load(path, mmap_mode="r")
-        data = np.array(kept[r0:r1, c0:c1], dtype=dtype)
-        del kept
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: cannot read stored rows {r0}:{r1}, cols {c0}:{c1} ({exc})") from exc
-    return data
+            failure = _kept_failure(exc, f"{self.path}: cannot store region {key} ({exc})")
+        if failure is not None:
+            raise failure  # on a Dask worker: outside the except block, no unpicklable chain
 
 
 def checkpoint_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
     """A 2-D checkpoint layer stored by an earlier stage, read lazily on ``chunks`` as ``dtype``."""
     name = f"checkpoint-{tokenize(path, chunks, str(dtype))}"
-    return da.map_blocks(_checkpoint_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
+    return da.map_blocks(_npy_block, path, np.dtype(dtype), "stored", chunks=chunks, dtype=dtype,
                          meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
 
 
