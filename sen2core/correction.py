@@ -392,13 +392,11 @@ def _private(*arrays: da.Array, seed: Any) -> tuple[da.Array, ...]:
 
 def _refined(coarse: da.Array, factor: int, chunks: tuple[tuple[int, ...], ...]) -> da.Array:
     """``coarse`` refined bilinearly onto ``chunks`` (a one-cell halo joins the blocks smoothly)."""
-    haloed = da.overlap.overlap(coarse, depth={0: 1, 1: 1}, boundary="nearest")
-    return da.map_blocks(_refine, haloed, factor=factor, chunks=chunks, dtype=F32)
+    return lazy.halo_map(_refine, coarse, depth=1, chunks=chunks, boundary="nearest", trim=False, factor=factor)
 
 
-def _refine(coarse: NDArray[Any], *, factor: int, block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
-    shape = tuple((block_info or {})[None]["chunk-shape"])
-    return adjacency.bilinear_refine(coarse, factor, shape)
+def _refine(coarse: NDArray[Any], *, factor: int, chunk_shape: tuple[int, int]) -> NDArray[np.float32]:
+    return adjacency.bilinear_refine(coarse, factor, chunk_shape)
 
 
 def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:

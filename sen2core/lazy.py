@@ -1,6 +1,6 @@
 """Thin dask adapters over the numpy kernels: resampling, neighbourhood filters, reductions.
 
-Neighbourhood operations go through ``map_overlap`` with a depth that covers the
+Neighbourhood operations go through :func:`halo_map` with a depth that covers the
 kernel's reach, so chunked results equal unchunked ones. Scene-wide statistics
 are sums of small per-block numpy vectors, so they cost one pass and no
 full-array compute.
@@ -12,14 +12,18 @@ and adds up afterwards; either way the total is the same, bit for bit.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -61,17 +65,130 @@ def upsample(x: da.Array, factor: int, shape: tuple[int, int]) -> da.Array:
     return out[: shape[0], : shape[1]]
 
 
-def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: Any = F32, **kwargs: Any) -> da.Array:
-    """Apply a neighbourhood ``func`` block-wise with ``depth`` pixels of overlap.
+def _spans(
+    bounds: NDArray[np.int64], index: int, depth: int, boundary: str
+) -> tuple[list[tuple[int, slice]], tuple[int, int], tuple[int, int]]:
+    """Source blocks and slices that extend block ``index`` by ``depth`` along one axis.
 
-    Array edges are not padded (``boundary="none"``): the kernel's own edge mode
-    applies there exactly as on the whole array.
+    Returns the (block, slice) pairs in order, the edge padding (before, after) and the
+    trim (before, after) that takes the extended result back to the block.
     """
-    # One chunk along an axis needs no overlap; elsewhere dask merges chunks thinner than the depth.
-    per_axis = {i: (0 if len(c) == 1 else min(int(depth), x.shape[i])) for i, c in enumerate(x.chunks)}
-    out = x.map_overlap(func, depth=per_axis, boundary="none", dtype=dtype, meta=_meta(dtype), **kwargs)
-    # Back on the input's chunks, which other arrays are paired with block by block.
-    return out.rechunk(x.chunks) if out.chunks != x.chunks else out
+    start, stop, size = int(bounds[index]), int(bounds[index + 1]), int(bounds[-1])
+    lo, hi = max(start - depth, 0), min(stop + depth, size)
+    pieces = []
+    for b in range(len(bounds) - 1):
+        b0, b1 = int(bounds[b]), int(bounds[b + 1])
+        if b1 > lo and b0 < hi:
+            pieces.append((b, slice(max(lo, b0) - b0, min(hi, b1) - b0)))
+    pad = (depth - (start - lo), depth - (hi - stop)) if boundary == "nearest" else (0, 0)
+    return pieces, pad, (start - lo + pad[0], hi - stop + pad[1])
+
+
+def _halo_block(
+    func: Callable[..., NDArray[Any]], late: list[Any], rows: list[slice], cols: list[slice],
+    pad: tuple[tuple[int, int], ...], trim: tuple[tuple[int, int], ...] | None, *grids: list[list[NDArray[Any]]],
+) -> NDArray[Any]:  # fmt: skip
+    extended = []
+    for grid in grids:
+        a = np.block(
+            [
+                [blk[..., rs, cs] for blk, cs in zip(line, cols, strict=True)]
+                for line, rs in zip(grid, rows, strict=True)
+            ]
+        )
+        if any(pad[0]) or any(pad[1]):
+            a = np.pad(a, [(0, 0)] * (a.ndim - 2) + list(pad), mode="edge")
+        extended.append(a)
+    out = func(*extended, late=late)
+    if trim is None:
+        return out
+    (t0, b0), (t1, b1) = trim
+    return out[..., t0 : out.shape[-2] - b0, t1 : out.shape[-1] - b1]
+
+
+def _with_late(
+    func: Callable[..., NDArray[Any]], names: tuple[str, ...], *blocks: NDArray[Any], late: list[Any], **kwargs: Any
+) -> NDArray[Any]:
+    return func(*blocks, **kwargs, **dict(zip(names, late, strict=True)))
+
+
+def halo_map(
+    func: Callable[..., NDArray[Any]],
+    *arrays: da.Array,
+    depth: int,
+    dtype: Any = F32,
+    chunks: tuple[tuple[int, ...], ...] | None = None,
+    boundary: Literal["none", "nearest"] = "none",
+    trim: bool = True,
+    **kwargs: Any,
+) -> da.Array:
+    """Apply ``func`` to every chunk block extended by ``depth`` pixels of its neighbours, one task a block.
+
+    Parameters
+    ----------
+    func
+        ``func(*extended_blocks, **kwargs)``: one array per input, the extended blocks.
+    arrays
+        Arrays with the same chunks on their last two axes (rows, columns); leading
+        axes (a stack of layers) must be one chunk.
+    depth
+        Pixels of neighbours on each side. A neighbourhood may span several blocks
+        (chunks thinner than ``depth``): every block it touches is read.
+    chunks
+        The output's chunks (default: the first array's). Leading output axes are one chunk.
+    boundary
+        ``"none"``: at the image edge the block is not extended (the kernel's own edge
+        mode applies, as on the whole image); ``"nearest"``: extended by repeating the edge.
+    trim
+        Cut the result back to the block (``func`` returns the extended shape); without
+        it ``func`` returns the output block itself (given as ``chunk_shape``).
+
+    Each block's result depends only on the pixels within ``depth`` of it, so a window's
+    blocks, computed from a window with that margin, are those of the whole image, bit
+    for bit. Unlike ``dask.array.map_overlap`` this is one task a block (no slicing and
+    concatenating tasks, no rechunking of thin chunks), which is what the scheduler pays for.
+    """
+    if any(isinstance(v, da.Array) for v in kwargs.values()):
+        raise TypeError("halo_map takes arrays as positional arguments only")
+    # Delayed keyword values (scene-wide figures) are computed first and given to every block.
+    late = {k: v for k, v in kwargs.items() if isinstance(v, Delayed)}
+    fixed = {k: v for k, v in kwargs.items() if k not in late}
+    keys = [v.key for v in late.values()]
+    grid = arrays[0].chunks[-2:]
+    for a in arrays:
+        if a.chunks[-2:] != grid or any(len(c) != 1 for c in a.chunks[:-2]):
+            raise ValueError("halo_map needs arrays with the same row/column chunks and one chunk on leading axes")
+    out_chunks = tuple(chunks) if chunks is not None else (*arrays[0].chunks[:-2], *grid)
+    bounds = [np.cumsum((0, *c)) for c in grid]
+    label = getattr(func, "__name__", "halo").lstrip("_") or "halo"
+    name = f"{label}-halo-{tokenize(func, kwargs, [a.name for a in arrays], depth, boundary, out_chunks, trim)}"
+    lead = (0,) * (len(out_chunks) - 2)
+
+    layer: dict[Any, Any] = {}
+    for i in range(len(grid[0])):
+        row_spans, row_pad, row_trim = _spans(bounds[0], i, depth, boundary)
+        for j in range(len(grid[1])):
+            col_spans, col_pad, col_trim = _spans(bounds[1], j, depth, boundary)
+            shape = {} if trim else {"chunk_shape": (out_chunks[-2][i], out_chunks[-1][j])}
+            fn = functools.partial(_with_late, func, tuple(late), **fixed, **shape)
+            grids = [
+                [[(a.name, *((0,) * (a.ndim - 2)), rb, cb) for cb, _ in col_spans] for rb, _ in row_spans]
+                for a in arrays
+            ]
+            rows, cols = [s for _, s in row_spans], [s for _, s in col_spans]
+            cut = (row_trim, col_trim) if trim else None
+            layer[(name, *lead, i, j)] = (_halo_block, fn, keys, rows, cols, (row_pad, col_pad), cut, *grids)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[*arrays, *late.values()])
+    return da.Array(graph, name, out_chunks, dtype=dtype, meta=np.empty((0,) * len(out_chunks), dtype=dtype))
+
+
+def overlap(func: Callable[..., NDArray[Any]], x: da.Array, depth: int, dtype: Any = F32, **kwargs: Any) -> da.Array:
+    """Apply a neighbourhood ``func`` block-wise with ``depth`` pixels of overlap (:func:`halo_map`).
+
+    Array edges are not padded: the kernel's own edge mode applies there exactly as on
+    the whole array.
+    """
+    return halo_map(func, x, depth=int(depth), dtype=dtype, **kwargs)
 
 
 def _gaussian_nan(block: NDArray[Any], sigma: float) -> NDArray[np.float32]:

@@ -202,37 +202,12 @@ def _overlap_map(
     any output is waiting for a consumer, four times the size of a uint8 mask.
     """
     chunks = arrays[0].chunks[-2:]
-    # Beyond the image there is nothing to see: a depth larger than the image is the image.
-    depths = {axis: min(depth, max(sum(chunks[axis]) - 1, 0)) for axis in (0, 1)}
-    if any(depths.values()):
-        extended = [
-            da.overlap.overlap(a, depth={a.ndim - 2 + ax: d for ax, d in depths.items()}, boundary="none")
-            for a in arrays
-        ]
-    else:
-        extended = list(arrays)
 
     def packed(*blocks: np.ndarray, **kw: Any) -> np.ndarray:
         return np.stack([np.asarray(o, dtype=np.float32) for o in func(*blocks, **kw)])
 
-    args: list[Any] = []
-    for n, a in enumerate(extended):
-        args += [a, ("i", "j") if a.ndim == 2 else (f"layer{n}", "i", "j")]
-    stacked = da.blockwise(
-        packed,
-        ("out", "i", "j"),
-        *args,
-        new_axes={"out": n_out},
-        concatenate=True,
-        dtype=np.float32,
-        meta=np.empty((0, 0, 0), dtype=np.float32),
-        **kwargs,
-    )
-    if any(depths.values()):
-        stacked = da.overlap.trim_internal(stacked, {0: 0, 1: depths[0], 2: depths[1]}, boundary="none")
-    if stacked.chunks[1:] != chunks:
-        # dask.array.overlap merges chunks smaller than the depth: restore the layout.
-        stacked = stacked.rechunk(((n_out,), *chunks))
+    packed.__name__ = getattr(func, "__name__", "packed")
+    stacked = lazy.halo_map(packed, *arrays, depth=depth, dtype=np.float32, chunks=((n_out,), *chunks), **kwargs)
     if dtypes is None:
         return [stacked[i] for i in range(n_out)]
     return [
