@@ -57,7 +57,7 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
     "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone "
-                          "(Sen2Cor's Ozone_Content 0)"),
+                          "(0.331 without it)"),
     "start_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
     "default_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
     "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),

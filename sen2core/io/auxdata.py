@@ -24,6 +24,7 @@ parameter (so table 210 parameter 207 is 192/210/207). The readers accept both.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +123,24 @@ def _identify(tags: Mapping[str, str]) -> tuple[int, int] | None:
     return _GDAL_NAMES.get(element)
 
 
+class _LocalTableNotice(logging.Filter):
+    """Drops GDAL's notices that ECMWF's local parameter tables (210, 128) are not its own: the
+    parameters are identified here, by table and number, so the notices say nothing about a product."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("GRIB:" in text and ("parameter table" in text or "local use section" in text))
+
+
+def _quiet_local_tables() -> None:
+    for name in ("rasterio._err", "rasterio._env"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _LocalTableNotice) for f in logger.filters):
+            logger.addFilter(_LocalTableNotice())
+
+
 def _read(data: bytes, what: str, wanted: Mapping[str, tuple[int, int]], required: Sequence[str]) -> GribFields:
+    _quiet_local_tables()
     by_code = {code: name for name, code in wanted.items()}
     found: dict[str, NDArray[np.float64]] = {}
     try:
