@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 import rasterio
 from conftest import read_rasters
 from rasterio.warp import transform as warp_transform
 
-from sen2core.correction import CorrectionConfig, correction_config_from_gipp
+from sen2core.atmosphere.lut import load_lut, relative_azimuth
+from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, correction_config_from_gipp
 from sen2core.errors import AuxDataError, SettingRangeError
 from sen2core.io.auxdata import (
     CAMS_FILE,
@@ -25,6 +30,7 @@ from sen2core.io.auxdata import (
     DU_KG_M2,
     ECMWF_FILE,
     ECMWF_PARAMETERS,
+    AuxiliaryData,
     auxiliary_on_tile,
     read_cams,
     read_ecmwf,
@@ -32,6 +38,7 @@ from sen2core.io.auxdata import (
     write_grib,
 )
 from sen2core.io.product import open_l1c
+from sen2core.kernels import adjacency, rt
 from sen2core.kernels.pressure import pressure_elevation_km, surface_pressure_hpa
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
@@ -267,3 +274,94 @@ def test_ecmwf_ozone_and_tiles_make_the_same_product(desert: Path, tmp_path: Pat
     for name in a:
         assert np.array_equal(a[name], b[name]), f"{name}: {np.count_nonzero(a[name] != b[name])} pixels differ"
     assert tiled.atmosphere == whole.atmosphere
+
+
+# ----------------------------------------------------------------------------- the correction's use, on arrays
+
+# Surface spectra (B01 ... B12 without B10): bright soil and clear water, as in tests/test_correction.py.
+_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+_SOIL = (0.07, 0.09, 0.13, 0.17, 0.20, 0.22, 0.24, 0.26, 0.27, 0.27, 0.34, 0.28)
+_WATER = (0.05, 0.05, 0.04, 0.02, 0.012, 0.006, 0.005, 0.004, 0.004, 0.003, 0.002, 0.001)
+_N = 120
+
+
+def _soil_and_lake(aot: float, wv: float, aux: AuxiliaryData | None) -> tuple[Scene, da.Array]:
+    """Bright soil (no dark vegetation) with a lake in the right third, 20 m pixels, flat at sea level."""
+    cover = np.full((_N, _N), 5, dtype=np.uint8)
+    cover[:, 80:] = 6
+    lut = load_lut()
+    sza, vza, raa = 41.0, 6.0, float(relative_azimuth(155.0, 105.0))
+    toa = {}
+    for i, b in enumerate(_BANDS):
+        rho = np.where(cover == 6, _WATER[i], _SOIL[i])
+        t = lut.terms("S2A", b, "continental", sza, vza, raa, aot, 0.0, wv, 0.331)
+        e = rt.irradiance_factor(t, np.cos(np.radians(sza)))
+        toa[b] = rt.toa_from_surface(rho, adjacency.box_mean(rho, adjacency.window_pixels(1.0, 20.0)), t, e)
+
+    def arr(a: Any) -> da.Array:
+        return da.from_array(np.broadcast_to(np.asarray(a, dtype=np.float32), (_N, _N)), chunks=(60, 60))
+
+    scene = Scene(toa={b: arr(v) for b, v in toa.items()}, sun_zenith=arr(sza), sun_azimuth=arr(155.0),
+                  view_zenith={b: arr(vza) for b in _BANDS}, view_azimuth={b: arr(105.0) for b in _BANDS},
+                  elevation_km=arr(0.0), resolution_m=20.0, spacecraft="S2A", aux=aux)  # fmt: skip
+    return scene, da.from_array(cover, chunks=(60, 60))
+
+
+def _aux(aot: Any = None, wv: Any = None) -> AuxiliaryData:
+    return AuxiliaryData(bounds=(0.0, 0.0, 2400.0, 2400.0), aot550=aot, water_vapour_cm=wv)
+
+
+def _ramp(left: float, right: float, n: int = 4) -> tuple[tuple[float, ...], ...]:
+    """A field rising from ``left`` to ``right`` across the columns of ``n`` x ``n`` nodes."""
+    return tuple(tuple(float(v) for v in np.linspace(left, right, n)) for _ in range(n))
+
+
+def test_cams_map_replaces_the_default_where_ddv_fails() -> None:
+    cams = _ramp(0.3, 0.5)
+    with dask.config.set(scheduler="threads"):
+        scene, scl = _soil_and_lake(0.4, 1.5, _aux(aot=cams))
+        atm = AtmosphericCorrection(CorrectionConfig()).retrieve(scene, scl)
+        aot = atm.aot.compute()
+        bare = AtmosphericCorrection(CorrectionConfig()).retrieve(replace(scene, aux=None), scl)
+    assert atm.summary["AOT_RETRIEVAL_METHOD"] == "CAMS" and atm.summary["GRANULE_MEAN_AOT"] == pytest.approx(0.4)
+    # Bilinear between the nodes: pixel centres at (j + 0.5) / 120 of the way across, quantised to 0.001.
+    expected = 0.3 + 0.2 * (np.arange(_N) + 0.5) / _N
+    np.testing.assert_allclose(aot[0], expected, atol=5e-4 + 1e-6)
+    assert bare.summary["AOT_RETRIEVAL_METHOD"] == "DEFAULT" and bare.summary["AOT_SOURCE"] == "DEFAULT"
+
+
+def test_water_vapour_over_water_follows_the_ecmwf_field_at_the_land_level() -> None:
+    ecmwf = _ramp(1.0, 2.0)
+    with dask.config.set(scheduler="threads"):
+        scene, scl = _soil_and_lake(0.2, 1.5, _aux(wv=ecmwf))
+        atm = AtmosphericCorrection(CorrectionConfig()).retrieve(scene, scl)
+        wv = atm.water_vapour.compute()
+        bare = AtmosphericCorrection(CorrectionConfig()).retrieve(replace(scene, aux=None), scl)
+        wv0 = bare.water_vapour.compute()
+    land_mean = atm.summary["GRANULE_MEAN_WV"]
+    assert land_mean == pytest.approx(bare.summary["GRANULE_MEAN_WV"]) and land_mean == pytest.approx(1.5, abs=0.1)
+    assert atm.summary["WV_FILL_SOURCE"] == "ECMWF" and bare.summary["WV_FILL_SOURCE"] == "LAND_MEAN"
+    # Over the lake (clear of its shore and the edge): the ECMWF ramp scaled to the land mean (ECMWF mean 1.5).
+    cols = np.arange(84, 118)
+    expected = land_mean * (1.0 + (cols + 0.5) / _N) / 1.5
+    np.testing.assert_allclose(wv[60, 84:118], expected, atol=2e-3)
+    np.testing.assert_allclose(wv0[60, 84:118], land_mean, atol=1e-3)
+    # No APDA pixel at all (B09 missing everywhere): the ECMWF mean instead of the 1 cm default.
+    toa = {**scene.toa, "B09": da.full((_N, _N), np.nan, dtype=np.float32, chunks=(60, 60))}
+    with dask.config.set(scheduler="threads"):
+        none = AtmosphericCorrection(CorrectionConfig()).retrieve(replace(scene, toa=toa), scl)
+        none0 = AtmosphericCorrection(CorrectionConfig()).retrieve(replace(scene, toa=toa, aux=None), scl)
+    assert (none.summary["WV_SOURCE"], none.summary["GRANULE_MEAN_WV"]) == ("ECMWF", pytest.approx(1.5))
+    assert (none0.summary["WV_SOURCE"], none0.summary["GRANULE_MEAN_WV"]) == ("DEFAULT", 1.0)
+
+
+def test_ozone_setting_zero_takes_the_ecmwf_column() -> None:
+    aux = AuxiliaryData(bounds=(0.0, 0.0, 1.0, 1.0), ozone_du=((452.0, 468.0), (452.0, 468.0)))
+    scene, _ = _soil_and_lake(0.2, 1.5, aux)
+    auto = AtmosphericCorrection(CorrectionConfig(ozone_cm_atm=0.0))
+    assert auto.ozone(scene) == (0.46, "ECMWF")
+    assert auto.ozone(replace(scene, aux=None)) == (0.331, "DEFAULT")
+    assert AtmosphericCorrection(CorrectionConfig(ozone_cm_atm=0.3)).ozone(scene) == (0.3, "CONFIG")
+    # Outside the LUT's ozone axis: clipped to it.
+    high = AuxiliaryData(bounds=(0.0, 0.0, 1.0, 1.0), ozone_du=((560.0,),))
+    assert auto.ozone(replace(scene, aux=high)) == (0.5, "ECMWF")
