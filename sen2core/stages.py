@@ -1059,6 +1059,8 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         # Measured once per process (cached): the DEM's name, CRS and coverage of the tile.
         "dem": dem_info(plan.config.dem, inp.product.geobox(plan.config.working_resolution)).to_dict()
         if plan.config.dem else None,
+        # The L1C's CAMS / ECMWF files and their tile means: inputs like the DEM and the LUT.
+        "auxiliary_data": plan.aux.to_dict() if plan.aux is not None else None,
     }  # fmt: skip
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)

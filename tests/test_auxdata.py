@@ -244,6 +244,10 @@ def test_desert_without_dark_vegetation_takes_its_aot_from_cams(desert: Path, tm
         "PRESSURE_SOURCE": "ECMWF", "ELEVATION_SOURCE": "CONFIG"}  # fmt: skip
     summary = json.loads((out / "L2A_SUMMARY.json").read_text())
     assert summary["atmosphere"]["AOT_SOURCE"] == "CAMS"
+    recorded = summary["auxiliary_data"]
+    assert [Path(f).name for f in recorded["files"]] == ["AUX_CAMSFO", "AUX_ECMWFT"]
+    assert recorded["cams_aot550"] == pytest.approx(aot_true, abs=0.01)
+    assert recorded["ecmwf_msl_pressure_hpa"] == 1013.25 and recorded["ecmwf_ozone_du"] == 330.0
     item = json.loads((out / f"{res.l2a_id}.json").read_text())
     assert item["properties"]["s2:aot_retrieval_method"] == "CAMS"
     assert item["properties"]["s2:pressure_source"] == "ECMWF"
@@ -255,6 +259,7 @@ def test_desert_without_dark_vegetation_takes_its_aot_from_cams(desert: Path, tm
         shutil.rmtree(folder)
     res0 = process_product(bare, tmp_path / "default", ProcessingConfig(resolution=20))
     assert res0.atmosphere["AOT_RETRIEVAL_METHOD"] == "DEFAULT"
+    assert json.loads((Path(res0.output_dir) / "L2A_SUMMARY.json").read_text())["auxiliary_data"] is None
     assert res0.atmosphere["GRANULE_MEAN_AOT"] == pytest.approx(0.201)
     assert {k: res0.atmosphere[k] for k in ("AOT_SOURCE", "WV_FILL_SOURCE", "PRESSURE_SOURCE")} == {
         "AOT_SOURCE": "DEFAULT", "WV_FILL_SOURCE": "LAND_MEAN", "PRESSURE_SOURCE": "STANDARD"}  # fmt: skip

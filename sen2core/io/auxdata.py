@@ -230,6 +230,21 @@ class AuxiliaryData:
     def __dask_tokenize__(self) -> object:
         return ("sen2core.AuxiliaryData", repr(self))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Tile means of the fields and the files read, for the run summary (strict JSON)."""
+
+        def rounded(grid: Grid | None, digits: int) -> float | None:
+            value = self.mean(grid)
+            return None if value is None else round(value, digits)
+
+        return {
+            "files": list(self.files), "cams_aot550": rounded(self.aot550, 4),
+            "ecmwf_water_vapour_cm": rounded(self.water_vapour_cm, 4),
+            "ecmwf_msl_pressure_hpa": rounded(self.msl_pressure_hpa, 2), "ecmwf_ozone_du": rounded(self.ozone_du, 1),
+            "cams_aod_by_wavelength_nm": {str(k): v for k, v in self.spectral_aod.items()},
+            "cams_aod550_by_species": dict(self.species_aod),
+        }  # fmt: skip
+
 
 def find_auxiliary_files(store: Any, granule: str) -> dict[str, str]:
     """Paths of the ``AUX_CAMSFO`` and ``AUX_ECMWFT`` files of a granule folder (those that exist)."""
