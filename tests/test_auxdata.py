@@ -8,6 +8,7 @@ generator writes the files with the truth's atmosphere (``--aux-data``).
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from sen2core.io.product import open_l1c
 from sen2core.kernels import adjacency, rt
 from sen2core.kernels.pressure import pressure_elevation_km, surface_pressure_hpa
 from sen2core.pipeline import ProcessingConfig, process_product
+from sen2core.stages import ProductPlan, plan_product
 from sen2core.synthetic import SynthConfig, synthesize
 
 DATA = Path(__file__).parent / "data"
@@ -223,6 +225,15 @@ def test_generator_writes_the_truth_into_the_auxiliary_files(desert: Path) -> No
     assert aux.spectral_aod[865] / aux.spectral_aod[550] == pytest.approx((865 / 550) ** -1.3, rel=1e-3)
     manifest = (desert / "manifest.safe").read_text()
     assert 'ID="CAMS_Tile1_Data"' in manifest and "AUX_DATA/AUX_ECMWFT" in manifest
+
+
+def test_the_plan_carries_the_fields_to_workers(desert: Path, tmp_path: Path) -> None:
+    plan = plan_product(desert, tmp_path, ProcessingConfig(resolution=20))
+    assert isinstance(plan, ProductPlan) and plan.aux is not None
+    # Read once when planned; a stage on another process gets them with the pickled plan.
+    again = pickle.loads(pickle.dumps(plan))
+    assert again == plan and again.aux == plan.aux and hash(again.aux) == hash(plan.aux)
+    assert plan_product(desert, tmp_path / "sc", ProcessingConfig(resolution=20, sc_only=True)).aux is None
 
 
 @pytest.mark.timeout(300)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -215,12 +215,22 @@ class AuxiliaryData:
     """ECMWF mean sea-level pressure (hPa)."""
     ozone_du: Grid | None = None
     """ECMWF total column ozone (Dobson units)."""
-    spectral_aod: Mapping[int, float] = field(default_factory=dict)
-    """Tile mean CAMS AOD by wavelength (nm)."""
-    species_aod: Mapping[str, float] = field(default_factory=dict)
-    """Tile mean CAMS AOD at 550 nm by species (sea salt, dust, organic matter, black carbon, sulphate)."""
+    spectral: tuple[tuple[int, float], ...] = ()
+    """Tile mean CAMS AOD by wavelength: ``(nm, AOD)`` pairs (see :attr:`spectral_aod`)."""
+    species: tuple[tuple[str, float], ...] = ()
+    """Tile mean CAMS AOD at 550 nm by species: ``(name, AOD)`` pairs (see :attr:`species_aod`)."""
     files: tuple[str, ...] = ()
     """The files read (paths inside the product)."""
+
+    @property
+    def spectral_aod(self) -> dict[int, float]:
+        """Tile mean CAMS AOD by wavelength (nm)."""
+        return dict(self.spectral)
+
+    @property
+    def species_aod(self) -> dict[str, float]:
+        """Tile mean CAMS AOD at 550 nm by species (sea salt, dust, organic matter, black carbon, sulphate)."""
+        return dict(self.species)
 
     @staticmethod
     def mean(grid: Grid | None) -> float | None:
@@ -242,7 +252,7 @@ class AuxiliaryData:
             "ecmwf_water_vapour_cm": rounded(self.water_vapour_cm, 4),
             "ecmwf_msl_pressure_hpa": rounded(self.msl_pressure_hpa, 2), "ecmwf_ozone_du": rounded(self.ozone_du, 1),
             "cams_aod_by_wavelength_nm": {str(k): v for k, v in self.spectral_aod.items()},
-            "cams_aod550_by_species": dict(self.species_aod),
+            "cams_aod550_by_species": self.species_aod,
         }  # fmt: skip
 
 
@@ -303,8 +313,8 @@ def auxiliary_on_tile(
         out["aot550"] = _grid(cams.at("aod550", lon, lat))
         present = [n for n in (*_SPECTRAL_NM, *_SPECIES) if n in cams.fields]
         means = {n: round(float(cams.at(n, lon, lat).mean()), 5) for n in present}
-        out["spectral_aod"] = MappingProxyType({_SPECTRAL_NM[n]: v for n, v in means.items() if n in _SPECTRAL_NM})
-        out["species_aod"] = MappingProxyType({n: v for n, v in means.items() if n in _SPECIES})
+        out["spectral"] = tuple((_SPECTRAL_NM[n], v) for n, v in means.items() if n in _SPECTRAL_NM)
+        out["species"] = tuple((n, v) for n, v in means.items() if n in _SPECIES)
     if ECMWF_FILE in files:
         ecmwf = read_ecmwf(files[ECMWF_FILE], prefix + ECMWF_FILE)
         f = ecmwf.fields
