@@ -45,6 +45,9 @@ WAVELENGTH_UM = dict(
     )
 )
 AEROSOL_MODELS = ("continental", "maritime")
+#: With ``aerosol="auto"`` and no DDV pixel: maritime when sea salt makes at least this share of the
+#: CAMS species' AOD at 550 nm (sea salt, dust, organic matter, black carbon, sulphate).
+SEA_SALT_MARITIME_SHARE = 0.5
 #: Ozone (cm-atm) used when the setting asks for the ECMWF value (0) and the product has none.
 DEFAULT_OZONE_CM_ATM = 0.331
 NEGATIVE_CHECK_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
@@ -597,6 +600,12 @@ class AtmosphericCorrection:
         if k_sel is None and cams is not None:
             # No dark vegetation: the CAMS forecast of the L1C (Sen2Cor 2.10+), within the LUT's range.
             aerosol = models[0]
+            if len(models) > 1 and scene.aux is not None and scene.aux.species:
+                # No blue test without DDV: the model from the CAMS species instead.
+                species = scene.aux.species_aod
+                share = species.get("sea_salt", 0.0) / max(sum(species.values()), 1e-9)
+                aerosol = "maritime" if share >= SEA_SALT_MARITIME_SHARE else "continental"
+                summary["AEROSOL_TYPE_SOURCE"] = "CAMS"
             cams_map = da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
             aot_map = da.where(scl == NODATA, np.nan, cams_map).astype(F32)
             summary.update(AOT_RETRIEVAL_METHOD="CAMS", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
@@ -645,6 +654,10 @@ class AtmosphericCorrection:
                            DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
+        if len(models) == 1:
+            summary["AEROSOL_TYPE_SOURCE"] = "CONFIG"
+        elif "AEROSOL_TYPE_SOURCE" not in summary:
+            summary["AEROSOL_TYPE_SOURCE"] = "DDV" if k_sel is not None else "DEFAULT"
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
         aot_map = _quantise(aot_map)
         if keep:
@@ -834,6 +847,7 @@ __all__ = [
     "Atmosphere",
     "CorrectionConfig",
     "DEFAULT_OZONE_CM_ATM",
+    "SEA_SALT_MARITIME_SHARE",
     "Scene",
     "config_dict",
     "correction_config_from_gipp",

@@ -301,7 +301,8 @@ _WATER = (0.05, 0.05, 0.04, 0.02, 0.012, 0.006, 0.005, 0.004, 0.004, 0.003, 0.00
 _N = 120
 
 
-def _soil_and_lake(aot: float, wv: float, aux: AuxiliaryData | None) -> tuple[Scene, da.Array]:
+def _soil_and_lake(aot: float, wv: float, aux: AuxiliaryData | None, model: str = "continental"
+                   ) -> tuple[Scene, da.Array]:  # fmt: skip
     """Bright soil (no dark vegetation) with a lake in the right third, 20 m pixels, flat at sea level."""
     cover = np.full((_N, _N), 5, dtype=np.uint8)
     cover[:, 80:] = 6
@@ -310,7 +311,7 @@ def _soil_and_lake(aot: float, wv: float, aux: AuxiliaryData | None) -> tuple[Sc
     toa = {}
     for i, b in enumerate(_BANDS):
         rho = np.where(cover == 6, _WATER[i], _SOIL[i])
-        t = lut.terms("S2A", b, "continental", sza, vza, raa, aot, 0.0, wv, 0.331)
+        t = lut.terms("S2A", b, model, sza, vza, raa, aot, 0.0, wv, 0.331)
         e = rt.irradiance_factor(t, np.cos(np.radians(sza)))
         toa[b] = rt.toa_from_surface(rho, adjacency.box_mean(rho, adjacency.window_pixels(1.0, 20.0)), t, e)
 
@@ -381,3 +382,21 @@ def test_ozone_setting_zero_takes_the_ecmwf_column() -> None:
     # Outside the LUT's ozone axis: clipped to it.
     high = AuxiliaryData(bounds=(0.0, 0.0, 1.0, 1.0), ozone_du=((560.0,),))
     assert auto.ozone(replace(scene, aux=high)) == (0.5, "ECMWF")
+
+
+@pytest.mark.parametrize("model,species", [
+    ("maritime", (("sea_salt", 0.21), ("dust", 0.01), ("organic_matter", 0.02), ("sulphate", 0.06))),
+    ("continental", (("sea_salt", 0.02), ("dust", 0.04), ("organic_matter", 0.12), ("sulphate", 0.2))),
+])  # fmt: skip
+def test_auto_aerosol_without_ddv_follows_the_cams_species(model: str, species: tuple[tuple[str, float], ...]) -> None:
+    aux = AuxiliaryData(bounds=(0.0, 0.0, 1.0, 1.0), aot550=((0.4, 0.4), (0.4, 0.4)), species=species)
+    scene, scl = _soil_and_lake(0.4, 1.5, aux, model)
+    with dask.config.set(scheduler="threads"):
+        ac = AtmosphericCorrection(CorrectionConfig(aerosol="auto"))
+        atm = ac.retrieve(scene, scl)
+        red = ac.correct(scene, atm, scl, ("B04",))["B04"].compute()
+        fixed = AtmosphericCorrection(CorrectionConfig(aerosol=model)).retrieve(scene, scl)
+    assert (atm.summary["AEROSOL_TYPE"], atm.summary["AEROSOL_TYPE_SOURCE"]) == (model, "CAMS")
+    assert (fixed.summary["AEROSOL_TYPE"], fixed.summary["AEROSOL_TYPE_SOURCE"]) == (model, "CONFIG")
+    # The soil's red reflectance comes back (0.17) with the right model, within the lake's adjacency.
+    assert np.median(red[:, :60]) == pytest.approx(0.17, abs=0.003)
