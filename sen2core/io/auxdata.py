@@ -39,6 +39,7 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform as warp_transform
 
 from sen2core.errors import AuxDataError
+from sen2core.io.store import ProductStore
 from sen2core.kernels.interp import multilinear
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ class AuxiliaryData:
         }  # fmt: skip
 
 
-def find_auxiliary_files(store: Any, granule: str) -> dict[str, str]:
+def find_auxiliary_files(store: ProductStore, granule: str) -> dict[str, str]:
     """Paths of the ``AUX_CAMSFO`` and ``AUX_ECMWFT`` files of a granule folder (those that exist)."""
     out = {}
     for name in (CAMS_FILE, ECMWF_FILE):
