@@ -26,6 +26,7 @@ from sen2core import lazy
 from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, SettingRangeError
+from sen2core.io.auxdata import AuxiliaryData
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
 from sen2core.kernels.radiometry import block_mean
@@ -44,6 +45,11 @@ WAVELENGTH_UM = dict(
     )
 )
 AEROSOL_MODELS = ("continental", "maritime")
+#: With ``aerosol="auto"`` and no DDV pixel: maritime when sea salt makes at least this share of the
+#: CAMS species' AOD at 550 nm (sea salt, dust, organic matter, black carbon, sulphate).
+SEA_SALT_MARITIME_SHARE = 0.5
+#: Ozone (cm-atm) used when the setting asks for the ECMWF value (0) and the product has none.
+DEFAULT_OZONE_CM_ATM = 0.331
 NEGATIVE_CHECK_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
 
@@ -53,7 +59,8 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
-    "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT),
+    "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone "
+                          "(0.331 without it)"),
     "start_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
     "default_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
     "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),
@@ -96,7 +103,8 @@ class CorrectionConfig:
     default_aot: float = field(default_factory=lambda: round(visibility_to_aot(40.0), 3))
     """AOT550 used when DDV fails (Sen2Cor ``Visibility`` 40 km)."""
     ozone_cm_atm: float = 0.331
-    """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU)."""
+    """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU); 0: the product's ECMWF ozone (``AUX_ECMWFT``), or
+    :data:`DEFAULT_OZONE_CM_ATM` without it."""
     start_water_vapour_cm: float = 1.0
     """Water vapour assumed for the AOT retrieval before APDA (``AC_Wv_Iter_Start_Summer``)."""
     default_water_vapour_cm: float = 1.0
@@ -120,7 +128,9 @@ class CorrectionConfig:
     def __post_init__(self) -> None:
         if self.aerosol not in (*AEROSOL_MODELS, "auto"):
             raise ConfigurationError(f"aerosol must be continental, maritime or auto, not {self.aerosol!r}")
-        check_ranges(self, CORRECTION_RANGES, "atmospheric correction")
+        # Ozone 0 is not a column but Sen2Cor's "from the auxiliary data".
+        ranges = {k: r for k, r in CORRECTION_RANGES.items() if k != "ozone_cm_atm" or self.ozone_cm_atm != 0}
+        check_ranges(self, ranges, "atmospheric correction")
         # Consistency between settings (each one is in range).
         if not self.ddv.b12_upper or any(u <= self.ddv.b12_lower for u in self.ddv.b12_upper):
             raise ConfigurationError("atmospheric correction: ddv.b12_upper needs thresholds above ddv.b12_lower "
@@ -154,6 +164,10 @@ class Scene:
     """Terrain: sky-view factor."""
     sun_azimuth_coarse: da.Array | None = None
     """Sun azimuth on the grid of the view angles when those are coarse (for relative azimuths)."""
+    aux: AuxiliaryData | None = None
+    """The product's CAMS / ECMWF fields (None: the L1C has none)."""
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Sources of inputs decided before the correction (``ELEVATION_SOURCE``, ``PRESSURE_SOURCE``), for the summary."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +316,13 @@ def _wv_fill(wv: NDArray[Any], scl: NDArray[Any], *, land_mean: float) -> NDArra
     return np.where(scl == NODATA, np.nan, out).astype(F32)
 
 
+def _wv_fill_field(wv: NDArray[Any], scl: NDArray[Any], fill: NDArray[Any]) -> NDArray[np.float32]:
+    # As _wv_fill, with a field (the ECMWF column) in place of the land mean.
+    land = np.isin(scl, (VEGETATION, NOT_VEGETATED, SNOW)) & np.isfinite(wv)
+    out = np.where(land, wv, fill)
+    return np.where(scl == NODATA, np.nan, out).astype(F32)
+
+
 # --- cirrus -----------------------------------------------------------------------------------------------------
 
 
@@ -420,6 +441,20 @@ class AtmosphericCorrection:
         saa = scene.sun_azimuth if scene.sun_azimuth_coarse is None else scene.sun_azimuth_coarse
         return _relative_azimuth(saa, scene.view_azimuth[band])
 
+    def ozone(self, scene: Scene) -> tuple[float, str]:
+        """Ozone column (cm-atm) used for ``scene`` and its source: ``CONFIG``, ``ECMWF`` or ``DEFAULT``.
+
+        A configured column is used as it is; 0 asks for the product's ECMWF total column
+        (its mean over the tile, clipped to the LUT's 0.2-0.5 cm-atm), else 0.331.
+        """
+        if self.config.ozone_cm_atm != 0:
+            return self.config.ozone_cm_atm, "CONFIG"
+        du = AuxiliaryData.mean(scene.aux.ozone_du) if scene.aux is not None else None
+        if du is None:
+            return DEFAULT_OZONE_CM_ATM, "DEFAULT"
+        # Quantised to 0.1 DU, as the summary records it: the correction uses what the product states.
+        return round(min(max(du / 1000.0, 0.2), 0.5), 4), "ECMWF"
+
     def _terrain(self, scene: Scene) -> tuple[da.Array, ...]:
         if scene.cos_incidence is None:
             return ()
@@ -526,6 +561,9 @@ class AtmosphericCorrection:
             return np.asarray(known[sums.name], dtype=np.float64)
 
         models = AEROSOL_MODELS if cfg.aerosol == "auto" else (cfg.aerosol,)
+        ozone, ozone_source = self.ozone(scene)
+        cams = scene.aux.aot550 if scene.aux is not None else None
+        ecmwf_wv = scene.aux.water_vapour_cm if scene.aux is not None else None
         cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
         size = adjacency.window_pixels(cfg.cloud_distance_km, res)
         near_cloud = lazy.overlap(_near, cloud, size // 2 + 1, dtype=bool, size=size)
@@ -538,7 +576,7 @@ class AtmosphericCorrection:
             scene.sun_zenith,
             scene.view_zenith["B04"], raa, scene.elevation_km,
             lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
-            ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
+            ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot,
             new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
         if "ddv" in stored:
@@ -557,7 +595,20 @@ class AtmosphericCorrection:
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
         enough = cfg.ddv.min_fraction * nonwater
         k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
-        if k_sel is None:
+        if k_sel is None and cams is not None:
+            # No dark vegetation: the CAMS forecast of the L1C (Sen2Cor 2.10+), within the LUT's range.
+            aerosol = models[0]
+            if len(models) > 1 and scene.aux is not None and scene.aux.species:
+                # No blue test without DDV: the model from the CAMS species instead.
+                species = scene.aux.species_aod
+                share = species.get("sea_salt", 0.0) / max(sum(species.values()), 1e-9)
+                aerosol = "maritime" if share >= SEA_SALT_MARITIME_SHARE else "continental"
+                summary["AEROSOL_TYPE_SOURCE"] = "CAMS"
+            cams_map = da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
+            aot_map = da.where(scl == NODATA, np.nan, cams_map).astype(F32)
+            summary.update(AOT_RETRIEVAL_METHOD="CAMS", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
+            scene_aot = float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
+        elif k_sel is None:
             aerosol = models[0]
             aot_map = da.where(scl == NODATA, np.nan, F32(cfg.default_aot)).astype(F32)
             summary.update(AOT_RETRIEVAL_METHOD="DEFAULT", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
@@ -571,7 +622,7 @@ class AtmosphericCorrection:
             neg_sums = lazy.block_sums(
                 _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
                 name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
-                wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
+                wv=cfg.start_water_vapour_cm, ozone=ozone, red_min=cfg.negative_red,
             )  # fmt: skip
             neg = total(neg_sums)
             if neg is None:
@@ -601,6 +652,10 @@ class AtmosphericCorrection:
                            DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
+        if len(models) == 1:
+            summary["AEROSOL_TYPE_SOURCE"] = "CONFIG"
+        elif "AEROSOL_TYPE_SOURCE" not in summary:
+            summary["AEROSOL_TYPE_SOURCE"] = "DDV" if k_sel is not None else "DEFAULT"
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
         aot_map = _quantise(aot_map)
         if keep:
@@ -608,7 +663,7 @@ class AtmosphericCorrection:
         # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
         pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
         angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
-        wv_kw = dict(lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=cfg.ozone_cm_atm, dtype=F32)
+        wv_kw = dict(lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=ozone, dtype=F32)
         # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
         # means), nine times fewer inversions than on the 20 m grid, and the map is refined
         # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
@@ -632,14 +687,30 @@ class AtmosphericCorrection:
             land_mean, wv_method = ls[0] / ls[1], "APDA"
         elif ls[3] >= 2:
             land_mean, wv_method = ls[2] / ls[3], "APDA_NO_LAND"
+        elif ecmwf_wv is not None:
+            land_mean, wv_method = float(np.clip(AuxiliaryData.mean(ecmwf_wv), 0.0, 6.0)), "ECMWF"
         else:
             land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
-        wv_map = _quantise(lazy.median3(da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)))
+        if ecmwf_wv is None:
+            filled = da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)
+            wv_fill_source = "LAND_MEAN" if wv_method.startswith("APDA") else wv_method
+        else:
+            # Over water and clouds: the ECMWF column's pattern at the level of the land retrieval
+            # (the forecast's own mean where there is none), so no step appears at coasts.
+            level = float(land_mean) / max(float(AuxiliaryData.mean(ecmwf_wv) or 0.0), 1e-3)
+            fill = da.clip(lazy.node_field(ecmwf_wv, scl) * F32(level), 0.0, 6.0)
+            filled = da.map_blocks(_wv_fill_field, wv_raw, scl, fill, dtype=F32)
+            wv_fill_source = "ECMWF"
+        wv_map = _quantise(lazy.median3(filled))
         if keep:
             (wv_map,) = lazy.persist(wv_map)
         summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
-                       GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE="CONFIG",
-                       OZONE_VALUE=round(cfg.ozone_cm_atm * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
+                       GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE=ozone_source,
+                       OZONE_VALUE=round(ozone * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
+        # Where every input came from (the L1C's CAMS / ECMWF files, the retrieval, the settings).
+        summary.update(AOT_SOURCE={"SEN2COR_DDV": "DDV"}.get(summary["AOT_RETRIEVAL_METHOD"],
+                                                             summary["AOT_RETRIEVAL_METHOD"]),
+                       WV_SOURCE=wv_method.split("_")[0], WV_FILL_SOURCE=wv_fill_source, **scene.sources)  # fmt: skip
         totals = {k: tuple(float(v) for v in np.ravel(x)) for k, x in known.items()}
         return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary, totals=totals)
 
@@ -666,7 +737,7 @@ class AtmosphericCorrection:
         out = {}
         for b in bands:
             common = dict(lut_path=self.lut_path, sc=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
-                          ozone=cfg.ozone_cm_atm, dtype=F32)  # fmt: skip
+                          ozone=self.ozone(scene)[0], dtype=F32)  # fmt: skip
             geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
             toa = scene.toa[b]
@@ -697,7 +768,7 @@ def correction_config_from_gipp(
     """Atmospheric-correction settings of Sen2Cor's user ``L2A_GIPP.xml``.
 
     Read: ``Aerosol_Type`` (RURAL = continental, MARITIME, AUTO), ``Ozone_Content`` in DU
-    (0 = Sen2Cor's automatic choice: the configured default is kept), ``Cirrus_Correction``,
+    (0 = Sen2Cor's automatic choice: the product's ECMWF ozone), ``Cirrus_Correction``,
     ``Adj_Km``, ``Visibility`` (the fallback AOT) and ``Altitude`` (surface elevation
     without a DEM). Returns the configuration and the other settings the run may use
     (``DEM_Directory``).
@@ -732,8 +803,8 @@ def correction_config_from_gipp(
             raise ConfigurationError(f"{path}: Aerosol_Type must be RURAL, MARITIME or AUTO, got "
                                      f"{values['Aerosol_Type']!r}")  # fmt: skip
         changes["aerosol"] = kinds[values["Aerosol_Type"].upper()]
-    # Ozone_Content 0 (or empty) is Sen2Cor's automatic choice: the configured default is kept.
-    if values.get("Ozone_Content") and number("Ozone_Content") != 0:
+    # Ozone_Content 0 is Sen2Cor's automatic choice: the product's ECMWF ozone (0.331 without it).
+    if values.get("Ozone_Content"):
         changes["ozone_cm_atm"] = number("Ozone_Content") / 1000.0
     if "Cirrus_Correction" in values:
         flag = values["Cirrus_Correction"].upper()
@@ -773,6 +844,8 @@ __all__ = [
     "AtmosphericCorrection",
     "Atmosphere",
     "CorrectionConfig",
+    "DEFAULT_OZONE_CM_ATM",
+    "SEA_SALT_MARITIME_SHARE",
     "Scene",
     "config_dict",
     "correction_config_from_gipp",

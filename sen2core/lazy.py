@@ -29,6 +29,7 @@ from scipy import ndimage
 
 from sen2core.kernels.adjacency import box_mean as _box_mean
 from sen2core.kernels.adjacency import nan_smooth
+from sen2core.kernels.interp import multilinear
 from sen2core.kernels.morphology import nan_median3
 from sen2core.kernels.radiometry import block_mean, upsample_nearest
 
@@ -217,6 +218,27 @@ def _median3(block: NDArray[Any]) -> NDArray[np.float32]:
 def median3(x: da.Array) -> da.Array:
     """3x3 median, keeping NaN where the input is NaN."""
     return overlap(_median3, x, 1)
+
+
+def _node_field_block(like: NDArray[Any], *, grid: NDArray[np.float64], shape: tuple[int, int],
+                      block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+    (r0, r1), (c0, c1) = (block_info or {})[0]["array-location"]
+    # Pixel centres in node units: the first and last nodes lie on the array's outer edges.
+    rows = (np.arange(r0, r1) + 0.5) / shape[0] * (grid.shape[0] - 1)
+    cols = (np.arange(c0, c1) + 0.5) / shape[1] * (grid.shape[1] - 1)
+    nodes = [np.arange(n, dtype=np.float64) for n in grid.shape]
+    return multilinear(grid, nodes, [rows[:, None], cols[None, :]]).astype(F32)
+
+
+def node_field(grid: Any, like: da.Array) -> da.Array:
+    """A smooth field given on a node grid over the whole of ``like`` (corner nodes on its outer edges),
+    interpolated bilinearly at the centres of ``like``'s pixels, with ``like``'s chunks.
+
+    Each pixel's value depends only on its position, so any window of it equals the whole array's.
+    """
+    values = np.asarray(grid, dtype=np.float64)
+    shape = (int(like.shape[0]), int(like.shape[1]))
+    return da.map_blocks(_node_field_block, like, grid=values, shape=shape, dtype=F32)
 
 
 def persist(*arrays: da.Array) -> tuple[da.Array, ...]:

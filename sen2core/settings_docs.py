@@ -16,7 +16,7 @@ def settings_markdown() -> str:
     """``docs/settings.md``: the valid range of every setting."""
     sc_labels = {name: f"`{tag}`" for tag, name in SC_GIPP_TAGS.items()} | {"median_filter": "`Median_Filter`"}
     correction_labels = {name: f"`{tag}`" for name, tag in GIPP_NAMES.items()}
-    correction_labels["ozone_cm_atm"] = "`Ozone_Content` in DU (0: default kept)"
+    correction_labels["ozone_cm_atm"] = "`Ozone_Content` in DU (0: the ECMWF ozone)"
     correction_labels["default_aot"] = "`Visibility`, [5, 120] km, as AOT550"
     return "\n".join([
         "# Settings and their valid ranges",

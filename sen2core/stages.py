@@ -56,6 +56,7 @@ from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import AEROSOL_MODELS, INTERMEDIATES, Atmosphere, AtmosphericCorrection, Scene, config_dict
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
+from sen2core.io.auxdata import AuxiliaryData, read_product_auxiliary
 from sen2core.io.dem import dem_info, dem_on_grid
 from sen2core.io.lazy import (
     CheckpointTarget,
@@ -67,6 +68,7 @@ from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
+from sen2core.kernels.pressure import pressure_elevation_km
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
@@ -183,6 +185,8 @@ class ProductPlan:
     tiles: tuple[Tile, ...] = ()
     planned_at: float = 0.0
     """When the plan was made (seconds since the epoch): reports count a product's time from it."""
+    aux: AuxiliaryData | None = None
+    """The L1C's CAMS / ECMWF fields on the tile, read once here (None: the product has none)."""
 
     def stages(self) -> tuple[str, ...]:
         """Names of the stages, in order (:func:`stage_names`)."""
@@ -332,7 +336,7 @@ def plan_product(
     plan = ProductPlan(
         str(l1c_href), str(output_root), config, product.product_id, l2a_id(product), str(final), str(work),
         (grid[0], grid[1]), bounds, bands, (sun[0], sun[1], sun[2]), _groups(config), tile_blocks, tuple(tiles),
-        time.time(),
+        time.time(), None if config.sc_only else read_product_auxiliary(product),
     )  # fmt: skip
     _allocate_checkpoints(plan, gb.shape)
     if tiles:
@@ -439,6 +443,10 @@ class _Inputs:
     view_8a: tuple[da.Array, da.Array]
     dem_km: da.Array | None
     elevation_km: da.Array
+    """What the LUT's elevation (pressure) axis is given: the ground's, or the standard atmosphere's
+    elevation with the surface pressure when the L1C has the ECMWF sea-level pressure."""
+    sources: dict[str, str]
+    """``ELEVATION_SOURCE`` (DEM or CONFIG) and ``PRESSURE_SOURCE`` (ECMWF or STANDARD)."""
 
 
 def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], ...]) -> tuple[float, int] | None:
@@ -476,10 +484,17 @@ def _inputs(plan: ProductPlan) -> _Inputs:
         dem_km = da.clip(da.where(da.isfinite(dem_m), dem_m, 0.0), -500.0, 9000.0) / 1000.0
     elev = dem_km if dem_km is not None else da.full(product.geobox(wr).shape, config.correction.elevation_km,
                                                      dtype=F32, chunks=toa["B04"].chunks)  # fmt: skip
+    msl = AuxiliaryData.mean(plan.aux.msl_pressure_hpa) if plan.aux is not None else None
+    if msl is not None:
+        # The LUT's elevation axis is 6S's standard atmosphere: a pressure, given as the
+        # elevation whose standard pressure is the surface pressure (8 m per hPa off 1013.25).
+        elev = da.map_blocks(lambda z: pressure_elevation_km(z, msl).astype(F32), elev, dtype=F32)
+    sources = {"ELEVATION_SOURCE": "DEM" if dem_km is not None else "CONFIG",
+               "PRESSURE_SOURCE": "STANDARD" if msl is None else "ECMWF"}  # fmt: skip
     return _Inputs(
         product, dn, toa, sza, saa, vza, vaa, product.sun_angles(geo[0], chunks=geo[1])[1] if geo else None,
         # Cloud shadows are projected with the per-pixel view geometry.
-        product.view_angles("B8A", wr), dem_km, elev,
+        product.view_angles("B8A", wr), dem_km, elev, sources,
     )  # fmt: skip
 
 
@@ -556,7 +571,8 @@ def _scene(plan: ProductPlan, inp: _Inputs) -> Scene:
     return Scene(toa=inp.toa, sun_zenith=inp.sun_zenith, sun_azimuth=inp.sun_azimuth, view_zenith=inp.view_zenith,
                  view_azimuth=inp.view_azimuth, elevation_km=inp.elevation_km, resolution_m=wr,
                  spacecraft=spacecraft_code(inp.product), cos_incidence=terrain_arrays[0], sunlit=terrain_arrays[1],
-                 sky_view=terrain_arrays[2], sun_azimuth_coarse=inp.sun_azimuth_coarse)  # fmt: skip
+                 sky_view=terrain_arrays[2], sun_azimuth_coarse=inp.sun_azimuth_coarse, aux=plan.aux,
+                 sources=inp.sources)  # fmt: skip
 
 
 def _terrain_arrays(
@@ -614,7 +630,7 @@ def _scene10(plan: ProductPlan, inp: _Inputs, scene: Scene) -> Scene:
         cos_incidence=None if scene.cos_incidence is None else up(scene.cos_incidence),
         sunlit=None if scene.sunlit is None else up(scene.sunlit),
         sky_view=None if scene.sky_view is None else up(scene.sky_view),
-        sun_azimuth_coarse=product.sun_angles(*geo10)[1] if geo10 else None,
+        sun_azimuth_coarse=product.sun_angles(*geo10)[1] if geo10 else None, aux=scene.aux, sources=scene.sources,
     )  # fmt: skip
 
 
@@ -1043,6 +1059,8 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         # Measured once per process (cached): the DEM's name, CRS and coverage of the tile.
         "dem": dem_info(plan.config.dem, inp.product.geobox(plan.config.working_resolution)).to_dict()
         if plan.config.dem else None,
+        # The L1C's CAMS / ECMWF files and their tile means: inputs like the DEM and the LUT.
+        "auxiliary_data": plan.aux.to_dict() if plan.aux is not None else None,
     }  # fmt: skip
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)

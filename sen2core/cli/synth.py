@@ -43,6 +43,8 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
 @click.option("--snow", type=float, default=0.0, show_default=True, help="Snow cover (%), synthetic surface only.")
 @click.option("--dem/--no-dem", default=False, show_default=True, help="Synthetic relief (illumination, pressure).")
 @click.option("--elevation", type=float, default=0.0, show_default=True, help="Base ground elevation (km).")
+@click.option("--aux-data/--no-aux-data", default=False, show_default=True,
+              help="Write the CAMS and ECMWF GRIB files (AUX_DATA) with the truth's atmosphere.")
 @click.option("--surface", type=click.Path(exists=True, file_okay=False), default=None,
               help="Real Level-2A product folder (B01.tif ... SCL.tif) giving the surface reflectance.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
@@ -53,13 +55,14 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
 @click.option("--overwrite", is_flag=True, help="Replace an existing product of the same name.")
 def synth(output_dir: Path, size: int, tile: str, date: str, spacecraft: str, baseline: str, aot: float, wv: float,
           aerosol: str, ozone: float, cloud_cover: float, cloud_heights: tuple[float, float], cirrus: float,
-          snow: float, dem: bool, elevation: float, surface: str | None, seed: int, nodata_edge: bool,
+          snow: float, dem: bool, elevation: float, aux_data: bool, surface: str | None, seed: int, nodata_edge: bool,
           saturated: int, lut_path: str | None, overwrite: bool) -> None:
     """Write a synthetic Sentinel-2 Level-1C SAFE and its truth into OUTPUT_DIR."""
     config = SynthConfig(
         size=size, tile=tile, date=date, spacecraft=spacecraft, baseline=baseline, aot=aot, wv=wv, aerosol=aerosol,
         ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cirrus=cirrus, snow=snow, dem=dem,
-        elevation=elevation, surface=surface, seed=seed, nodata_edge=nodata_edge, saturated=saturated, lut=lut_path,
+        elevation=elevation, aux_data=aux_data, surface=surface, seed=seed, nodata_edge=nodata_edge,
+        saturated=saturated, lut=lut_path,
     )
     console = Console(stderr=True)
     tasks: dict[str, TaskID] = {}

@@ -80,6 +80,9 @@ class SynthConfig:
     """Add synthetic relief (illumination and pressure change with the terrain)."""
     elevation: float = 0.0
     """Base ground elevation (km); the relief rises from it."""
+    aux_data: bool = False
+    """Write ``AUX_DATA/AUX_CAMSFO`` and ``AUX_ECMWFT`` (GRIB) with the truth's AOT, water vapour, ozone and
+    the standard sea-level pressure, as real products carry since baseline 04.00."""
     surface: str | None = None
     """Real Level-2A product folder whose BOA reflectance becomes the surface."""
     seed: int = 0

@@ -73,6 +73,7 @@ from sen2core.synthetic.safe_writer import (
     open_scratch,
     tile_xml,
     user_product_xml,
+    write_aux_data,
     write_preview,
 )
 from sen2core.synthetic.scene import (
@@ -651,6 +652,10 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
     (safe / ds_rel).write_bytes(datastrip_xml(meta))
     (safe / "MTD_MSIL1C.xml").write_bytes(user_product_xml(meta))
     rels = ["MTD_MSIL1C.xml", ds_rel, f"{granule}/MTD_TL.xml"] + [f"{f}.jp2" for f in image_files] + [pvi_rel]
+    if cfg.aux_data:
+        aux = write_aux_data(safe / granule / "AUX_DATA", g, n * 10.0, {"aot": scene.aot60, "wv": scene.wv60},
+                             ozone_cm_atm=cfg.ozone, aerosol=cfg.aerosol, reference_time=acq.sensing_time)  # fmt: skip
+        rels += [p.relative_to(safe).as_posix() for p in aux]
     algorithm = "MD5" if cfg.baseline_value < 3.0 else "SHA3-256"
     listing = [(rel, (safe / rel).stat().st_size, file_checksum(safe / rel, algorithm)) for rel in rels]
     (safe / "manifest.safe").write_bytes(manifest_xml(meta, listing))

@@ -39,6 +39,7 @@ from sen2core.synthetic.config import Acquisition, SynthConfig
 from sen2core.synthetic.mgrs import TileGrid
 
 __all__ = [
+    "AUX_AEROSOL_MIX",
     "BAND_RESOLUTION",
     "PHYSICAL_GAINS",
     "SOLAR_IRRADIANCE",
@@ -50,6 +51,7 @@ __all__ = [
     "open_scratch",
     "tile_xml",
     "user_product_xml",
+    "write_aux_data",
     "write_preview",
 ]
 
@@ -434,6 +436,8 @@ def _data_object_id(rel: str, granule_index: int = 1) -> tuple[str, str]:
         return f"Preview_0_Tile{granule_index}_Data", "application/octet-stream"
     if name.endswith("_TCI.jp2"):
         return f"IMG_DATA_Band_TCI_Tile{granule_index}_Data", "application/octet-stream"
+    if name in ("AUX_CAMSFO", "AUX_ECMWFT"):
+        return f"{name[4:8]}_Tile{granule_index}_Data", "application/octet-stream"
     band = name.rsplit("_", 1)[-1][:-4]
     res = BAND_RESOLUTION[band]
     same = [b for b in ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")
@@ -542,3 +546,67 @@ def write_preview(tci: Path, dst: Path, size: int) -> None:
     aux = dst.with_name(dst.name + ".aux.xml")
     if aux.exists():
         aux.unlink()
+
+
+#: Share of the AOD at 550 nm per CAMS species, and the Angstrom exponent, of each LUT aerosol model
+#: (continental: sulphate and organic matter; maritime: sea salt).
+AUX_AEROSOL_MIX: dict[str, tuple[dict[str, float], float]] = {
+    "continental": ({"sea_salt": 0.05, "dust": 0.10, "organic_matter": 0.30, "black_carbon": 0.05, "sulphate": 0.50},
+                    1.3),
+    "maritime": ({"sea_salt": 0.70, "dust": 0.05, "organic_matter": 0.05, "black_carbon": 0.0, "sulphate": 0.20},
+                 0.5),
+}  # fmt: skip
+
+
+def write_aux_data(
+    aux_dir: Path, grid: TileGrid, size_m: float, field_60m: dict[str, NDArray[np.floating]], *, ozone_cm_atm: float,
+    aerosol: str, reference_time: _dt.datetime, points: int = 9,
+) -> list[Path]:
+    """``AUX_CAMSFO`` and ``AUX_ECMWFT`` with the scene's atmosphere, on a lat/lon grid over the tile.
+
+    ``field_60m``: ``aot`` (AOT550) and ``wv`` (cm), the columns above the ground on the 60 m grid
+    of the tile's ``size_m`` x ``size_m`` upper-left part. The grid has ``points`` x ``points`` points
+    and reaches one step beyond the part; each point takes the field at its place (the edge
+    values outside). Sea-level pressure is the standard 1013.25 hPa, the generator's atmosphere.
+    Written as GRIB 2 coded 192 / GRIB 1 table / parameter (:func:`sen2core.io.auxdata.write_grib`).
+    """
+    from rasterio.warp import transform as warp_transform
+
+    from sen2core.io.auxdata import CAMS_FILE, CAMS_PARAMETERS, DU_KG_M2, ECMWF_FILE, ECMWF_PARAMETERS, write_grib
+    from sen2core.kernels.interp import multilinear
+
+    crs = f"EPSG:{grid.epsg}"
+    cx = [grid.ulx, grid.ulx + size_m, grid.ulx, grid.ulx + size_m]
+    cy = [grid.uly, grid.uly, grid.uly - size_m, grid.uly - size_m]
+    lon_c, lat_c = warp_transform(crs, "EPSG:4326", cx, cy)
+    dlon = (max(lon_c) - min(lon_c)) / (points - 3)
+    dlat = (max(lat_c) - min(lat_c)) / (points - 3)
+    lons = min(lon_c) - dlon + dlon * np.arange(points)
+    lats = max(lat_c) + dlat - dlat * np.arange(points)
+    lon2, lat2 = np.meshgrid(lons, lats)
+    x, y = warp_transform("EPSG:4326", crs, lon2.ravel().tolist(), lat2.ravel().tolist())
+    rows = (grid.uly - np.asarray(y)) / 60.0 - 0.5
+    cols = (np.asarray(x) - grid.ulx) / 60.0 - 0.5
+
+    def sample(values: NDArray[np.floating]) -> NDArray[np.float64]:
+        nodes = [np.arange(n, dtype=np.float64) for n in values.shape]
+        return multilinear(values.astype(np.float64), nodes, [rows, cols]).reshape(points, points)
+
+    aod = sample(field_60m["aot"])
+    shares, angstrom = AUX_AEROSOL_MIX[aerosol]
+    cams = [(CAMS_PARAMETERS["aod550"], aod)]
+    cams += [(CAMS_PARAMETERS[f"aod{nm}"], aod * (nm / 550.0) ** -angstrom) for nm in (469, 670, 865, 1240)]
+    cams += [(CAMS_PARAMETERS[name], aod * share) for name, share in shares.items()]
+    ecmwf = [
+        (ECMWF_PARAMETERS["tcwv"], sample(field_60m["wv"]) * 10.0),  # cm -> kg m-2
+        (ECMWF_PARAMETERS["msl"], np.full((points, points), 101325.0)),
+        (ECMWF_PARAMETERS["tco3"], np.full((points, points), ozone_cm_atm * 1000.0 * DU_KG_M2)),
+    ]
+    aux_dir.mkdir(parents=True, exist_ok=True)
+    ref = f"{reference_time:%Y-%m-%d}T00:00:00Z"
+    out = []
+    for name, fields in ((CAMS_FILE, cams), (ECMWF_FILE, ecmwf)):
+        write_grib(aux_dir / name, fields, lon0=float(lons[0]), lat0=float(lats[0]), dlon=dlon, dlat=dlat,
+                   reference_time=ref)  # fmt: skip
+        out.append(aux_dir / name)
+    return out
