@@ -113,7 +113,7 @@ class RangeHTTPServer:
     """Files of ``root`` served on 127.0.0.1 with ``Range`` support, in a thread.
 
     ``requests`` records ``(method, path, Range header)``; ``fail[path] = n`` answers the next
-    ``n`` requests of ``path`` with 503.
+    ``n`` requests of ``path`` with 503; a path in ``forbid`` is answered 403.
     """
 
     def __init__(self, root: Path) -> None:
@@ -121,6 +121,7 @@ class RangeHTTPServer:
         self.requests: list[tuple[str, str, str | None]] = []
         self.fail: dict[str, int] = {}
         self.failed: list[str] = []
+        self.forbid: set[str] = set()
         self._lock = threading.Lock()
         server = self
 
@@ -142,6 +143,11 @@ class RangeHTTPServer:
                         self.send_header("Retry-After", "0")
                         self.end_headers()
                         return
+                if path in server.forbid:
+                    self.send_response(403, "Forbidden")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 target = (server.root / path.lstrip("/")).resolve()
                 if not target.is_relative_to(server.root) or not target.is_file():
                     self.send_response(404, "Not Found")
