@@ -191,15 +191,6 @@ def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_
         else:
             set_malloc_thresholds()
             result = process_product(product, output_dir, cfg, progress.stage, tile_blocks=tile_blocks)
-    if cfg.format == "cog" and result.status in ("done", "skipped"):
-        from sen2core.io.remote import is_remote, join
-        from sen2core.io.stac import update_collection
-        from sen2core.package import item_name
-
-        if is_remote(output_dir):
-            update_collection(output_dir, [join(result.output_dir, item_name(result.output_dir))])
-        else:
-            update_collection(output_dir, [Path(result.output_dir) / item_name(result.output_dir)])
     if as_json:
         from sen2core.io.jsonutil import strict_json_dumps
 

@@ -110,9 +110,9 @@ _LAYERS: Mapping[str, tuple[str, tuple[str, ...], str | None]] = {
     "AOT": ("Aerosol optical thickness at 550 nm (AOT)", ("data",), None),
     "WVP": ("Water vapour column (WVP)", ("data",), "cm"),
     "TCI": ("True colour image (TCI)", ("visual", "overview"), None),
-    "MSK_CLDPRB": ("Cloud probability (MSK_CLDPRB)", ("data", "cloud"), "%"),
-    "MSK_SNWPRB": ("Snow probability (MSK_SNWPRB)", ("data", "snow-ice"), "%"),
-    "CLD_PROB_CALIBRATED": ("Calibrated cloud probability", ("data", "cloud"), "%"),
+    "MSK_CLDPRB": ("Cloud confidence, Sen2Cor's (MSK_CLDPRB)", ("data", "cloud"), "%"),
+    "MSK_SNWPRB": ("Snow confidence, Sen2Cor's (MSK_SNWPRB)", ("data", "snow-ice"), "%"),
+    "CLD_PROB_CALIBRATED": ("Calibrated cloud probability (CLD_PROB_CALIBRATED)", ("data", "cloud"), "%"),
 }
 #: TCI bands in file order.
 _TCI_BANDS = ("B04", "B03", "B02")
@@ -286,6 +286,7 @@ def build_item(
     files: Sequence[FileAsset],
     digests: Mapping[str, FileDigest],
     processed: dt.datetime | None = None,
+    collection_href: str | None = None,
 ) -> pystac.Item:
     """The STAC item of a finished COG product.
 
@@ -304,6 +305,10 @@ def build_item(
         File name -> checksum and size; every asset must have one.
     processed
         Processing time (default: now).
+    collection_href
+        Where the item's collection (:func:`update_collection`) is, relative to the item: the
+        item then names it (``collection``: :data:`COLLECTION_ID`) and links to it as its
+        ``collection``, ``parent`` and ``root``.
 
     Returns
     -------
@@ -414,6 +419,11 @@ def build_item(
         asset = pystac.Asset(href=f.href, title=f.title, media_type=f.media_type, roles=list(f.roles))
         item.add_asset(f.key, asset)
         checksum(asset, f.href)
+    if collection_href is not None:
+        item.collection_id = COLLECTION_ID
+        title = "Sentinel-2 Level-2A (sen2core)"
+        for rel in ("collection", "parent", "root"):
+            item.add_link(pystac.Link(rel, collection_href, media_type=pystac.MediaType.JSON, title=title))
     return item
 
 
