@@ -183,6 +183,23 @@ def test_a_server_that_keeps_failing_is_a_transient_error(l1c: dict[str, Path],
     assert server.failed.count(f"{base}/tileInfo.json") == 3
 
 
+def test_a_raster_the_server_keeps_refusing_is_a_transient_error(l1c: dict[str, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from sen2core.errors import TransientIOError
+
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "1")
+    monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.01")
+    with RangeHTTPServer(l1c["root"]) as server:
+        base = f"/{l1c['safe'].relative_to(l1c['root']).as_posix()}"
+        product = open_product(f"{server.url}{base}")
+        (b04,) = (p.relative_to(l1c["safe"]).as_posix() for p in l1c["safe"].glob("GRANULE/*/IMG_DATA/*_B04.jp2"))
+        server.fail = {f"{base}/{b04}": 100}
+        # GDAL retried, then gave up: worth a retry later (the flows retry TransientIOError), not a bad product.
+        with pytest.raises(TransientIOError, match=r"B04\.jp2 \(HTTP response code: 503\)"):
+            product.read_dn("B04").compute()
+    assert server.failed.count(f"{base}/{b04}") == 2
+
+
 def test_404_is_one_clear_error_naming_the_href_and_nothing_is_published(s3: dict[str, Any],
                                                                          l1c: dict[str, Path]) -> None:  # fmt: skip
     missing = f"s3://{L1C_BUCKET}/safe/S2A_MSIL1C_20230716T093710_N0509_R064_T32TQM_20230716T123636.SAFE"
