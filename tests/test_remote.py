@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -118,6 +119,11 @@ def _same_rasters(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -
         np.testing.assert_array_equal(got[name], data, err_msg=name)
 
 
+def _local_size(safe: Path, band: str) -> int:
+    (path,) = safe.glob(f"GRANULE/*/IMG_DATA/*_{band}.jp2")
+    return path.stat().st_size
+
+
 def _local_dn(safe: Path, band: str) -> np.ndarray:
     return np.asarray(open_product(safe).read_dn(band).compute())
 
@@ -135,6 +141,10 @@ def test_s3_product_is_read_in_place_in_each_layout(s3: dict[str, Any], l1c: dic
     # GDAL gets the endpoint and addressing, never the credentials.
     assert product.gdal_options["AWS_S3_ENDPOINT"] == s3["env"]["AWS_S3_ENDPOINT"]
     assert "AWS_SECRET_ACCESS_KEY" not in product.gdal_options
+    # The store pickles (an S3 client does not: a copy makes its own) and reads by range.
+    store = pickle.loads(pickle.dumps(product.store))
+    assert store.size(product.band_files["B04"].path) == _local_size(l1c["safe"], "B04")
+    assert store.tail(product.band_files["B04"].path, 2) == b"\xff\xd9"  # a complete JPEG 2000 codestream
     for band in ("B04", "B11"):
         np.testing.assert_array_equal(product.read_dn(band).compute(), _local_dn(l1c["safe"], band))
 

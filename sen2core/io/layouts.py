@@ -11,12 +11,10 @@ warning for it.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import math
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 from sen2core.errors import BandReadError, InputProductError, MetadataError, RemoteAccessError
 from sen2core.io import lazy
@@ -42,7 +40,7 @@ from sen2core.io.product import (
     Layout,
     Product,
 )
-from sen2core.io.remote import RangeFile, RemoteSettings, objects_for
+from sen2core.io.remote import RangeOpener, RemoteSettings, objects_for
 from sen2core.io.store import DirStore, ProductStore, RemoteStore, ZipStore
 from sen2core.io.tileinfo import parse_tile_info
 from sen2core.solar import reflectance_conversion_factor
@@ -104,12 +102,8 @@ def open_remote(href: str, *, tile: str | None, chunk_m: float, settings: Remote
         size = objects.head(key)
         if size is None:
             raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
-
-        def opener() -> IO[bytes]:
-            # Buffered: zipfile's many small reads of the central directory share requests.
-            return io.BufferedReader(RangeFile(objects, key, size), buffer_size=256 * 2**10)
-
-        root_store, names = ZipStore.open(href, opener=opener, vsi=f"/vsizip/{objects.vsi(key)}")
+        root_store, names = ZipStore.open(href, opener=RangeOpener(objects, key, size),
+                                          vsi=f"/vsizip/{objects.vsi(key)}")  # fmt: skip
         product = _open_archive(root_store, names, href, tile=tile, chunk_m=chunk_m)
     elif _USER_MTD_RE.match(name) or name == "tileInfo.json":
         store = RemoteStore(objects, parent)

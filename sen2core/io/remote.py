@@ -38,6 +38,7 @@ __all__ = [
     "RETRY_STATUS",
     "HttpObjects",
     "RangeFile",
+    "RangeOpener",
     "RemoteObjects",
     "RemoteSettings",
     "S3Objects",
@@ -512,3 +513,18 @@ class RangeFile(io.RawIOBase):
         buffer[: len(data)] = data
         self.pos += len(data)
         return len(data)
+
+
+@dataclass(frozen=True)
+class RangeOpener:
+    """Opens a remote object as a buffered :class:`RangeFile` (picklable, unlike a closure: products travel to
+    Dask workers)."""
+
+    objects: RemoteObjects
+    key: str
+    size: int
+    buffer_size: int = 256 * 2**10
+    """Bytes per request: zipfile's many small reads of the central directory share one."""
+
+    def __call__(self) -> io.BufferedReader:
+        return io.BufferedReader(RangeFile(self.objects, self.key, self.size), buffer_size=self.buffer_size)
