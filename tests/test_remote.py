@@ -417,3 +417,14 @@ def test_ingest_flow_over_a_static_catalog_of_s3_hrefs(
     folder = Path(summary.outcomes[0].output_dir or "")
     assert (folder / f"{folder.name}.json").is_file() and (out / COLLECTION_NAME).is_file()
     shutil.rmtree(out)
+
+
+def test_missing_credentials_are_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_S3_ENDPOINT", "127.0.0.1:9")
+    with pytest.raises(RemoteAccessError, match="no AWS credentials.*AWS_NO_SIGN_REQUEST=YES") as err:
+        open_product("s3://some-bucket/products/x.SAFE")
+    assert err.value.product == "s3://some-bucket/products/x.SAFE"

@@ -382,10 +382,16 @@ class S3Objects(RemoteObjects):
         except RemoteAccessError:
             raise
         except Exception as exc:
+            from botocore.exceptions import NoCredentialsError
+
             status = self.status(exc)
-            if status is None:
+            if isinstance(exc, NoCredentialsError):
+                problem = ("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ~/.aws), "
+                           "or AWS_NO_SIGN_REQUEST=YES for a public bucket")  # fmt: skip
+            elif status is None:
                 raise
-            problem = f"HTTP {status} {_code(exc)}"
+            else:
+                problem = f"HTTP {status} {_code(exc)}"
         raise RemoteAccessError(href, problem, status=status)
 
     def head(self, key: str) -> int | None:
