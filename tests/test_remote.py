@@ -308,6 +308,13 @@ def test_a_failed_upload_leaves_no_stac_item(s3: dict[str, Any], reference_run: 
     written = upload_product(reference_run, href)
     assert written[-1] == f"failed/{reference_run.name}/{reference_run.name}.json" and published(href)
     assert len(written) == len([p for p in reference_run.iterdir() if p.is_file()])
+    # Replacing a done product: its old item goes first, so a failed replacement is not "done"
+    # with a mix of old and new files.
+    calls.clear()
+    monkeypatch.setattr(S3Objects, "put", failing_put)
+    with pytest.raises(OutputError, match="upload failed after 4 of"):
+        upload_product(reference_run, href)
+    assert not published(href)
 
 
 def test_a_killed_run_leaves_no_stac_item(s3: dict[str, Any], tmp_path: Path) -> None:
