@@ -16,6 +16,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import rasterio
+
 from sen2core.errors import BandReadError, InputProductError, MetadataError, RemoteAccessError
 from sen2core.io import lazy
 from sen2core.io.manifest import parse_manifest
@@ -98,26 +100,28 @@ def open_remote(href: str, *, tile: str | None, chunk_m: float, settings: Remote
     objects, key = objects_for(href, settings)
     key = key.rstrip("/")
     parent, _, name = key.rpartition("/")
-    if name.lower().endswith(".zip"):
-        size = objects.head(key)
-        if size is None:
-            raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
-        root_store, names = ZipStore.open(href, opener=RangeOpener(objects, key, size),
-                                          vsi=f"/vsizip/{objects.vsi(key)}")  # fmt: skip
-        product = _open_archive(root_store, names, href, tile=tile, chunk_m=chunk_m)
-    elif _USER_MTD_RE.match(name) or name == "tileInfo.json":
-        store = RemoteStore(objects, parent)
-        if not store.exists(name):
-            raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
-        product = _open_aws(store, href, chunk_m=chunk_m) if name == "tileInfo.json" else \
-            _open_safe(store, name, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
-    else:
-        store = RemoteStore(objects, key)
-        if store.empty:
-            what = "no object under this prefix" if store.listable else \
-                "no MTD_MSIL1C.xml, MTD_MSIL2A.xml, manifest.safe or tileInfo.json under this URL"
-            raise RemoteAccessError(href, f"HTTP 404: {what}", status=404)
-        product = _open_dir(store, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+    # The AWS layout reads band headers while it opens: through GDAL with the same settings.
+    with rasterio.Env(**settings.gdal_options()):
+        if name.lower().endswith(".zip"):
+            size = objects.head(key)
+            if size is None:
+                raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
+            root_store, names = ZipStore.open(href, opener=RangeOpener(objects, key, size),
+                                              vsi=f"/vsizip/{objects.vsi(key)}")  # fmt: skip
+            product = _open_archive(root_store, names, href, tile=tile, chunk_m=chunk_m)
+        elif _USER_MTD_RE.match(name) or name == "tileInfo.json":
+            store = RemoteStore(objects, parent)
+            if not store.exists(name):
+                raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
+            product = _open_aws(store, href, chunk_m=chunk_m) if name == "tileInfo.json" else \
+                _open_safe(store, name, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+        else:
+            store = RemoteStore(objects, key)
+            if store.empty:
+                what = "no object under this prefix" if store.listable else \
+                    "no MTD_MSIL1C.xml, MTD_MSIL2A.xml, manifest.safe or tileInfo.json under this URL"
+                raise RemoteAccessError(href, f"HTTP 404: {what}", status=404)
+            product = _open_dir(store, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
     return replace(product, gdal_options=settings.gdal_options())
 
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Protocol
 
-from sen2core.errors import InputProductError, MetadataError
+from sen2core.errors import InputProductError, MetadataError, Sen2CoreError
 from sen2core.io.failures import describe_bytes
 from sen2core.io.remote import RemoteObjects
 
@@ -221,8 +221,8 @@ class ZipStore:
             with store._zip() as zf:
                 names = zf.namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            if isinstance(exc, InputProductError):
-                raise
+            if isinstance(exc, Sen2CoreError):
+                raise  # a remote archive that is missing, forbidden or unreachable: said as such
             raise InputProductError(archive, f"not a readable zip archive ({exc})") from exc
         return cls(archive, "", frozenset(names), opener, vsi), names
 
