@@ -14,9 +14,19 @@ from sen2core.errors import (
 
 __all__ = [
     "__version__",
+    "load",
     "InputProductError",
     "LUTError",
     "MetadataError",
     "Sen2CoreError",
     "Sen2CoreWarning",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``sen2core.load`` imports pystac and numpy: only when it is used, not with every ``import sen2core``.
+    if name == "load":
+        from sen2core.io.load import load
+
+        return load
+    raise AttributeError(f"module 'sen2core' has no attribute {name!r}")

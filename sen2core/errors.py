@@ -48,6 +48,22 @@ class BandReadError(InputProductError):
     """A band raster is missing, truncated or cannot be decoded."""
 
 
+class RemoteAccessError(InputProductError):
+    """A remote object (``s3://``, ``https://``) is missing (404), forbidden (403) or refused the request.
+
+    Permanent: retrying does not help (transient server failures are retried, then raised
+    as :class:`TransientIOError`). ``product`` is the href of the object, ``status`` the
+    HTTP status when there was one (412: a conditional write lost to another writer).
+    """
+
+    def __init__(self, href: object, problem: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(href, problem)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, int | None]]:  # type: ignore[override]
+        return (type(self), (self.product, self.problem, self.status))
+
+
 class ConfigurationError(Sen2CoreError, ValueError):
     """Invalid configuration value or configuration file."""
 

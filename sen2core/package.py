@@ -331,7 +331,8 @@ def cog_outputs(product: ProductRasters) -> dict[str, tuple[Any, Any]]:
     return {fname: product.rasters[name] for fname, name in selection.items()}
 
 
-def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None, store: bool = True) -> list[str]:
+def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None, store: bool = True,
+              collection_href: str | None = None) -> list[str]:
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
 
     With ``store=False`` the rasters are already in their staged files in ``folder``
@@ -340,6 +341,8 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
 
     Order: rasters, quicklook, metadata (``L2A_SUMMARY.json``, ``MTD_MSIL2A.xml``),
     checksum manifest, and the STAC item (``item_file``, default ``{l2a_id}.json``) last.
+    ``collection_href``: the output collection, relative to the item (see
+    :func:`sen2core.io.stac.build_item`).
 
     Raises
     ------
@@ -381,7 +384,8 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
                                 "text/plain", ("metadata",)))  # fmt: skip
 
     rasters = [stac.RasterAsset(fname, kinds[fname], product.rasters[name][1]) for fname, name in selection.items()]
-    item = stac.build_item(product.product, product.l2a_id, product.summary, rasters, files, digests)
+    item = stac.build_item(product.product, product.l2a_id, product.summary, rasters, files, digests,
+                           collection_href=collection_href)
     # Validated before it is written: an invalid item must not mark the product done.
     stac.validate_item(item)
     item_file = item_file or f"{product.l2a_id}.json"
@@ -399,14 +403,16 @@ def layout_outputs(product: ProductRasters, fmt: str) -> tuple[dict[str, tuple[A
     return safe_outputs(product), jp2_stage_spec
 
 
-def write_product(product: ProductRasters, final: Path, fmt: str = "cog", staged: Path | None = None) -> list[str]:
+def write_product(product: ProductRasters, final: Path, fmt: str = "cog", staged: Path | None = None,
+                  collection_href: str | None = None) -> list[str]:
     """Write ``product`` in layout ``fmt`` to ``final`` atomically; return the file names (relative).
 
     The product is built in a temporary sibling folder and renamed to ``final`` once
     complete (replacing a previous product there). Temporary folders that dead
     processes left beside ``final`` are removed first. ``staged``: that temporary
     folder, already holding the staged rasters of :func:`layout_outputs` (a run by
-    processing tiles); it is finished and published.
+    processing tiles); it is finished and published. ``collection_href``: the collection
+    the COG product's item belongs to, relative to the item.
 
     Raises
     ------
@@ -423,7 +429,7 @@ def write_product(product: ProductRasters, final: Path, fmt: str = "cog", staged
     tmp = temporary_sibling(final) if staged is None else Path(staged)
     try:
         if fmt == "cog":
-            files = write_cog(product, tmp, item_name(final), store=staged is None)
+            files = write_cog(product, tmp, item_name(final), store=staged is None, collection_href=collection_href)
         else:
             from sen2core.io.safe_l2a import write_safe
 

@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
-from sen2core.errors import ProcessingTimeout
+from sen2core.errors import ConfigurationError, ProcessingTimeout
+from sen2core.io.remote import is_remote, join
+from sen2core.io.remote_output import output_objects, published, read_json, upload_product
+from sen2core.io.stac import update_collection
+from sen2core.package import SUMMARY_NAME, item_name
 from sen2core.run import (
     BANDS_10M,
     BANDS_20M,
@@ -39,6 +46,7 @@ from sen2core.stages import (
     decode,
     discard,
     next_step,
+    open_product,
     package,
     plan_product,
     run_stage,
@@ -159,12 +167,16 @@ def process_product(
 ) -> L2AResult:
     """Process one Level-1C product to Level-2A under ``output_root``.
 
+    A COG product's item is added to ``{output_root}/collection.json`` (its ``collection``,
+    ``parent`` and ``root`` link), also when the product was already done.
+
     Parameters
     ----------
     l1c_href
         SAFE folder, ``.SAFE.zip``, ``MTD_MSIL1C.xml`` or AWS tile folder.
     output_root
-        Root of the output tree (``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}/``).
+        Root of the output tree (``{root}/{tile}/{yyyy}/{mm}/{dd}/{l2a_id}/``): a local
+        folder, or ``s3://bucket/prefix`` (COG layout only; see :func:`_process_to_remote`).
     config
         Processing options (default: :class:`ProcessingConfig`'s).
     progress
@@ -186,12 +198,66 @@ def process_product(
     ProcessingTimeout
         ``time_budget_s`` ran out.
     """
+    if is_remote(os.fspath(output_root)):
+        return _process_to_remote(l1c_href, os.fspath(output_root), config or ProcessingConfig(), progress,
+                                  time_budget_s, tile_blocks)  # fmt: skip
     start = time.perf_counter()
     if progress:
         progress("plan")
-    plan = plan_product(l1c_href, output_root, config or ProcessingConfig(), tile_blocks)
+    config = config or ProcessingConfig()
+    plan = plan_product(l1c_href, output_root, config, tile_blocks)
     if isinstance(plan, L2AResult):
+        _join_collection(output_root, plan, config)
         return plan
     planned = round(time.perf_counter() - start, 2)
     result = run_plan(plan, progress, time_budget_s, started=start)
+    _join_collection(output_root, result, config)
     return L2AResult(**{**result.__dict__, "seconds": {"plan": planned, **result.seconds}})
+
+
+def _join_collection(output_root: str | os.PathLike[str], result: L2AResult, config: ProcessingConfig) -> None:
+    """Add a COG product's item to the collection at the output root, which the item links to as its root."""
+    if config.format != "cog" or result.status not in ("done", "skipped"):
+        return
+    root = os.fspath(output_root)
+    if is_remote(root):
+        update_collection(root, [join(result.output_dir, item_name(result.output_dir))])
+    else:
+        update_collection(root, [Path(result.output_dir) / item_name(result.output_dir)])
+
+
+def _process_to_remote(l1c_href: str | os.PathLike[str], output_root: str, config: ProcessingConfig,
+                       progress: Callable[[str], None] | None, time_budget_s: float | None,
+                       tile_blocks: int | None) -> L2AResult:  # fmt: skip
+    """:func:`process_product` to object storage: built in a local temporary folder, then uploaded, item last,
+    and added to the collection at ``output_root``.
+
+    A product whose item is already in the bucket is skipped (its figures read from its
+    ``L2A_SUMMARY.json``) unless ``config.overwrite``.
+
+    Raises
+    ------
+    ConfigurationError
+        The SAFE layout was asked for (it is written to local folders only), or the root
+        is not ``s3://``.
+    """
+    if config.format != "cog":
+        raise ConfigurationError(f"{output_root}: the SAFE layout is written to a local folder only; "
+                                 "object storage takes the COG + STAC layout (--format cog)")  # fmt: skip
+    output_objects(output_root)  # an http(s) root fails here, before any work
+    product = open_product(l1c_href, config)
+    final = join(output_root, output_dir(product, "", config.format).as_posix())
+    if not config.overwrite and published(final):
+        summary = read_json(join(final, SUMMARY_NAME)) or {}
+        skipped = L2AResult(product.product_id, l2a_id(product), final, "skipped",
+                            summary.get("class_percentages", {}), summary.get("atmosphere", {}), {}, ())  # fmt: skip
+        _join_collection(output_root, skipped, config)
+        return skipped
+    # Built where a local run builds (a temporary folder, removed whatever happens), then uploaded.
+    with tempfile.TemporaryDirectory(prefix="sen2core-upload-") as local:
+        result = process_product(l1c_href, local, replace(config, overwrite=True), progress, time_budget_s,
+                                 tile_blocks)  # fmt: skip
+        upload_product(Path(result.output_dir), final)
+    result = replace(result, output_dir=final)
+    _join_collection(output_root, result, config)
+    return result

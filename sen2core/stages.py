@@ -66,6 +66,7 @@ from sen2core.io.lazy import (
 )
 from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.scl_legend import SCL_CLASSES
+from sen2core.io.stac import COLLECTION_NAME
 from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
@@ -1068,6 +1069,9 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
     for folder in (_BANDS, _SCREENING, _ATMOSPHERE, _DONE):
         shutil.rmtree(os.path.join(plan.work, folder), ignore_errors=True)
     product = replace(product, summary=summary)
-    files = write_product(product, Path(plan.final), plan.config.format, staged=Path(plan.work))
+    # The item joins the collection at the output root (which the CLI and the flows update next).
+    collection = os.path.relpath(Path(plan.output_root) / COLLECTION_NAME, plan.final).replace(os.sep, "/")
+    files = write_product(product, Path(plan.final), plan.config.format, staged=Path(plan.work),
+                          collection_href=collection)  # fmt: skip
     return L2AResult(plan.product_id, plan.l2a_id, plan.final, "done", percentages, atmosphere, dict(seconds or {}),
                      tuple(files))  # fmt: skip

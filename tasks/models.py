@@ -159,7 +159,8 @@ class L1CRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     href: str
-    """SAFE folder, ``.SAFE.zip`` or ``MTD_MSIL1C.xml``: what :func:`sen2core.pipeline.process_product` takes."""
+    """SAFE folder, ``.SAFE.zip``, ``MTD_MSIL1C.xml`` or AWS tile folder, local or ``s3://`` / ``http(s)://``:
+    what :func:`sen2core.pipeline.process_product` takes."""
     product_id: str
     tile: str | None = None
     sensing_time: dt.datetime | None = None

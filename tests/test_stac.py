@@ -304,3 +304,107 @@ def test_collection_grows_atomically_with_concurrent_writers(product: Processed,
     again = root2 / links[0]["href"]
     update_collection(root2, [again])
     assert len([ln for ln in json.loads(path.read_text())["links"] if ln["rel"] == "item"]) == 24
+
+
+# ------------------------------------------------------------------- loading with the STAC tools, as documented
+
+
+def _clear_truth(product: Processed) -> dict[int, tuple[tuple[str, ...], dict[str, np.ndarray], np.ndarray]]:
+    """Per resolution: the bands, their true surface reflectance, and the clear-land pixels compared."""
+    with rasterio.open(product.folder / "SCL_20m.tif") as ds:
+        scl20 = ds.read(1)
+    with rasterio.open(product.truth / "SCL_20m.tif") as ds:
+        clear20 = _clear_land(ds.read(1), scl20, 10)
+    clear10 = np.repeat(np.repeat(clear20, 2, axis=0), 2, axis=1)
+    with rasterio.open(product.truth / "SR_20m.tif") as ds:
+        truth20 = {b: ds.read(SR_BANDS.index(b) + 1) for b in BANDS_20M}
+    with rasterio.open(product.truth / "SR_10m.tif") as ds:
+        truth10 = {b: ds.read(i + 1) for i, b in enumerate(BANDS_10M)}
+    assert clear20.sum() > 5000
+    return {10: (BANDS_10M, truth10, clear10), 20: (BANDS_20M, truth20, clear20)}
+
+
+def _check_reflectance(product: Processed, res: int, band: str, rho: np.ndarray, truth: np.ndarray,
+                       clear: np.ndarray) -> float:  # fmt: skip
+    """``rho`` is the stored band as reflectance (NaN = no data); returns its RMSE against the truth."""
+    with rasterio.open(product.folder / f"{band}_{res}m.tif") as ds:
+        dn = ds.read(1)
+    assert rho.shape == dn.shape == truth.shape
+    # Exactly DN * 0.0001 - 0.1 where there is data, NaN where there is none.
+    np.testing.assert_array_equal(np.isnan(rho), dn == 0)
+    np.testing.assert_allclose(rho[dn > 0], dn[dn > 0] * 1e-4 - 0.1, atol=1e-6)
+    return float(np.sqrt(np.nanmean((rho[clear] - truth[clear]) ** 2)))
+
+
+@pytest.mark.timeout(120)
+def test_sen2core_load_gives_reflectance_matching_truth(product: Processed) -> None:
+    import sen2core
+
+    rmse = {}
+    for res, (bands, truth, clear) in _clear_truth(product).items():
+        data = sen2core.load(product.item_path, bands, resolution=res, chunks={}).compute()
+        for b in bands:
+            rho = data[b].isel(time=0).values
+            assert rho.dtype == np.float32
+            rmse[b] = _check_reflectance(product, res, b, rho, truth[b], clear)
+    assert max(rmse.values()) <= 0.015, rmse
+
+
+@pytest.mark.timeout(120)
+def test_stackstac_rescale_gives_reflectance_matching_truth(product: Processed) -> None:
+    stackstac = pytest.importorskip("stackstac")
+    # stackstac opens asset hrefs as written: the item's are relative to its file.
+    item = pystac.Item.from_file(str(product.item_path)).make_asset_hrefs_absolute()
+    epsg = int(item.properties["proj:code"].split(":")[1])
+    rmse = {}
+    for res, (bands, truth, clear) in _clear_truth(product).items():
+        # The product's own grid (the item bbox, in lon/lat, would add a margin).
+        bounds = tuple(item.assets[bands[0]].extra_fields["proj:bbox"])
+        stack = stackstac.stack([item], assets=list(bands), epsg=epsg, resolution=res, bounds=bounds, rescale=True,
+                                dtype="float64", fill_value=np.nan).compute()  # fmt: skip
+        for b in bands:
+            rmse[b] = _check_reflectance(product, res, b, stack.sel(band=b).isel(time=0).values, truth[b], clear)
+    assert max(rmse.values()) <= 0.015, rmse
+
+
+def test_rioxarray_mask_and_scale_gives_reflectance_matching_truth(product: Processed) -> None:
+    rioxarray = pytest.importorskip("rioxarray")
+    rmse = {}
+    for res, (bands, truth, clear) in _clear_truth(product).items():
+        for b in bands:
+            with rioxarray.open_rasterio(product.folder / f"{b}_{res}m.tif", mask_and_scale=True) as da_:
+                rho = da_.isel(band=0).values
+            rmse[b] = _check_reflectance(product, res, b, rho, truth[b], clear)
+    assert max(rmse.values()) <= 0.015, rmse
+
+
+def test_item_names_its_collection_and_links_to_it(product: Processed) -> None:
+    item = json.loads(product.item_path.read_text())
+    assert item["collection"] == "sentinel-2-l2a-sen2core"
+    links = {ln["rel"]: ln["href"] for ln in item["links"]}
+    root = product.result.output_dir
+    collection = Path(root).parents[4] / COLLECTION_NAME
+    for rel in ("collection", "parent", "root"):
+        assert (product.folder / links[rel]).resolve() == collection.resolve()
+
+
+def test_stac_validator_passes_offline_on_item_and_collection(product: Processed, tmp_path: Path,
+                                                              no_network: None) -> None:  # fmt: skip
+    from pystac.validation.local_validator import get_local_schema_cache
+    from stac_validator.validate import StacValidate
+
+    from sen2core.io.stac import EXTENSION_BASE
+
+    schemas = Path(__file__).parents[1] / "sen2core" / "data" / "stac-schemas"
+    schema_map = {f"{EXTENSION_BASE}/{p.parent.parent.name}/{p.parent.name}/schema.json": str(p)
+                  for p in schemas.glob("*/*/schema.json")}  # fmt: skip
+    for i, (uri, schema) in enumerate(get_local_schema_cache().items()):
+        path = tmp_path / f"core-{i}.json"
+        path.write_text(json.dumps(schema))
+        schema_map[uri] = schema_map[uri + "#"] = str(path)
+    root = Path(product.result.output_dir).parents[4]
+    update_collection(root, [product.item_path])
+    for target in (product.item_path, root / COLLECTION_NAME):
+        validator = StacValidate(str(target), schema_map=schema_map)
+        assert validator.run(), validator.message
+        assert validator.message[0]["valid_stac"] is True

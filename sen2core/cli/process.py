@@ -52,25 +52,43 @@ class _Progress:
             self.bar.stop()
 
 
-def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bool:
+def _already_done(product: str, output_root: str, cfg: ProcessingConfig) -> bool:
     """Whether ``product``'s Level-2A output is already complete under ``output_root`` (its metadata only is read)."""
     from sen2core.io.product import open_l1c
+    from sen2core.io.remote import is_remote, join
+    from sen2core.io.remote_output import published
     from sen2core.package import is_done
     from sen2core.pipeline import output_dir
 
     l1c = open_l1c(product, tile=cfg.granule, chunk_m=cfg.chunk_m)
+    if is_remote(output_root):
+        return cfg.format == "cog" and published(join(output_root, output_dir(l1c, "", cfg.format).as_posix()))
     return is_done(output_dir(l1c, output_root, cfg.format))
 
 
+def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A local path that exists, or an ``s3://`` / ``http(s)://`` href (checked when it is opened)."""
+    from sen2core.io.remote import is_remote
+
+    if is_remote(value):
+        return value
+    if param.name == "product" and not Path(value).exists():
+        raise click.BadParameter(f"{value!r} does not exist (a local path, or an s3:// or https:// href)")
+    if param.name == "output_dir" and Path(value).is_file():
+        raise click.BadParameter(f"{value!r} is a file, not a folder")
+    return value
+
+
 @click.command("process")
-@click.argument("product", type=click.Path(exists=True, path_type=Path))
+@click.argument("product", callback=_location)
 @click.option(
     "--output-dir",
     "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("l2a"),
+    default="l2a",
+    callback=_location,
     show_default=True,
-    help="Root of the output tree ({tile}/{yyyy}/{mm}/{dd}/{l2a_id}/).",
+    help="Root of the output tree ({tile}/{yyyy}/{mm}/{dd}/{l2a_id}/): a folder, or s3://bucket/prefix "
+    "(COG layout).",
 )
 @click.option(
     "--resolution",
@@ -125,11 +143,12 @@ def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bo
 @click.option("--dashboard-address", default=None, envvar="SEN2CORE_DASK_DASHBOARD",
               help="With --workers: where the Dask dashboard listens [default: 127.0.0.1:0, loopback only].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
+def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
             tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
             as_json: bool) -> None:  # fmt: skip
-    """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
+    """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip, MTD_MSIL1C.xml or AWS tile folder; local, s3:// or
+    https://) to Level-2A."""
     import dataclasses
 
     from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
@@ -172,11 +191,6 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
         else:
             set_malloc_thresholds()
             result = process_product(product, output_dir, cfg, progress.stage, tile_blocks=tile_blocks)
-    if cfg.format == "cog" and result.status in ("done", "skipped"):
-        from sen2core.io.stac import update_collection
-        from sen2core.package import item_name
-
-        update_collection(output_dir, [Path(result.output_dir) / item_name(result.output_dir)])
     if as_json:
         from sen2core.io.jsonutil import strict_json_dumps
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -28,6 +29,7 @@ __all__ = [
     "free_bytes",
     "gdal_message",
     "is_disk_full",
+    "is_transient_http",
     "is_transient_os",
     "require_free",
     "write_failure",
@@ -105,6 +107,18 @@ def is_disk_full(exc: BaseException) -> bool:
 def is_transient_os(exc: BaseException) -> bool:
     """True if ``exc`` (or anything in its chain) is a system error of :data:`TRANSIENT_ERRNOS`."""
     return _matches(exc, TRANSIENT_ERRNOS, _TRANSIENT_TEXTS)
+
+
+#: GDAL's words (``/vsicurl/``, ``/vsis3/``) for a remote read that failed on a condition a later
+#: retry may not meet: a 429 or 5xx answer (after GDAL's own ``GDAL_HTTP_MAX_RETRY`` retries) or
+#: a timeout. A 403 or 404 is not among them.
+_TRANSIENT_HTTP_RE = re.compile(r"HTTP response code: (429|5\d\d)\b|Timeout was reached|Operation timed out|"
+                                r"Connection reset by peer", re.IGNORECASE)  # fmt: skip
+
+
+def is_transient_http(exc: BaseException) -> bool:
+    """True if GDAL's message for ``exc`` tells of a transient remote failure (429, 5xx, timeout)."""
+    return bool(_TRANSIENT_HTTP_RE.search(gdal_message(exc)))
 
 
 def free_bytes(path: str | os.PathLike[str]) -> int | None:

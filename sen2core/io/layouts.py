@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from sen2core.errors import BandReadError, InputProductError, MetadataError
+import rasterio
+
+from sen2core.errors import BandReadError, InputProductError, MetadataError, RemoteAccessError
 from sen2core.io import lazy
 from sen2core.io.manifest import parse_manifest
 from sen2core.io.metadata import (
@@ -39,11 +42,12 @@ from sen2core.io.product import (
     Layout,
     Product,
 )
-from sen2core.io.store import DirStore, ProductStore, ZipStore
+from sen2core.io.remote import RangeOpener, RemoteSettings, objects_for
+from sen2core.io.store import DirStore, ProductStore, RemoteStore, ZipStore
 from sen2core.io.tileinfo import parse_tile_info
 from sen2core.solar import reflectance_conversion_factor
 
-__all__ = ["open_location"]
+__all__ = ["open_location", "open_remote"]
 
 _USER_MTD_RE = re.compile(r"^(MTD_MSIL(1C|2A)|S2[A-D_]_(OPER|USER)_MTD_SAF(L1C|L2A)_.*)\.xml$", re.IGNORECASE)
 _TILE_RE = re.compile(r"_T(\d{2}[C-X][A-Z]{2})(?:_|\.|$)")
@@ -74,6 +78,51 @@ def open_location(path: Path, display: str, *, tile: str | None, chunk_m: float)
     if path.name == "tileInfo.json":
         return _open_aws(DirStore(path.parent), display, chunk_m=chunk_m)
     raise InputProductError(display, _NOT_A_PRODUCT)
+
+
+def open_remote(href: str, *, tile: str | None, chunk_m: float, settings: RemoteSettings) -> Product:
+    """Open the product at an ``s3://`` or ``http(s)://`` href, read in place.
+
+    The href is a SAFE folder, a ``.zip`` archive (read by range requests, rasters through
+    ``/vsizip/`` over ``/vsis3/`` or ``/vsicurl/``), an ``MTD_MSIL1C.xml`` /
+    ``MTD_MSIL2A.xml``, an AWS tile folder or its ``tileInfo.json``. The product's GDAL
+    options are ``settings``' (endpoint, addressing, requester-pays, retries).
+
+    Raises
+    ------
+    RemoteAccessError
+        The href (or the folder's metadata) does not exist (404) or is forbidden (403).
+    TransientIOError
+        The server kept failing after the retries.
+    InputProductError, MetadataError
+        As :func:`open_location`.
+    """
+    objects, key = objects_for(href, settings)
+    key = key.rstrip("/")
+    parent, _, name = key.rpartition("/")
+    # The AWS layout reads band headers while it opens: through GDAL with the same settings.
+    with rasterio.Env(**settings.gdal_options()):
+        if name.lower().endswith(".zip"):
+            size = objects.head(key)
+            if size is None:
+                raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
+            root_store, names = ZipStore.open(href, opener=RangeOpener(objects, key, size),
+                                              vsi=f"/vsizip/{objects.vsi(key)}")  # fmt: skip
+            product = _open_archive(root_store, names, href, tile=tile, chunk_m=chunk_m)
+        elif _USER_MTD_RE.match(name) or name == "tileInfo.json":
+            store = RemoteStore(objects, parent)
+            if not store.exists(name):
+                raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
+            product = _open_aws(store, href, chunk_m=chunk_m) if name == "tileInfo.json" else \
+                _open_safe(store, name, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+        else:
+            store = RemoteStore(objects, key)
+            if store.empty:
+                what = "no object under this prefix" if store.listable else \
+                    "no MTD_MSIL1C.xml, MTD_MSIL2A.xml, manifest.safe or tileInfo.json under this URL"
+                raise RemoteAccessError(href, f"HTTP 404: {what}", status=404)
+            product = _open_dir(store, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+    return replace(product, gdal_options=settings.gdal_options())
 
 
 def _looks_like_zip(path: Path) -> bool:
@@ -124,6 +173,11 @@ def _manifest_level(store: ProductStore, display: str) -> str | None:
 
 def _open_zip(path: Path, display: str, *, tile: str | None, chunk_m: float) -> Product:
     root_store, names = ZipStore.open(path)
+    return _open_archive(root_store, names, display, tile=tile, chunk_m=chunk_m)
+
+
+def _open_archive(root_store: ZipStore, names: list[str], display: str, *, tile: str | None,
+                  chunk_m: float) -> Product:
     candidates = []
     for n in names:
         parts = n.rstrip("/").split("/")

@@ -32,6 +32,7 @@ from sen2core.io.failures import (
     free_bytes,
     gdal_message,
     is_disk_full,
+    is_transient_http,
     is_transient_os,
     require_free,
 )
@@ -103,7 +104,7 @@ def read_header(path: str, *, product: str, band: str, display: str, gdal_option
 def _read_failure(exc: BaseException, product: str, what: str) -> Sen2CoreError:
     """The library error for a failed read: transient for a system error worth a retry, else BandReadError."""
     message = gdal_message(exc)
-    if is_transient_os(exc):
+    if is_transient_os(exc) or is_transient_http(exc):
         return TransientIOError(f"{product}: {what} ({message})")
     return BandReadError(product, f"{what} ({message})")
 

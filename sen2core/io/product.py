@@ -30,7 +30,7 @@ import numpy as np
 from affine import Affine
 from numpy.typing import NDArray
 
-from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning
+from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning, RemoteAccessError
 from sen2core.io import lazy
 from sen2core.io.metadata import (
     BAND_IDS,
@@ -46,6 +46,7 @@ from sen2core.io.metadata import (
     UserProductMetadata,
     normalize_band,
 )
+from sen2core.io.remote import RemoteSettings, is_remote
 from sen2core.io.store import ProductStore
 from sen2core.kernels.angles import circular_mean, fill_nan_nearest, merge_detector_grids, utm_to_lonlat
 from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_nearest
@@ -694,7 +695,8 @@ def open_product(href: str | os.PathLike[str], *, tile: str | None = None, chunk
     ----------
     href
         A SAFE directory, a ``.SAFE.zip`` archive, the path of ``MTD_MSIL1C.xml`` /
-        ``MTD_MSIL2A.xml``, or an AWS tile folder (or its ``tileInfo.json``).
+        ``MTD_MSIL2A.xml``, or an AWS tile folder (or its ``tileInfo.json``); local, or
+        an ``s3://`` / ``http(s)://`` href read in place (see :mod:`sen2core.io.remote`).
     tile
         MGRS tile to use when an old multi-granule product holds several (``"32TQM"``).
     chunk_m
@@ -708,6 +710,10 @@ def open_product(href: str | os.PathLike[str], *, tile: str | None = None, chunk
     ------
     InputProductError
         If ``href`` does not exist or is not a Sentinel-2 product.
+    RemoteAccessError
+        A remote href, or a file its metadata names, is missing (404) or forbidden (403).
+    TransientIOError
+        A remote server kept failing (5xx, timeouts) after the retries.
     MetadataError
         If required metadata is missing, malformed, truncated or unsafe.
 
@@ -719,16 +725,23 @@ def open_product(href: str | os.PathLike[str], *, tile: str | None = None, chunk
     if chunk_m <= 0:
         raise ValueError(f"chunk_m must be positive, got {chunk_m!r}")
     display = os.fspath(href)
-    path = Path(display).expanduser()
-    if not path.exists():
-        raise InputProductError(display, "no such file or directory")
     # Imported here: the layout adapters build Product objects, so they import this module.
-    from sen2core.io.layouts import open_location
+    from sen2core.io.layouts import open_location, open_remote
 
-    try:
-        product = open_location(path, display, tile=tile, chunk_m=chunk_m)
-    except OSError as exc:
-        raise InputProductError(display, f"cannot read product files ({exc})") from exc
+    if is_remote(display):
+        try:
+            product = open_remote(display, tile=tile, chunk_m=chunk_m, settings=RemoteSettings.from_env())
+        except FileNotFoundError as exc:
+            # A file the metadata names but the server does not have.
+            raise RemoteAccessError(str(exc), "HTTP 404: no such object", status=404) from None
+    else:
+        path = Path(display).expanduser()
+        if not path.exists():
+            raise InputProductError(display, "no such file or directory")
+        try:
+            product = open_location(path, display, tile=tile, chunk_m=chunk_m)
+        except OSError as exc:
+            raise InputProductError(display, f"cannot read product files ({exc})") from exc
     for message in product.warnings:
         _warnings.warn(f"{product.product_id}: {message}", MetadataWarning, stacklevel=2)
     log.debug("opened %s (%s, %s) from %s", product.product_id, product.level, product.layout, display)

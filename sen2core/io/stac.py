@@ -24,7 +24,10 @@ import functools
 import json
 import math
 import os
+import posixpath
+import random
 import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,12 +50,14 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 
 from sen2core import __version__
-from sen2core.errors import OutputError
+from sen2core.errors import OutputError, RemoteAccessError
 from sen2core.io.checksums import FileDigest
 from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.metadata import GeoBox
 from sen2core.io.product import Product
+from sen2core.io.remote import is_remote
+from sen2core.io.remote_output import output_objects
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.write import RasterSpec
 from sen2core.kernels.angles import circular_mean
@@ -105,9 +110,9 @@ _LAYERS: Mapping[str, tuple[str, tuple[str, ...], str | None]] = {
     "AOT": ("Aerosol optical thickness at 550 nm (AOT)", ("data",), None),
     "WVP": ("Water vapour column (WVP)", ("data",), "cm"),
     "TCI": ("True colour image (TCI)", ("visual", "overview"), None),
-    "MSK_CLDPRB": ("Cloud probability (MSK_CLDPRB)", ("data", "cloud"), "%"),
-    "MSK_SNWPRB": ("Snow probability (MSK_SNWPRB)", ("data", "snow-ice"), "%"),
-    "CLD_PROB_CALIBRATED": ("Calibrated cloud probability", ("data", "cloud"), "%"),
+    "MSK_CLDPRB": ("Cloud confidence, Sen2Cor's (MSK_CLDPRB)", ("data", "cloud"), "%"),
+    "MSK_SNWPRB": ("Snow confidence, Sen2Cor's (MSK_SNWPRB)", ("data", "snow-ice"), "%"),
+    "CLD_PROB_CALIBRATED": ("Calibrated cloud probability (CLD_PROB_CALIBRATED)", ("data", "cloud"), "%"),
 }
 #: TCI bands in file order.
 _TCI_BANDS = ("B04", "B03", "B02")
@@ -281,6 +286,7 @@ def build_item(
     files: Sequence[FileAsset],
     digests: Mapping[str, FileDigest],
     processed: dt.datetime | None = None,
+    collection_href: str | None = None,
 ) -> pystac.Item:
     """The STAC item of a finished COG product.
 
@@ -299,6 +305,10 @@ def build_item(
         File name -> checksum and size; every asset must have one.
     processed
         Processing time (default: now).
+    collection_href
+        Where the item's collection (:func:`update_collection`) is, relative to the item: the
+        item then names it (``collection``: :data:`COLLECTION_ID`) and links to it as its
+        ``collection``, ``parent`` and ``root``.
 
     Returns
     -------
@@ -409,6 +419,11 @@ def build_item(
         asset = pystac.Asset(href=f.href, title=f.title, media_type=f.media_type, roles=list(f.roles))
         item.add_asset(f.key, asset)
         checksum(asset, f.href)
+    if collection_href is not None:
+        item.collection_id = COLLECTION_ID
+        title = "Sentinel-2 Level-2A (sen2core)"
+        for rel in ("collection", "parent", "root"):
+            item.add_link(pystac.Link(rel, collection_href, media_type=pystac.MediaType.JSON, title=title))
     return item
 
 
@@ -627,13 +642,61 @@ def _merge_item(coll: dict[str, Any], item: Mapping[str, Any], href: str) -> Non
     coll["links"] = [ln for ln in links if ln.get("rel") != "item"] + items
 
 
-def update_collection(output_root: str | Path, item_paths: Sequence[str | Path]) -> Path:
+#: Attempts of a conditional collection write before giving up (each loses only to another writer's success).
+COLLECTION_WRITE_ATTEMPTS = 20
+
+
+def _update_remote_collection(root: str, item_hrefs: Sequence[str]) -> str:
+    """:func:`update_collection` on object storage: read with its ETag, merge, write only if unchanged.
+
+    The write is conditional (``If-Match`` the ETag read, ``If-None-Match: *`` when there was
+    no collection): when another writer updated it in between, the write is refused (412)
+    and the merge is done again on the new content, so no writer loses another's items.
+    """
+    objects, key = output_objects(root)
+    items = []
+    for href in item_hrefs:
+        item_objects, item_key = output_objects(href)
+        got = item_objects.get_with_etag(item_key)
+        if got is None:
+            raise OutputError(f"{href}: no STAC item there")
+        try:
+            items.append((json.loads(got[0]), item_key))
+        except ValueError as exc:
+            raise OutputError(f"{href}: cannot read the STAC item: {exc}") from exc
+    coll_key = f"{key}/{COLLECTION_NAME}" if key else COLLECTION_NAME
+    href = objects.href(coll_key)
+    for attempt in range(COLLECTION_WRITE_ATTEMPTS):
+        got = objects.get_with_etag(coll_key)
+        try:
+            coll = json.loads(got[0]) if got is not None else _new_collection()
+        except ValueError as exc:
+            raise OutputError(f"{href}: existing collection is not valid JSON: {exc}") from exc
+        for item, item_key in items:
+            rel = posixpath.relpath(item_key, key or ".")
+            _merge_item(coll, item, rel if rel.startswith("../") else f"./{rel}")
+        body = strict_json_dumps(coll, indent=1, ensure_ascii=False).encode("utf-8")
+        try:
+            objects.put(coll_key, body, content_type="application/json",
+                        if_match=got[1] if got is not None else None, if_none_match=got is None)  # fmt: skip
+            return href
+        except RemoteAccessError as exc:
+            if exc.status not in (409, 412):
+                raise OutputError(f"{href}: cannot write the collection: {exc}") from None
+            # Another writer got there first: read its version and merge again.
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise OutputError(f"{href}: collection still changed by other writers after {COLLECTION_WRITE_ATTEMPTS} attempts")
+
+
+def update_collection(output_root: str | Path, item_paths: Sequence[str | Path]) -> Path | str:
     """Create or update ``collection.json`` at ``output_root`` with the items at ``item_paths``.
 
     The extent grows to cover the items and each gets one relative ``item`` link. Callers
     in several processes may run at once: an exclusive ``fcntl`` lock on a lock file
     beside the collection serialises the read-modify-write, and the new collection
     replaces the old in one ``os.replace`` (readers see the old or the new file whole).
+    On object storage (``s3://`` root and item hrefs) the write is conditional on the
+    ETag read instead, and redone on a fresh read when another writer came first.
 
     Parameters
     ----------
@@ -644,14 +707,16 @@ def update_collection(output_root: str | Path, item_paths: Sequence[str | Path])
 
     Returns
     -------
-    Path
-        The collection file.
+    Path or str
+        The collection file (its href on object storage).
 
     Raises
     ------
     OutputError
         An item cannot be read, or the collection cannot be written.
     """
+    if is_remote(os.fspath(output_root)):
+        return _update_remote_collection(os.fspath(output_root), [os.fspath(p) for p in item_paths])
     root = Path(output_root)
     root.mkdir(parents=True, exist_ok=True)
     items = []
