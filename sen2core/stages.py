@@ -309,6 +309,10 @@ def plan_product(
     present = [b for b in INPUT_BANDS if b in product.band_files]
     # B08 is only corrected at 10 m, but decoded either way: once, by whole JPEG 2000 tiles.
     bands = tuple([*present, *(b for b in ("B08",) if b in product.band_files)])
+    for b in bands:
+        # Headers only: a band of the wrong size (a crop) or not the product's file is refused
+        # here, by name, before a work folder exists.
+        product.band_source(b)
     wr = config.working_resolution
     gb = product.geobox(wr)
     grid = tuple(int(n) for n in product.toa("B04", wr).numblocks)

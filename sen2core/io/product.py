@@ -301,6 +301,14 @@ class Product:
             return lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
 
         if declared is not None and actual is not None and actual != declared:
+            try:
+                head = header()
+            except BandReadError:
+                head = None
+            if head is not None and head.shape != gb.shape:
+                # A readable raster of another pixel size (a crop, another tile's band): its pixel
+                # size is the clearer statement, whatever its byte size.
+                raise BandReadError(self.href, self._shape_problem(b, bf, head.shape, gb.shape))
             problem = _size_problem(self.store, bf.path, actual, declared, link, header)
             raise BandReadError(self.href, f"band {b}: {problem}")
         try:
@@ -311,12 +319,14 @@ class Product:
             raise BandReadError(self.href, f"band {b}: {bf.path} is a symbolic link to {link}, which is not a "
                                            f"readable raster ({_cause(exc)})") from None  # fmt: skip
         if head.shape != gb.shape:
-            raise BandReadError(
-                self.href,
-                f"band {b}: {bf.path} is {head.shape[0]}x{head.shape[1]} px, the tile grid at "
-                f"{bf.resolution} m is {gb.shape[0]}x{gb.shape[1]}",
-            )
+            raise BandReadError(self.href, self._shape_problem(b, bf, head.shape, gb.shape))
         return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), head.shape, head.block_rows)
+
+    def _shape_problem(self, band: str, bf: BandFile, shape: tuple[int, ...], grid: tuple[int, int]) -> str:
+        """The message for a band raster whose pixel size is not the one the metadata declares."""
+        source = "MTD_TL.xml" if self.tile_metadata is not None and self.tile_metadata.grids else "the tile metadata"
+        return (f"band {band}: {bf.path} is {shape[0]}x{shape[1]} px, but {source} declares "
+                f"{grid[0]}x{grid[1]} px at {bf.resolution} m: a crop or another file, not the band of this tile")
 
     def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
         """Lazy digital numbers of a band at its native resolution.
