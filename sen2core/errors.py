@@ -48,6 +48,10 @@ class BandReadError(InputProductError):
     """A band raster is missing, truncated or cannot be decoded."""
 
 
+class ChecksumError(InputProductError):
+    """A file of the product does not have the checksum its ``manifest.safe`` lists (damaged or replaced)."""
+
+
 class ConfigurationError(Sen2CoreError, ValueError):
     """Invalid configuration value or configuration file."""
 

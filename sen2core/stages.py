@@ -4,7 +4,9 @@
 its stages, in order (:meth:`ProductPlan.stages`):
 
 ``decode``
-    The Level-1C bands decoded once into uncompressed files in the work folder.
+    The input files checked against the checksums of ``manifest.safe`` (unless
+    ``verify_checksums`` is off), then the Level-1C bands decoded once into uncompressed
+    files in the work folder.
 ``screening``
     The scene classification (SCL, cloud and snow probabilities, cloud buffer) stored
     as a checkpoint, with the class counts of every chunk block.
@@ -57,6 +59,7 @@ from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import AEROSOL_MODELS, INTERMEDIATES, Atmosphere, AtmosphericCorrection, Scene, config_dict
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.dem import dem_info, dem_on_grid
+from sen2core.io.integrity import verify_checksums
 from sen2core.io.lazy import (
     CheckpointTarget,
     allocate_checkpoint,
@@ -132,6 +135,8 @@ ATMOSPHERE_LAYERS = ("aot", "water_vapour")
 SCL_COLOURS = {c.value: (*c.rgb, 255) for c in SCL_CLASSES}
 _BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", ".done"
 _COUNTS = "class_counts"
+#: Record of the checksum verification (decode) read by packaging.
+_INTEGRITY = "integrity.json"
 
 
 @dataclass(frozen=True)
@@ -384,19 +389,54 @@ def discard(plan: ProductPlan) -> None:
 
 
 def decode(plan: ProductPlan) -> StageDone:
-    """Decode the plan's bands into the work folder (by strips of whole JPEG 2000 tiles).
+    """Verify the input files, then decode the plan's bands into the work folder (by strips of whole
+    JPEG 2000 tiles).
 
     Raises
     ------
+    ChecksumError
+        An input file does not have the checksum ``manifest.safe`` lists.
     BandReadError
         A band cannot be decoded.
     OutputError
         The files cannot be written.
     """
     product = open_product(plan.l1c_href, plan.config)
-    product.keep_dn(plan.bands, os.path.join(plan.work, _BANDS))
+    inputs = _input_files(product, plan.bands)
+    if plan.config.verify_checksums:
+        checked = verify_checksums(product.store, product.href, product.manifest.checksums if product.manifest
+                                   else {}, inputs).to_dict()  # fmt: skip
+        log.info("%s: %d input file(s) match manifest.safe's checksums (%.1f MB in %.2f s)", plan.product_id,
+                 checked["files"], checked["bytes"] / 1e6, checked["seconds"])  # fmt: skip
+    else:
+        checked = {"skipped": "verify_checksums is off (--no-verify)", "unchecked": inputs}
+    kept = os.path.join(plan.work, _BANDS)
+    product.keep_dn(plan.bands, kept)
+    _write_json(os.path.join(kept, _INTEGRITY), checked)
     _mark(plan, "decode", plan.whole)
     return StageDone("decode", blocks=plan.grid[0] * plan.grid[1])
+
+
+def _input_files(product: Product, bands: tuple[str, ...]) -> list[str]:
+    """The product's files the processing reads: metadata, the bands of the plan."""
+    files = [m.source for m in (product.user_metadata, product.tile_metadata) if m is not None]
+    return files + [product.band_files[b].path for b in bands]
+
+
+def _write_json(path: str, value: Mapping[str, Any]) -> None:
+    """A small record of a stage for a later one (in the work folder)."""
+    try:
+        Path(path).write_text(json.dumps(value), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc})") from exc
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        value: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the record of an earlier stage ({exc})") from exc
+    return value
 
 
 def _mark(plan: ProductPlan, stage: str, tile: Tile) -> None:
@@ -1048,6 +1088,7 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         "dem": dem_info(plan.config.dem, inp.product.geobox(plan.config.working_resolution)).to_dict()
         if plan.config.dem else None,
     }  # fmt: skip
+    summary["input_checksums"] = _read_json(os.path.join(plan.work, _BANDS, _INTEGRITY))
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)
     # The graphs above read the checkpoints lazily: the staged rasters are all that packaging computes from.

@@ -114,6 +114,8 @@ def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bo
     help="BOA DN = rho*10000 as before processing baseline 04.00 (default: rho*10000 + 1000).",
 )
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Do not check the files read against the checksums of manifest.safe (for trusted archives).")
 @click.option(
     "--tile-blocks",
     type=click.IntRange(min=1),
@@ -127,7 +129,7 @@ def _already_done(product: Path, output_root: Path, cfg: ProcessingConfig) -> bo
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
-            tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
+            no_verify: bool, tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
             as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip or MTD_MSIL1C.xml) to Level-2A."""
     import dataclasses
@@ -156,6 +158,7 @@ def process(product: Path, output_dir: Path, resolution: str | None, fmt: str, s
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
         correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
+        verify_checksums=not no_verify,
     )  # fmt: skip
     if workers and not overwrite and _already_done(product, output_dir, cfg):
         # Starting N worker processes costs seconds (26 s for `make demo` on a busy machine) to do nothing.

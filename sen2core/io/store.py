@@ -24,6 +24,7 @@ import posixpath
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -87,6 +88,10 @@ class ProductStore(Protocol):
 
     def link_target(self, rel: str) -> str | None:
         """Where a member that is a symbolic link leads (inside the product), or None."""
+        ...
+
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        """The content of a file of any size, ``size`` bytes at a time; ``FileNotFoundError`` if absent."""
         ...
 
 
@@ -167,6 +172,11 @@ class DirStore:
         if real == (self.root / _clean(rel)):
             return None
         return real.relative_to(self.root).as_posix()
+
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        with open(self._path(rel), "rb", buffering=0) as f:
+            while block := f.read(size):
+                yield block
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -281,3 +291,11 @@ class ZipStore:
     def link_target(self, rel: str) -> str | None:
         # Members are read as stored: GDAL's /vsizip/ and zipfile follow no links.
         return None
+
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        rel = self._member(rel)
+        if rel not in self._files:
+            raise FileNotFoundError(f"{self.display}/{rel}")
+        with zipfile.ZipFile(self.archive) as zf, zf.open(self.prefix + rel) as f:
+            while block := f.read(size):
+                yield block
