@@ -64,12 +64,16 @@ from sen2core.io.lazy import (
     CheckpointTarget,
     allocate_checkpoint,
     checkpoint_array,
+    cloud_mask_table,
+    kept_quality,
     load_checkpoint,
+    quality_grid,
 )
 from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
+from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
@@ -137,6 +141,10 @@ _BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", 
 _COUNTS = "class_counts"
 #: Record of the checksum verification (decode) read by packaging.
 _INTEGRITY = "integrity.json"
+#: Saturated or defective pixels of the L1C quality masks on the working grid (only when some are).
+_QUALITY_GRID = "QUALITY.npy"
+#: Record of what the quality masks flagged (decode), read by packaging.
+_QUALITY = "l1c_quality.json"
 
 
 @dataclass(frozen=True)
@@ -402,7 +410,8 @@ def decode(plan: ProductPlan) -> StageDone:
         The files cannot be written.
     """
     product = open_product(plan.l1c_href, plan.config)
-    inputs = _input_files(product, plan.bands)
+    use_masks = plan.config.classification.handle_l1c_quality_mask
+    inputs = _input_files(product, plan.bands, use_masks)
     if plan.config.verify_checksums:
         checked = verify_checksums(product.store, product.href, product.manifest.checksums if product.manifest
                                    else {}, inputs).to_dict()  # fmt: skip
@@ -411,16 +420,42 @@ def decode(plan: ProductPlan) -> StageDone:
     else:
         checked = {"skipped": "verify_checksums is off (--no-verify)", "unchecked": inputs}
     kept = os.path.join(plan.work, _BANDS)
-    product.keep_dn(plan.bands, kept)
+    product.keep_dn(plan.bands, kept, quality=use_masks)
     _write_json(os.path.join(kept, _INTEGRITY), checked)
+    wr = plan.config.working_resolution
+    quality_grid(kept, {b: product.band_resolution(b) for b in plan.bands}, wr, product.geobox(wr).shape,
+                 os.path.join(kept, _QUALITY_GRID))  # fmt: skip
+    _write_json(os.path.join(kept, _QUALITY), _quality_record(product, plan.bands, kept, use_masks))
     _mark(plan, "decode", plan.whole)
     return StageDone("decode", blocks=plan.grid[0] * plan.grid[1])
 
 
-def _input_files(product: Product, bands: tuple[str, ...]) -> list[str]:
-    """The product's files the processing reads: metadata, the bands of the plan."""
+def _input_files(product: Product, bands: tuple[str, ...], masks: bool) -> list[str]:
+    """The product's files the processing reads: metadata, the bands of the plan, their quality
+    masks and ESA's cloud mask (with ``masks``)."""
     files = [m.source for m in (product.user_metadata, product.tile_metadata) if m is not None]
-    return files + [product.band_files[b].path for b in bands]
+    files += [product.band_files[b].path for b in bands]
+    if masks:
+        files += [f for f in (*(product.quality_mask_file(b) for b in bands), product.cloud_mask_file()) if f]
+    return files
+
+
+def _quality_record(product: Product, bands: tuple[str, ...], kept: str, used: bool) -> dict[str, Any]:
+    """What the L1C quality masks flagged, per band and layer (for the summary)."""
+    if not used:
+        return {"source": None, "note": "not read: Handle_L1C_QLT_Mask is off"}
+    counts = {}
+    for b in bands:
+        record = kept_quality(kept, b)
+        if record is not None:
+            counts[b] = {name: int(n) for name, n in zip(QUALITY_LAYERS.values(), record[0], strict=True)}
+    if counts:
+        return {"source": "MSK_QUALIT", "flagged_pixels": counts,
+                "bands_without_mask": [b for b in bands if b not in counts]}  # fmt: skip
+    legacy = product.legacy_quality_masks()
+    note = (f"GML masks of a product before processing baseline 04.00 ({len(legacy)} files) are not read: "
+            "saturation from DN 65535 only" if legacy else "no MSK_QUALIT masks: saturation from DN 65535 only")
+    return {"source": None, "note": note}
 
 
 def _write_json(path: str, value: Mapping[str, Any]) -> None:
@@ -483,6 +518,8 @@ class _Inputs:
     view_8a: tuple[da.Array, da.Array]
     dem_km: da.Array | None
     elevation_km: da.Array
+    quality: da.Array | None = None
+    """Saturated or defective pixels of the L1C quality masks on the working grid (None: none flagged)."""
 
 
 def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], ...]) -> tuple[float, int] | None:
@@ -520,10 +557,12 @@ def _inputs(plan: ProductPlan) -> _Inputs:
         dem_km = da.clip(da.where(da.isfinite(dem_m), dem_m, 0.0), -500.0, 9000.0) / 1000.0
     elev = dem_km if dem_km is not None else da.full(product.geobox(wr).shape, config.correction.elevation_km,
                                                      dtype=F32, chunks=toa["B04"].chunks)  # fmt: skip
+    quality_path = os.path.join(plan.work, _BANDS, _QUALITY_GRID)
+    quality = checkpoint_array(quality_path, toa["B04"].chunks, np.uint8) if os.path.exists(quality_path) else None
     return _Inputs(
         product, dn, toa, sza, saa, vza, vaa, product.sun_angles(geo[0], chunks=geo[1])[1] if geo else None,
         # Cloud shadows are projected with the per-pixel view geometry.
-        product.view_angles("B8A", wr), dem_km, elev,
+        product.view_angles("B8A", wr), dem_km, elev, quality,
     )  # fmt: skip
 
 
@@ -545,6 +584,7 @@ def _classification(plan: ProductPlan, inp: _Inputs, known: Totals, want: str | 
     res = classify(
         bands, inp.sun_zenith, inp.sun_azimuth, *inp.view_8a, resolution_m=plan.config.working_resolution,
         config=plan.config.classification, dem=None if inp.dem_km is None else inp.dem_km * 1000.0,
+        quality_mask=inp.quality,
         max_sun_zenith_deg=min(plan.sun[0] + 2.0, 89.0), private_bands=True, known=known, stored=stored_layers,
         want=want,
     )  # fmt: skip
@@ -1064,6 +1104,21 @@ def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int | None, 
 # ----------------------------------------------------------------------------- packaging
 
 
+def _cloud_mask_agreement(plan: ProductPlan, inp: _Inputs) -> dict[str, Any]:
+    """ESA's L1C cloud mask (``MSK_CLASSI_B00``) against the stored SCL: a sanity check for the summary."""
+    product = inp.product
+    rel = product.cloud_mask_file() if plan.config.classification.handle_l1c_quality_mask else None
+    if rel is None:
+        return {"source": None, "note": "no MSK_CLASSI_B00.jp2 (products before processing baseline 04.00)"}
+    scl = checkpoint_array(_path(plan, _SCREENING, "scl"), inp.toa["B04"].chunks, np.uint8)
+    table = cloud_mask_table(product.store.gdal_path(rel), scl, plan.config.working_resolution,
+                             product=product.href, display=f"{product.store.display}/{rel}",
+                             gdal_options=product.gdal_options).compute()  # fmt: skip
+    return {"source": "MSK_CLASSI_B00", **agreement_summary(table),
+            "table": {"rows": "L1C mask", "columns": "SCL", "categories": list(CLASSI_CATEGORIES),
+                      "counts": np.asarray(table).tolist()}}  # fmt: skip
+
+
 def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | None = None) -> L2AResult:
     """Encode the files not encoded yet, write metadata and the STAC item (or ``MTD_MSIL2A.xml``), publish.
 
@@ -1089,6 +1144,8 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         if plan.config.dem else None,
     }  # fmt: skip
     summary["input_checksums"] = _read_json(os.path.join(plan.work, _BANDS, _INTEGRITY))
+    summary["l1c_quality"] = _read_json(os.path.join(plan.work, _BANDS, _QUALITY))
+    summary["l1c_cloud_mask"] = _cloud_mask_agreement(plan, inp)
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)
     # The graphs above read the checkpoints lazily: the staged rasters are all that packaging computes from.
