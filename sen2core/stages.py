@@ -139,12 +139,13 @@ ATMOSPHERE_LAYERS = ("aot", "water_vapour")
 SCL_COLOURS = {c.value: (*c.rgb, 255) for c in SCL_CLASSES}
 _BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", ".done"
 _COUNTS = "class_counts"
-#: Record of the checksum verification (decode) read by packaging.
-_INTEGRITY = "integrity.json"
+#: Record of the checksum verification (decode) read by packaging (JSON; not named .json: only
+#: a published product has JSON files).
+_INTEGRITY = "integrity.record"
 #: Saturated or defective pixels of the L1C quality masks on the working grid (only when some are).
 _QUALITY_GRID = "QUALITY.npy"
 #: Record of what the quality masks flagged (decode), read by packaging.
-_QUALITY = "l1c_quality.json"
+_QUALITY = "l1c_quality.record"
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ def test_manifest_checksums_parsed_from_real_products() -> None:
 
     m = parse_manifest((T31TCJ["S2A"] / "manifest.safe").read_bytes(), product="S2A")
     assert len(m.checksums) == 59
-    assert m.checksums["MTD_MSIL1C.xml"] == ("SHA3-256", "838044850439f0b94037b105b4ba7fa920b5d130795bb9a8648ba443fd7d11ad")
+    digest = "838044850439f0b94037b105b4ba7fa920b5d130795bb9a8648ba443fd7d11ad"  # as listed, in lower case
+    assert m.checksums["MTD_MSIL1C.xml"] == ("SHA3-256", digest)
 
 
 @pytest.mark.parametrize("unit", sorted(T31TCJ))
@@ -331,3 +332,14 @@ def test_products_without_masks_keep_their_output(flagged_l1c: tuple[Path, dict]
     assert (scl_bare == scl_off).all() and not (scl_bare == 1).any()
     r, c = truth["lost_packet_pixels_10m"][0]
     assert scl_bare[r // 2, c // 2] != 0
+
+
+def test_flow_options_carry_no_verify() -> None:
+    from tasks.models import ProcessingOptions
+    from tasks.product import to_config
+
+    assert to_config(ProcessingOptions()).verify_checksums is True
+    assert to_config(ProcessingOptions(verify_checksums=False)).verify_checksums is False
+    for command in ("product", "ingest", "backfill"):
+        shown = CliRunner().invoke(main, ["flow", command, "--help"])
+        assert shown.exit_code == 0 and "--no-verify" in shown.output, command

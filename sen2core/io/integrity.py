@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ def _digest(store: ProductStore, product: str, rel: str, algorithm: str) -> tupl
     return h.hexdigest(), size
 
 
-def verify_checksums(store: ProductStore, product: str, checksums: dict[str, tuple[str, str]] | Any,
+def verify_checksums(store: ProductStore, product: str, checksums: Mapping[str, tuple[str, str]],
                      files: Sequence[str], *, workers: int = 2) -> Verification:  # fmt: skip
     """Check ``files`` (paths relative to the product root) against the manifest's checksums.
 

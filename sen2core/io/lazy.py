@@ -577,7 +577,8 @@ CLASSI_M = 60
 
 
 def _classi_block(scl: NDArray[np.uint8], *, path: str, grid_m: int, product: str, display: str,
-                  gdal_options: Mapping[str, str], block_info: dict[Any, Any] | None = None) -> NDArray[np.int64]:  # fmt: skip
+                  gdal_options: Mapping[str, str],
+                  block_info: dict[Any, Any] | None = None) -> NDArray[np.int64]:  # fmt: skip
     if block_info is None:
         raise TypeError("block functions run inside dask.array.map_blocks, which passes block_info")
     # The input's location: the output's last axes are the table's.
@@ -594,7 +595,9 @@ def _classi_block(scl: NDArray[np.uint8], *, path: str, grid_m: int, product: st
 
 def cloud_mask_table(path: str, scl: da.Array, grid_m: int, *, product: str, display: str,
                      gdal_options: Mapping[str, str]) -> da.Array:  # fmt: skip
-    """Lazy ``(3, 3)`` table of ESA's L1C cloud mask against ``scl`` (:func:`~sen2core.kernels.quality.classi_agreement`).
+    """Lazy ``(3, 3)`` table of ESA's L1C cloud mask against ``scl``.
+
+    As :func:`~sen2core.kernels.quality.classi_agreement` gives it.
 
     Each block of ``scl`` (on a grid of ``grid_m``: 20 or 60 m) reads the window of the
     60 m mask under it.
@@ -635,7 +638,8 @@ def _write_quality(path: str, parts: list[StripQuality], shape: tuple[int, int])
         raise OutputError(f"{path}: cannot keep the quality mask record ({exc})") from exc
 
 
-def kept_quality(folder: str | os.PathLike[str], band: str) -> tuple[NDArray[np.int64], NDArray[np.uint8] | None] | None:
+def kept_quality(folder: str | os.PathLike[str],
+                 band: str) -> tuple[NDArray[np.int64], NDArray[np.uint8] | None] | None:  # fmt: skip
     """The quality record :func:`decode_to_files` kept for ``band``: layer counts and packed class-1 flags.
 
     None when the band was read without a quality mask.
