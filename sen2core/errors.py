@@ -64,6 +64,10 @@ class RemoteAccessError(InputProductError):
         return (type(self), (self.product, self.problem, self.status))
 
 
+class ChecksumError(InputProductError):
+    """A file of the product does not have the checksum its ``manifest.safe`` lists (damaged or replaced)."""
+
+
 class ConfigurationError(Sen2CoreError, ValueError):
     """Invalid configuration value or configuration file."""
 

@@ -54,6 +54,9 @@ class ProcessingConfig:
     """BOA ``DN = rho * 10000`` as before processing baseline 04.00 (default: ``rho * 10000 + 1000``)."""
     granule: str | None = None
     """MGRS tile of the granule to process in an old multi-granule product (default: the first)."""
+    verify_checksums: bool = True
+    """Check every input file read against the checksum ``manifest.safe`` lists for it before
+    decoding (:mod:`sen2core.io.integrity`); False for trusted archives."""
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):
             raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")

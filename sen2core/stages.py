@@ -4,7 +4,9 @@
 its stages, in order (:meth:`ProductPlan.stages`):
 
 ``decode``
-    The Level-1C bands decoded once into uncompressed files in the work folder.
+    The input files checked against the checksums of ``manifest.safe`` (unless
+    ``verify_checksums`` is off), then the Level-1C bands decoded once into uncompressed
+    files in the work folder.
 ``screening``
     The scene classification (SCL, cloud and snow probabilities, cloud buffer) stored
     as a checkpoint, with the class counts of every chunk block.
@@ -58,11 +60,15 @@ from sen2core.correction import AEROSOL_MODELS, INTERMEDIATES, Atmosphere, Atmos
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.auxdata import AuxiliaryData, read_product_auxiliary
 from sen2core.io.dem import dem_info, dem_on_grid
+from sen2core.io.integrity import verify_checksums
 from sen2core.io.lazy import (
     CheckpointTarget,
     allocate_checkpoint,
     checkpoint_array,
+    cloud_mask_table,
+    kept_quality,
     load_checkpoint,
+    quality_grid,
 )
 from sen2core.io.product import Product, granule_tiles, open_l1c
 from sen2core.io.scl_legend import SCL_CLASSES
@@ -70,6 +76,7 @@ from sen2core.io.stac import COLLECTION_NAME
 from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
+from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
@@ -135,6 +142,13 @@ ATMOSPHERE_LAYERS = ("aot", "water_vapour")
 SCL_COLOURS = {c.value: (*c.rgb, 255) for c in SCL_CLASSES}
 _BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", ".done"
 _COUNTS = "class_counts"
+#: Record of the checksum verification (decode) read by packaging (JSON; not named .json: only
+#: a published product has JSON files).
+_INTEGRITY = "integrity.record"
+#: Saturated or defective pixels of the L1C quality masks on the working grid (only when some are).
+_QUALITY_GRID = "QUALITY.npy"
+#: Record of what the quality masks flagged (decode), read by packaging.
+_QUALITY = "l1c_quality.record"
 
 
 @dataclass(frozen=True)
@@ -314,6 +328,10 @@ def plan_product(
     present = [b for b in INPUT_BANDS if b in product.band_files]
     # B08 is only corrected at 10 m, but decoded either way: once, by whole JPEG 2000 tiles.
     bands = tuple([*present, *(b for b in ("B08",) if b in product.band_files)])
+    for b in bands:
+        # Headers only: a band of the wrong size (a crop) or not the product's file is refused
+        # here, by name, before a work folder exists.
+        product.band_source(b)
     wr = config.working_resolution
     gb = product.geobox(wr)
     grid = tuple(int(n) for n in product.toa("B04", wr).numblocks)
@@ -385,19 +403,81 @@ def discard(plan: ProductPlan) -> None:
 
 
 def decode(plan: ProductPlan) -> StageDone:
-    """Decode the plan's bands into the work folder (by strips of whole JPEG 2000 tiles).
+    """Verify the input files, then decode the plan's bands into the work folder (by strips of whole
+    JPEG 2000 tiles).
 
     Raises
     ------
+    ChecksumError
+        An input file does not have the checksum ``manifest.safe`` lists.
     BandReadError
         A band cannot be decoded.
     OutputError
         The files cannot be written.
     """
     product = open_product(plan.l1c_href, plan.config)
-    product.keep_dn(plan.bands, os.path.join(plan.work, _BANDS))
+    use_masks = plan.config.classification.handle_l1c_quality_mask
+    inputs = _input_files(product, plan.bands, use_masks)
+    if plan.config.verify_checksums:
+        checked = verify_checksums(product.store, product.href, product.manifest.checksums if product.manifest
+                                   else {}, inputs).to_dict()  # fmt: skip
+        log.info("%s: %d input file(s) match manifest.safe's checksums (%.1f MB in %.2f s)", plan.product_id,
+                 checked["files"], checked["bytes"] / 1e6, checked["seconds"])  # fmt: skip
+    else:
+        checked = {"skipped": "verify_checksums is off (--no-verify)", "unchecked": inputs}
+    kept = os.path.join(plan.work, _BANDS)
+    product.keep_dn(plan.bands, kept, quality=use_masks)
+    _write_json(os.path.join(kept, _INTEGRITY), checked)
+    wr = plan.config.working_resolution
+    quality_grid(kept, {b: product.band_resolution(b) for b in plan.bands}, wr, product.geobox(wr).shape,
+                 os.path.join(kept, _QUALITY_GRID))  # fmt: skip
+    _write_json(os.path.join(kept, _QUALITY), _quality_record(product, plan.bands, kept, use_masks))
     _mark(plan, "decode", plan.whole)
     return StageDone("decode", blocks=plan.grid[0] * plan.grid[1])
+
+
+def _input_files(product: Product, bands: tuple[str, ...], masks: bool) -> list[str]:
+    """The product's files the processing reads: metadata, the bands of the plan, their quality
+    masks and ESA's cloud mask (with ``masks``)."""
+    files = [m.source for m in (product.user_metadata, product.tile_metadata) if m is not None]
+    files += [product.band_files[b].path for b in bands]
+    if masks:
+        files += [f for f in (*(product.quality_mask_file(b) for b in bands), product.cloud_mask_file()) if f]
+    return files
+
+
+def _quality_record(product: Product, bands: tuple[str, ...], kept: str, used: bool) -> dict[str, Any]:
+    """What the L1C quality masks flagged, per band and layer (for the summary)."""
+    if not used:
+        return {"source": None, "note": "not read: Handle_L1C_QLT_Mask is off"}
+    counts = {}
+    for b in bands:
+        record = kept_quality(kept, b)
+        if record is not None:
+            counts[b] = {name: int(n) for name, n in zip(QUALITY_LAYERS.values(), record[0], strict=True)}
+    if counts:
+        return {"source": "MSK_QUALIT", "flagged_pixels": counts,
+                "bands_without_mask": [b for b in bands if b not in counts]}  # fmt: skip
+    legacy = product.legacy_quality_masks()
+    note = (f"GML masks of a product before processing baseline 04.00 ({len(legacy)} files) are not read: "
+            "saturation from DN 65535 only" if legacy else "no MSK_QUALIT masks: saturation from DN 65535 only")
+    return {"source": None, "note": note}
+
+
+def _write_json(path: str, value: Mapping[str, Any]) -> None:
+    """A small record of a stage for a later one (in the work folder)."""
+    try:
+        Path(path).write_text(json.dumps(value), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc})") from exc
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        value: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the record of an earlier stage ({exc})") from exc
+    return value
 
 
 def _mark(plan: ProductPlan, stage: str, tile: Tile) -> None:
@@ -448,6 +528,8 @@ class _Inputs:
     elevation with the surface pressure when the L1C has the ECMWF sea-level pressure."""
     sources: dict[str, str]
     """``ELEVATION_SOURCE`` (DEM or CONFIG) and ``PRESSURE_SOURCE`` (ECMWF or STANDARD)."""
+    quality: da.Array | None = None
+    """Saturated or defective pixels of the L1C quality masks on the working grid (None: none flagged)."""
 
 
 def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], ...]) -> tuple[float, int] | None:
@@ -492,10 +574,12 @@ def _inputs(plan: ProductPlan) -> _Inputs:
         elev = da.map_blocks(lambda z: pressure_elevation_km(z, msl).astype(F32), elev, dtype=F32)
     sources = {"ELEVATION_SOURCE": "DEM" if dem_km is not None else "CONFIG",
                "PRESSURE_SOURCE": "STANDARD" if msl is None else "ECMWF"}  # fmt: skip
+    quality_path = os.path.join(plan.work, _BANDS, _QUALITY_GRID)
+    quality = checkpoint_array(quality_path, toa["B04"].chunks, np.uint8) if os.path.exists(quality_path) else None
     return _Inputs(
         product, dn, toa, sza, saa, vza, vaa, product.sun_angles(geo[0], chunks=geo[1])[1] if geo else None,
         # Cloud shadows are projected with the per-pixel view geometry.
-        product.view_angles("B8A", wr), dem_km, elev, sources,
+        product.view_angles("B8A", wr), dem_km, elev, sources, quality,
     )  # fmt: skip
 
 
@@ -517,6 +601,7 @@ def _classification(plan: ProductPlan, inp: _Inputs, known: Totals, want: str | 
     res = classify(
         bands, inp.sun_zenith, inp.sun_azimuth, *inp.view_8a, resolution_m=plan.config.working_resolution,
         config=plan.config.classification, dem=None if inp.dem_km is None else inp.dem_km * 1000.0,
+        quality_mask=inp.quality,
         max_sun_zenith_deg=min(plan.sun[0] + 2.0, 89.0), private_bands=True, known=known, stored=stored_layers,
         want=want,
     )  # fmt: skip
@@ -1037,6 +1122,21 @@ def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int | None, 
 # ----------------------------------------------------------------------------- packaging
 
 
+def _cloud_mask_agreement(plan: ProductPlan, inp: _Inputs) -> dict[str, Any]:
+    """ESA's L1C cloud mask (``MSK_CLASSI_B00``) against the stored SCL: a sanity check for the summary."""
+    product = inp.product
+    rel = product.cloud_mask_file() if plan.config.classification.handle_l1c_quality_mask else None
+    if rel is None:
+        return {"source": None, "note": "no MSK_CLASSI_B00.jp2 (products before processing baseline 04.00)"}
+    scl = checkpoint_array(_path(plan, _SCREENING, "scl"), inp.toa["B04"].chunks, np.uint8)
+    table = cloud_mask_table(product.store.gdal_path(rel), scl, plan.config.working_resolution,
+                             product=product.href, display=f"{product.store.display}/{rel}",
+                             gdal_options=product.gdal_options).compute()  # fmt: skip
+    return {"source": "MSK_CLASSI_B00", **agreement_summary(table),
+            "table": {"rows": "L1C mask", "columns": "SCL", "categories": list(CLASSI_CATEGORIES),
+                      "counts": np.asarray(table).tolist()}}  # fmt: skip
+
+
 def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | None = None) -> L2AResult:
     """Encode the files not encoded yet, write metadata and the STAC item (or ``MTD_MSIL2A.xml``), publish.
 
@@ -1063,6 +1163,9 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
         # The L1C's CAMS / ECMWF files and their tile means: inputs like the DEM and the LUT.
         "auxiliary_data": plan.aux.to_dict() if plan.aux is not None else None,
     }  # fmt: skip
+    summary["input_checksums"] = _read_json(os.path.join(plan.work, _BANDS, _INTEGRITY))
+    summary["l1c_quality"] = _read_json(os.path.join(plan.work, _BANDS, _QUALITY))
+    summary["l1c_cloud_mask"] = _cloud_mask_agreement(plan, inp)
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)
     # The graphs above read the checkpoints lazily: the staged rasters are all that packaging computes from.

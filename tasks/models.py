@@ -203,6 +203,9 @@ class ProcessingOptions(BaseModel):
     """Split each product's stages into processing tiles of this many chunk blocks (18.3 km) a side: one
     task per tile and stage (:func:`tasks.stages.process_by_tiles`); None (default): one task per stage
     (``docs/orchestration.md``, "Stages and tiles")."""
+    verify_checksums: bool = True
+    """Check the input files read against the checksums of ``manifest.safe`` before decoding (False: trusted
+    archives, the check skipped)."""
     task_per_stage: bool = True
     """One task run per stage of a product (default; the flow graph shows the stages); False: one task
     run per product (:func:`tasks.product.process_l1c`, the same stages inside it), for runs of

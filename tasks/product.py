@@ -43,7 +43,7 @@ def to_config(options: ProcessingOptions, overwrite: bool = False, granule: str 
     return ProcessingConfig(granule=granule,
         resolution=options.resolution, sc_only=options.sc_only, dem=options.dem, overwrite=overwrite,
         correction=CorrectionConfig(aerosol=options.aerosol, cirrus_correction=options.cirrus),
-        format=options.output_format, chunk_m=options.chunk_m,
+        format=options.output_format, chunk_m=options.chunk_m, verify_checksums=options.verify_checksums,
     )  # fmt: skip
 
 

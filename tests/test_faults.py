@@ -56,7 +56,7 @@ def damaged_l1c(cloudy_l1c: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A copy of the cloudy synthetic L1C whose B04 is cut at 80 % and zero-padded to its manifest size."""
     safe = tmp_path_factory.mktemp("damaged") / cloudy_l1c.name
     shutil.copytree(cloudy_l1c, safe)
-    (b04,) = safe.rglob("*_B04.jp2")
+    (b04,) = safe.rglob("IMG_DATA/*_B04.jp2")
     _damage(b04, 0.8)
     return safe
 
@@ -70,7 +70,9 @@ def test_a_damaged_band_fails_the_run_whatever_the_codec_threads(
     monkeypatch.setenv(CODEC_THREADS_ENV, threads)
     out = tmp_path / "out"
     with pytest.raises(BandReadError) as info:
-        process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M))
+        # The decoder's own check: with the manifest's checksums verified (the default) the run stops
+        # before decoding, at B04's checksum (tests/test_l1c_inputs.py).
+        process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, verify_checksums=False))
     text = str(info.value)
     assert text.startswith(f"{damaged_l1c}: band B04: cannot decode rows"), text
     assert "_B04.jp2" in text and "\n" not in text
@@ -84,7 +86,7 @@ def test_every_window_of_a_truncated_band_either_fails_or_is_exact(
     """Cut at many places, a band read by windows (straddling its JPEG 2000 tiles, or not) never
     returns wrong pixels: a window either fails or equals the intact file's."""
     monkeypatch.setenv(CODEC_THREADS_ENV, threads)
-    (good,) = cloudy_l1c.rglob("*_B04.jp2")
+    (good,) = cloudy_l1c.rglob("IMG_DATA/*_B04.jp2")
     data = good.read_bytes()
     ident = dict(product="P", band="B04", display="P/B04.jp2", gdal_options={})
     windows = [(0, 366, 0, 366), (100, 300, 50, 366), (0, 256, 0, 256)]

@@ -33,7 +33,11 @@ def test_bands_are_decoded_once_into_files_and_leave_no_scratch(cloudy_l1c: Path
 
     result = process_product(cloudy_l1c, tmp_path / "out", ProcessingConfig(chunk_m=CHUNK_M), progress=progress)
     assert result.status == "done"
-    assert seen["bands"] == sorted(f"{b}.npy" for b in (*INPUT_BANDS, "B08"))
+    # Beside each band, the record of its quality mask; and the decode stage's checksum and quality records
+    # (no QUALITY.npy: the product has no saturated or defective pixel).
+    assert seen["bands"] == sorted([*(f"{b}.npy" for b in (*INPUT_BANDS, "B08")),
+                                    *(f"{b}.quality.npz" for b in (*INPUT_BANDS, "B08")),
+                                    "integrity.record", "l1c_quality.record"])  # fmt: skip
     assert _hidden(tmp_path / "out") == []
 
 

@@ -138,13 +138,13 @@ def _prefect_api(timeout: int | None = None) -> Iterator[None]:
 
 def _options(resolution: str | None, sc_only: bool, aerosol: str, cirrus: bool, dem: str | None,
              output_format: str, tile_blocks: int | None = None, chunk_m: float = 18300.0,
-             task_per_product: bool = False) -> Any:  # fmt: skip
+             task_per_product: bool = False, no_verify: bool = False) -> Any:  # fmt: skip
     from tasks.models import ProcessingOptions
 
     return ProcessingOptions(resolution=int(resolution) if resolution else None, sc_only=sc_only,  # type: ignore[arg-type]
                              aerosol=aerosol, cirrus=cirrus, dem=dem, output_format=output_format,  # type: ignore[arg-type]
                              tile_blocks=tile_blocks, chunk_m=chunk_m,
-                             task_per_stage=not task_per_product)  # fmt: skip
+                             task_per_stage=not task_per_product, verify_checksums=not no_verify)  # fmt: skip
 
 
 def _source(inbox: str | None, stac_catalog: str | None, stac_api: str | None, collections: tuple[str, ...],
@@ -224,6 +224,8 @@ def _processing_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Split each product's stages into tiles of N x N chunks: one task per tile and stage."),
         click.option("--task-per-product", is_flag=True,
                      help="One task per product instead of one per stage (fewer task runs for the server)."),
+        click.option("--no-verify", is_flag=True,
+                     help="Do not check input files against manifest.safe's checksums (trusted archives)."),
         click.option("--chunk-m", type=float, default=18300.0, show_default=True,
                      help="Chunk edge in metres (by tiles: a multiple of 300)."),
         click.option("--timeout-minutes", type=float, default=60.0, show_default=True,
@@ -266,7 +268,7 @@ def _processing(kw: dict[str, Any]) -> dict[str, Any]:
     """Flow parameters from the shared options (removes them from ``kw``), and the server's start-up timeout."""
     options = _options(kw.pop("resolution"), kw.pop("sc_only"), kw.pop("aerosol"), kw.pop("cirrus"), kw.pop("dem"),
                        kw.pop("output_format"), kw.pop("tile_blocks"), kw.pop("chunk_m"),
-                       kw.pop("task_per_product"))  # fmt: skip
+                       kw.pop("task_per_product"), kw.pop("no_verify"))  # fmt: skip
     return {"output_root": os.path.abspath(kw.pop("output_root")), "options": options,
             "product_timeout_minutes": kw.pop("timeout_minutes"), "dask_address": kw.pop("dask_address"),
             "server_startup_timeout": kw.pop("server_startup_timeout")}  # fmt: skip

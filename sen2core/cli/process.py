@@ -132,6 +132,8 @@ def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="BOA DN = rho*10000 as before processing baseline 04.00 (default: rho*10000 + 1000).",
 )
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
+@click.option("--no-verify", "no_verify", is_flag=True,
+              help="Do not check the files read against the checksums of manifest.safe (for trusted archives).")
 @click.option(
     "--tile-blocks",
     type=click.IntRange(min=1),
@@ -145,7 +147,7 @@ def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,
-            tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
+            no_verify: bool, tile_blocks: int | None, workers: int | None, dashboard_address: str | None,
             as_json: bool) -> None:  # fmt: skip
     """Process a Level-1C PRODUCT (SAFE folder, .SAFE.zip, MTD_MSIL1C.xml or AWS tile folder; local, s3:// or
     https://) to Level-2A."""
@@ -175,6 +177,7 @@ def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_
     cfg = ProcessingConfig(
         resolution=int(resolution) if resolution else None, sc_only=sc_only, dem=dem, overwrite=overwrite,
         correction=correction, classification=classification, format=fmt, legacy_encoding=legacy_encoding,
+        verify_checksums=not no_verify,
     )  # fmt: skip
     if workers and not overwrite and _already_done(product, output_dir, cfg):
         # Starting N worker processes costs seconds (26 s for `make demo` on a busy machine) to do nothing.

@@ -50,19 +50,23 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
 @click.option("--nodata-edge", is_flag=True, help="Place the tile at the swath edge (no-data wedge).")
 @click.option("--saturated", type=int, default=0, show_default=True, help="Number of saturated pixels.")
+@click.option("--defective", type=int, default=0, show_default=True,
+              help="Pixels flagged defective in every band's quality mask (baseline >= 04.00).")
+@click.option("--lost-packets", type=int, default=0, show_default=True,
+              help="Pixels flagged as lost MSI packets in every band's quality mask (baseline >= 04.00).")
 @click.option("--lut", "lut_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="LUT file (default: the packaged LUT).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing product of the same name.")
 def synth(output_dir: Path, size: int, tile: str, date: str, spacecraft: str, baseline: str, aot: float, wv: float,
           aerosol: str, ozone: float, cloud_cover: float, cloud_heights: tuple[float, float], cirrus: float,
           snow: float, dem: bool, elevation: float, aux_data: bool, surface: str | None, seed: int, nodata_edge: bool,
-          saturated: int, lut_path: str | None, overwrite: bool) -> None:
+          saturated: int, defective: int, lost_packets: int, lut_path: str | None, overwrite: bool) -> None:
     """Write a synthetic Sentinel-2 Level-1C SAFE and its truth into OUTPUT_DIR."""
     config = SynthConfig(
         size=size, tile=tile, date=date, spacecraft=spacecraft, baseline=baseline, aot=aot, wv=wv, aerosol=aerosol,
         ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cirrus=cirrus, snow=snow, dem=dem,
         elevation=elevation, aux_data=aux_data, surface=surface, seed=seed, nodata_edge=nodata_edge,
-        saturated=saturated, lut=lut_path,
+        saturated=saturated, lut=lut_path, defective=defective, lost_packets=lost_packets,
     )
     console = Console(stderr=True)
     tasks: dict[str, TaskID] = {}

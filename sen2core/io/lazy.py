@@ -37,6 +37,7 @@ from sen2core.io.failures import (
     require_free,
 )
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
+from sen2core.kernels.quality import QUALITY_LAYERS, classi_agreement, flags_on_grid, split_quality
 from sen2core.parallel import codec_threads
 from sen2core.solar import solar_position
 
@@ -44,9 +45,14 @@ __all__ = [
     "BandHeader",
     "BandSource",
     "angle_field",
+    "cloud_mask_table",
     "constant_field",
     "dn_array",
     "decode_to_files",
+    "kept_quality",
+    "layer_count",
+    "quality_grid",
+    "read_layers",
     "read_header",
     "read_window",
     "solar_field",
@@ -98,6 +104,22 @@ def read_header(path: str, *, product: str, band: str, display: str, gdal_option
         # GDAL reports through several exception types (RasterioIOError, CPLE_*,
         # sometimes plain RuntimeError); all of them mean "this band cannot be read".
         failure = _read_failure(exc, product, f"band {band}: cannot open {display}")
+    raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
+
+
+def layer_count(path: str, *, product: str, display: str, gdal_options: Mapping[str, str]) -> int:
+    """Number of bands (layers) of a raster.
+
+    Raises
+    ------
+    BandReadError
+        If GDAL cannot open the file.
+    """
+    try:
+        with rasterio.Env(**gdal_options), rasterio.open(path) as ds:
+            return int(ds.count)
+    except Exception as exc:
+        failure = _read_failure(exc, product, f"cannot open {display}")
     raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
 
 
@@ -163,6 +185,50 @@ def read_window(
     if data.shape != (row1 - row0, col1 - col0):
         raise BandReadError(product, f"band {band}: short read from {display}: got {data.shape}")
     return np.asarray(data, dtype=np.uint16)
+
+
+def read_layers(
+    path: str,
+    layers: tuple[int, ...],
+    row0: int,
+    row1: int,
+    col0: int,
+    col1: int,
+    *,
+    product: str,
+    what: str,
+    display: str,
+    gdal_options: Mapping[str, str],
+) -> NDArray[np.uint8]:
+    """Read one window of several layers (1-based band indexes) of a mask as ``(layers, rows, cols)`` uint8.
+
+    Decoded one JPEG 2000 tile per request, as :func:`read_window` does, so that a tile that
+    fails to decode raises.
+
+    Raises
+    ------
+    BandReadError
+        If the file cannot be opened, has fewer layers, or the window cannot be decoded.
+    TransientIOError
+        If the read failed on a system error worth a retry.
+    """
+    failure: Sen2CoreError | None = None
+    data = np.empty((len(layers), row1 - row0, col1 - col0), dtype=np.uint8)
+    try:
+        options = {"GDAL_CACHEMAX": READ_CACHE_BYTES, "GDAL_NUM_THREADS": codec_threads(), **gdal_options}
+        with rasterio.Env(**options), rasterio.open(path) as ds:
+            if ds.count < max(layers):
+                raise ValueError(f"{ds.count} layer(s), layer {max(layers)} needed")
+            block = ds.block_shapes[0] if ds.driver == "JP2OpenJPEG" else (row1 - row0, col1 - col0)
+            for r0, r1, c0, c1 in _block_windows(block, row0, row1, col0, col1):
+                data[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = ds.read(
+                    list(layers), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="uint8")  # fmt: skip
+    except Exception as exc:
+        failure = _read_failure(exc, product, f"{what}: cannot decode rows {row0}:{row1}, cols {col0}:{col1} "
+                                              f"of {display}")  # fmt: skip
+    if failure is not None:
+        raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
+    return data
 
 
 def _block_windows(block: tuple[int, int], row0: int, row1: int, col0: int, col1: int
@@ -363,6 +429,10 @@ class BandSource:
     shape: tuple[int, int]
     block_rows: int
     """Rows of one block (tile) of the file."""
+    quality_path: str | None = None
+    """GDAL path of the band's ``MSK_QUALIT`` mask (same grid), read with it; None when there is none."""
+    quality_display: str | None = None
+    """Path of the mask shown in errors."""
 
     def strips(self) -> list[tuple[int, int]]:
         """Row ranges ``(first, end)`` made of whole block rows, :data:`STRIP_MIN_ROWS` or more each."""
@@ -380,8 +450,32 @@ def _kept_failure(exc: BaseException, message: str) -> OutputError | TransientIO
     return TransientIOError(message) if is_transient_os(exc) else OutputError(message)
 
 
-def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None:
+@dataclass(frozen=True)
+class StripQuality:
+    """What a band's quality mask flags in one strip of rows (:func:`decode_to_files`)."""
+
+    row0: int
+    row1: int
+    counts: tuple[int, ...]
+    """Flagged pixels of each layer of :data:`~sen2core.kernels.quality.QUALITY_LAYERS`."""
+    flags: NDArray[np.uint8] | None
+    """Saturated or defective pixels (not lost), bits packed along rows (``np.packbits(axis=1)``);
+    None when there is none."""
+
+
+def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> StripQuality | None:
     data = source.read_rows(row0, row1)
+    quality = None
+    if source.quality_path is not None:
+        layers = read_layers(source.quality_path, tuple(QUALITY_LAYERS), row0, row1, 0, source.shape[1],
+                             product=source.product, what=f"band {source.band}: quality mask",
+                             display=source.quality_display or source.quality_path,
+                             gdal_options=source.gdal_options)  # fmt: skip
+        lost, bad, counts = split_quality(layers)
+        # Lost MSI packets carry no signal: no data, as DN 0 is.
+        data[lost] = 0
+        quality = StripQuality(row0, row1, tuple(int(n) for n in counts),
+                               np.packbits(bad, axis=1) if bad.any() else None)  # fmt: skip
     failure: Sen2CoreError | None = None
     try:
         # The file's blocks were allocated by decode_to_files: these pages cannot fault on a full disk.
@@ -393,6 +487,7 @@ def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> None
         failure = _kept_failure(exc, f"{target}: cannot keep rows {row0}:{row1} of band {source.band} ({exc})")
     if failure is not None:
         raise failure  # outside the except block: no chain (see sen2core.errors)
+    return quality
 
 
 def _npy_block(path: str, dtype: Any, what: str, block_info: dict[Any, Any] | None = None) -> NDArray[Any]:
@@ -428,6 +523,11 @@ def decode_to_files(
     memory-mapped file left sparse would fail only when a page is written back on a full
     disk, as a ``SIGBUS`` that kills the process without a word.
 
+    A band whose source has a quality mask (``BandSource.quality_path``) is read with it,
+    strip by strip: pixels of lost MSI packets are kept as DN 0 (no data), and the layer
+    counts and the saturated or defective pixels go to ``{name}.quality.npz``
+    (:func:`kept_quality`, :func:`quality_grid`).
+
     Raises
     ------
     DiskFullError
@@ -444,6 +544,7 @@ def decode_to_files(
     require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) decoded for the later stages (uncompressed)")
     decode = dask.delayed(_decode_strip, pure=True)
     tasks = []
+    owners: list[str] = []
     targets = {}
     for name, src in sources.items():
         target = targets[name] = os.path.join(root, f"{name}.npy")
@@ -461,8 +562,134 @@ def decode_to_files(
             raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip
-    dask.compute(*tasks)
+        owners += [name] * len(src.strips())
+    strips = dask.compute(*tasks)
+    by_band: dict[str, list[StripQuality]] = {}
+    for name, strip in zip(owners, strips, strict=True):
+        if strip is not None:
+            by_band.setdefault(name, []).append(strip)
+    for name, parts in by_band.items():
+        _write_quality(os.path.join(root, f"{name}{QUALITY_SUFFIX}"), parts, sources[name].shape)
     return {name: kept_array(target, chunks[name]) for name, target in targets.items()}
+
+
+#: Pixel size of ESA's L1C cloud mask ``MSK_CLASSI_B00`` (m).
+CLASSI_M = 60
+
+
+def _classi_block(scl: NDArray[np.uint8], *, path: str, grid_m: int, product: str, display: str,
+                  gdal_options: Mapping[str, str],
+                  block_info: dict[Any, Any] | None = None) -> NDArray[np.int64]:  # fmt: skip
+    if block_info is None:
+        raise TypeError("block functions run inside dask.array.map_blocks, which passes block_info")
+    # The input's location: the output's last axes are the table's.
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    f = CLASSI_M // grid_m
+    # The 60 m pixels under this block (grids share their origin), repeated onto its grid.
+    m0, m1, n0, n1 = r0 // f, -(-r1 // f), c0 // f, -(-c1 // f)
+    layers = read_layers(path, (1, 2, 3), m0, m1, n0, n1, product=product, what="L1C cloud mask", display=display,
+                         gdal_options=gdal_options)  # fmt: skip
+    fine = np.repeat(np.repeat(layers, f, axis=1), f, axis=2)
+    fine = fine[:, r0 - m0 * f : r1 - m0 * f, c0 - n0 * f : c1 - n0 * f]
+    return classi_agreement(scl, fine)[None, None]
+
+
+def cloud_mask_table(path: str, scl: da.Array, grid_m: int, *, product: str, display: str,
+                     gdal_options: Mapping[str, str]) -> da.Array:  # fmt: skip
+    """Lazy ``(3, 3)`` table of ESA's L1C cloud mask against ``scl``.
+
+    As :func:`~sen2core.kernels.quality.classi_agreement` gives it.
+
+    Each block of ``scl`` (on a grid of ``grid_m``: 20 or 60 m) reads the window of the
+    60 m mask under it.
+
+    Raises
+    ------
+    BandReadError
+        When computed, if the mask cannot be read or has fewer than 3 layers.
+    """
+    if CLASSI_M % grid_m:
+        raise ValueError(f"the {CLASSI_M} m cloud mask cannot be compared on a {grid_m} m grid")
+    rows, cols = scl.chunks
+    per_block = da.map_blocks(
+        _classi_block, scl, path=path, grid_m=grid_m, product=product, display=display,
+        gdal_options=dict(gdal_options), new_axis=[2, 3], dtype=np.int64,
+        chunks=((1,) * len(rows), (1,) * len(cols), (3,), (3,)), meta=np.empty((0, 0, 0, 0), dtype=np.int64),
+    )  # fmt: skip
+    return per_block.sum(axis=(0, 1))
+
+
+#: Suffix of the record :func:`decode_to_files` writes for a band read with its quality mask.
+QUALITY_SUFFIX = ".quality.npz"
+
+
+def _write_quality(path: str, parts: list[StripQuality], shape: tuple[int, int]) -> None:
+    counts = np.sum([p.counts for p in parts], axis=0).astype(np.int64)
+    arrays: dict[str, NDArray[Any]] = {"counts": counts}
+    if any(p.flags is not None for p in parts):
+        packed = np.zeros((shape[0], -(-shape[1] // 8)), dtype=np.uint8)
+        for p in parts:
+            if p.flags is not None:
+                packed[p.row0 : p.row1] = p.flags
+        arrays["flags"] = packed
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot keep the quality mask record ({exc})") from exc
+
+
+def kept_quality(folder: str | os.PathLike[str],
+                 band: str) -> tuple[NDArray[np.int64], NDArray[np.uint8] | None] | None:  # fmt: skip
+    """The quality record :func:`decode_to_files` kept for ``band``: layer counts and packed class-1 flags.
+
+    None when the band was read without a quality mask.
+
+    Raises
+    ------
+    OutputError
+        If the record exists but cannot be read.
+    """
+    path = os.path.join(os.fspath(folder), f"{band}{QUALITY_SUFFIX}")
+    if not os.path.exists(path):
+        return None
+    try:
+        with np.load(path) as z:
+            return np.array(z["counts"]), (np.array(z["flags"]) if "flags" in z.files else None)
+    except (OSError, ValueError, KeyError) as exc:
+        raise OutputError(f"{path}: cannot read the quality mask record ({exc})") from exc
+
+
+def quality_grid(folder: str | os.PathLike[str], bands: Mapping[str, int], grid_m: int,
+                 shape: tuple[int, int], target: str) -> bool:  # fmt: skip
+    """Write ``target``: uint8 1 where any of ``bands`` (name -> native resolution) is saturated or
+    defective, on the ``grid_m`` grid of ``shape``; return False (nothing written) when none is.
+
+    Raises
+    ------
+    OutputError
+        If a record cannot be read or the grid cannot be written.
+    """
+    out: NDArray[np.bool_] | None = None
+    for band, res in bands.items():
+        record = kept_quality(folder, band)
+        if record is None or record[1] is None:
+            continue
+        packed = record[1]
+        if out is None:
+            out = np.zeros(shape, dtype=bool)
+        width = packed.shape[1] * 8
+        # Unpacked a strip at a time: a whole 10 m band would be 120 MB of booleans.
+        for r in range(0, packed.shape[0], STRIP_MIN_ROWS):
+            rows, cols = np.nonzero(np.unpackbits(packed[r : r + STRIP_MIN_ROWS], axis=1, count=width))
+            flags_on_grid(rows + r, cols, res, grid_m, out)
+    if out is None:
+        return False
+    try:
+        np.save(target, out.astype(np.uint8))
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the quality grid ({exc})") from exc
+    return True
 
 
 def kept_array(path: str, chunks: Chunks) -> da.Array:

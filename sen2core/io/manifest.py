@@ -2,7 +2,8 @@
 
 Used for what the user-product metadata does not say: the product level when the
 ``MTD_*.xml`` file is missing (for a clear message), and the declared byte size of
-each file, which exposes truncated band files before GDAL fails deep in a decode.
+each file, which exposes truncated band files before GDAL fails deep in a decode, and
+its checksum (verified by :mod:`sen2core.io.integrity`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def parse_manifest(data: bytes, *, product: str, name: str = "manifest.safe") ->
     start = parse_time(find_text(period, "startTime"), product=product, what=f"{name} startTime")
 
     sizes: dict[str, int | None] = {}
+    checksums: dict[str, tuple[str, str]] = {}
     for bs in root.iter("byteStream"):
         loc = bs.find("fileLocation")
         href = loc.get("href") if loc is not None else None
@@ -66,4 +68,9 @@ def parse_manifest(data: bytes, *, product: str, name: str = "manifest.safe") ->
         rel = href[2:] if href.startswith("./") else href
         size_attr = bs.get("size")
         sizes[rel] = int(size_attr) if size_attr and size_attr.isdigit() else None
-    return ManifestMetadata(source=name, level=level, spacecraft=spacecraft, start_time=start, file_sizes=sizes)
+        check = bs.find("checksum")
+        digest = (check.text or "").strip().lower() if check is not None else ""
+        if check is not None and digest:
+            checksums[rel] = ((check.get("checksumName") or "").strip().upper(), digest)
+    return ManifestMetadata(source=name, level=level, spacecraft=spacecraft, start_time=start, file_sizes=sizes,
+                            checksums=checksums)  # fmt: skip

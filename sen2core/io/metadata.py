@@ -340,9 +340,13 @@ class ManifestMetadata:
     """``safe:acquisitionPeriod/safe:startTime``."""
     file_sizes: Mapping[str, int | None] = field(default_factory=dict)
     """Relative path (no leading ``./``) of every ``fileLocation`` and its ``byteStream`` size."""
+    checksums: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Relative path to ``(algorithm, lower-case hex digest)`` of every ``byteStream`` with a
+    ``checksum`` (``SHA3-256`` from processing baseline 03.00, ``MD5`` before)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "file_sizes", _frozen_map(self.file_sizes))
+        object.__setattr__(self, "checksums", _frozen_map(self.checksums))
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ import datetime as _dt
 import logging
 import math
 import os
+import posixpath
 import re
 import warnings as _warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -302,6 +303,14 @@ class Product:
             return lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
 
         if declared is not None and actual is not None and actual != declared:
+            try:
+                head = header()
+            except BandReadError:
+                head = None
+            if head is not None and head.shape != gb.shape:
+                # A readable raster of another pixel size (a crop, another tile's band): its pixel
+                # size is the clearer statement, whatever its byte size.
+                raise BandReadError(self.href, self._shape_problem(b, bf, head.shape, gb.shape))
             problem = _size_problem(self.store, bf.path, actual, declared, link, header)
             raise BandReadError(self.href, f"band {b}: {problem}")
         try:
@@ -312,12 +321,63 @@ class Product:
             raise BandReadError(self.href, f"band {b}: {bf.path} is a symbolic link to {link}, which is not a "
                                            f"readable raster ({_cause(exc)})") from None  # fmt: skip
         if head.shape != gb.shape:
-            raise BandReadError(
-                self.href,
-                f"band {b}: {bf.path} is {head.shape[0]}x{head.shape[1]} px, the tile grid at "
-                f"{bf.resolution} m is {gb.shape[0]}x{gb.shape[1]}",
-            )
+            raise BandReadError(self.href, self._shape_problem(b, bf, head.shape, gb.shape))
         return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), head.shape, head.block_rows)
+
+    def _granule_dir(self) -> str | None:
+        """The SAFE granule folder (``GRANULE/L1C_...``) the bands sit in, or None (another layout)."""
+        for bf in self.band_files.values():
+            parent = posixpath.dirname(bf.path)
+            if posixpath.basename(parent) == "IMG_DATA":
+                return posixpath.dirname(parent)
+        return None
+
+    def quality_mask_file(self, band: str) -> str | None:
+        """``QI_DATA/MSK_QUALIT_{band}.jp2`` of the granule (processing baseline 04.00 and later), or None."""
+        granule = self._granule_dir()
+        rel = f"{granule}/QI_DATA/MSK_QUALIT_{normalize_band(band)}.jp2" if granule is not None else None
+        return rel if rel is not None and self.store.exists(rel) else None
+
+    def cloud_mask_file(self) -> str | None:
+        """ESA's L1C cloud mask ``QI_DATA/MSK_CLASSI_B00.jp2`` (baseline 04.00 and later), or None."""
+        granule = self._granule_dir()
+        rel = f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2" if granule is not None else None
+        return rel if rel is not None and self.store.exists(rel) else None
+
+    def legacy_quality_masks(self) -> tuple[str, ...]:
+        """The GML pixel masks of products made before baseline 04.00 (``MSK_SATURA``, ``MSK_DEFECT``,
+        ``MSK_NODATA``...): listed, not read."""
+        granule = self._granule_dir()
+        return tuple(self.store.glob(f"{granule}/QI_DATA/MSK_*.gml")) if granule is not None else ()
+
+    def band_source_with_quality(self, band: str) -> lazy.BandSource:
+        """:meth:`band_source`, with the band's ``MSK_QUALIT`` mask when the product has one.
+
+        Raises
+        ------
+        BandReadError
+            As :meth:`band_source`; or the mask cannot be opened, has fewer than 8 layers
+            or another size than the band.
+        """
+        src = self.band_source(band)
+        rel = self.quality_mask_file(src.band)
+        if rel is None:
+            return src
+        path, display = self.store.gdal_path(rel), f"{self.store.display}/{rel}"
+        head = lazy.read_header(path, product=self.href, band=src.band, display=display,
+                                gdal_options=self.gdal_options)  # fmt: skip
+        layers = lazy.layer_count(path, product=self.href, display=display, gdal_options=self.gdal_options)
+        if head.shape != src.shape or layers < 8:
+            raise BandReadError(self.href, f"band {src.band}: quality mask {rel} is {head.shape[0]}x{head.shape[1]} "
+                                           f"px with {layers} layer(s), the band {src.shape[0]}x{src.shape[1]} px "
+                                           "(8 layers expected)")  # fmt: skip
+        return replace(src, quality_path=path, quality_display=display)
+
+    def _shape_problem(self, band: str, bf: BandFile, shape: tuple[int, ...], grid: tuple[int, int]) -> str:
+        """The message for a band raster whose pixel size is not the one the metadata declares."""
+        source = "MTD_TL.xml" if self.tile_metadata is not None and self.tile_metadata.grids else "the tile metadata"
+        return (f"band {band}: {bf.path} is {shape[0]}x{shape[1]} px, but {source} declares "
+                f"{grid[0]}x{grid[1]} px at {bf.resolution} m: a crop or another file, not the band of this tile")
 
     def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
         """Lazy digital numbers of a band at its native resolution.
@@ -351,8 +411,13 @@ class Product:
             gdal_options=self.gdal_options,
         )
 
-    def keep_dn(self, bands: Sequence[str], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
+    def keep_dn(self, bands: Sequence[str], folder: str | os.PathLike[str],
+                quality: bool = False) -> dict[str, da.Array]:  # fmt: skip
         """Decode ``bands`` now into files under ``folder`` (see :func:`sen2core.io.lazy.decode_to_files`).
+
+        With ``quality``, each band is read with its ``MSK_QUALIT`` mask when the product
+        has one (:meth:`band_source_with_quality`): lost MSI packets become no data (DN 0)
+        and the saturated or defective pixels are recorded beside the band.
 
         Returns
         -------
@@ -367,7 +432,7 @@ class Product:
         OutputError
             If the files cannot be written.
         """
-        sources = {b: self.band_source(b) for b in bands}
+        sources = {b: self.band_source_with_quality(b) if quality else self.band_source(b) for b in bands}
         chunks = {b: self._chunks(s.shape, self.band_resolution(b), None) for b, s in sources.items()}
         return lazy.decode_to_files(sources, chunks, folder)
 

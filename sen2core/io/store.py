@@ -92,6 +92,10 @@ class ProductStore(Protocol):
         """Where a member that is a symbolic link leads (inside the product), or None."""
         ...
 
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        """The content of a file of any size, ``size`` bytes at a time; ``FileNotFoundError`` if absent."""
+        ...
+
 
 def _clean(rel: str) -> str:
     rel = rel.replace("\\", "/")
@@ -170,6 +174,11 @@ class DirStore:
         if real == (self.root / _clean(rel)):
             return None
         return real.relative_to(self.root).as_posix()
+
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        with open(self._path(rel), "rb", buffering=0) as f:
+            while block := f.read(size):
+                yield block
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -303,6 +312,13 @@ class ZipStore:
         # Members are read as stored: GDAL's /vsizip/ and zipfile follow no links.
         return None
 
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        rel = self._member(rel)
+        if rel not in self._files:
+            raise FileNotFoundError(f"{self.display}/{rel}")
+        with self._zip() as zf, zf.open(self.prefix + rel) as f:
+            while block := f.read(size):
+                yield block
 
 #: Files looked for at the root of a remote folder that cannot be listed (HTTP): the
 #: product metadata of each layout.
@@ -413,3 +429,10 @@ class RemoteStore:
     def link_target(self, rel: str) -> str | None:
         # Object storage and HTTP have no symbolic links.
         return None
+
+    def blocks(self, rel: str, size: int) -> Iterator[bytes]:
+        total = self.size(rel)
+        if total is None:
+            raise FileNotFoundError(self.objects.href(self._key(rel)))
+        for start in range(0, total, size):
+            yield self.objects.get(self._key(rel), start, min(start + size, total) - 1)

@@ -90,7 +90,13 @@ class SynthConfig:
     nodata_edge: bool = False
     """Put the tile at the swath edge, with a no-data wedge outside the swath."""
     saturated: int = 0
-    """Number of saturated pixels (DN 65535 in every band)."""
+    """Number of saturated pixels (DN 65535 in every band, flagged in layer 8 of the quality masks)."""
+    defective: int = 0
+    """Number of defective pixels: normal DN, flagged in layer 5 of every band's quality mask
+    (baseline 04.00 and later)."""
+    lost_packets: int = 0
+    """Number of pixels of lost MSI packets: normal DN, flagged in layer 3 of every band's quality
+    mask (baseline 04.00 and later): only the mask tells they carry no signal."""
     adjacency_km: float = 1.0
     """Edge of the box over which the surface is averaged for the adjacency background."""
     lut: str | None = None
@@ -158,8 +164,13 @@ class SynthConfig:
             raise ConfigurationError(f"--elevation {self.elevation}: must be 0 to 3.5 km")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigurationError(f"--seed {self.seed}: must be a non-negative integer")
-        if not isinstance(self.saturated, int) or not 0 <= self.saturated <= 10000:
-            raise ConfigurationError(f"--saturated {self.saturated}: must be 0 to 10000 pixels")
+        for flag, count in (("--saturated", self.saturated), ("--defective", self.defective),
+                            ("--lost-packets", self.lost_packets)):  # fmt: skip
+            if not isinstance(count, int) or not 0 <= count <= 10000:
+                raise ConfigurationError(f"{flag} {count}: must be 0 to 10000 pixels")
+        if (self.defective or self.lost_packets) and self.baseline_value < 4.0:
+            raise ConfigurationError("--defective and --lost-packets need quality masks: processing baseline 04.00 "
+                                     f"or later, not {self.baseline}")  # fmt: skip
         if not (math.isfinite(self.adjacency_km) and 0.1 <= self.adjacency_km <= 5.0):
             raise ConfigurationError(f"adjacency_km {self.adjacency_km}: must be 0.1 to 5 km")
         if self.surface is not None and not Path(self.surface).is_dir():

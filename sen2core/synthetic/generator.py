@@ -74,6 +74,7 @@ from sen2core.synthetic.safe_writer import (
     tile_xml,
     user_product_xml,
     write_aux_data,
+    write_mask,
     write_preview,
 )
 from sen2core.synthetic.scene import (
@@ -323,6 +324,9 @@ class _Scene:
 
         sat = np.random.default_rng([seed, 0x5A7]).integers(0, self.n, size=(config.saturated, 2))
         self.saturated = sat
+        # Flagged only in the quality masks (their own streams: other options keep their bytes).
+        self.defective = np.random.default_rng([seed, 0xDEF]).integers(0, self.n, size=(config.defective, 2))
+        self.lost_packets = np.random.default_rng([seed, 0x1057]).integers(0, self.n, size=(config.lost_packets, 2))
 
     def aot_at(self, aot0: NDArray[np.floating], z_km: NDArray[np.floating] | float) -> NDArray[np.float32]:
         """AOT above grounds at ``z_km`` from the sea-level field, inside the LUT's range."""
@@ -629,6 +633,7 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
         progress("encode", len(files), len(files) + 1)
     pvi_rel = f"{granule}/QI_DATA/{acq.image_prefix}_PVI.jp2"
     write_preview(scratch / "TCI.tif", safe / pvi_rel, n)
+    mask_files = _write_masks(scene, safe, granule, scratch, truth_dir) if cfg.baseline_value >= 4.0 else []
     if progress:
         progress("encode", len(files) + 1, len(files) + 1)
     shutil.rmtree(scratch)
@@ -645,7 +650,7 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
         config=cfg, acq=acq, grid=g, size=n, sun=(scene.sun_zen, scene.sun_az), mean_sun=scene.mean_sun,
         view=scene.view, mean_view=scene.mean_view, u=reflectance_conversion_factor(acq.sensing_time),
         cloudy_percent=cloudy, snow_percent=snow, footprint_latlon=_footprint(scene), image_files=image_files,
-        preview_file=pvi_rel,
+        preview_file=pvi_rel, mask_files=mask_files,
     )
     (safe / granule / "MTD_TL.xml").write_bytes(tile_xml(meta))
     ds_rel = f"DATASTRIP/{acq.datastrip_dir}/MTD_DS.xml"
@@ -656,12 +661,50 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
         aux = write_aux_data(safe / granule / "AUX_DATA", g, n * 10.0, {"aot": scene.aot60, "wv": scene.wv60},
                              ozone_cm_atm=cfg.ozone, aerosol=cfg.aerosol, reference_time=acq.sensing_time)  # fmt: skip
         rels += [p.relative_to(safe).as_posix() for p in aux]
+    rels += mask_files
     algorithm = "MD5" if cfg.baseline_value < 3.0 else "SHA3-256"
     listing = [(rel, (safe / rel).stat().st_size, file_checksum(safe / rel, algorithm)) for rel in rels]
     (safe / "manifest.safe").write_bytes(manifest_xml(meta, listing))
 
     _write_truth_json(scene, truth_dir, meta, counts, class_percent, cloudy, snow)
     return {"class_percent": class_percent, "cloudy_percent": cloudy}
+
+
+#: ``MSK_CLASSI_B00`` layers (1-based) and the truth classes (20 m) each flags where they hold most of a 60 m pixel.
+_CLASSI_TRUTH = {1: (8, 9), 2: (10,), 3: (11,)}
+
+
+def _native_points(points: NDArray[np.integer], res: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Unique native pixels (rows, cols) of a band holding the given 10 m pixels."""
+    if len(points) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    native = np.unique(np.asarray(points, dtype=np.int64) // (res // 10), axis=0)
+    return native[:, 0], native[:, 1]
+
+
+def _write_masks(scene: _Scene, safe: Path, granule: str, scratch: Path, truth_dir: Path) -> list[str]:
+    """``MSK_QUALIT_Bxx.jp2`` of every band (layers 3, 5 and 8 at the lost, defective and saturated
+    pixels) and ``MSK_CLASSI_B00.jp2`` from the truth classes, as baseline 04.00 products carry them."""
+    import rasterio
+
+    g, n = scene.grid, scene.n
+    scratch.mkdir(exist_ok=True)
+    rels = []
+    for band in BANDS:
+        res = BAND_RESOLUTION[band]
+        flags = {3: _native_points(scene.lost_packets, res), 5: _native_points(scene.defective, res),
+                 8: _native_points(scene.saturated, res)}  # fmt: skip
+        rel = f"{granule}/QI_DATA/MSK_QUALIT_{band}.jp2"
+        write_mask(scratch / f"q{band}.tif", safe / rel, n * 10 // res, res, g, 8, flags)
+        rels.append(rel)
+    with rasterio.open(truth_dir / "SCL_20m.tif") as ds:
+        scl20 = ds.read(1)
+    m = scl20.shape[0] // 3
+    blocks = scl20[: m * 3, : m * 3].reshape(m, 3, m, 3)
+    classi = {layer: np.nonzero(np.isin(blocks, codes).sum(axis=(1, 3)) >= 5) for layer, codes in _CLASSI_TRUTH.items()}
+    rel = f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
+    write_mask(scratch / "classi.tif", safe / rel, n // 6, 60, g, 3, classi)
+    return [*rels, rel]
 
 
 def _footprint(scene: _Scene) -> list[tuple[float, float]]:
@@ -890,6 +933,8 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
         "cloudy_pixel_percentage": cloudy,
         "snow_pixel_percentage": snow,
         "saturated_pixels_10m": [[int(r), int(c)] for r, c in scene.saturated],
+        "defective_pixels_10m": [[int(r), int(c)] for r, c in scene.defective],
+        "lost_packet_pixels_10m": [[int(r), int(c)] for r, c in scene.lost_packets],
         "files": sorted(p.name for p in truth_dir.glob("*.tif")),
     }
     write_truth_json(truth_dir / "truth.json", content)

@@ -33,6 +33,7 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from sen2core.atmosphere.srf import BANDS, nominal_srf
 from sen2core.synthetic.config import Acquisition, SynthConfig
@@ -117,6 +118,8 @@ class ProductMetadata:
     """``IMAGE_FILE`` entries (relative paths without ``.jp2``)."""
     preview_file: str
     """Relative path of the PVI file."""
+    mask_files: Sequence[str] = ()
+    """``QI_DATA`` pixel masks listed in ``Pixel_Level_QI`` (``MSK_QUALIT_Bxx.jp2``, ``MSK_CLASSI_B00.jp2``)."""
 
     @property
     def post4(self) -> bool:
@@ -366,6 +369,12 @@ def tile_xml(meta: ProductMetadata) -> bytes:
     _sub(ic, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
     if meta.post4:
         _sub(ic, "SNOW_PIXEL_PERCENTAGE", _pct(meta.snow_percent))
+    if meta.mask_files:
+        plq = _sub(qii, "Pixel_Level_QI", geometry="FULL_RESOLUTION")
+        for rel in meta.mask_files:
+            kind, band = rel.rsplit("/", 1)[-1][:-4].rsplit("_", 1)
+            attrs = {"bandId": str(BANDS.index(band))} if band in BANDS else {}
+            _sub(plq, "MASK_FILENAME", rel, **attrs, type=kind)
     _sub(qii, "PVI_FILENAME", meta.preview_file)
     return _xml_bytes(root, _synthetic_comment(meta))
 
@@ -438,10 +447,15 @@ def _data_object_id(rel: str, granule_index: int = 1) -> tuple[str, str]:
         return f"IMG_DATA_Band_TCI_Tile{granule_index}_Data", "application/octet-stream"
     if name in ("AUX_CAMSFO", "AUX_ECMWFT"):
         return f"{name[4:8]}_Tile{granule_index}_Data", "application/octet-stream"
+    if name == "MSK_CLASSI_B00.jp2":
+        return f"ClassiPixelsMask_Band_00m_0_Tile{granule_index}_Data", "application/octet-stream"
     band = name.rsplit("_", 1)[-1][:-4]
     res = BAND_RESOLUTION[band]
     same = [b for b in ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")
             if BAND_RESOLUTION[b] == res]
+    if name.startswith("MSK_QUALIT_"):
+        return (f"QualitPixelsMask_Band_{res}m_{same.index(band) + 1}_Tile{granule_index}_Data",
+                "application/octet-stream")  # fmt: skip
     return f"IMG_DATA_Band_{res}m_{same.index(band) + 1}_Tile{granule_index}_Data", "application/octet-stream"
 
 
@@ -511,6 +525,24 @@ def open_scratch(path: Path, size: int, res: int, grid: TileGrid, dtype: str, co
         crs=f"EPSG:{grid.epsg}", transform=Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
         tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER", interleave="pixel" if count > 1 else "band",
     )
+
+
+def write_mask(scratch: Path, dst: Path, size: int, res: int, grid: TileGrid, layers: int,
+               flags: Mapping[int, tuple[NDArray[np.integer], NDArray[np.integer]]]) -> None:  # fmt: skip
+    """A 0/1 pixel mask of ``layers`` uint8 layers as ESA writes them (lossless JPEG 2000).
+
+    ``flags`` maps a layer (1-based) to the ``(rows, cols)`` of its flagged pixels; the rest
+    is 0. The scratch GeoTIFF is sparse: a full-tile mask of zeros costs no disk.
+    """
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": layers, "dtype": "uint8",
+               "crs": f"EPSG:{grid.epsg}", "transform": Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "SPARSE_OK": "TRUE", "interleave": "band"}
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(scratch, "w", **profile) as ds:
+        for layer, (rows, cols) in sorted(flags.items()):
+            for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist(), strict=True):
+                ds.write(np.ones((1, 1), dtype=np.uint8), layer, window=Window(c, r, 1, 1))
+    encode_jp2(scratch, dst)
+    scratch.unlink()
 
 
 def _jp2_block(width: int) -> int:
