@@ -27,7 +27,13 @@ from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTrans
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, SettingRangeError
 from sen2core.kernels import adjacency, cirrus, rt
-from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
+from sen2core.kernels.aot import (
+    DDVSettings,
+    aot_and_water_vapour_at_ddv,
+    corrected_reflectance,
+    ddv_candidates,
+    visibility_to_aot,
+)
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda
@@ -54,8 +60,8 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
     "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT),
-    "start_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
-    "default_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
+    "start_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
+    "default_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),
     "adjacency_km": Range(0.0, 5.0, "km", "overlap between processing chunks (0: a 3-pixel window)"),
     "aot_smoothing_km": _KM,
@@ -98,9 +104,10 @@ class CorrectionConfig:
     ozone_cm_atm: float = 0.331
     """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU)."""
     start_water_vapour_cm: float = 1.0
-    """Water vapour assumed for the AOT retrieval before APDA (``AC_Wv_Iter_Start_Summer``)."""
+    """Column above the ground assumed where APDA has no answer before the AOT is known: the DDV
+    candidate selection (``AC_Wv_Iter_Start_Summer``) and DDV pixels without B8A/B09 signal."""
     default_water_vapour_cm: float = 1.0
-    """Used where APDA has no land pixel at all."""
+    """Column above the ground used where APDA has no land pixel at all."""
     elevation_km: float = 0.0
     """Surface elevation when no DEM is given."""
     cirrus_correction: bool = False
@@ -202,15 +209,23 @@ def _relative_azimuth(saa: da.Array, vaa: da.Array) -> da.Array:
 # --- DDV aerosol ------------------------------------------------------------------------------------------------
 
 
+#: Layers of the DDV intermediate per aerosol model (AOT, blue residual, water vapour), after the level.
+DDV_LAYERS_PER_MODEL = 3
+
+
 def _ddv_block(
-    toa04: NDArray[Any], toa8a: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any], scl: NDArray[Any],
-    near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any], sza: NDArray[Any],
-    vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
+    toa04: NDArray[Any], toa8a: NDArray[Any], toa09: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any],
+    scl: NDArray[Any], near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any],
+    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
     lut_path: str, sc: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
     start_aot: float,
 ) -> NDArray[np.float32]:  # fmt: skip
-    """Per pixel: [DDV level, then per model: AOT, blue residual] (NaN where not DDV)."""
-    out = np.full((1 + 2 * len(models),) + toa04.shape, np.nan, dtype=F32)
+    """Per pixel: [DDV level, then per model: AOT, blue residual, water vapour] (NaN where not DDV).
+
+    The AOT of each DDV pixel is retrieved with the pixel's own water vapour (APDA), not
+    a fixed column: the error of a fixed column grew with the real one (+0.04 at 4.5 cm).
+    """
+    out = np.full((1 + DDV_LAYERS_PER_MODEL * len(models),) + toa04.shape, np.nan, dtype=F32)
     usable = np.isfinite(toa04) & np.isfinite(toa12) & ~near_cloud & np.isin(scl, (VEGETATION, NOT_VEGETATED))
     if not usable.any():
         out[0] = 0
@@ -224,28 +239,32 @@ def _ddv_block(
     if not sel.any():
         return out
     for i, model in enumerate(models):
-        red = _table(lut_path, sc, "B04", model, ozone, sza, vza, raa)
-        b12 = _table(lut_path, sc, "B12", model, ozone, sza, vza, raa)
-        aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], np.full(sel.sum(), wv), cos_sza[sel], settings,
-                         bg04[sel], bg12[sel])  # fmt: skip
+        red, b12, b8a, b09 = (_table(lut_path, sc, b, model, ozone, sza, vza, raa) for b in ("B04", "B12", "B8A", "B09"))
+        aot, wv_sel = aot_and_water_vapour_at_ddv(
+            toa04[sel], toa12[sel], toa8a[sel], toa09[sel], red, b12, b8a, b09, elev[sel], cos_sza[sel],
+            prior_aot=start_aot, fallback_wv=wv, settings=settings, bg_red=bg04[sel], bg_b12=bg12[sel],
+        )  # fmt: skip
         # Blue check (Sen2Cor's aerosol-type test): rho_blue should be half of rho_red.
-        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv)
+        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
         rho_blue = corrected_reflectance(toa02[sel], bg02[sel], tb, cos_sza[sel])
-        rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv), cos_sza[sel])
-        out[1 + 2 * i][sel] = aot
-        out[2 + 2 * i][sel] = rho_blue - 0.25 * rho12s
+        rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv_sel), cos_sza[sel])
+        base = 1 + DDV_LAYERS_PER_MODEL * i
+        out[base][sel] = aot
+        out[base + 1][sel] = rho_blue - 0.25 * rho12s
+        out[base + 2][sel] = wv_sel
     return out
 
 
 def _ddv_sums(scl: NDArray[Any], level: NDArray[Any], *per_model: NDArray[Any], n_levels: int) -> NDArray[np.float64]:
-    """[non-water valid count] + per level k: [count, per model: sum AOT, sum blue residual^2]."""
+    """[non-water valid count] + per level k: [count, per model: sum AOT, sum blue residual^2, sum water vapour]."""
     out = [float(np.sum(np.isin(scl, (VEGETATION, NOT_VEGETATED, SHADOW, 7, SNOW, 2))))]
     for k in range(1, n_levels + 1):
         m = (level >= 1) & (level <= k)
         out.append(float(m.sum()))
-        for j in range(0, len(per_model), 2):
+        for j in range(0, len(per_model), DDV_LAYERS_PER_MODEL):
             out.append(float(np.sum(per_model[j][m], dtype=np.float64)))
             out.append(float(np.sum(np.square(per_model[j + 1][m], dtype=np.float64))))
+            out.append(float(np.sum(per_model[j + 2][m], dtype=np.float64)))
     return np.asarray(out)
 
 
@@ -493,7 +512,7 @@ class AtmosphericCorrection:
     ) -> da.Array | lazy.BlockSums:  # fmt: skip
         """The lazy intermediate ``name`` of :data:`INTERMEDIATES`, or the first sum it needs not in ``known``.
 
-        ``ddv``: the DDV layers (level, then AOT and misfit per aerosol model), stacked on
+        ``ddv``: the DDV layers (level, then AOT, misfit and water vapour per aerosol model), stacked on
         axis 0; ``wv_raw``: the APDA water vapour before the land-mean fill.
         """
         if name not in INTERMEDIATES:
@@ -535,13 +554,14 @@ class AtmosphericCorrection:
         t = scene.toa
         adj = adjacency.window_pixels(cfg.adjacency_km, res)
         bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
+        n_layers = 1 + DDV_LAYERS_PER_MODEL * len(models)
         ddv = da.map_blocks(
-            _ddv_block, t["B04"], t["B8A"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"], bg["B02"],
-            scene.sun_zenith,
+            _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
+            bg["B02"], scene.sun_zenith,
             scene.view_zenith["B04"], raa, scene.elevation_km,
             lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
             ozone=cfg.ozone_cm_atm, settings=cfg.ddv, start_aot=cfg.default_aot,
-            new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
+            new_axis=0, chunks=((n_layers,),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
         if "ddv" in stored:
             ddv = stored["ddv"]
@@ -555,7 +575,7 @@ class AtmosphericCorrection:
         sums = total(ddv_sums)
         if sums is None:
             return ddv_sums
-        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
+        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + DDV_LAYERS_PER_MODEL * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
         enough = cfg.ddv.min_fraction * nonwater
         k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
@@ -566,14 +586,17 @@ class AtmosphericCorrection:
             scene_aot = cfg.default_aot
         else:
             count = per_level[k_sel, 0]
-            sse = [per_level[k_sel, 2 + 2 * i] for i in range(len(models))]
+            n = DDV_LAYERS_PER_MODEL
+            sse = [per_level[k_sel, 2 + n * i] for i in range(len(models))]
             im = int(np.argmin(sse)) if len(models) > 1 else 0
             aerosol = models[im]
-            scene_aot = float(per_level[k_sel, 1 + 2 * im] / count)
+            scene_aot = float(per_level[k_sel, 1 + n * im] / count)
+            # The column the DDV pixels were corrected with, for the check of the same correction.
+            ddv_wv = float(per_level[k_sel, 3 + n * im] / count)
             neg_sums = lazy.block_sums(
                 _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
                 name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
-                wv=cfg.start_water_vapour_cm, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
+                wv=ddv_wv, ozone=cfg.ozone_cm_atm, red_min=cfg.negative_red,
             )  # fmt: skip
             neg = total(neg_sums)
             if neg is None:
@@ -588,7 +611,7 @@ class AtmosphericCorrection:
                 0.0,
             )
             sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
-            raw = da.map_blocks(_select_ddv, layers[0], layers[1 + 2 * im], k=k_sel + 1, fill=scene_aot,
+            raw = da.map_blocks(_select_ddv, layers[0], layers[1 + n * im], k=k_sel + 1, fill=scene_aot,
                                 scale=scale, dtype=F32)  # fmt: skip
             kc = lazy.chunk_divisor(raw.chunks[0][0], res, 100.0)
             if kc > 1 and sigma / kc >= 2.0:
@@ -771,6 +794,7 @@ def config_dict(config: CorrectionConfig) -> dict[str, Any]:
 
 __all__ = [
     "CORRECTION_RANGES",
+    "DDV_LAYERS_PER_MODEL",
     "GIPP_NAMES",
     "AtmosphericCorrection",
     "Atmosphere",
