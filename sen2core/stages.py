@@ -56,12 +56,12 @@ from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import (
     AEROSOL_MODELS,
-    DDV_LAYERS_PER_MODEL,
     INTERMEDIATES,
     Atmosphere,
     AtmosphericCorrection,
     Scene,
     config_dict,
+    ddv_layer_count,
 )
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.dem import dem_info, dem_on_grid
@@ -707,7 +707,7 @@ def stored(known: Totals, name: str) -> dict[str, tuple[float, ...]]:
 
 def _ddv_layers(plan: ProductPlan) -> int:
     models = AEROSOL_MODELS if plan.config.correction.aerosol == "auto" else (plan.config.correction.aerosol,)
-    return 1 + DDV_LAYERS_PER_MODEL * len(models)
+    return ddv_layer_count(len(models))
 
 
 def _intermediate_paths(plan: ProductPlan, name: str) -> list[str]:

@@ -67,9 +67,9 @@ def test_aot_wv_and_boa_match_the_truth(tmp_path: Path, seed: int, aot: float, w
 
 def _synth_and_process(tmp: Path, wv: float, aot: float = 0.2, elevation: float = 0.0) -> tuple[dict, dict]:
     """Retrieval summary and atmosphere truth of a 732 px synthetic scene (seed 31, 10 % clouds)."""
-    out = subprocess.run([sys.executable, "-m", "sen2core.cli", "synth", str(tmp / "l1c"), "--size", "732",
-                          "--seed", "31", "--aot", str(aot), "--wv", str(wv), "--cloud-cover", "10",
-                          "--elevation", str(elevation)], check=True, capture_output=True, text=True).stdout  # fmt: skip
+    cmd = [sys.executable, "-m", "sen2core.cli", "synth", str(tmp / "l1c"), "--size", "732", "--seed", "31",
+           "--aot", str(aot), "--wv", str(wv), "--cloud-cover", "10", "--elevation", str(elevation)]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     safe = Path(out.strip().splitlines()[-1])
     truth = json.loads((safe.with_name(safe.name[: -len(".SAFE")] + ".truth") / "truth.json").read_text())
     cfg = ProcessingConfig(resolution=20, correction=CorrectionConfig(elevation_km=elevation))

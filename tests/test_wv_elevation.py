@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from sen2core.atmosphere import sixs
-from sen2core.atmosphere.lut import load_lut
+from sen2core.atmosphere.lut import load_lut, toa_reflectance
 from sen2core.atmosphere.profile import column_above_ground, fraction_above, sixs_input
 from sen2core.atmosphere.srf import nominal_srf
-from sen2core.kernels.wv import water_vapour_apda
+from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
 
 # Share of the US62 water vapour above z as 6S itself integrates it (mixing ratios over
 # pressure with its temperatures, log-linear interpolation to z), computed separately
@@ -91,3 +91,20 @@ def test_apda_retrieves_the_column_above_the_ground_from_live_6s(lut) -> None:  
         print("APDA on live 6S, (z km, truth cm, retrieved cm): "
               + ", ".join(f"({a:g}, {t:g}, {g:.3f})" for a, t, g in zip(z, truth, got, strict=True)))  # fmt: skip
         assert rel.max() <= 0.10, list(zip(z, truth, got, strict=True))
+
+
+def test_water_vapour_of_cells_gives_each_pixel_its_cells_column(lut) -> None:  # type: ignore[no-untyped-def]
+    """APDA on 3x3 cells (B09's 60 m pixels on a 20 m grid): each selected pixel gets its cell's column,
+    a cell without B09 signal the fallback."""
+    b8a = lut.geometry_table("S2A", "B8A", "continental", *GEOMETRY, OZONE).dense()
+    b09 = lut.geometry_table("S2A", "B09", "continental", *GEOMETRY, OZONE).dense()
+    truth = np.kron(np.array([[0.7, 2.4], [3.8, 1.5]]), np.ones((3, 3)))
+    elev = np.full(truth.shape, 1.2)
+    toa8 = toa_reflectance(0.3, b8a.at(AOT, elev, truth))
+    toa9 = toa_reflectance(0.3, b09.at(AOT, elev, truth))
+    toa9[3:, 3:] = np.nan  # a cell with no B09
+    where = np.zeros(truth.shape, dtype=bool)
+    where[[0, 2, 4, 5], [1, 5, 0, 4]] = True
+    got = water_vapour_of_cells(toa8, toa9, b8a, b09, AOT, elev, where, 3, fallback=1.0)
+    np.testing.assert_allclose(got[:3], truth[where][:3], rtol=0.02)
+    assert got[3] == 1.0

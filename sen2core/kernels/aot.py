@@ -7,9 +7,8 @@ pixel is the one for which the atmospherically corrected red equals that
 reference.
 
 The corrected reflectances depend on the water vapour (B12 sits on the wing of a
-vapour band): :func:`aot_and_water_vapour_at_ddv` retrieves the column of each DDV
-pixel first by APDA, which depends little on the aerosol, at a prior AOT, then the
-AOT with that column.
+vapour band): the caller gives each DDV pixel its own column, retrieved first by APDA
+(:func:`sen2core.kernels.wv.water_vapour_of_cells`), which depends little on the aerosol.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from numpy.typing import NDArray
 from sen2core.atmosphere.lut import DenseTable, GeometryTable
 from sen2core.kernels import rt
 from sen2core.kernels.solve import bisect
-from sen2core.kernels.wv import water_vapour_apda
 
 Array = NDArray[np.float64]
 
@@ -107,40 +105,6 @@ def aot_at_ddv(
         return rho_red - settings.red_b12_ratio * corrected_reflectance(toa_b12, bg_b12, t12, cos_sza)
 
     return bisect(residual, 0.0, settings.aot_max, toa_red.shape, iterations=10)
-
-
-#: Rounds of water vapour then AOT in :func:`aot_and_water_vapour_at_ddv`. On a scene of AOT 0.6
-#: (prior 0.2) a second round changed the AOT by at most 0.0003, below its 0.001 quantisation.
-WV_AOT_PASSES = 1
-
-
-def aot_and_water_vapour_at_ddv(
-    toa_red: Array, toa_b12: Array, toa_b8a: Array, toa_b09: Array, red: GeometryTable | DenseTable,
-    b12: GeometryTable | DenseTable, b8a: GeometryTable | DenseTable, b09: GeometryTable | DenseTable,
-    elevation_km: Array, cos_sza: Array, prior_aot: float, fallback_wv: float, settings: DDVSettings = DDVSettings(),
-    bg_red: Array | None = None, bg_b12: Array | None = None, passes: int = WV_AOT_PASSES,
-) -> tuple[Array, Array]:  # fmt: skip
-    """AOT550 and water vapour (cm above the ground) of DDV pixels, consistent with each other.
-
-    APDA (B8A/B09) gives the column at the current AOT (``prior_aot`` at first), then
-    :func:`aot_at_ddv` the AOT with that column; ``passes`` rounds. APDA's column changes
-    by 2-6 % between AOT 0.2 and 0.5 and the DDV AOT by at most about 0.01 per cm of
-    column, so the AOT found in the first round is already stable to its quantisation
-    (see :data:`WV_AOT_PASSES`). Where APDA has no answer (no signal in B8A/B09) the
-    column is ``fallback_wv``.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        AOT and water vapour of each pixel (1-D arrays of the DDV pixels).
-    """
-    aot = np.full(np.shape(toa_red), float(prior_aot))
-    wv = np.full(np.shape(toa_red), float(fallback_wv))
-    for _ in range(passes):
-        found = water_vapour_apda(toa_b8a, toa_b09, b8a, b09, aot, elevation_km)
-        wv = np.where(np.isfinite(found), found, fallback_wv)
-        aot = aot_at_ddv(toa_red, toa_b12, red, b12, elevation_km, wv, cos_sza, settings, bg_red, bg_b12)
-    return aot, wv
 
 
 def visibility_to_aot(visibility_km: float, elevation_km: float = 0.0) -> float:
