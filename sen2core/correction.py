@@ -204,8 +204,8 @@ def _relative_azimuth(saa: da.Array, vaa: da.Array) -> da.Array:
 
 
 #: Margin on the B12 thresholds for the pixels whose water vapour is retrieved before the DDV
-#: selection: B12's two-way gas transmittance changes by at most 12 % between the start column
-#: (1 cm) and 6 cm, and 6 % down to 0 cm, at air masses up to 5.
+#: selection: B12's two-way gas transmittance changes by at most 12 % between the default start
+#: column (1 cm) and 6 cm, and 6 % down to 0 cm, at air masses up to 5.
 DDV_WV_MARGIN = 1.2
 
 

@@ -50,10 +50,11 @@ def water_vapour_of_cells(
     """Water vapour (cm above the ground) of the pixels ``where``, retrieved on ``factor`` x ``factor`` cells.
 
     B09 is a 60 m band: on a finer grid a pixel carries its 60 m cell's B09 but its own
-    B8A, and at the edge of a patch the two do not see the same ground, which biases
-    APDA. The means of both bands over the cell (B09's native pixel when the block starts
-    on the 60 m grid) see the same ground. Only cells holding a pixel of ``where`` are
-    inverted, at the AOT ``aot``; where APDA has no answer the column is ``fallback``.
+    B8A, so at the edge of a patch the two need not see the same ground. The means of
+    both bands over the cell (B09's native pixel when the block starts on the 60 m grid)
+    do, and a cell is inverted once for all its pixels. Only cells holding a pixel of
+    ``where`` are inverted, at the AOT ``aot``; where APDA has no answer the column is
+    ``fallback``.
 
     Returns
     -------
