@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.strips import row_strips
-from sen2core.kernels.wv import water_vapour_apda
+from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
 from sen2core.settings import Range, check_ranges
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
     "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone "
                           "(0.331 without it)"),
-    "start_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
-    "default_water_vapour_cm": Range(0.0, 6.0, "cm", _LUT),
+    "start_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
+    "default_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),
     "adjacency_km": Range(0.0, 5.0, "km", "overlap between processing chunks (0: a 3-pixel window)"),
     "aot_smoothing_km": _KM,
@@ -106,9 +106,10 @@ class CorrectionConfig:
     """Ozone column (Sen2Cor ``Ozone_Content`` 331 DU); 0: the product's ECMWF ozone (``AUX_ECMWFT``), or
     :data:`DEFAULT_OZONE_CM_ATM` without it."""
     start_water_vapour_cm: float = 1.0
-    """Water vapour assumed for the AOT retrieval before APDA (``AC_Wv_Iter_Start_Summer``)."""
+    """Column above the ground assumed where APDA has no answer before the AOT is known: the DDV
+    candidate selection (``AC_Wv_Iter_Start_Summer``) and DDV pixels without B8A/B09 signal."""
     default_water_vapour_cm: float = 1.0
-    """Used where APDA has no land pixel at all."""
+    """Column above the ground used where APDA has no land pixel at all."""
     elevation_km: float = 0.0
     """Surface elevation when no DEM is given."""
     cirrus_correction: bool = False
@@ -216,47 +217,80 @@ def _relative_azimuth(saa: da.Array, vaa: da.Array) -> da.Array:
 # --- DDV aerosol ------------------------------------------------------------------------------------------------
 
 
+#: Margin on the B12 thresholds for the pixels whose water vapour is retrieved before the DDV
+#: selection: B12's two-way gas transmittance changes by at most 12 % between the default start
+#: column (1 cm) and 6 cm, and 6 % down to 0 cm, at air masses up to 5.
+DDV_WV_MARGIN = 1.2
+
+
+def ddv_layer_count(n_models: int) -> int:
+    """Layers of the DDV intermediate: level, water vapour, then per aerosol model AOT and blue residual."""
+    return 2 + 2 * n_models
+
+
 def _ddv_block(
-    toa04: NDArray[Any], toa8a: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any], scl: NDArray[Any],
-    near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any], sza: NDArray[Any],
-    vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
+    toa04: NDArray[Any], toa8a: NDArray[Any], toa09: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any],
+    scl: NDArray[Any], near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any],
+    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
     lut_path: str, sc: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
-    start_aot: float,
+    start_aot: float, wv_cell: int,
 ) -> NDArray[np.float32]:  # fmt: skip
-    """Per pixel: [DDV level, then per model: AOT, blue residual] (NaN where not DDV)."""
-    out = np.full((1 + 2 * len(models),) + toa04.shape, np.nan, dtype=F32)
+    """Per pixel: [DDV level, water vapour, then per model: AOT, blue residual] (NaN where not DDV).
+
+    The DDV selection (B12 reflectance thresholds) and the AOT use each pixel's own water
+    vapour, not a fixed column (whose AOT error grew with the real column): APDA first, at
+    the prior AOT ``start_aot`` (APDA depends little on the aerosol), on the ``wv_cell`` x
+    ``wv_cell`` cells of B09's native grid holding pixels that could be DDV.
+    """
+    out = np.full((ddv_layer_count(len(models)),) + toa04.shape, np.nan, dtype=F32)
+    out[0] = 0
     usable = np.isfinite(toa04) & np.isfinite(toa12) & ~near_cloud & np.isin(scl, (VEGETATION, NOT_VEGETATED))
     if not usable.any():
-        out[0] = 0
         return out
     cos_sza = np.cos(np.radians(sza))
-    t12 = _table(lut_path, sc, "B12", models[0], ozone, sza, vza, raa).at(start_aot, elev, wv)
+    b12_0 = _table(lut_path, sc, "B12", models[0], ozone, sza, vza, raa)
+    t12 = b12_0.at(start_aot, elev, wv)
     rho12 = rt.surface_from_toa_uniform(toa12, t12, rt.irradiance_factor(t12, cos_sza))
-    level = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable, settings)
+    # Pixels that could be DDV at any column; their B12 reflectance is then redone with their own.
+    wide = replace(settings, b12_lower=settings.b12_lower / DDV_WV_MARGIN,
+                   b12_upper=tuple(u * DDV_WV_MARGIN for u in settings.b12_upper))  # fmt: skip
+    maybe = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable, wide) > 0
+    if not maybe.any():
+        return out
+    b8a, b09 = (_table(lut_path, sc, b, models[0], ozone, sza, vza, raa) for b in ("B8A", "B09"))
+    wv_px = np.full(toa04.shape, np.nan)
+    wv_px[maybe] = water_vapour_of_cells(toa8a, toa09, b8a, b09, start_aot, elev, maybe, wv_cell, wv)
+    t12m = b12_0.at(start_aot, elev[maybe], wv_px[maybe])
+    rho12[maybe] = rt.surface_from_toa_uniform(toa12[maybe], t12m, rt.irradiance_factor(t12m, cos_sza[maybe]))
+    level = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable & maybe, settings)
     out[0] = level
     sel = level > 0
     if not sel.any():
         return out
+    wv_sel = wv_px[sel]
+    out[1][sel] = wv_sel
     for i, model in enumerate(models):
-        red = _table(lut_path, sc, "B04", model, ozone, sza, vza, raa)
-        b12 = _table(lut_path, sc, "B12", model, ozone, sza, vza, raa)
-        aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], np.full(sel.sum(), wv), cos_sza[sel], settings,
-                         bg04[sel], bg12[sel])  # fmt: skip
+        red, b12 = (_table(lut_path, sc, b, model, ozone, sza, vza, raa) for b in ("B04", "B12"))
+        aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], wv_sel, cos_sza[sel], settings, bg04[sel],
+                         bg12[sel])  # fmt: skip
         # Blue check (Sen2Cor's aerosol-type test): rho_blue should be half of rho_red.
-        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv)
+        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
         rho_blue = corrected_reflectance(toa02[sel], bg02[sel], tb, cos_sza[sel])
-        rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv), cos_sza[sel])
-        out[1 + 2 * i][sel] = aot
-        out[2 + 2 * i][sel] = rho_blue - 0.25 * rho12s
+        rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv_sel), cos_sza[sel])
+        out[2 + 2 * i][sel] = aot
+        out[3 + 2 * i][sel] = rho_blue - 0.25 * rho12s
     return out
 
 
-def _ddv_sums(scl: NDArray[Any], level: NDArray[Any], *per_model: NDArray[Any], n_levels: int) -> NDArray[np.float64]:
-    """[non-water valid count] + per level k: [count, per model: sum AOT, sum blue residual^2]."""
+def _ddv_sums(
+    scl: NDArray[Any], level: NDArray[Any], wv: NDArray[Any], *per_model: NDArray[Any], n_levels: int
+) -> NDArray[np.float64]:
+    """[non-water valid count] + per level k: [count, sum water vapour, per model: sum AOT, sum blue residual^2]."""
     out = [float(np.sum(np.isin(scl, (VEGETATION, NOT_VEGETATED, SHADOW, 7, SNOW, 2))))]
     for k in range(1, n_levels + 1):
         m = (level >= 1) & (level <= k)
         out.append(float(m.sum()))
+        out.append(float(np.sum(wv[m], dtype=np.float64)))
         for j in range(0, len(per_model), 2):
             out.append(float(np.sum(per_model[j][m], dtype=np.float64)))
             out.append(float(np.sum(np.square(per_model[j + 1][m], dtype=np.float64))))
@@ -526,7 +560,7 @@ class AtmosphericCorrection:
     ) -> da.Array | lazy.BlockSums:  # fmt: skip
         """The lazy intermediate ``name`` of :data:`INTERMEDIATES`, or the first sum it needs not in ``known``.
 
-        ``ddv``: the DDV layers (level, then AOT and misfit per aerosol model), stacked on
+        ``ddv``: the DDV layers (level, water vapour, then AOT and misfit per aerosol model), stacked on
         axis 0; ``wv_raw``: the APDA water vapour before the land-mean fill.
         """
         if name not in INTERMEDIATES:
@@ -571,13 +605,17 @@ class AtmosphericCorrection:
         t = scene.toa
         adj = adjacency.window_pixels(cfg.adjacency_km, res)
         bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
+        n_layers = ddv_layer_count(len(models))
+        # APDA on B09's 60 m pixels where the blocks start on that grid (as for the water-vapour map below).
+        k60 = round(60 / res)
+        wv_cell = k60 if k60 > 1 and all(c % k60 == 0 for dim in t["B09"].chunks for c in dim[:-1]) else 1
         ddv = da.map_blocks(
-            _ddv_block, t["B04"], t["B8A"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"], bg["B02"],
-            scene.sun_zenith,
+            _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
+            bg["B02"], scene.sun_zenith,
             scene.view_zenith["B04"], raa, scene.elevation_km,
             lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
-            ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot,
-            new_axis=0, chunks=((1 + 2 * len(models),),) + t["B04"].chunks, dtype=F32,
+            ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot, wv_cell=wv_cell,
+            new_axis=0, chunks=((n_layers,),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
         if "ddv" in stored:
             ddv = stored["ddv"]
@@ -591,7 +629,8 @@ class AtmosphericCorrection:
         sums = total(ddv_sums)
         if sums is None:
             return ddv_sums
-        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 1 + 2 * len(models))
+        # Per level: count, water vapour, then per model AOT and blue misfit (see _ddv_sums).
+        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 2 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
         enough = cfg.ddv.min_fraction * nonwater
         k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
@@ -615,14 +654,16 @@ class AtmosphericCorrection:
             scene_aot = cfg.default_aot
         else:
             count = per_level[k_sel, 0]
-            sse = [per_level[k_sel, 2 + 2 * i] for i in range(len(models))]
+            sse = [per_level[k_sel, 3 + 2 * i] for i in range(len(models))]
             im = int(np.argmin(sse)) if len(models) > 1 else 0
             aerosol = models[im]
-            scene_aot = float(per_level[k_sel, 1 + 2 * im] / count)
+            scene_aot = float(per_level[k_sel, 2 + 2 * im] / count)
+            # The column the DDV pixels were corrected with, for the check of the same correction.
+            ddv_wv = float(per_level[k_sel, 1] / count)
             neg_sums = lazy.block_sums(
                 _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
                 name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
-                wv=cfg.start_water_vapour_cm, ozone=ozone, red_min=cfg.negative_red,
+                wv=ddv_wv, ozone=ozone, red_min=cfg.negative_red,
             )  # fmt: skip
             neg = total(neg_sums)
             if neg is None:
@@ -637,7 +678,7 @@ class AtmosphericCorrection:
                 0.0,
             )
             sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
-            raw = da.map_blocks(_select_ddv, layers[0], layers[1 + 2 * im], k=k_sel + 1, fill=scene_aot,
+            raw = da.map_blocks(_select_ddv, layers[0], layers[2 + 2 * im], k=k_sel + 1, fill=scene_aot,
                                 scale=scale, dtype=F32)  # fmt: skip
             kc = lazy.chunk_divisor(raw.chunks[0][0], res, 100.0)
             if kc > 1 and sigma / kc >= 2.0:
@@ -649,7 +690,8 @@ class AtmosphericCorrection:
             aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
             ddv_percent = round(float(100.0 * count / nonwater), 3)
             summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=ddv_percent,
-                           DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale)  # fmt: skip
+                           DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale,
+                           DDV_MEAN_WV=round(ddv_wv, 4))  # fmt: skip
             scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
         if len(models) == 1:
@@ -780,8 +822,6 @@ def correction_config_from_gipp(
         allowed words, or outside its valid range (:data:`CORRECTION_RANGES`); the
         message names the file, the setting and the range.
     """
-    from dataclasses import replace
-
     from sen2core.config import USER_GIPP_ROOT, _local, _parse_xml
 
     root = _parse_xml(Path(path))
@@ -849,4 +889,5 @@ __all__ = [
     "Scene",
     "config_dict",
     "correction_config_from_gipp",
+    "ddv_layer_count",
 ]

@@ -56,7 +56,15 @@ import numpy as np
 
 from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
-from sen2core.correction import AEROSOL_MODELS, INTERMEDIATES, Atmosphere, AtmosphericCorrection, Scene, config_dict
+from sen2core.correction import (
+    AEROSOL_MODELS,
+    INTERMEDIATES,
+    Atmosphere,
+    AtmosphericCorrection,
+    Scene,
+    config_dict,
+    ddv_layer_count,
+)
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.auxdata import AuxiliaryData, read_product_auxiliary
 from sen2core.io.dem import dem_info, dem_on_grid
@@ -801,7 +809,7 @@ def stored(known: Totals, name: str) -> dict[str, tuple[float, ...]]:
 
 def _ddv_layers(plan: ProductPlan) -> int:
     models = AEROSOL_MODELS if plan.config.correction.aerosol == "auto" else (plan.config.correction.aerosol,)
-    return 1 + 2 * len(models)
+    return ddv_layer_count(len(models))
 
 
 def _intermediate_paths(plan: ProductPlan, name: str) -> list[str]:

@@ -86,6 +86,25 @@ def test_retrieval_and_boa_against_truth(true_aot: float, true_wv: float) -> Non
         assert v <= limit, (b, v)
 
 
+def test_aot_does_not_depend_on_the_water_vapour_column() -> None:
+    """The DDV AOT uses each pixel's own (APDA) column, not a fixed 1 cm (issue #15 item 2).
+
+    Same scene at AOT 0.2 and 0.5 to 4.5 cm of water vapour. With the fixed column the
+    error grew from -0.002 (0.5 cm) to +0.010 (4.5 cm); with the pixels' own column it
+    stays within 0.0002 of the 1 cm scene's. Limit: 0.005.
+    """
+    errors = {}
+    for wv in (0.5, 1.0, 2.0, 4.5):
+        scene, scl, _, aot, _, _ = _scene(0.2, wv)
+        with dask.config.set(scheduler="threads"):
+            atm = AtmosphericCorrection(CorrectionConfig()).retrieve(scene, scl)
+        assert atm.summary["AOT_RETRIEVAL_METHOD"] == "SEN2COR_DDV"
+        errors[wv] = atm.summary["GRANULE_MEAN_AOT"] - float(aot.mean())
+    print("AOT error by column: " + ", ".join(f"{w} cm {e:+.4f}" for w, e in errors.items()))
+    for wv, err in errors.items():
+        assert abs(err - errors[1.0]) <= 0.005, (wv, err, errors[1.0])
+
+
 def test_no_vegetation_falls_back_to_default_aot() -> None:
     scene, scl, *_ = _scene(0.3, 2.0, soil_only=True)
     cfg = CorrectionConfig()

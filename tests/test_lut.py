@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from sen2core.atmosphere import sixs
 from sen2core.atmosphere.lut import AtmosphericTerms, load_lut, surface_reflectance, toa_reflectance
+from sen2core.atmosphere.profile import column_above_ground, sixs_input
 from sen2core.atmosphere.srf import BANDS, nominal_srf
 from sen2core.cli import main
 from sen2core.errors import LUTError, RadiativeTransferError
@@ -41,9 +42,11 @@ def _compare(lut, points):
     """LUT and live-6S TOA reflectance for each point and surface."""
     cases, preds, labels = [], [], []
     for sc, band, aer, sza, vza, raa, aot, z, wv, o3 in points:
+        # wv is the column above the ground; 6S takes its sea-level-referenced input.
         terms = lut.terms(sc, band, aer, sza, vza, raa, aot, z, wv, o3)
         for rho in SURFACES:
-            cases.append(sixs.SixSCase(sza, vza, raa, aer, aot, z, nominal_srf(sc, band), rho, wv, o3))
+            cases.append(sixs.SixSCase(sza, vza, raa, aer, aot, z, nominal_srf(sc, band), rho,
+                                       float(sixs_input(wv, z)), o3))  # fmt: skip
             preds.append(float(toa_reflectance(rho, terms)))
             labels.append((sc, band, aer, sza, vza, raa, aot, z, wv, o3, rho))
     return np.array(preds), np.array(_live(cases)), labels
@@ -66,7 +69,8 @@ def test_tables_reproduce_live_6s_at_grid_nodes(lut) -> None:  # type: ignore[no
         cases.append(sixs.SixSCase(sza, vza, raa, aer, aot, z, nominal_srf("S2A", band)))
         expect.append(("scat", band, terms, (sza, vza, raa, aot, z)))
         m, wv, o3 = float(rng.choice(g.airmass)), float(rng.choice(g.water_vapour)), float(rng.choice(g.ozone))
-        gas = lut.gas_transmittance("S2A", band, z, m, wv, o3)
+        # At the node: the column above the ground whose 6S input is the node value.
+        gas = lut.gas_transmittance("S2A", band, z, m, float(column_above_ground(wv, z)), o3)
         sza_m = float(np.degrees(np.arccos(1.0 / m)))
         cases.append(sixs.SixSCase(sza_m, 0.0, 0.0, "continental", 0.1, z, nominal_srf("S2A", band), 0.0, wv, o3,
                                    sensor="ground"))  # fmt: skip
@@ -139,10 +143,13 @@ def test_forward_inverse_round_trip(lut) -> None:
     n = 5000
     for sc in lut.spacecraft:
         for band in BANDS:
+            angles_aot = (rng.uniform(0, 80, n), rng.uniform(0, 12, n), rng.uniform(0, 180, n), rng.uniform(0, 1.5, n))
+            # Columns above the ground as on Earth: up to 7 cm at sea level, less above a raised ground.
+            z = rng.uniform(-0.1, 4, n)
+            wv = column_above_ground(rng.uniform(0, 7, n), z)
             t = lut.terms(
-                sc, band, "maritime" if band in ("B02", "B11") else "continental",
-                rng.uniform(0, 80, n), rng.uniform(0, 12, n), rng.uniform(0, 180, n), rng.uniform(0, 1.5, n),
-                rng.uniform(-0.1, 4, n), rng.uniform(0, 7, n), rng.uniform(0.2, 0.5, n),
+                sc, band, "maritime" if band in ("B02", "B11") else "continental", *angles_aot, z, wv,
+                rng.uniform(0.2, 0.5, n),
             )  # fmt: skip
             rho = rng.uniform(0.0, 1.0, n)
             # Where the atmosphere passes no surface signal (B10 under a wet sky) there is

@@ -42,7 +42,8 @@ class LUTGrid:
     airmass: tuple[float, ...]
     """Two-way air mass nodes of the gas transmittance."""
     water_vapour: tuple[float, ...]
-    """Water vapour column nodes above the target, g/cm2 (= cm of precipitable water)."""
+    """Water vapour nodes, g/cm2 (= cm of precipitable water): 6S's input, the column of its sea-level
+    atmosphere; a raised target has the share above it (:mod:`sen2core.atmosphere.profile`)."""
     ozone: tuple[float, ...]
     """Ozone column nodes, cm-atm."""
     aerosols: tuple[str, ...] = ("continental", "maritime")

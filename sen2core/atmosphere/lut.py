@@ -12,6 +12,14 @@ by the dry gases and half the water vapour column (aerosols mixed with vapour in
 the boundary layer). Direct transmittances are ``exp(-tau / mu)``; the diffuse
 part is the rest.
 
+Water vapour is the column above the ground everywhere in this module's interface.
+The LUT's water-vapour axis is 6S's input, the column of 6S's sea-level atmosphere,
+of which a raised target has only the part above it; each lookup converts at every
+elevation node ``z`` (:func:`sen2core.atmosphere.profile.sixs_input`: the column
+divided by the share of the profile above ``z``) and interpolates between the nodes
+at the same column above the ground, where the transmittance changes only through
+pressure.
+
 Angles are in degrees. The relative azimuth is ``|view azimuth - sun azimuth|``
 folded to [0, 180]: 0 means the sensor is on the sun's side (backscattering),
 with both azimuths measured from the pixel toward the sun and the sensor, as in
@@ -21,6 +29,7 @@ the Sentinel-2 metadata. Queries outside the grid are clamped to its edges.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -31,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from sen2core.atmosphere.grid import LUTGrid
+from sen2core.atmosphere.profile import fraction_above
 from sen2core.errors import LUTError
 from sen2core.kernels.interp import corners, gather, lagrange_weights, locate, multilinear
 
@@ -70,6 +80,48 @@ def _linear_weights(nodes: Array, x: ArrayLike) -> Array:
     if len(nodes) > 1:
         np.put_along_axis(w, (i + 1)[None, ...], f[None, ...], axis=0)
     return w
+
+
+def _at_node(lookup: Callable[[int, Array], Array], j: int, column: Array, h2o_fraction: Array, w_max: float) -> Array:
+    """Gas transmittance at elevation node ``j`` and a column above the ground.
+
+    ``lookup(j, w)`` reads the table at 6S's input ``w``. Above a raised node the table
+    ends at a small column (6 cm of 6S's input is 1.1 cm above 3.5 km); beyond that end
+    the node follows the node below it at the same column, times the ratio of the two
+    at the end: the ratio is the effect of the lower pressure, which changes slowly
+    with the column, and the transmittance stays continuous.
+    """
+    t = lookup(j, column / h2o_fraction[j])
+    u_end = w_max * float(h2o_fraction[j])
+    beyond = column > u_end
+    if j == 0 or not np.any(beyond):
+        return t
+    end = np.asarray(u_end)
+    below_end = _at_node(lookup, j - 1, end, h2o_fraction, w_max)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(below_end > 0, lookup(j, np.asarray(w_max)) / below_end, 1.0)
+    return np.where(beyond, _at_node(lookup, j - 1, column, h2o_fraction, w_max) * ratio, t)
+
+
+def _gas_above_ground(
+    gas: Array, z_nodes: Array, w_nodes: Array, h2o_fraction: Array, elevation_km: ArrayLike, column: ArrayLike
+) -> Array:
+    """Gas transmittance ``gas[elevation, 6S water vapour]`` at a column above the ground.
+
+    At each elevation node the column is converted to 6S's input there (:func:`_at_node`);
+    the nodes are then combined linearly in elevation at that same column above the ground.
+    """
+    wz = _linear_weights(z_nodes, elevation_km)
+    u = np.asarray(column, dtype=np.float64)
+
+    def lookup(j: int, w: Array) -> Array:
+        return gather(gas[j], corners((w_nodes,), (w,)))
+
+    out: Array = np.zeros(())
+    for j in range(len(z_nodes)):
+        if np.any(wz[j]):
+            out = out + wz[j] * _at_node(lookup, j, u, h2o_fraction, float(w_nodes[-1]))
+    return out
 
 
 def relative_azimuth(sun_azimuth: ArrayLike, view_azimuth: ArrayLike) -> Array:
@@ -114,7 +166,9 @@ class GeometryTable:
     elevation: Array
     """Elevation nodes, km."""
     water_vapour: Array
-    """Water vapour nodes, cm."""
+    """Water vapour nodes of ``gas``: 6S's input (sea-level column), cm."""
+    h2o_fraction: Array
+    """Share of 6S's water-vapour profile above each elevation node."""
     airmass_sun: float
     """1/cos(sza)."""
     airmass_view: float
@@ -132,21 +186,26 @@ class GeometryTable:
     tau: Array
     """Optical depth [aot, elevation]."""
     gas: Array
-    """Gas transmittance [elevation, water vapour]."""
+    """Gas transmittance [elevation, water vapour (6S's input)]."""
+
+    def _gas(self, elevation_km: ArrayLike, column: ArrayLike) -> Array:
+        return _gas_above_ground(self.gas, self.elevation, self.water_vapour, self.h2o_fraction, elevation_km, column)
 
     def at(self, aot: ArrayLike, elevation_km: ArrayLike = 0.0, water_vapour: ArrayLike = 2.0) -> AtmosphericTerms:
-        """Per-pixel terms by bilinear gathers along (AOT, elevation) and (elevation, water vapour)."""
+        """Per-pixel terms by bilinear gathers along (AOT, elevation) and (elevation, water vapour).
+
+        ``water_vapour`` is the column above the ground (cm).
+        """
         wv = np.asarray(water_vapour, dtype=np.float64)
         # Locate each query once; every table on the same axes then only gathers.
         c_az = corners((self.aot, self.elevation), (aot, elevation_km))
-        zw = (self.elevation, self.water_vapour)
         sc = {k: gather(getattr(self, k), c_az) for k in ("path", "t_down", "t_up", "s", "tau")}
         sc["rayleigh"] = gather(self.rayleigh, corners((self.elevation,), (elevation_km,)))
         return _combine(
             sc,
-            gather(self.gas, corners(zw, (elevation_km, wv))),
-            gather(self.gas, corners(zw, (elevation_km, 0.5 * wv))),
-            gather(self.gas, corners(zw, (elevation_km, 0.0))),
+            self._gas(elevation_km, wv),
+            self._gas(elevation_km, 0.5 * wv),
+            self._gas(elevation_km, 0.0),
             self.airmass_sun,
             self.airmass_view,
         )
@@ -158,6 +217,7 @@ class GeometryTable:
         ``WVP_QUANTIFICATION``), so a table at that step holds every value a product can record;
         per-pixel evaluation becomes a rounding and a gather, ten times cheaper than locating
         every pixel among the LUT nodes, and the BOA then matches the stored AOT and WVP exactly.
+        The dense table's water-vapour axis is the column above the ground.
         """
         a = np.arange(0.0, self.aot[-1] + 0.5 * aot_step, aot_step)
         w = np.arange(0.0, self.water_vapour[-1] + 0.5 * wv_step, wv_step)
@@ -165,10 +225,9 @@ class GeometryTable:
         c_az = corners((self.aot, z), (a[:, None], z[None, :]))
         sc = {k: gather(getattr(self, k), c_az) for k in ("path", "t_down", "t_up", "s", "tau")}
         rayleigh = np.broadcast_to(self.rayleigh[None, :], sc["path"].shape)
-        zw = (z, self.water_vapour)
-        g_full = gather(self.gas, corners(zw, (z[:, None], w[None, :])))
-        g_half = gather(self.gas, corners(zw, (z[:, None], 0.5 * w[None, :])))
-        g_dry = gather(self.gas, corners(zw, (z, np.zeros_like(z))))
+        g_full = self._gas(z[:, None], w[None, :])
+        g_half = self._gas(z[:, None], 0.5 * w[None, :])
+        g_dry = self._gas(z, np.zeros_like(z))
         t_down_dir = np.minimum(np.exp(-sc["tau"] * self.airmass_sun), sc["t_down"])
         t_up_dir = np.minimum(np.exp(-sc["tau"] * self.airmass_view), sc["t_up"])
         scat = np.stack([sc["path"] - rayleigh, rayleigh, sc["t_down"], sc["t_up"], t_down_dir, t_up_dir, sc["s"]])
@@ -186,7 +245,7 @@ class DenseTable:
     scat: Array
     """[aerosol path, Rayleigh path, t_down, t_up, t_down_dir, t_up_dir, s] x [aot, elevation]."""
     gas: Array
-    """[full, half water vapour] x [elevation, water vapour]."""
+    """[full, half water vapour] x [elevation, water vapour column above the ground]."""
     gas_dry: Array
     """Gas transmittance without water vapour [elevation]."""
     _flat: dict[float, tuple[Array, Array, Array]] = field(default_factory=dict, compare=False, repr=False)
@@ -263,6 +322,7 @@ class RadiativeTransferLUT:
         self._n_m = np.asarray(gr.airmass, dtype=np.float64)
         self._n_wv = np.asarray(gr.water_vapour, dtype=np.float64)
         self._n_o3 = np.asarray(gr.ozone, dtype=np.float64)
+        self._h2o = fraction_above(self._n_z)
 
     @property
     def id(self) -> str:
@@ -303,7 +363,8 @@ class RadiativeTransferLUT:
         elevation_km
             Surface elevation (km above sea level).
         water_vapour
-            Water vapour column above the surface (g/cm2, i.e. cm).
+            Water vapour column above the surface (g/cm2, i.e. cm), converted to 6S's
+            sea-level-referenced input at each elevation node (see the module docstring).
         ozone
             Ozone column (cm-atm; 0.33 = 330 DU).
 
@@ -376,14 +437,31 @@ class RadiativeTransferLUT:
     def _gas(
         self, isc: int, ib: int, z: ArrayLike, m: ArrayLike, water_vapour: ArrayLike, ozone: ArrayLike
     ) -> tuple[Array, Array, Array]:
-        axes = (self._n_z, self._n_m, self._n_wv, self._n_o3)
-        wv = np.asarray(water_vapour, dtype=np.float64)
+        """Full, half and no water vapour; ``water_vapour`` is the column above the ground."""
+        axes = (self._n_m, self._n_wv, self._n_o3)
+        u = np.asarray(water_vapour, dtype=np.float64)
         g_tab = self.tables["gas"][isc, ib]
-        return (
-            multilinear(g_tab, axes, (z, m, wv, ozone)),
-            multilinear(g_tab, axes, (z, m, 0.5 * wv, ozone)),
-            multilinear(g_tab, axes, (z, m, 0.0, ozone)),
-        )
+        wz = _linear_weights(self._n_z, z)
+        w_max = float(self._n_wv[-1])
+
+        def lookup(j: int, w: Array) -> Array:
+            return multilinear(g_tab[j], axes, (m, w, ozone))
+
+        out: list[Array] = [np.zeros(()), np.zeros(()), np.zeros(())]
+        for j in range(len(self._n_z)):
+            if not np.any(wz[j]):
+                continue
+            for k, share in enumerate((1.0, 0.5, 0.0)):
+                out[k] = out[k] + wz[j] * _at_node(lookup, j, share * u, self._h2o, w_max)
+        shape = np.broadcast_shapes(np.shape(z), np.shape(m), u.shape, np.shape(ozone))
+        full, half, dry = (np.broadcast_to(g, shape) for g in out)
+        return full, half, dry
+
+    def _gas_nodes(self, isc: int, ib: int, m: float, ozone: float) -> Array:
+        """Gas transmittance [elevation node, 6S water-vapour node] at one air mass and ozone."""
+        axes = (self._n_z, self._n_m, self._n_wv, self._n_o3)
+        z, w = self._n_z[:, None], self._n_wv[None, :]
+        return multilinear(self.tables["gas"][isc, ib], axes, (z, m, w, ozone))
 
     def scattering(
         self, spacecraft: str, band: str, aerosol: str, sza: ArrayLike, vza: ArrayLike, raa: ArrayLike,
@@ -398,7 +476,7 @@ class RadiativeTransferLUT:
         self, spacecraft: str, band: str, elevation_km: ArrayLike, airmass: ArrayLike, water_vapour: ArrayLike,
         ozone: ArrayLike,
     ) -> Array:  # fmt: skip
-        """Gaseous transmittance along a path of the given (two-way) air mass."""
+        """Gaseous transmittance along a path of the given (two-way) air mass; ``water_vapour`` above the ground."""
         isc, ib, _ = self._index(spacecraft, band, self.grid.aerosols[0])
         return self._gas(isc, ib, elevation_km, airmass, water_vapour, ozone)[0]
 
@@ -423,11 +501,11 @@ class RadiativeTransferLUT:
         m_s, m_v = float(_airmass(sza)), float(_airmass(vza))
         aot_n, z_n, wv_n = self._n_aot, self._n_z, self._n_wv
         sc = self._scattering(isc, ib, ia, np.asarray(m_s), np.asarray(m_v), vza, raa, aot_n[:, None], z_n[None, :])
-        g_full = self._gas(isc, ib, z_n[:, None], m_s + m_v, wv_n[None, :], ozone)[0]
+        g_nodes = self._gas_nodes(isc, ib, m_s + m_v, ozone)
         return GeometryTable(
-            aot=aot_n, elevation=z_n, water_vapour=wv_n, airmass_sun=m_s, airmass_view=m_v,
+            aot=aot_n, elevation=z_n, water_vapour=wv_n, h2o_fraction=self._h2o, airmass_sun=m_s, airmass_view=m_v,
             path=sc["path"], rayleigh=sc["rayleigh"][0, :], t_down=sc["t_down"], t_up=sc["t_up"],
-            s=sc["s"], tau=sc["tau"], gas=g_full,
+            s=sc["s"], tau=sc["tau"], gas=g_nodes,
         )  # fmt: skip
 
     def info(self) -> dict[str, Any]:

@@ -40,7 +40,9 @@ class SixSCase:
     surface: float = 0.0
     """Lambertian surface reflectance."""
     water_vapour: float | None = None
-    """Water vapour column above the target, g/cm2; ``None`` with ``ozone`` None = no gas absorption."""
+    """6S's water-vapour input, g/cm2: the column of its sea-level atmosphere, of which a raised target has
+    only the share above it (:func:`sen2core.atmosphere.profile.sixs_input` converts a column above the
+    ground); ``None`` with ``ozone`` None = no gas absorption."""
     ozone: float | None = None
     """Ozone column, cm-atm."""
     sensor: str = "satellite"

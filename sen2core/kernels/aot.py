@@ -5,6 +5,10 @@ that of the 2.2 um band (B12), which aerosols barely affect:
 ``rho_red = 0.5 * rho_B12`` (and ``rho_blue = 0.5 * rho_red``). The AOT of a DDV
 pixel is the one for which the atmospherically corrected red equals that
 reference.
+
+The corrected reflectances depend on the water vapour (B12 sits on the wing of a
+vapour band): the caller gives each DDV pixel its own column, retrieved first by APDA
+(:func:`sen2core.kernels.wv.water_vapour_of_cells`), which depends little on the aerosol.
 """
 
 from __future__ import annotations
