@@ -16,6 +16,10 @@ file                 type     content
 ``CIR_20m.tif``      float32  cirrus reflectance added in B10
 ``SUN_20m.tif``      float32  fraction of the direct sunlight reaching the ground (1 unshadowed)
 ``DEM_20m.tif``      float32  ground elevation (m), with ``--dem`` only
+``IRR_20m.tif``      float32  share of the clear-sky NIR irradiance reaching the ground
+                              (``--cloud-model physical`` only)
+``EDG_20m.tif``      uint8    1 on the edge band of truth clouds: cover fraction below
+                              ``CLOUD_EDGE_FRACTION`` (``--cloud-model physical`` only)
 ===================  =======  ====================================================
 
 Tiled GeoTIFFs (ZSTD, predictor) written strip by strip; band descriptions name the
@@ -57,6 +61,8 @@ TRUTH_FILES: dict[str, tuple[int, str, tuple[str, ...] | None]] = {
     "CIR_20m": (20, "float32", None),
     "SUN_20m": (20, "float32", None),
     "DEM_20m": (20, "float32", None),
+    "IRR_20m": (20, "float32", None),
+    "EDG_20m": (20, "uint8", None),
 }
 
 
