@@ -174,8 +174,8 @@ SCENE_CLASSIFICATION_RANGES: Mapping[str, Range] = {
     "cloud_buffer_classes": Range(0, 11, "SCL code", "Sen2Cor's classes", integer=True),
     "bright_surface_min_redness": _INDEX,
     "thin_cloud_probability": Range(0.0, 1.0, "", "probability", low_open=True, high_open=True),
-    "background_window_px": Range(1, 101, "pixels", "overlap between processing chunks (odd)", integer=True),
-    "cloud_edge_growth_px": Range(0, 20, "pixels", "overlap between processing chunks", integer=True),
+    "background_window_m": Range(0.0, 2000.0, "m", "overlap between processing chunks"),
+    "cloud_edge_growth_m": Range(0.0, 400.0, "m", "overlap between processing chunks"),
     "cloud_edge_min_brightening": _REFL,
     "relative_shadow_darkness": Range(0.0, 1.0, "", "share of the background", low_open=True, high_open=True),
 }  # fmt: skip
@@ -444,14 +444,15 @@ class SceneClassificationConfig:
     probability reaches ``thin_cloud_probability`` are CLOUD_MEDIUM_PROBABILITY."""
     thin_cloud_probability: float = 0.5
     """Calibrated probability from which the thin-cloud fix marks a pixel as cloud."""
-    background_window_px: int = 51
-    """Edge growth and relative shadows: edge of the window (pixels, odd) over which the local
-    clear background is averaged (51 px: about 1 km at 20 m)."""
-    cloud_edge_growth_px: int = 2
-    """Beyond Sen2Cor: grow the cloud classes 8/9 by up to this many pixels into dim pixels whose
-    blue exceeds the local clear background's by ``cloud_edge_min_brightening`` and that are not
-    redder than a cloud (B2 >= B4): the soft edges thresholds on brightness miss. 0 = off.
-    Grown pixels become CLOUD_MEDIUM_PROBABILITY."""
+    background_window_m: float = 1000.0
+    """Edge growth and relative shadows: edge of the square (m) over which the local clear
+    background is averaged (51 pixels at 20 m, 17 at 60 m: the nearest odd count)."""
+    cloud_edge_growth_m: float = 40.0
+    """Beyond Sen2Cor: grow the cloud classes 8/9 by up to this distance (2 pixels at 20 m, 1 at
+    60 m) into dim pixels whose blue exceeds the local clear background's by
+    ``cloud_edge_min_brightening`` and that are not redder than a cloud (B2 >= B4): the soft
+    edges that thresholds on brightness miss. 0 = off. Grown pixels become
+    CLOUD_MEDIUM_PROBABILITY."""
     cloud_edge_min_brightening: float = 0.02
     """Edge growth: TOA B2 above the local clear background's mean by at least this much."""
     relative_shadow: bool = True
@@ -478,9 +479,6 @@ class SceneClassificationConfig:
             )
         if len(self.shadow_reference) != 6:
             raise ConfigurationError("scene classification: shadow_reference needs 6 values (B2 B3 B4 B8A B11 B12)")
-        if self.background_window_px % 2 == 0:
-            raise ConfigurationError("scene classification: background_window_px must be odd, got "
-                                     f"{self.background_window_px}")
         if self.shadow_match_window_px % 2 == 0:
             raise ConfigurationError("scene classification: shadow_match_window_px must be odd, got "
                                      f"{self.shadow_match_window_px}")  # fmt: skip
@@ -498,7 +496,7 @@ class SceneClassificationConfig:
         base: dict[str, Any] = {
             "bright_surface_fix": False, "thin_cloud_fix": False, "view_parallax": False, "cloud_buffer_m": 0.0,
             "shadow_height_matching": False, "cloud_height_min_m": 290.0, "cloud_height_max_m": 5150.0,
-            "cirrus_leakage_correction": False, "cloud_edge_growth_px": 0, "relative_shadow": False,
+            "cirrus_leakage_correction": False, "cloud_edge_growth_m": 0.0, "relative_shadow": False,
         }
         base.update(overrides)
         return cls().replace(**base)

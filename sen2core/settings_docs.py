@@ -37,7 +37,7 @@ def settings_markdown() -> str:
         "`aerosol` is `continental`, `maritime` or `auto` (GIPP `Aerosol_Type` RURAL, MARITIME, AUTO). Besides",
         "the ranges, settings must agree with each other: each ramp's start below its end (`t1_b04` < `t2_b04`",
         "...), `t_cloud_lp` <= `t_cloud_mp` <= `t_cloud_hp`, `median_filter` 0 or odd, `shadow_match_window_px`",
-        "and `background_window_px` odd, the DDV B12 thresholds above `ddv.b12_lower`, the cirrus clear range increasing.",
+        "odd, the DDV B12 thresholds above `ddv.b12_lower`, the cirrus clear range increasing.",
         "",
         "## Atmospheric correction",
         "",
