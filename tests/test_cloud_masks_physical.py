@@ -351,3 +351,19 @@ def test_simple_clouds_keep_their_truth(tmp_path: Path) -> None:
     cover = read_truth(out.truth, "CLD_20m")
     scl = read_truth(out.truth, "SCL_20m")
     assert np.isin(scl[cover >= 0.5], (8, 9)).all() and not np.isin(scl[cover < 0.5], (8, 9)).any()
+
+
+def test_cli_cloud_model(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sen2core.cli import main
+
+    result = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "120", "--seed", "2", "--cloud-cover", "40",
+                                       "--cloud-model", "physical"])
+    assert result.exit_code == 0, result.output
+    truth = next(tmp_path.glob("*.truth"))
+    meta = json.loads((truth / "truth.json").read_text(encoding="utf-8"))
+    assert meta["options"]["cloud_model"] == "physical" and meta["clouds"]["model"] == "physical"
+    assert (truth / "EDG_20m.tif").exists() and (truth / "IRR_20m.tif").exists()
+    bad = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "120", "--cloud-model", "fluffy"])
+    assert bad.exit_code != 0 and "fluffy" in bad.output

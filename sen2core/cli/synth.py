@@ -55,13 +55,13 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
 @click.option("--overwrite", is_flag=True, help="Replace an existing product of the same name.")
 def synth(output_dir: Path, size: int, tile: str, date: str, spacecraft: str, baseline: str, aot: float, wv: float,
           aerosol: str, ozone: float, cloud_cover: float, cloud_heights: tuple[float, float], cloud_model: str,
-          cirrus: float,
-          snow: float, dem: bool, elevation: float, surface: str | None, seed: int, nodata_edge: bool,
+          cirrus: float, snow: float, dem: bool, elevation: float, surface: str | None, seed: int, nodata_edge: bool,
           saturated: int, lut_path: str | None, overwrite: bool) -> None:
     """Write a synthetic Sentinel-2 Level-1C SAFE and its truth into OUTPUT_DIR."""
     config = SynthConfig(
         size=size, tile=tile, date=date, spacecraft=spacecraft, baseline=baseline, aot=aot, wv=wv, aerosol=aerosol,
-        ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cloud_model=cloud_model, cirrus=cirrus, snow=snow, dem=dem,
+        ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cloud_model=cloud_model, cirrus=cirrus,
+        snow=snow, dem=dem,
         elevation=elevation, surface=surface, seed=seed, nodata_edge=nodata_edge, saturated=saturated, lut=lut_path,
     )
     console = Console(stderr=True)
