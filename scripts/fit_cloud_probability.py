@@ -10,6 +10,9 @@ fit, the other half check calibration (reliability table, Brier score, log-loss,
 F1 at p >= 0.5); then all scenes fit the coefficients that are printed, ready to be
 pasted into ``CLOUD_PROBABILITY_MODEL``.
 
+Scenes have physical clouds (``cloud_model="physical"``), and four of them low thick water clouds in
+humid air, which show little in B10.
+
 Usage::
 
     python scripts/fit_cloud_probability.py WORKDIR [--size 900] [--per-scene 30000]
@@ -50,15 +53,27 @@ TRAINING_SCENES: list[tuple[int, str, str, float, float, float, float, bool]] = 
     (1012, "29RKH", "2020-02-19", 45.0, 0.0, 0.0, 0.3, True),
 ]
 
+# Low, thick water clouds in humid air: B10 sees little of them (the water vapour above their
+# tops absorbs at 1375 nm), so that the fit does not learn "no B10 signal, no cloud".
+# (seed, tile, date, cloud %, water vapour cm, lowest and highest cloud top km)
+LOW_CLOUD_SCENES: list[tuple[int, str, str, float, float, float, float]] = [
+    (1013, "36NXF", "2023-06-01", 40.0, 4.0, 0.5, 2.0),
+    (1014, "31TCJ", "2023-07-15", 30.0, 3.0, 0.5, 1.5),
+    (1015, "33UUP", "2023-09-01", 50.0, 2.5, 0.8, 2.5),
+    (1016, "36NXF", "2023-03-20", 25.0, 4.5, 0.5, 1.2),
+]
 
-def make_scene(workdir: Path, spec: tuple[int, str, str, float, float, float, float, bool], size: int) -> Path:
-    """Synthesize one training scene (once) and return its output folder."""
+
+def make_scene(workdir: Path, spec: tuple[int, str, str, float, float, float, float, bool], size: int,
+               heights_km: tuple[float, float] = (1.0, 10.0)) -> Path:
+    """Synthesize one training scene (once, physical clouds) and return its output folder."""
     seed, tile, date, cloud, cirrus, snow, wv, desert = spec
     out = workdir / f"scene-{seed}"
     if not any(out.glob("*.truth")):
         synthesize(SynthConfig(size=min(size, 600) if desert else size, tile=tile, date=date, cloud_cover=cloud,
-                               cirrus=cirrus, snow=snow, wv=wv, seed=seed,
-                               surface=str(SURFACE) if desert else None), out, overwrite=True)
+                               cirrus=cirrus, snow=snow, wv=wv, seed=seed, cloud_heights=heights_km,
+                               cloud_model="physical", surface=str(SURFACE) if desert else None), out,
+                   overwrite=True)
     return out
 
 
@@ -135,8 +150,11 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(20260801)
     samples = []
-    for spec in TRAINING_SCENES:
-        out = make_scene(args.workdir, spec, args.size)
+    specs = [(spec, (1.0, 10.0)) for spec in TRAINING_SCENES] + [
+        ((seed, tile, date, cloud, 0.0, 0.0, wv, False), (lo, hi))
+        for seed, tile, date, cloud, wv, lo, hi in LOW_CLOUD_SCENES]
+    for spec, heights in specs:
+        out = make_scene(args.workdir, spec, args.size, heights)
         samples.append(scene_samples(out, args.per_scene, rng))
         print(f"scene {spec[0]}: {samples[-1][0].shape[0]} pixels, cloud fraction {samples[-1][1].mean():.3f}")
     train = [s for i, s in enumerate(samples) if i % 2 == 0]
@@ -158,8 +176,8 @@ def main() -> None:
     print(f"    intercept={b0:.6g},")
     print(f"    coefficients=({', '.join(f'{c:.6g}' for c in b)}),")
     print(f"    # features: {', '.join(sc.FEATURES)}")
-    print(f"    provenance=\"scripts/fit_cloud_probability.py, {len(TRAINING_SCENES)} synthetic scenes "
-          f"(seeds {TRAINING_SCENES[0][0]}-{TRAINING_SCENES[-1][0]}), {len(y_all)} pixels; held-out Brier "
+    print(f"    provenance=\"scripts/fit_cloud_probability.py, {len(specs)} synthetic scenes "
+          f"(seeds {specs[0][0][0]}-{specs[-1][0][0]}), {len(y_all)} pixels; held-out Brier "
           f"{report['brier']:.4f}\",")
     print(")")
 

@@ -174,6 +174,10 @@ SCENE_CLASSIFICATION_RANGES: Mapping[str, Range] = {
     "cloud_buffer_classes": Range(0, 11, "SCL code", "Sen2Cor's classes", integer=True),
     "bright_surface_min_redness": _INDEX,
     "thin_cloud_probability": Range(0.0, 1.0, "", "probability", low_open=True, high_open=True),
+    "background_window_m": Range(0.0, 2000.0, "m", "overlap between processing chunks"),
+    "cloud_edge_growth_m": Range(0.0, 400.0, "m", "overlap between processing chunks"),
+    "cloud_edge_min_brightening": _REFL,
+    "relative_shadow_darkness": Range(0.0, 1.0, "", "share of the background", low_open=True, high_open=True),
 }  # fmt: skip
 """Valid range of every numeric setting of :class:`SceneClassificationConfig` (booleans: true or false)."""
 
@@ -440,6 +444,24 @@ class SceneClassificationConfig:
     probability reaches ``thin_cloud_probability`` are CLOUD_MEDIUM_PROBABILITY."""
     thin_cloud_probability: float = 0.5
     """Calibrated probability from which the thin-cloud fix marks a pixel as cloud."""
+    background_window_m: float = 1000.0
+    """Edge growth and relative shadows: edge of the square (m) over which the local clear
+    background is averaged (51 pixels at 20 m, 17 at 60 m: the nearest odd count)."""
+    cloud_edge_growth_m: float = 40.0
+    """Beyond Sen2Cor: grow the cloud classes 8/9 by up to this distance (2 pixels at 20 m, 1 at
+    60 m) into dim pixels whose blue exceeds the local clear background's by
+    ``cloud_edge_min_brightening`` and that are not redder than a cloud (B2 >= B4): the soft
+    edges that thresholds on brightness miss. 0 = off. Grown pixels become
+    CLOUD_MEDIUM_PROBABILITY."""
+    cloud_edge_min_brightening: float = 0.02
+    """Edge growth: TOA B2 above the local clear background's mean by at least this much."""
+    relative_shadow: bool = True
+    """Beyond Sen2Cor: in the geometric shadow zone (the clouds projected along the sun and view
+    directions over the cloud heights), pixels darker than the local sunlit background in B8A
+    and B11 by the factor ``relative_shadow_darkness`` are cloud shadow, grey or black; water
+    (B8A below B4) is left out."""
+    relative_shadow_darkness: float = 0.75
+    """Relative shadows: B8A and B11 below this share of the local sunlit background's mean."""
 
     def __post_init__(self) -> None:
         check_ranges(self, SCENE_CLASSIFICATION_RANGES, "scene classification")
@@ -474,7 +496,7 @@ class SceneClassificationConfig:
         base: dict[str, Any] = {
             "bright_surface_fix": False, "thin_cloud_fix": False, "view_parallax": False, "cloud_buffer_m": 0.0,
             "shadow_height_matching": False, "cloud_height_min_m": 290.0, "cloud_height_max_m": 5150.0,
-            "cirrus_leakage_correction": False,
+            "cirrus_leakage_correction": False, "cloud_edge_growth_m": 0.0, "relative_shadow": False,
         }
         base.update(overrides)
         return cls().replace(**base)

@@ -315,7 +315,9 @@ def test_calibrated_probability() -> None:
     cm, cmc, _ = sc.classify_pixels(bands, SEN2COR)
     p = sc.calibrated_cloud_probability(bands, cm, cmc)
     assert p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
-    assert (p[layout == 0] < 0.05).all() and (p[layout == 1] > 0.95).all()
+    # Clear vegetation 0.07 since the fit on physical clouds, whose truth counts faint edges
+    # (cover from 0.2) as cloud (0.0005 before).
+    assert (p[layout == 0] < 0.1).all() and (p[layout == 1] > 0.95).all()
     assert len(sc.CLOUD_PROBABILITY_MODEL.coefficients) == len(sc.FEATURES)
 
 

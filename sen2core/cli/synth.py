@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from sen2core.synthetic import SynthConfig, synthesize
-from sen2core.synthetic.config import AEROSOLS, SPACECRAFT
+from sen2core.synthetic.config import AEROSOLS, CLOUD_MODELS, SPACECRAFT
 
 __all__ = ["synth"]
 
@@ -39,6 +39,8 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
 @click.option("--cloud-cover", type=float, default=10.0, show_default=True, help="Opaque cloud cover (%).")
 @click.option("--cloud-heights", type=(float, float), default=(1.0, 10.0), show_default=True,
               help="Range of cloud-top heights (km), one height drawn per cloud.")
+@click.option("--cloud-model", type=click.Choice(CLOUD_MODELS), default="simple", show_default=True,
+              help="simple: sharp edges, black shadows; physical: soft fractal edges, grey shadows, water/ice clouds.")
 @click.option("--cirrus", type=float, default=0.0, show_default=True, help="Thin cirrus cover (%).")
 @click.option("--snow", type=float, default=0.0, show_default=True, help="Snow cover (%), synthetic surface only.")
 @click.option("--dem/--no-dem", default=False, show_default=True, help="Synthetic relief (illumination, pressure).")
@@ -58,15 +60,16 @@ _STAGES = {"scene": "Scene strips", "encode": "JPEG 2000 encoding"}
               help="LUT file (default: the packaged LUT).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing product of the same name.")
 def synth(output_dir: Path, size: int, tile: str, date: str, spacecraft: str, baseline: str, aot: float, wv: float,
-          aerosol: str, ozone: float, cloud_cover: float, cloud_heights: tuple[float, float], cirrus: float,
-          snow: float, dem: bool, elevation: float, aux_data: bool, surface: str | None, seed: int, nodata_edge: bool,
-          saturated: int, defective: int, lost_packets: int, lut_path: str | None, overwrite: bool) -> None:
+          aerosol: str, ozone: float, cloud_cover: float, cloud_heights: tuple[float, float], cloud_model: str,
+          cirrus: float, snow: float, dem: bool, elevation: float, aux_data: bool, surface: str | None, seed: int,
+          nodata_edge: bool, saturated: int, defective: int, lost_packets: int, lut_path: str | None,
+          overwrite: bool) -> None:
     """Write a synthetic Sentinel-2 Level-1C SAFE and its truth into OUTPUT_DIR."""
     config = SynthConfig(
         size=size, tile=tile, date=date, spacecraft=spacecraft, baseline=baseline, aot=aot, wv=wv, aerosol=aerosol,
-        ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cirrus=cirrus, snow=snow, dem=dem,
-        elevation=elevation, aux_data=aux_data, surface=surface, seed=seed, nodata_edge=nodata_edge,
-        saturated=saturated, lut=lut_path, defective=defective, lost_packets=lost_packets,
+        ozone=ozone, cloud_cover=cloud_cover, cloud_heights=cloud_heights, cloud_model=cloud_model, cirrus=cirrus,
+        snow=snow, dem=dem, elevation=elevation, aux_data=aux_data, surface=surface, seed=seed,
+        nodata_edge=nodata_edge, saturated=saturated, lut=lut_path, defective=defective, lost_packets=lost_packets,
     )
     console = Console(stderr=True)
     tasks: dict[str, TaskID] = {}

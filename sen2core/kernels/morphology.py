@@ -25,6 +25,7 @@ __all__ = [
     "downsample_classes",
     "erode_square",
     "gaussian_reach",
+    "masked_box_mean",
     "median3",
     "nan_median3",
     "median_filter",
@@ -80,6 +81,29 @@ def median_filter(a: ArrayLike, size: int) -> NDArray[Any]:
 def gaussian_reach(sigma: float, truncate: float = 4.0) -> int:
     """Reach in pixels of :func:`scipy.ndimage.gaussian_filter` with ``sigma`` and ``truncate``."""
     return int(truncate * float(sigma) + 0.5) if sigma > 0 else 0
+
+
+def masked_box_mean(a: ArrayLike, mask: ArrayLike, size: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean of ``a`` over the ``mask`` pixels of each ``size`` x ``size`` window, and their count.
+
+    Windows reaching beyond the array hold nothing there. Each output is a direct sum over
+    its window (``correlate1d`` with ones, not a running sum), so a chunk extended by the
+    reach gives bit for bit the values of the whole image. Where the window holds no mask
+    pixel the mean is NaN. Reach: ``size // 2``.
+    """
+    m = np.asarray(mask, dtype=bool)
+    v = np.where(m, np.asarray(a, dtype=np.float64), 0.0)
+    ones = np.ones(size, dtype=np.float64)
+
+    def box(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        y = ndimage.correlate1d(x, ones, axis=0, mode="constant", cval=0.0)
+        return np.asarray(ndimage.correlate1d(y, ones, axis=1, mode="constant", cval=0.0), dtype=np.float64)
+
+    total = box(v)
+    count = box(m.astype(np.float64))
+    mean = np.full(total.shape, np.nan)
+    np.divide(total, count, out=mean, where=count > 0)
+    return mean, count
 
 
 def buffer_mask(mask: ArrayLike, radius_px: float) -> BoolArray:

@@ -19,12 +19,14 @@ from sen2core.errors import ConfigurationError
 from sen2core.kernels.angles import utm_to_lonlat
 from sen2core.synthetic.mgrs import TILE_SIZE_M, TileGrid, tile_grid
 
-__all__ = ["AEROSOLS", "SPACECRAFT", "Acquisition", "SynthConfig", "acquisition"]
+__all__ = ["AEROSOLS", "CLOUD_MODELS", "SPACECRAFT", "Acquisition", "SynthConfig", "acquisition"]
 
 SPACECRAFT = ("S2A", "S2B")
 """Spacecraft the LUT has spectral responses for."""
 AEROSOLS = ("continental", "maritime")
 """Aerosol models of the LUT."""
+CLOUD_MODELS = ("simple", "physical")
+"""Cloud models of the generator (:attr:`SynthConfig.cloud_model`)."""
 
 _BASELINE_RE = re.compile(r"^(\d{2})\.(\d{2})$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -72,6 +74,13 @@ class SynthConfig:
     """Opaque cloud cover (% of the tile)."""
     cloud_heights: tuple[float, float] = (1.0, 10.0)
     """Range of opaque cloud-top heights (km above sea level), drawn uniformly per cloud."""
+    cloud_model: str = "simple"
+    """``simple``: clouds of uniform optical thickness with a narrow (about 80 m) edge, labelled cloud
+    from a cover fraction of 0.5, and black shadows (direct sun blocked, no light through the cloud).
+    ``physical``: soft fractal edges whose optical thickness thins with the cover fraction, water or
+    ice clouds by their top height, shadows lit by the light the cloud transmits and by the sky it
+    leaves, with a penumbra; cloud labelled from a cover fraction of 0.2 with the edge band in the
+    truth (:mod:`sen2core.synthetic.scene`)."""
     cirrus: float = 0.0
     """Thin cirrus cover (% of the tile with cirrus B10 reflectance >= 0.01)."""
     snow: float = 0.0
@@ -144,6 +153,8 @@ class SynthConfig:
                 f"--baseline {self.baseline!r}: expected NN.NN from 02.04 (compact SAFE naming) to 05.99, "
                 "e.g. 02.09 (no offset) or 05.09 (RADIO_ADD_OFFSET -1000)"
             )
+        if self.cloud_model not in CLOUD_MODELS:
+            raise ConfigurationError(f"--cloud-model {self.cloud_model!r}: expected one of {', '.join(CLOUD_MODELS)}")
         if self.aerosol not in AEROSOLS:
             raise ConfigurationError(f"--aerosol {self.aerosol!r}: expected one of {', '.join(AEROSOLS)}")
         for name, value, lo, hi in (("--aot", self.aot, 0.0, 2.0), ("--wv", self.wv, 0.0, 8.0),

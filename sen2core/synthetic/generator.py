@@ -23,8 +23,18 @@ Forward model of a 10 m sub-pixel of band b (terms of the band at its native pix
 
 ``sunlit`` is the direct sunlight left by the clouds between the pixel and the sun
 (``prod 1 - alpha_k (1 - exp(-tau_k / cos(sza)))``), ``cos_i``/``sky_view`` come from the
-relief (1 on flat ground). Digital numbers: ``DN = round(10000 toa) - RADIO_ADD_OFFSET``,
-clipped to 1..65534; 0 outside the swath, 65535 at the saturated pixels.
+relief (1 on flat ground).
+
+Physical clouds (``cloud_model="physical"``) add to that the sunlight the clouds transmit
+as diffuse light, ``t_down_dir (sunlit_total - sunlit)`` with ``sunlit_total = prod 1 -
+alpha_k (1 - T(tau_k alpha_k ** (5/3), cos(sza)))``
+(:func:`~sen2core.synthetic.scene.cloud_transmission`, averaged over the sun's disc for the
+penumbra), and multiply the sky view by ``1 -``
+:func:`~sen2core.synthetic.scene.sky_occlusion`; the cloud's own reflectance uses the
+thinned ``tau alpha ** (5/3)`` and the spectral factors of its phase.
+
+Digital numbers: ``DN = round(10000 toa) - RADIO_ADD_OFFSET``, clipped to 1..65534; 0
+outside the swath, 65535 at the saturated pixels.
 """
 
 from __future__ import annotations
@@ -81,14 +91,22 @@ from sen2core.synthetic.scene import (
     CIRRUS_CLASS_MIN,
     CIRRUS_SPECTRAL_FACTOR,
     CLASS_CODES,
+    CLOUD_EDGE_FRACTION,
+    CLOUD_LABEL_FRACTION,
     CLOUD_SPECTRAL_FACTOR,
     ENDMEMBERS,
+    ICE_CLOUD_MIN_HEIGHT_M,
+    ICE_CLOUD_SPECTRAL_FACTOR,
+    NIR_DIRECT_SHARE,
+    SHADOW_LABEL_IRRADIANCE,
+    SUN_ANGULAR_RADIUS_RAD,
     THICK_CLOUD_TAU,
     Cirrus,
     CloudObjects,
     block_mean,
     box_mean_rows,
     cloud_reflectance,
+    cloud_transmission,
     field_rng,
     fractal_field,
     interp_rows_cols,
@@ -96,6 +114,7 @@ from sen2core.synthetic.scene import (
     make_clouds,
     make_landscape,
     pixel_coords,
+    sky_occlusion,
 )
 from sen2core.synthetic.surface_source import SourceSurface
 from sen2core.synthetic.truth import TruthWriter, gdal_env, write_truth_json
@@ -187,12 +206,20 @@ def _gather(t: AtmosphericTerms, index: NDArray[np.integer]) -> AtmosphericTerms
 
 def _classify(ground: NDArray[np.uint8], alpha: NDArray[np.floating], thick: NDArray[np.bool_],
               cirrus: NDArray[np.floating], sunlit: NDArray[np.floating], nodata: NDArray[np.bool_],
-              saturated: NDArray[np.bool_]) -> NDArray[np.uint8]:
-    """Truth class from the physical state of a pixel (see ``truth.json`` ``class_rules``)."""
+              saturated: NDArray[np.bool_], irradiance: NDArray[np.floating] | None = None) -> NDArray[np.uint8]:
+    """Truth class from the physical state of a pixel (see ``truth.json`` ``class_rules``).
+
+    ``irradiance`` (physical clouds): the share of the clear-sky near-infrared irradiance the
+    ground gets; shadow and cloud are then labelled by :data:`SHADOW_LABEL_IRRADIANCE` and
+    :data:`CLOUD_LABEL_FRACTION` instead of direct sunlight and cover at 0.5.
+    """
     cls = ground.astype(np.uint8, copy=True)
-    cls[sunlit <= 0.5] = 3
+    if irradiance is None:
+        cls[sunlit <= 0.5] = 3
+    else:
+        cls[irradiance <= SHADOW_LABEL_IRRADIANCE] = 3
     cls[cirrus >= CIRRUS_CLASS_MIN] = 10
-    cloud = alpha >= 0.5
+    cloud = alpha >= (0.5 if irradiance is None else CLOUD_LABEL_FRACTION)
     cls[cloud] = np.where(thick[cloud], 9, 8)
     cls[saturated] = 1
     cls[nodata] = 0
@@ -313,8 +340,15 @@ class _Scene:
         reach_km = min(_MAX_SHADOW_KM, top_km * (math.tan(math.radians(max_sza)) + math.tan(math.radians(12.0))))
         margin = math.ceil(reach_km * 1000.0 / 60.0) if config.cloud_cover > 0 else 0
         heights = (config.cloud_heights[0] * 1000.0, config.cloud_heights[1] * 1000.0)
-        self.clouds: CloudObjects = make_clouds(seed, self.n, config.cloud_cover, margin, heights)
+        self.physical = config.cloud_model == "physical"
+        self.clouds: CloudObjects = make_clouds(seed, self.n, config.cloud_cover, margin, heights,
+                                                physical=self.physical)
         self._cloud_geometry()
+        self.sky_occlusion60: NDArray[np.float64] | None = None
+        if self.physical and self.clouds.count:
+            cl = self.clouds
+            alpha60 = np.clip((cl.density - cl.threshold) / cl.edge_width + 0.5, 0.0, 1.0) * (cl.labels > 0)
+            self.sky_occlusion60 = sky_occlusion(alpha60, cl.pixel_tau(cl.labels, alpha60), 60.0)
         self.cirrus: Cirrus | None = make_cirrus(seed, self.n, config.cirrus) if config.cirrus > 0 else None
         self._cirrus_factors()
 
@@ -426,39 +460,57 @@ class _StripState:
     alpha: NDArray[np.float32]
     label: NDArray[np.int32]
     sunlit: NDArray[np.float32]
+    sunlit_total: NDArray[np.float32]
+    """Physical clouds: direct and cloud-transmitted sunlight (``sunlit`` otherwise)."""
+    sky: NDArray[np.float32]
+    """Physical clouds: share of the sky light the clouds leave (1 otherwise)."""
     cirrus: NDArray[np.float32]
     nodata10: NDArray[np.bool_]
     saturated10: NDArray[np.bool_]
 
 
-def _shadow(scene: _Scene, r0: int, r1: int) -> NDArray[np.float32]:
-    """Direct sunlight reaching the ground through the clouds, 10 m rows ``r0..r1``."""
+def _shadow(scene: _Scene, r0: int, r1: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Direct sunlight reaching the ground through the clouds, 10 m rows ``r0..r1``, and
+    (physical clouds) direct plus transmitted sunlight, averaged over the sun's disc."""
     n = scene.n
     cl = scene.clouds
     sunlit = np.ones((r1 - r0, n), dtype=np.float32)
+    total = np.ones((r1 - r0, n), dtype=np.float32)
     if cl.count == 0:
-        return sunlit
+        return sunlit, total
     for k in range(1, cl.count + 1):
         b0, b1, c0, c1 = cl.bbox[k]
         se, ss = scene.shadow_east[k], scene.shadow_south[k]
+        mu = max(scene.cloud_mu[k], 0.05)
+        # Penumbra: the sun's disc seen from the ground spans this much of the cloud edge.
+        rp = cl.height_m[k] / mu * SUN_ANGULAR_RADIUS_RAD if cl.physical else 0.0
         # Object bounding box in tile metres, shifted onto its shadow.
-        y0 = (b0 - cl.margin) * 60.0 + ss
-        y1 = (b1 - cl.margin) * 60.0 + ss
-        x0 = (c0 - cl.margin) * 60.0 + se
-        x1 = (c1 - cl.margin) * 60.0 + se
+        y0 = (b0 - cl.margin) * 60.0 + ss - rp
+        y1 = (b1 - cl.margin) * 60.0 + ss + rp
+        x0 = (c0 - cl.margin) * 60.0 + se - rp
+        x1 = (c1 - cl.margin) * 60.0 + se + rp
         ra, rb = max(r0, math.floor(y0 / 10.0)), min(r1, math.ceil(y1 / 10.0))
         ca, cb = max(0, math.floor(x0 / 10.0)), min(n, math.ceil(x1 / 10.0))
         if ra >= rb or ca >= cb:
             continue
         ys = (np.arange(ra, rb) + 0.5) * 10.0 - ss
         xs = (np.arange(ca, cb) + 0.5) * 10.0 - se
-        gy, gx = ys / 60.0 - 0.5 + cl.margin, xs / 60.0 - 0.5 + cl.margin
-        alpha = cl.alpha_at(gy, gx) * (cl.label_at(gy, gx) == k)
-        if not alpha.any():
+        offsets = ((0.0, 0.0), (rp, 0.0), (-rp, 0.0), (0.0, rp), (0.0, -rp)) if rp > 0 else ((0.0, 0.0),)
+        lost_direct = np.zeros((rb - ra, cb - ca))
+        lost_total = np.zeros((rb - ra, cb - ca))
+        for dy, dx in offsets:
+            gy, gx = (ys + dy) / 60.0 - 0.5 + cl.margin, (xs + dx) / 60.0 - 0.5 + cl.margin
+            alpha = (cl.alpha_at(gy, gx) * (cl.label_at(gy, gx) == k)).astype(np.float64)
+            tau = cl.pixel_tau(np.full(alpha.shape, k), alpha)
+            lost_direct += alpha * (1.0 - np.exp(-tau / mu))
+            if cl.physical:
+                lost_total += alpha * (1.0 - cloud_transmission(tau, mu))
+        if not lost_direct.any():
             continue
-        block = 1.0 - np.exp(-cl.tau[k] / max(scene.cloud_mu[k], 0.05))
-        sunlit[ra - r0:rb - r0, ca:cb] *= (1.0 - alpha * block).astype(np.float32)
-    return sunlit
+        sunlit[ra - r0:rb - r0, ca:cb] *= (1.0 - lost_direct / len(offsets)).astype(np.float32)
+        if cl.physical:
+            total[ra - r0:rb - r0, ca:cb] *= (1.0 - lost_total / len(offsets)).astype(np.float32)
+    return sunlit, (total if cl.physical else sunlit)
 
 
 def _strip_state(scene: _Scene, r0: int, r1: int) -> _StripState:
@@ -468,7 +520,11 @@ def _strip_state(scene: _Scene, r0: int, r1: int) -> _StripState:
     gx = pixel_coords(0, n, 10.0, 60.0, cl.margin)
     label = cl.label_at(gy, gx)
     alpha = np.where(label > 0, cl.alpha_at(gy, gx), 0.0).astype(np.float32)
-    sunlit = _shadow(scene, r0, r1)
+    sunlit, sunlit_total = _shadow(scene, r0, r1)
+    if scene.sky_occlusion60 is not None:
+        sky = (1.0 - interp_rows_cols(scene.sky_occlusion60, gy, gx)).astype(np.float32)
+    else:
+        sky = np.ones((r1 - r0, n), dtype=np.float32)
     if scene.cirrus is not None:
         cirrus = scene.cirrus.rho_b10(pixel_coords(r0, r1, 10.0, 60.0), pixel_coords(0, n, 10.0, 60.0))
     else:
@@ -484,8 +540,8 @@ def _strip_state(scene: _Scene, r0: int, r1: int) -> _StripState:
     for rr, cc in scene.saturated:
         if r0 <= rr < r1:
             sat[rr - r0, cc] = True
-    return _StripState(alpha=alpha, label=label, sunlit=sunlit, cirrus=cirrus, nodata10=nodata10,
-                       saturated10=sat)
+    return _StripState(alpha=alpha, label=label, sunlit=sunlit, sunlit_total=sunlit_total, sky=sky, cirrus=cirrus,
+                       nodata10=nodata10, saturated10=sat)
 
 
 def _nodata_native(scene: _Scene, r0: int, r1: int, res: int) -> NDArray[np.bool_]:
@@ -602,7 +658,8 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
     scratch.mkdir()
     truth_dir = work / f"{acq.product_id}.truth"
     truth_names = ["SR_10m", "SR_20m", "SCL_10m", "SCL_20m", "AOT_20m", "WVP_20m", "CTH_20m", "CLD_20m", "CIR_20m",
-                   "SUN_20m"] + (["DEM_20m"] if scene.dem20 is not None else [])
+                   "SUN_20m"] + (["DEM_20m"] if scene.dem20 is not None else []) + (
+                   ["IRR_20m", "EDG_20m"] if scene.physical else [])
     size20 = 2 * round(cfg.adjacency_km * 1000.0 / 20.0 / 2.0) + 1
     halo10 = 2 * (size20 // 2)
     strip = min(STRIP_ROWS, n)
@@ -741,8 +798,11 @@ def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, tr
 
     # ---- truth maps
     ground10 = surface.classes[keep10]
-    thick10 = cl.tau[st.label] >= THICK_CLOUD_TAU
-    scl10 = _classify(ground10, st.alpha, thick10, st.cirrus, st.sunlit, st.nodata10, st.saturated10)
+    thick10 = cl.pixel_tau(st.label, st.alpha) >= THICK_CLOUD_TAU
+    physical = scene.physical
+    irr10 = (NIR_DIRECT_SHARE * st.sunlit_total + (1.0 - NIR_DIRECT_SHARE) * st.sky).astype(np.float32) \
+        if physical else None
+    scl10 = _classify(ground10, st.alpha, thick10, st.cirrus, st.sunlit, st.nodata10, st.saturated10, irr10)
     a, b = r0 // 2, r1 // 2
     alpha20 = block_mean(st.alpha, 2)
     lab_blocks = st.label.reshape(b - a, 2, n // 2, 2)
@@ -755,9 +815,13 @@ def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, tr
     sunlit20 = block_mean(st.sunlit, 2)
     nodata20 = _nodata_native(scene, r0, r1, 20)
     sat20 = np.asarray(st.saturated10.reshape(b - a, 2, n // 2, 2).any(axis=(1, 3)), dtype=bool)
-    scl20 = _classify(_majority_2x2(ground10), alpha20, cl.tau[label20] >= THICK_CLOUD_TAU, cirrus20, sunlit20,
-                      nodata20, sat20)
+    irr20 = block_mean(irr10, 2) if irr10 is not None else None
+    scl20 = _classify(_majority_2x2(ground10), alpha20, cl.pixel_tau(label20, alpha20) >= THICK_CLOUD_TAU, cirrus20,
+                      sunlit20, nodata20, sat20, irr20)
     counts += np.bincount(scl20.ravel(), minlength=12)[:12]
+    if irr20 is not None:
+        truth.write("IRR_20m", a, irr20)
+        truth.write("EDG_20m", a, (np.isin(scl20, (8, 9)) & (alpha20 < CLOUD_EDGE_FRACTION)).astype(np.uint8))
     truth.write("SCL_10m", r0, scl10)
     truth.write("SCL_20m", a, scl20)
     truth.write("CLD_20m", a, alpha20)
@@ -777,7 +841,9 @@ def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, tr
     cloud_px = st.alpha > 0
     obj = st.label[cloud_px]
     alpha_c = st.alpha[cloud_px].astype(np.float64)
-    r_cloud = cloud_reflectance(cl.tau[obj])
+    r_cloud = cloud_reflectance(cl.pixel_tau(obj, alpha_c))
+    ice = cl.is_ice(obj)
+    transmitted = (st.sunlit_total - st.sunlit) if physical else None
     any_shadow = bool((st.sunlit < 1.0).any())
     nodata_native = {res: _nodata_native(scene, r0, r1, res) for res in (10, 20, 60)}
     tci_dn: dict[str, NDArray[np.uint16]] = {}
@@ -804,16 +870,24 @@ def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, tr
             cos_sza = (relief.cos_sza20 if fb == 2 else block_mean(relief.cos_sza20, 3))[:, None, :, None]
             cos_i = _repeat2(relief.cos_i20).reshape(sub)
             sky = _repeat2(relief.sky20).reshape(sub)
-            e = irradiance_factor(t4, cos_sza, cos_i, st.sunlit.reshape(sub), sky)
+            if physical:
+                e = irradiance_factor(t4, cos_sza, cos_i, st.sunlit.reshape(sub), sky * st.sky.reshape(sub))
+            else:
+                e = irradiance_factor(t4, cos_sza, cos_i, st.sunlit.reshape(sub), sky)
+        elif physical:
+            e = irradiance_factor(t4, 1.0, None, st.sunlit.reshape(sub), st.sky.reshape(sub))
         else:
             e = irradiance_factor(t4, 1.0, None, st.sunlit.reshape(sub) if any_shadow else 1.0, 1.0)
+        if transmitted is not None:
+            # Light the clouds transmit is diffuse: it reaches slopes as the sky light does.
+            e = e + t4.t_down_dir * transmitted.reshape(sub) * (sky if relief is not None else 1.0)
         toa = toa_from_surface(rho10.reshape(sub), bg[:, None, :, None], t4, e)
         toa = np.broadcast_to(toa, sub).reshape(r1 - r0, n)
         if not toa.flags.writeable:
             toa = toa.copy()
         if cloud_px.any():
             rs = rho10[cloud_px].astype(np.float64)
-            rc = r_cloud * CLOUD_SPECTRAL_FACTOR[band]
+            rc = r_cloud * np.where(ice, ICE_CLOUD_SPECTRAL_FACTOR[band], CLOUD_SPECTRAL_FACTOR[band])
             rho_eff = rc + (1.0 - r_cloud) ** 2 * rs / (1.0 - rc * rs)
             tc = _gather(scene.cloud_terms[band], obj)
             toa_cloud = toa_from_surface(rho_eff, rho_eff, tc, irradiance_factor(tc, 1.0))
@@ -904,6 +978,14 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
             "optical_thickness_range": [float(cl.tau[1:].min()), float(cl.tau[1:].max())] if cl.count else None,
             "reflectance": "R = 0.15 tau / (2 + 0.15 tau), times CLOUD_SPECTRAL_FACTOR",
             "spectral_factor": CLOUD_SPECTRAL_FACTOR,
+            "model": cfg.cloud_model,
+            "physical": None if not scene.physical else {
+                "pixel_tau": "tau * alpha ** (5/3) (the cloud thins with its cover fraction at the edges)",
+                "ice_from_height_m": ICE_CLOUD_MIN_HEIGHT_M, "ice_spectral_factor": ICE_CLOUD_SPECTRAL_FACTOR,
+                "label_fraction": CLOUD_LABEL_FRACTION, "edge_fraction": CLOUD_EDGE_FRACTION,
+                "shadow_label_irradiance": SHADOW_LABEL_IRRADIANCE, "nir_direct_share": NIR_DIRECT_SHARE,
+                "penumbra": f"sun disc radius {SUN_ANGULAR_RADIUS_RAD} rad times height / cos(sza)",
+            },
             "objects": [
                 {"id": k, "height_m": float(cl.height_m[k]), "tau": float(cl.tau[k]),
                  "centroid_east_m": float(cl.centroid_m[k, 0]), "centroid_south_m": float(cl.centroid_m[k, 1]),
@@ -918,7 +1000,7 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
         },
         "surface": {"source": cfg.surface or "synthetic", "endmembers": ENDMEMBERS if cfg.surface is None else None},
         "class_codes": {str(k): v for k, v in CLASS_CODES.items()},
-        "class_rules": {
+        "class_rules": _physical_class_rules() if scene.physical else {
             "0": "pixel centre outside the swath",
             "1": "saturated pixel (DN 65535 in every band)",
             "9": f"cloud cover fraction >= 0.5 and cloud optical thickness >= {THICK_CLOUD_TAU:g}",
@@ -938,3 +1020,22 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
         "files": sorted(p.name for p in truth_dir.glob("*.tif")),
     }
     write_truth_json(truth_dir / "truth.json", content)
+
+
+def _physical_class_rules() -> dict[str, str]:
+    """``truth.json`` class rules of physical clouds (see :mod:`sen2core.synthetic.scene`)."""
+    return {
+        "0": "pixel centre outside the swath",
+        "1": "saturated pixel (DN 65535 in every band)",
+        "9": f"cloud cover fraction >= {CLOUD_LABEL_FRACTION:g} and optical thickness tau * alpha ** (5/3) >= "
+             f"{THICK_CLOUD_TAU:g}",
+        "8": f"cloud cover fraction >= {CLOUD_LABEL_FRACTION:g} and tau * alpha ** (5/3) < {THICK_CLOUD_TAU:g}",
+        "edge": f"EDG_20m.tif: cloud (8, 9) with cover fraction < {CLOUD_EDGE_FRACTION:g}",
+        "10": f"cirrus B10 reflectance >= {CIRRUS_CLASS_MIN:g} (and not cloud)",
+        "3": f"ground NIR irradiance <= {SHADOW_LABEL_IRRADIANCE:g} of clear sky (IRR_20m.tif: "
+             f"{NIR_DIRECT_SHARE:g} x (direct + cloud-transmitted sunlight) + {1 - NIR_DIRECT_SHARE:g} x sky light "
+             "left by the clouds); not cloud, not cirrus",
+        "11": "snow", "6": "water",
+        "4": "green vegetation cover >= 0.5", "5": "other land (soil, sand, urban, senescent vegetation)",
+        "20m": "atmospheric quantities averaged over the four 10 m pixels, ground class by majority",
+    }

@@ -20,6 +20,32 @@ height (1-10 km). A pixel's cloud cover fraction ``alpha`` ramps from 0 to 1 acr
 cloud edge (about 80 m). The cloud layer reflects ``R = (1-g) tau / (2 + (1-g) tau)``
 (two-stream, conservative scattering, g = 0.85), slightly less in the SWIR where
 liquid water absorbs. Thin cirrus is a separate streaky field that adds reflectance.
+
+**Physical clouds** (``cloud_model="physical"``; :func:`make_clouds` with ``physical``).
+Real cloud edges are wide and ragged, and real shadows grey:
+
+- the density field gets two finer scales (150 m and 400 m), so edges are fractal, and the
+  edge ramp is six times wider (a few hundred metres);
+- inside the edge the cloud thins as well as breaks up: the covered part of a pixel has the
+  optical thickness ``tau * alpha ** (5/3)`` (:meth:`CloudObjects.pixel_tau`: an adiabatic
+  cloud's optical thickness grows as its geometric thickness to the power 5/3, and that
+  thickness is taken to grow with the cover fraction), so an edge pixel is dim
+  (``alpha R(tau alpha ** (5/3))``), not a half-bright cloud;
+- phase by top height: tops from :data:`ICE_CLOUD_MIN_HEIGHT_M` are ice, which absorbs more
+  at 1.6 and 2.2 um (:data:`ICE_CLOUD_SPECTRAL_FACTOR`). B10 needs no rule of its own: the
+  1375 nm band sees a cloud top through the water vapour above it (the LUT's gas
+  transmission from the top's height), so low water clouds show little B10 and high ones
+  much;
+- shadows: the direct beam through a cloud is lost, but a conservative cloud transmits
+  ``1 - R`` of the sunlight as diffuse light (:func:`cloud_transmission`), so shadows of thin
+  clouds are grey and of thick ones dark; the sky light is reduced by the clouds overhead
+  (:func:`sky_occlusion`) and the shadow edge is blurred by the sun's disc (penumbra,
+  :data:`SUN_ANGULAR_RADIUS_RAD` times the cloud height).
+
+Truth of physical clouds: cloud where the cover fraction is at least
+:data:`CLOUD_LABEL_FRACTION`, its *edge band* where that fraction is below
+:data:`CLOUD_EDGE_FRACTION` (``EDG_20m.tif``); cloud shadow where the ground gets at most
+:data:`SHADOW_LABEL_IRRADIANCE` of its clear-sky near-infrared irradiance (``IRR_20m.tif``).
 """
 
 from __future__ import annotations
@@ -36,8 +62,15 @@ from sen2core.atmosphere.srf import BANDS
 __all__ = [
     "CIRRUS_SPECTRAL_FACTOR",
     "CLASS_CODES",
+    "CLOUD_EDGE_FRACTION",
+    "CLOUD_LABEL_FRACTION",
     "CLOUD_SPECTRAL_FACTOR",
     "ENDMEMBERS",
+    "ICE_CLOUD_MIN_HEIGHT_M",
+    "ICE_CLOUD_SPECTRAL_FACTOR",
+    "NIR_DIRECT_SHARE",
+    "SHADOW_LABEL_IRRADIANCE",
+    "SUN_ANGULAR_RADIUS_RAD",
     "Cirrus",
     "CloudObjects",
     "Landscape",
@@ -45,6 +78,7 @@ __all__ = [
     "block_mean",
     "box_mean_rows",
     "cloud_reflectance",
+    "cloud_transmission",
     "fractal_field",
     "gaussian_field",
     "hash_uniform",
@@ -54,6 +88,7 @@ __all__ = [
     "make_landscape",
     "mix_band",
     "pixel_coords",
+    "sky_occlusion",
 ]
 
 F32 = NDArray[np.float32]
@@ -95,8 +130,34 @@ CLOUD_SPECTRAL_FACTOR: dict[str, float] = {b: 1.0 for b in BANDS} | {"B10": 0.95
 #: Cirrus (ice) reflectance relative to B10, per band (ice absorbs at 1.6 and 2.2 um).
 CIRRUS_SPECTRAL_FACTOR: dict[str, float] = {b: 1.0 for b in BANDS} | {"B11": 0.6, "B12": 0.45}
 
+#: Physical clouds: tops at least this high are ice (colder than about -25 C in a standard atmosphere).
+ICE_CLOUD_MIN_HEIGHT_M = 6000.0
+#: Ice-cloud reflectance relative to the visible, per band: ice absorbs more than liquid water at
+#: 1.6 and 2.2 um (larger absorption coefficients and larger crystals).
+ICE_CLOUD_SPECTRAL_FACTOR: dict[str, float] = {b: 1.0 for b in BANDS} | {"B10": 0.95, "B11": 0.55, "B12": 0.40}
+#: Physical clouds: truth cloud from this sub-pixel cover fraction.
+CLOUD_LABEL_FRACTION = 0.2
+#: Physical clouds: truth cloud pixels below this cover fraction are the edge band.
+CLOUD_EDGE_FRACTION = 0.8
+#: Physical clouds: truth cloud shadow where the ground gets at most this share of its clear-sky
+#: near-infrared irradiance.
+SHADOW_LABEL_IRRADIANCE = 0.7
+#: Share of the direct beam in the near-infrared irradiance of flat ground (for the shadow label).
+NIR_DIRECT_SHARE = 0.85
+#: Angular radius of the sun's disc: the penumbra of a cloud edge at height h is h times as wide.
+SUN_ANGULAR_RADIUS_RAD = 0.00465
+#: Sky occlusion: clouds within this distance of the zenith of a pixel (45 degrees for a 4 km
+#: high cloud) hide its sky; the cos-weighted sky within 45 degrees of the zenith is half of it.
+_SKY_RADIUS_M = 4000.0
+_SKY_CONE_WEIGHT = 0.5
+
 _ASYMMETRY = 0.85
 _CLOUD_EDGE_WIDTH = 0.08
+_PHYSICAL_EDGE_WIDTH = 0.5
+# Adiabatic clouds: optical thickness grows as the geometric thickness to the power 5/3
+# (Brenguier et al. 2000, J. Atmos. Sci. 57, 803); the geometric thickness is taken to grow
+# with the cover fraction across the edge.
+_ADIABATIC_EXPONENT = 5.0 / 3.0
 _TAU_RANGE = (3.0, 80.0)
 _HEIGHT_RANGE_M = (1000.0, 10000.0)
 #: Optical thickness above which a cloud is "high probability" (class 9).
@@ -486,6 +547,29 @@ def cloud_reflectance(tau: NDArray[np.floating] | float) -> F64:
     return np.asarray((1 - _ASYMMETRY) * t / (2.0 + (1 - _ASYMMETRY) * t), dtype=np.float64)
 
 
+def cloud_transmission(tau: NDArray[np.floating] | float, mu: NDArray[np.floating] | float) -> F64:
+    """Share of the sunlight (direct and diffuse) a conservative cloud lets through, sun at ``cos = mu``.
+
+    Two-stream: ``1 - R`` with the slant scaled thickness ``(1 - g) tau / mu`` (an oblique sun
+    meets more cloud). The direct beam alone is ``exp(-tau / mu)``, nearly nothing; the rest
+    is light scattered forward through the cloud, which keeps shadows grey.
+    """
+    t = (1 - _ASYMMETRY) * np.asarray(tau, dtype=np.float64) / np.maximum(np.asarray(mu, dtype=np.float64), 0.05)
+    return np.asarray(2.0 / (2.0 + t), dtype=np.float64)
+
+
+def sky_occlusion(alpha: NDArray[np.floating], tau: NDArray[np.floating], pixel_m: float) -> F64:
+    """Share of a pixel's diffuse sky light that the clouds around its zenith take away.
+
+    The clouds within :data:`_SKY_RADIUS_M` cover the cos-weighted cone of the sky above a
+    pixel (half of the sky light); what of that cone's light they reflect away is the
+    box mean of ``alpha R(tau)`` (mirrored at the edges of the grid).
+    """
+    size = max(1, int(round(2 * _SKY_RADIUS_M / pixel_m)) | 1)
+    lost = np.asarray(alpha, dtype=np.float64) * cloud_reflectance(tau)
+    return np.asarray(_SKY_CONE_WEIGHT * ndimage.uniform_filter(lost, size, mode="reflect"), dtype=np.float64)
+
+
 @dataclass
 class CloudObjects:
     """Opaque clouds on a 60 m grid extended by a margin around the tile.
@@ -509,6 +593,20 @@ class CloudObjects:
     """Per cloud: row0, row1, col0, col1 on the extended grid (index 0 unused)."""
     centroid_m: F64
     """Per cloud: east and south tile coordinates (m) of the centroid."""
+    physical: bool = False
+    """Physical clouds: optical thickness thins with the cover fraction (:meth:`pixel_tau`)."""
+
+    def pixel_tau(self, label: NDArray[np.integer], alpha: NDArray[np.floating]) -> F64:
+        """Optical thickness of the covered part of pixels of cloud ``label`` with cover ``alpha``."""
+        tau = self.tau[np.asarray(label)]
+        if not self.physical:
+            return np.asarray(tau, dtype=np.float64)
+        return np.asarray(tau * np.asarray(alpha, dtype=np.float64) ** _ADIABATIC_EXPONENT, dtype=np.float64)
+
+    def is_ice(self, label: NDArray[np.integer]) -> NDArray[np.bool_]:
+        """Physical clouds: whether the cloud's top is ice (always False for simple clouds)."""
+        h = self.height_m[np.asarray(label)]
+        return np.asarray((h >= ICE_CLOUD_MIN_HEIGHT_M) & self.physical, dtype=bool)
 
     @property
     def count(self) -> int:
@@ -547,18 +645,24 @@ class CloudObjects:
 
 
 def make_clouds(seed: int, size: int, cover_percent: float, margin: int,
-                heights_m: tuple[float, float] = _HEIGHT_RANGE_M) -> CloudObjects:
+                heights_m: tuple[float, float] = _HEIGHT_RANGE_M, physical: bool = False) -> CloudObjects:
     """Draw opaque clouds covering ``cover_percent`` of the tile (alpha >= 0.5).
 
     ``margin`` 60 m nodes are added around the tile so that clouds just outside it cast
-    their shadows in.
+    their shadows in. ``physical``: fractal edges, six times wider, and clouds that thin
+    towards them (see the module docstring); the same seed draws the same large-scale
+    clouds, heights and thicknesses either way.
     """
     n60 = size // 6
     shape = (n60 + 2 * margin, n60 + 2 * margin)
     rng = field_rng(seed, "clouds")
     dens = fractal_field(shape, (900.0 / 60, 2500.0 / 60, 7000.0 / 60), (0.25, 0.45, 0.3), rng)
-    inner = dens[margin:margin + n60, margin:margin + n60]
     w = _CLOUD_EDGE_WIDTH
+    if physical:
+        fine = fractal_field(shape, (150.0 / 60, 400.0 / 60), (0.5, 0.5), field_rng(seed, "cloud_edges"))
+        dens = dens + 0.25 * fine
+        w = _PHYSICAL_EDGE_WIDTH
+    inner = dens[margin:margin + n60, margin:margin + n60]
     if cover_percent <= 0:
         thr = float(dens.max()) + 10.0 * w
     else:
@@ -586,7 +690,7 @@ def make_clouds(seed: int, size: int, cover_percent: float, margin: int,
     dilated = ndimage.grey_dilation(labels, size=(3, 3)).astype(np.int32)
     labels = np.where(labels > 0, labels, dilated).astype(np.int32)
     return CloudObjects(density=dens.astype(np.float32), threshold=thr, edge_width=w, labels=labels,
-                        margin=margin, height_m=heights, tau=taus, bbox=bbox, centroid_m=centroid)
+                        margin=margin, height_m=heights, tau=taus, bbox=bbox, centroid_m=centroid, physical=physical)
 
 
 @dataclass

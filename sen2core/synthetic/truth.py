@@ -16,6 +16,10 @@ file                 type     content
 ``CIR_20m.tif``      float32  cirrus reflectance added in B10
 ``SUN_20m.tif``      float32  fraction of the direct sunlight reaching the ground (1 unshadowed)
 ``DEM_20m.tif``      float32  ground elevation (m), with ``--dem`` only
+``IRR_20m.tif``      float32  share of the clear-sky NIR irradiance reaching the ground
+                              (``--cloud-model physical`` only)
+``EDG_20m.tif``      uint8    1 on the edge band of truth clouds: cover fraction below
+                              ``CLOUD_EDGE_FRACTION`` (``--cloud-model physical`` only)
 ===================  =======  ====================================================
 
 Tiled GeoTIFFs (ZSTD, predictor) written strip by strip; band descriptions name the
@@ -28,14 +32,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.windows import Window
+from scipy import ndimage
 
 from sen2core.synthetic.mgrs import TileGrid
 
-__all__ = ["TRUTH_FILES", "TruthWriter", "gdal_env", "write_truth_json"]
+__all__ = ["TRUTH_FILES", "TruthWriter", "castable_shadows", "gdal_env", "read_truth", "write_truth_json"]
 
 
 def gdal_env() -> rasterio.Env:
@@ -57,6 +63,8 @@ TRUTH_FILES: dict[str, tuple[int, str, tuple[str, ...] | None]] = {
     "CIR_20m": (20, "float32", None),
     "SUN_20m": (20, "float32", None),
     "DEM_20m": (20, "float32", None),
+    "IRR_20m": (20, "float32", None),
+    "EDG_20m": (20, "uint8", None),
 }
 
 
@@ -104,3 +112,30 @@ class TruthWriter:
 def write_truth_json(path: Path, content: dict[str, Any]) -> None:
     """Write ``truth.json`` (sorted keys, so the bytes only depend on the content)."""
     path.write_text(json.dumps(content, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def read_truth(truth_dir: Path, name: str, band: int = 1) -> NDArray[Any]:
+    """One band of a truth GeoTIFF (``name`` as in :data:`TRUTH_FILES`)."""
+    with rasterio.open(truth_dir / f"{name}.tif") as ds:
+        return np.asarray(ds.read(band))
+
+
+def castable_shadows(truth_dir: Path, scl: NDArray[Any], margin_px: int = 3) -> NDArray[np.bool_]:
+    """Where the clouds inside the image cast their shadows, on the 20 m truth grid.
+
+    Each truth cloud pixel (class 8 or 9) of a cloud object (told apart by ``CTH_20m``) is
+    moved by its object's shadow offset (``truth.json``); the result is dilated by
+    ``margin_px`` for soft edges and the penumbra. Shadows of clouds outside a small image
+    cannot be found by any geometric method: scores leave out truth shadow outside this.
+    """
+    meta = json.loads((truth_dir / "truth.json").read_text(encoding="utf-8"))
+    height = read_truth(truth_dir, "CTH_20m")
+    cloud = np.isin(scl, (8, 9))
+    out = np.zeros(scl.shape, dtype=bool)
+    for obj in meta["clouds"]["objects"]:
+        rows, cols = np.nonzero(cloud & (np.abs(height - obj["height_m"]) < 1.0))
+        r = np.rint(rows + obj["shadow_offset_south_m"] / 20.0).astype(int)
+        c = np.rint(cols + obj["shadow_offset_east_m"] / 20.0).astype(int)
+        inside = (r >= 0) & (r < scl.shape[0]) & (c >= 0) & (c < scl.shape[1])
+        out[r[inside], c[inside]] = True
+    return np.asarray(ndimage.binary_dilation(out, iterations=margin_px) if margin_px else out, dtype=bool)
