@@ -69,6 +69,7 @@ CORRECTION_RANGES: Mapping[str, Range] = {
     "cloud_distance_km": _KM,
     "negative_fraction": Range(0.0, 1.0, "", "fraction"),
     "negative_red": Range(0.0, 0.1, "reflectance", "a dark red surface"),
+    "cams_prior_weight": Range(0.0, 1.0, "", "a weight (0: DDV alone, 1: CAMS alone)"),
     "ddv.b12_lower": _REFL,
     "ddv.b12_upper": _REFL,
     "ddv.red_toa_max": _REFL,
@@ -123,6 +124,10 @@ class CorrectionConfig:
     negative_fraction: float = 0.01
     """``AC_Cut_Off_Aot_Iter``: at most this fraction of vegetation/soil with red BOA below ``negative_red``."""
     negative_red: float = 0.01
+    cams_prior_weight: float = 0.0
+    """Weight of the L1C's CAMS forecast AOT in the AOT map where DDV succeeds: the map is
+    ``(1 - w) DDV + w CAMS`` (0: DDV alone, as Sen2Cor; no effect on products without ``AUX_CAMSFO``).
+    Where DDV fails CAMS is used whole whatever the weight."""
     ddv: DDVSettings = field(default_factory=DDVSettings)
     cirrus: cirrus.CirrusSettings = field(default_factory=cirrus.CirrusSettings)
 
@@ -687,12 +692,20 @@ class AtmosphericCorrection:
                 smooth = _refined(lazy.gaussian(lazy.downsample_mean(raw, kc), sigma / kc), kc, raw.chunks)
             else:
                 smooth = lazy.gaussian(raw, sigma)
+            scene_aot *= scale
+            w = cfg.cams_prior_weight if cams is not None else 0.0
+            if w > 0.0:
+                # A prior, not a replacement: the forecast's large-scale field pulls the DDV map
+                # towards it (DDV is local and biased on some canopies; CAMS is coarse and biased too).
+                cams_map = da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
+                smooth = (F32(1.0 - w) * smooth + F32(w) * cams_map).astype(F32)
+                scene_aot = (1.0 - w) * scene_aot + w * float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
+                summary["AOT_CAMS_WEIGHT"] = w
             aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
             ddv_percent = round(float(100.0 * count / nonwater), 3)
             summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=ddv_percent,
                            DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale,
                            DDV_MEAN_WV=round(ddv_wv, 4))  # fmt: skip
-            scene_aot *= scale
         summary["AEROSOL_TYPE"] = aerosol
         if len(models) == 1:
             summary["AEROSOL_TYPE_SOURCE"] = "CONFIG"
@@ -750,8 +763,8 @@ class AtmosphericCorrection:
                        GRANULE_MEAN_WV=round(float(land_mean), 4), OZONE_SOURCE=ozone_source,
                        OZONE_VALUE=round(ozone * 1000.0, 1), LUT_ID=self.lut.id)  # fmt: skip
         # Where every input came from (the L1C's CAMS / ECMWF files, the retrieval, the settings).
-        summary.update(AOT_SOURCE={"SEN2COR_DDV": "DDV"}.get(summary["AOT_RETRIEVAL_METHOD"],
-                                                             summary["AOT_RETRIEVAL_METHOD"]),
+        aot_source = {"SEN2COR_DDV": "DDV"}.get(summary["AOT_RETRIEVAL_METHOD"], summary["AOT_RETRIEVAL_METHOD"])
+        summary.update(AOT_SOURCE="DDV+CAMS" if "AOT_CAMS_WEIGHT" in summary else aot_source,
                        WV_SOURCE=wv_method.split("_")[0], WV_FILL_SOURCE=wv_fill_source, **scene.sources)  # fmt: skip
         totals = {k: tuple(float(v) for v in np.ravel(x)) for k, x in known.items()}
         return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary, totals=totals)
