@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -38,7 +39,17 @@ def two_granules(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     entry = re.search(r"<Granule .*?</Granule>", (second / "MTD_MSIL1C.xml").read_text(), flags=re.DOTALL)
     assert entry is not None
     mtd = merged / "MTD_MSIL1C.xml"
+    before = mtd.read_bytes()
     mtd.write_text(mtd.read_text().replace("</Granule_List>", entry.group(0) + "</Granule_List>", 1))
+    # The merged metadata gets its own checksum and size in manifest.safe, as ESA lists them.
+    after = mtd.read_bytes()
+    manifest = merged / "manifest.safe"
+    text = manifest.read_text()
+    old_digest, new_digest = hashlib.sha3_256(before).hexdigest().upper(), hashlib.sha3_256(after).hexdigest().upper()
+    block = re.search(r'<byteStream[^>]*size="\d+"[^>]*>(?:(?!</byteStream>).)*' + old_digest, text, flags=re.DOTALL)
+    assert block is not None
+    fixed = re.sub(r'size="\d+"', f'size="{len(after)}"', block.group(0), count=1).replace(old_digest, new_digest)
+    manifest.write_text(text.replace(block.group(0), fixed))
     return merged, second
 
 
