@@ -86,15 +86,15 @@ def _spans(
 
 
 def _halo_block(
-    func: Callable[..., NDArray[Any]], late: list[Any], rows: list[slice], cols: list[slice],
+    func: Callable[..., NDArray[Any]], late: list[Any], cuts: list[list[list[tuple[slice, slice]]]],
     pad: tuple[tuple[int, int], ...], trim: tuple[tuple[int, int], ...] | None, *grids: list[list[NDArray[Any]]],
 ) -> NDArray[Any]:  # fmt: skip
     extended = []
-    for grid in grids:
+    for grid, cut in zip(grids, cuts, strict=True):
         a = np.block(
             [
-                [blk[..., rs, cs] for blk, cs in zip(line, cols, strict=True)]
-                for line, rs in zip(grid, rows, strict=True)
+                [blk[..., rs, cs] for blk, (rs, cs) in zip(line, cut_line, strict=True)]
+                for line, cut_line in zip(grid, cut, strict=True)
             ]
         )
         if any(pad[0]) or any(pad[1]):
@@ -105,6 +105,17 @@ def _halo_block(
         return out
     (t0, b0), (t1, b1) = trim
     return out[..., t0 : out.shape[-2] - b0, t1 : out.shape[-1] - b1]
+
+
+def _edge(block: NDArray[Any], rows: slice, cols: slice) -> NDArray[Any]:
+    # A copy: a view would keep the whole neighbour block alive until the halo task runs.
+    return np.array(block[..., rows, cols])
+
+
+#: Blocks larger than this reach a neighbour's halo task as the strip it needs (one small task
+#: each), not whole: whole blocks would stay in memory until all their neighbours have run
+#: (+1.1 GiB at the peak on a full tile at 10 m); small ones (coarse grids) go whole.
+HALO_WHOLE_BLOCK_BYTES = 1 << 20
 
 
 def _with_late(
@@ -165,6 +176,8 @@ def halo_map(
     name = f"{label}-halo-{tokenize(func, kwargs, [a.name for a in arrays], depth, boundary, out_chunks, trim)}"
     lead = (0,) * (len(out_chunks) - 2)
 
+    big = [max(grid[0]) * max(grid[1]) * math.prod(a.shape[:-2]) * a.dtype.itemsize > HALO_WHOLE_BLOCK_BYTES
+           for a in arrays]  # fmt: skip
     layer: dict[Any, Any] = {}
     for i in range(len(grid[0])):
         row_spans, row_pad, row_trim = _spans(bounds[0], i, depth, boundary)
@@ -172,13 +185,27 @@ def halo_map(
             col_spans, col_pad, col_trim = _spans(bounds[1], j, depth, boundary)
             shape = {} if trim else {"chunk_shape": (out_chunks[-2][i], out_chunks[-1][j])}
             fn = functools.partial(_with_late, func, tuple(late), **fixed, **shape)
-            grids = [
-                [[(a.name, *((0,) * (a.ndim - 2)), rb, cb) for cb, _ in col_spans] for rb, _ in row_spans]
-                for a in arrays
-            ]
-            rows, cols = [s for _, s in row_spans], [s for _, s in col_spans]
+            grids, cuts = [], []
+            for n, a in enumerate(arrays):
+                grid_a, cut_a = [], []
+                for rb, rs in row_spans:
+                    keys_line, cut_line = [], []
+                    for cb, cs in col_spans:
+                        src = (a.name, *((0,) * (a.ndim - 2)), rb, cb)
+                        if (rb, cb) != (i, j) and big[n]:
+                            edge = (f"{name}-edge{n}", i, j, rb, cb)
+                            layer[edge] = (_edge, src, rs, cs)
+                            keys_line.append(edge)
+                            cut_line.append((slice(None), slice(None)))
+                        else:
+                            keys_line.append(src)
+                            cut_line.append((rs, cs))
+                    grid_a.append(keys_line)
+                    cut_a.append(cut_line)
+                grids.append(grid_a)
+                cuts.append(cut_a)
             cut = (row_trim, col_trim) if trim else None
-            layer[(name, *lead, i, j)] = (_halo_block, fn, keys, rows, cols, (row_pad, col_pad), cut, *grids)
+            layer[(name, *lead, i, j)] = (_halo_block, fn, keys, cuts, (row_pad, col_pad), cut, *grids)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[*arrays, *late.values()])
     return da.Array(graph, name, out_chunks, dtype=dtype, meta=np.empty((0,) * len(out_chunks), dtype=dtype))
 

@@ -290,11 +290,11 @@ def product_metadata(product: ProductRasters, bands: list[str]) -> dict[str, Any
 
 
 def _write_mtd_xml(product: ProductRasters, folder: Path, selection: Mapping[str, str]) -> bool:
-    """``MTD_MSIL2A.xml`` through the SAFE layout's builder; False when that builder is not available."""
-    try:
-        from sen2core.io.mtd_l2a import product_metadata_xml, safe_naming
-    except ImportError:
-        return False
+    """``MTD_MSIL2A.xml`` through the SAFE layout's builder (always written: True)."""
+    # Imported here, not at the top: io.mtd_l2a imports this module (issue #17 moves both apart).
+    # An ImportError is a broken installation and must surface, not drop the file silently.
+    from sen2core.io.mtd_l2a import product_metadata_xml, safe_naming
+
     # IMAGE_FILE entries name the COGs of this folder (without extension), as the SAFE names its JP2s.
     images = [Path(f).stem for f in selection]
     xml = product_metadata_xml(product, safe_naming(product), images, dt.datetime.now(dt.UTC))

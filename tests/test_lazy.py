@@ -79,3 +79,16 @@ def test_halo_map_refuses_mismatched_chunks() -> None:
     b = da.zeros((30, 30), chunks=15)
     with pytest.raises(ValueError, match="same row/column chunks"):
         lazy.halo_map(lambda x, y: x, a, b, depth=1)
+
+
+def test_halo_map_sends_large_blocks_as_strips() -> None:
+    """Blocks over HALO_WHOLE_BLOCK_BYTES reach their neighbours as the strips the halos need
+    (a task each), so whole blocks are not held for every neighbour; the result is the same."""
+    img = np.random.default_rng(3).random((1300, 1250)).astype(np.float32)
+    x = da.from_array(img, chunks=600)  # 600 x 600 float32: 1.4 MB a block
+    assert 600 * 600 * 4 > lazy.HALO_WHOLE_BLOCK_BYTES
+    out = lazy.halo_map(_maximum, x, depth=6, size=13)
+    np.testing.assert_array_equal(out.compute(), _maximum(img, 13))
+    strips = [k for k in out.dask if isinstance(k, tuple) and "-edge" in str(k[0])]
+    # 3 x 3 blocks: a strip from each neighbour of each block (the centre 8, edges 5, corners 3: 40).
+    assert len(strips) == 40
