@@ -602,6 +602,9 @@ class AtmosphericCorrection:
         models = AEROSOL_MODELS if cfg.aerosol == "auto" else (cfg.aerosol,)
         ozone, ozone_source = self.ozone(scene)
         cams = scene.aux.aot550 if scene.aux is not None else None
+        # The CAMS forecast within the LUT's range: its map (lazy) and tile mean.
+        cams_map = None if cams is None else da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
+        cams_mean = None if cams is None else float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
         ecmwf_wv = scene.aux.water_vapour_cm if scene.aux is not None else None
         cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
         size = adjacency.window_pixels(cfg.cloud_distance_km, res)
@@ -639,7 +642,7 @@ class AtmosphericCorrection:
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
         enough = cfg.ddv.min_fraction * nonwater
         k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
-        if k_sel is None and cams is not None:
+        if k_sel is None and cams_map is not None and cams_mean is not None:
             # No dark vegetation: the CAMS forecast of the L1C (Sen2Cor 2.10+), within the LUT's range.
             aerosol = models[0]
             if len(models) > 1 and scene.aux is not None and scene.aux.species:
@@ -648,10 +651,9 @@ class AtmosphericCorrection:
                 share = species.get("sea_salt", 0.0) / max(sum(species.values()), 1e-9)
                 aerosol = "maritime" if share >= SEA_SALT_MARITIME_SHARE else "continental"
                 summary["AEROSOL_TYPE_SOURCE"] = "CAMS"
-            cams_map = da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
             aot_map = da.where(scl == NODATA, np.nan, cams_map).astype(F32)
             summary.update(AOT_RETRIEVAL_METHOD="CAMS", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
-            scene_aot = float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
+            scene_aot = cams_mean
         elif k_sel is None:
             aerosol = models[0]
             aot_map = da.where(scl == NODATA, np.nan, F32(cfg.default_aot)).astype(F32)
@@ -693,13 +695,12 @@ class AtmosphericCorrection:
             else:
                 smooth = lazy.gaussian(raw, sigma)
             scene_aot *= scale
-            w = cfg.cams_prior_weight if cams is not None else 0.0
+            w = cfg.cams_prior_weight if cams_map is not None and cams_mean is not None else 0.0
             if w > 0.0:
                 # A prior, not a replacement: the forecast's large-scale field pulls the DDV map
                 # towards it (DDV is local and biased on some canopies; CAMS is coarse and biased too).
-                cams_map = da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
                 smooth = (F32(1.0 - w) * smooth + F32(w) * cams_map).astype(F32)
-                scene_aot = (1.0 - w) * scene_aot + w * float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
+                scene_aot = (1.0 - w) * scene_aot + w * cams_mean
                 summary["AOT_CAMS_WEIGHT"] = w
             aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
             ddv_percent = round(float(100.0 * count / nonwater), 3)
