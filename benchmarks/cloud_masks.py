@@ -77,8 +77,13 @@ def peer_masks(toa: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | No
     img30 = np.ascontiguousarray(ndimage.zoom(img, (2 / 3, 2 / 3, 1), order=1), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = CSmask(img=img30, band_order=["blue", "green", "red", "nir", "swir16", "swir22"], product_level="l1c",
-                   nodata_value=0, intra_op_num_threads=2)
+        m = CSmask(
+            img=img30,
+            band_order=["blue", "green", "red", "nir", "swir16", "swir22"],
+            product_level="l1c",
+            nodata_value=0,
+            intra_op_num_threads=2,
+        )
     csm30 = np.asarray(m.csm)[..., 0]
     csm = ndimage.zoom(csm30, (shape[0] / csm30.shape[0], shape[1] / csm30.shape[1]), order=0)[: shape[0], : shape[1]]
     return csm == 1, csm == 2
@@ -94,9 +99,22 @@ def main() -> None:
     for seed, tile, date, cloud, cirrus, snow, wv, desert in SCENES:
         out = args.workdir / f"scene-{seed}"
         if not any(out.glob("*.truth")):
-            synthesize(SynthConfig(size=600, tile=tile, date=date, cloud_cover=cloud, cirrus=cirrus, snow=snow, wv=wv,
-                                   seed=seed, cloud_model="physical", surface=str(DESERT) if desert else None),
-                       out, overwrite=True)
+            synthesize(
+                SynthConfig(
+                    size=600,
+                    tile=tile,
+                    date=date,
+                    cloud_cover=cloud,
+                    cirrus=cirrus,
+                    snow=snow,
+                    wv=wv,
+                    seed=seed,
+                    cloud_model="physical",
+                    surface=str(DESERT) if desert else None,
+                ),
+                out,
+                overwrite=True,
+            )
         truth_dir = next(out.glob("*.truth"))
         truth = read_truth(truth_dir, "SCL_20m")
         edge = read_truth(truth_dir, "EDG_20m") == 1
@@ -124,25 +142,38 @@ def main() -> None:
         t_cloud, t_shadow = np.isin(truth, (8, 9, 10)), truth == 3
         for name, (cloud_m, shadow_m, p) in preds.items():
             v = truth != 0
-            counts = np.array([
-                (t_cloud & cloud_m & v).sum(), (~t_cloud & cloud_m & v).sum(), (t_cloud & ~cloud_m & v).sum(),
-                (cloud_m & edge).sum(), edge.sum(),
-                (t_shadow & shadow_m & scored).sum(), (~t_shadow & shadow_m & scored).sum(),
-                (t_shadow & ~shadow_m & scored).sum(),
-                np.nansum((np.nan_to_num(p[v]) - t_cloud[v]) ** 2) if p is not None else 0.0, v.sum(),
-            ], dtype=np.float64)
+            counts = np.array(
+                [
+                    (t_cloud & cloud_m & v).sum(),
+                    (~t_cloud & cloud_m & v).sum(),
+                    (t_cloud & ~cloud_m & v).sum(),
+                    (cloud_m & edge).sum(),
+                    edge.sum(),
+                    (t_shadow & shadow_m & scored).sum(),
+                    (~t_shadow & shadow_m & scored).sum(),
+                    (t_shadow & ~shadow_m & scored).sum(),
+                    np.nansum((np.nan_to_num(p[v]) - t_cloud[v]) ** 2) if p is not None else 0.0,
+                    v.sum(),
+                ],
+                dtype=np.float64,
+            )
             rows[name] = rows.get(name, np.zeros(10)) + counts
     print(f"\n{len(SCENES)} physical synthetic scenes (6 km, 20 m), pooled; cloud = classes 8, 9, 10")
     head = ("cloud F1", "precision", "recall", "edge recall", "shadow F1", "recall", "precision", "Brier", "s")
     print(f"{'':24}" + "".join(f"{h:>12}" for h in head))
     for name, c in rows.items():
         tp, fp, fn, eh, en, stp, sfp, sfn, sq, n = c
-        vals = (2 * tp / (2 * tp + fp + fn), tp / max(tp + fp, 1), tp / max(tp + fn, 1), eh / max(en, 1),
-                2 * stp / max(2 * stp + sfp + sfn, 1), stp / max(stp + sfn, 1), stp / max(stp + sfp, 1))
+        vals = (
+            2 * tp / (2 * tp + fp + fn),
+            tp / max(tp + fp, 1),
+            tp / max(tp + fn, 1),
+            eh / max(en, 1),
+            2 * stp / max(2 * stp + sfp + sfn, 1),
+            stp / max(stp + sfn, 1),
+            stp / max(stp + sfp, 1),
+        )
         brier = f"{sq / n:12.4f}" if name in CONFIGS else f"{'-':>12}"
         print(f"{name:24}" + "".join(f"{x:12.4f}" for x in vals) + brier + f"{seconds[name]:12.1f}")
-
-
 
 
 if __name__ == "__main__":

@@ -54,9 +54,13 @@ def run_once(product: Path, out: Path, verify: bool) -> dict[str, Any]:
     result = process_product(product, out, ProcessingConfig(verify_checksums=verify, overwrite=True))
     wall = time.perf_counter() - start
     summary = json.loads((Path(result.output_dir) / "L2A_SUMMARY.json").read_text())
-    return {"wall": wall, "decode": result.seconds.get("decode", 0.0), "packaging": result.seconds.get("packaging", 0.0),
-            "checksums": summary["input_checksums"].get("seconds", 0.0),
-            "bytes": summary["input_checksums"].get("bytes", 0)}  # fmt: skip
+    return {
+        "wall": wall,
+        "decode": result.seconds.get("decode", 0.0),
+        "packaging": result.seconds.get("packaging", 0.0),
+        "checksums": summary["input_checksums"].get("seconds", 0.0),
+        "bytes": summary["input_checksums"].get("bytes", 0),
+    }
 
 
 def main() -> None:
@@ -79,12 +83,16 @@ def main() -> None:
             runs["no-masks"].append(run_once(bare, root / "out", False))
         med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in runs.items()}
         for name, m in med.items():
-            print(f"{name:10s} wall {m['wall']:6.1f} s  decode {m['decode']:5.1f} s  packaging {m['packaging']:5.1f} s  "
-                  f"checksums {m['checksums']:.2f} s ({m['bytes'] / 1e6:.1f} MB)")
+            print(
+                f"{name:10s} wall {m['wall']:6.1f} s  decode {m['decode']:5.1f} s  "
+                f"packaging {m['packaging']:5.1f} s  checksums {m['checksums']:.2f} s ({m['bytes'] / 1e6:.1f} MB)"
+            )
         d = med["default"]
         print(f"checksums: {100 * d['checksums'] / d['wall']:.2f} % of the default run")
-        print(f"masks: {med['no-verify']['wall'] - med['no-masks']['wall']:+.1f} s wall "
-              f"({100 * (med['no-verify']['wall'] - med['no-masks']['wall']) / med['no-masks']['wall']:+.1f} %)")
+        print(
+            f"masks: {med['no-verify']['wall'] - med['no-masks']['wall']:+.1f} s wall "
+            f"({100 * (med['no-verify']['wall'] - med['no-masks']['wall']) / med['no-masks']['wall']:+.1f} %)"
+        )
     for threads in (1, 2):
         print(f"sha3-256: {sha3_throughput(threads):.0f} MB/s on {threads} thread(s)")
 

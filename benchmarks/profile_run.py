@@ -40,8 +40,12 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=10, choices=[10, 20, 60])
     ap.add_argument("--scratch", type=Path, default=Path("benchmark-data"), help="where the output is written")
     ap.add_argument("--top", type=int, default=30, help="task prefixes listed")
-    ap.add_argument("--malloc", choices=["trim", "keep", "off"], default="trim",
-                    help="sen2core.parallel.tune_malloc on the workers: trim after each task, keep, or off")
+    ap.add_argument(
+        "--malloc",
+        choices=["trim", "keep", "off"],
+        default="trim",
+        help="sen2core.parallel.tune_malloc on the workers: trim after each task, keep, or off",
+    )
     args = ap.parse_args()
 
     me = psutil.Process()
@@ -62,7 +66,6 @@ def main() -> None:
                      silence_logs=logging.ERROR) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
-
         if args.malloc != "off":
             client.register_plugin(tune_malloc(trim_after_task=args.malloc == "trim"))
 

@@ -143,8 +143,14 @@ def scheduler_load(args: argparse.Namespace, out: str) -> dict[str, Any]:
         for p in reversed(procs):
             p.terminate()
             p.wait(30)
-    return {"wall": wall, "scheduler_cpu": cpu, "tasks_sent": sent, "tasks_run": ran, "graphs": graphs,
-            "prefixes": prefixes}
+    return {
+        "wall": wall,
+        "scheduler_cpu": cpu,
+        "tasks_sent": sent,
+        "tasks_run": ran,
+        "graphs": graphs,
+        "prefixes": prefixes,
+    }
 
 
 def main() -> None:
@@ -207,9 +213,11 @@ def main() -> None:
               f"(runs: {', '.join(f'{t:.1f}' for t in times[mode])})")  # fmt: skip
     if load is not None:
         per_hour = 3600.0 / load["scheduler_cpu"] if load["scheduler_cpu"] > 0 else float("inf")
-        print(f"scheduler, one product by stages: {load['tasks_sent']:.0f} tasks sent in {load['graphs']:.0f} "
-              f"graphs, {load['tasks_run']:.0f} run, scheduler CPU {load['scheduler_cpu']:.1f} s of "
-              f"{load['wall']:.1f} s wall: one scheduler drives at most {per_hour:.0f} such products an hour")
+        print(
+            f"scheduler, one product by stages: {load['tasks_sent']:.0f} tasks sent in {load['graphs']:.0f} "
+            f"graphs, {load['tasks_run']:.0f} run, scheduler CPU {load['scheduler_cpu']:.1f} s of "
+            f"{load['wall']:.1f} s wall: one scheduler drives at most {per_hour:.0f} such products an hour"
+        )
         print("tasks run by prefix: " + ", ".join(f"{k} {n}" for k, n in load["prefixes"]))
 
 

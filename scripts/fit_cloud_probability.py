@@ -64,16 +64,33 @@ LOW_CLOUD_SCENES: list[tuple[int, str, str, float, float, float, float]] = [
 ]
 
 
-def make_scene(workdir: Path, spec: tuple[int, str, str, float, float, float, float, bool], size: int,
-               heights_km: tuple[float, float] = (1.0, 10.0)) -> Path:
+def make_scene(
+    workdir: Path,
+    spec: tuple[int, str, str, float, float, float, float, bool],
+    size: int,
+    heights_km: tuple[float, float] = (1.0, 10.0),
+) -> Path:
     """Synthesize one training scene (once, physical clouds) and return its output folder."""
     seed, tile, date, cloud, cirrus, snow, wv, desert = spec
     out = workdir / f"scene-{seed}"
     if not any(out.glob("*.truth")):
-        synthesize(SynthConfig(size=min(size, 600) if desert else size, tile=tile, date=date, cloud_cover=cloud,
-                               cirrus=cirrus, snow=snow, wv=wv, seed=seed, cloud_heights=heights_km,
-                               cloud_model="physical", surface=str(SURFACE) if desert else None), out,
-                   overwrite=True)
+        synthesize(
+            SynthConfig(
+                size=min(size, 600) if desert else size,
+                tile=tile,
+                date=date,
+                cloud_cover=cloud,
+                cirrus=cirrus,
+                snow=snow,
+                wv=wv,
+                seed=seed,
+                cloud_heights=heights_km,
+                cloud_model="physical",
+                surface=str(SURFACE) if desert else None,
+            ),
+            out,
+            overwrite=True,
+        )
     return out
 
 
@@ -100,8 +117,7 @@ def scene_samples(out: Path, per_scene: int, rng: np.random.Generator) -> tuple[
     return x, y
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iterations: int = 50
-                 ) -> tuple[float, np.ndarray]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1e-3, iterations: int = 50) -> tuple[float, np.ndarray]:
     """Logistic regression by IRLS on standardised features; coefficients on raw features."""
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
@@ -132,8 +148,16 @@ def calibration_report(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     tp = float(np.sum(predicted & (y == 1)))
     f1 = 2 * tp / max(float(predicted.sum() + y.sum()), 1.0)
     bins = np.minimum((p * 10).astype(int), 9)
-    table = [(b / 10, (b + 1) / 10, int((bins == b).sum()), float(p[bins == b].mean()) if (bins == b).any() else 0.0,
-              float(y[bins == b].mean()) if (bins == b).any() else 0.0) for b in range(10)]
+    table = [
+        (
+            b / 10,
+            (b + 1) / 10,
+            int((bins == b).sum()),
+            float(p[bins == b].mean()) if (bins == b).any() else 0.0,
+            float(y[bins == b].mean()) if (bins == b).any() else 0.0,
+        )
+        for b in range(10)
+    ]
     return {
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
@@ -152,7 +176,8 @@ def main() -> None:
     samples = []
     specs = [(spec, (1.0, 10.0)) for spec in TRAINING_SCENES] + [
         ((seed, tile, date, cloud, 0.0, 0.0, wv, False), (lo, hi))
-        for seed, tile, date, cloud, wv, lo, hi in LOW_CLOUD_SCENES]
+        for seed, tile, date, cloud, wv, lo, hi in LOW_CLOUD_SCENES
+    ]
     for spec, heights in specs:
         out = make_scene(args.workdir, spec, args.size, heights)
         samples.append(scene_samples(out, args.per_scene, rng))
@@ -163,9 +188,11 @@ def main() -> None:
     xc, yc = np.concatenate([s[0] for s in check]), np.concatenate([s[1] for s in check])
     report = calibration_report(predict(b0, b, xc), yc)
     cmc_only = calibration_report(np.clip(xc[:, 0], 0, 1), yc)
-    print(f"held-out scenes: Brier {report['brier']:.4f} (Sen2Cor CMC as a probability: {cmc_only['brier']:.4f}), "
-          f"log-loss {report['log_loss']:.4f}, F1 at 0.5 {report['f1_at_0.5']:.4f} "
-          f"(CMC >= 0.5: {cmc_only['f1_at_0.5']:.4f})")
+    print(
+        f"held-out scenes: Brier {report['brier']:.4f} (Sen2Cor CMC as a probability: {cmc_only['brier']:.4f}), "
+        f"log-loss {report['log_loss']:.4f}, F1 at 0.5 {report['f1_at_0.5']:.4f} "
+        f"(CMC >= 0.5: {cmc_only['f1_at_0.5']:.4f})"
+    )
     print("reliability (p range, pixels, mean p, observed cloud fraction):")
     for lo, hi, n, mp, obs in report["reliability"]:
         print(f"  {lo:.1f}-{hi:.1f} {n:7d} {mp:.3f} {obs:.3f}")
@@ -176,9 +203,11 @@ def main() -> None:
     print(f"    intercept={b0:.6g},")
     print(f"    coefficients=({', '.join(f'{c:.6g}' for c in b)}),")
     print(f"    # features: {', '.join(sc.FEATURES)}")
-    print(f"    provenance=\"scripts/fit_cloud_probability.py, {len(specs)} synthetic scenes "
-          f"(seeds {specs[0][0][0]}-{specs[-1][0][0]}), {len(y_all)} pixels; held-out Brier "
-          f"{report['brier']:.4f}\",")
+    print(
+        f'    provenance="scripts/fit_cloud_probability.py, {len(specs)} synthetic scenes '
+        f"(seeds {specs[0][0][0]}-{specs[-1][0][0]}), {len(y_all)} pixels; held-out Brier "
+        f'{report["brier"]:.4f}",'
+    )
     print(")")
 
 

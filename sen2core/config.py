@@ -494,9 +494,16 @@ class SceneClassificationConfig:
         thin-cloud fix, no view parallax, no height matching, Sen2Cor's 290-5150 m
         cloud heights, raw B10), with optional ``overrides``."""
         base: dict[str, Any] = {
-            "bright_surface_fix": False, "thin_cloud_fix": False, "view_parallax": False, "cloud_buffer_m": 0.0,
-            "shadow_height_matching": False, "cloud_height_min_m": 290.0, "cloud_height_max_m": 5150.0,
-            "cirrus_leakage_correction": False, "cloud_edge_growth_m": 0.0, "relative_shadow": False,
+            "bright_surface_fix": False,
+            "thin_cloud_fix": False,
+            "view_parallax": False,
+            "cloud_buffer_m": 0.0,
+            "shadow_height_matching": False,
+            "cloud_height_min_m": 290.0,
+            "cloud_height_max_m": 5150.0,
+            "cirrus_leakage_correction": False,
+            "cloud_edge_growth_m": 0.0,
+            "relative_shadow": False,
         }
         base.update(overrides)
         return cls().replace(**base)
@@ -516,8 +523,9 @@ class SceneClassificationConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], base: SceneClassificationConfig | None = None
-                  ) -> SceneClassificationConfig:
+    def from_file(
+        cls, path: str | os.PathLike[str], base: SceneClassificationConfig | None = None
+    ) -> SceneClassificationConfig:
         """Read the project's configuration file (TOML or JSON).
 
         Keys are field names. In TOML they may sit at the top level or in a
@@ -558,8 +566,9 @@ class SceneClassificationConfig:
         return _replace_from(base or cls(), _coerce_fields(section, source=str(p)), str(p))
 
     @classmethod
-    def from_gipp(cls, *paths: str | os.PathLike[str], base: SceneClassificationConfig | None = None
-                  ) -> SceneClassificationConfig:
+    def from_gipp(
+        cls, *paths: str | os.PathLike[str], base: SceneClassificationConfig | None = None
+    ) -> SceneClassificationConfig:
         """Read Sen2Cor configuration files, applied in the order given.
 
         Each file is recognised by its root element: ``L2A_CAL_SC_GIPP.xml`` sets the
@@ -730,4 +739,3 @@ def _read_user_gipp(root: Element, path: Path) -> dict[str, Any]:
             raise ConfigurationError(f"{path}: {rel} is empty")
         changes[name] = text
     return changes
-

@@ -59,8 +59,9 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
-    "ozone_cm_atm": Range(0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone "
-                          "(0.331 without it)"),
+    "ozone_cm_atm": Range(
+        0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone (0.331 without it)"
+    ),
     "start_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "default_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "elevation_km": Range(-0.5, 9.0, "km", "elevations on Earth (as a DEM is clipped)"),
@@ -536,7 +537,11 @@ class AtmosphericCorrection:
         return Scene(**{**scene.__dict__, "toa": toa}), gamma
 
     def retrieve(
-        self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None, keep: bool = True,
+        self,
+        scene: Scene,
+        scl: da.Array,
+        known: Mapping[str, Any] | None = None,
+        keep: bool = True,
         stored: Mapping[str, da.Array] | None = None,
     ) -> Atmosphere:
         """AOT by DDV and water vapour by APDA on the scene's working grid.
@@ -586,8 +591,14 @@ class AtmosphericCorrection:
         return found if isinstance(found, lazy.BlockSums) else None
 
     def _retrieval(
-        self, scene: Scene, scl: da.Array, known: dict[str, Any], keep: bool, compute_missing: bool,
-        stored: Mapping[str, da.Array] | None = None, want: str | None = None,
+        self,
+        scene: Scene,
+        scl: da.Array,
+        known: dict[str, Any],
+        keep: bool,
+        compute_missing: bool,
+        stored: Mapping[str, da.Array] | None = None,
+        want: str | None = None,
     ) -> Atmosphere | lazy.BlockSums | da.Array:
         stored = stored or {}
         cfg, res = self.config, scene.resolution_m

@@ -96,7 +96,6 @@ class SettingRangeError(ConfigurationError):
         return (type(self), (self.where, self.setting, self.value, self.valid, self.label, self.raw))
 
 
-
 class AuxDataError(Sen2CoreError, ValueError):
     """Auxiliary data (DEM, LUT, maps) is missing or inconsistent."""
 
@@ -123,6 +122,8 @@ class OutputError(Sen2CoreError, OSError):
 
 class ServiceError(Sen2CoreError, RuntimeError):
     """A service a command needs (such as the temporary Prefect server of ``sen2core flow``) did not start."""
+
+
 class DiskFullError(OutputError):
     """The file system of the output (or of the band files kept beside it) has no space left.
 

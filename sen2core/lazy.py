@@ -247,8 +247,9 @@ def median3(x: da.Array) -> da.Array:
     return overlap(_median3, x, 1)
 
 
-def _node_field_block(like: NDArray[Any], *, grid: NDArray[np.float64], shape: tuple[int, int],
-                      block_info: dict[Any, Any] | None = None) -> NDArray[np.float32]:
+def _node_field_block(
+    like: NDArray[Any], *, grid: NDArray[np.float64], shape: tuple[int, int], block_info: dict[Any, Any] | None = None
+) -> NDArray[np.float32]:
     (r0, r1), (c0, c1) = (block_info or {})[0]["array-location"]
     # Pixel centres in node units: the first and last nodes lie on the array's outer edges.
     rows = (np.arange(r0, r1) + 0.5) / shape[0] * (grid.shape[0] - 1)

@@ -331,8 +331,13 @@ def cog_outputs(product: ProductRasters) -> dict[str, tuple[Any, Any]]:
     return {fname: product.rasters[name] for fname, name in selection.items()}
 
 
-def write_cog(product: ProductRasters, folder: Path, item_file: str | None = None, store: bool = True,
-              collection_href: str | None = None) -> list[str]:
+def write_cog(
+    product: ProductRasters,
+    folder: Path,
+    item_file: str | None = None,
+    store: bool = True,
+    collection_href: str | None = None,
+) -> list[str]:
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
 
     With ``store=False`` the rasters are already in their staged files in ``folder``
@@ -384,8 +389,9 @@ def write_cog(product: ProductRasters, folder: Path, item_file: str | None = Non
                                 "text/plain", ("metadata",)))  # fmt: skip
 
     rasters = [stac.RasterAsset(fname, kinds[fname], product.rasters[name][1]) for fname, name in selection.items()]
-    item = stac.build_item(product.product, product.l2a_id, product.summary, rasters, files, digests,
-                           collection_href=collection_href)
+    item = stac.build_item(
+        product.product, product.l2a_id, product.summary, rasters, files, digests, collection_href=collection_href
+    )
     # Validated before it is written: an invalid item must not mark the product done.
     stac.validate_item(item)
     item_file = item_file or f"{product.l2a_id}.json"
@@ -403,8 +409,13 @@ def layout_outputs(product: ProductRasters, fmt: str) -> tuple[dict[str, tuple[A
     return safe_outputs(product), jp2_stage_spec
 
 
-def write_product(product: ProductRasters, final: Path, fmt: str = "cog", staged: Path | None = None,
-                  collection_href: str | None = None) -> list[str]:
+def write_product(
+    product: ProductRasters,
+    final: Path,
+    fmt: str = "cog",
+    staged: Path | None = None,
+    collection_href: str | None = None,
+) -> list[str]:
     """Write ``product`` in layout ``fmt`` to ``final`` atomically; return the file names (relative).
 
     The product is built in a temporary sibling folder and renamed to ``final`` once

@@ -100,7 +100,6 @@ class _Clock:
         self.last = now
 
 
-
 def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]]) -> None:
     if not plan.tiles:
         known.update(run_stage(plan, stage, known).totals)

@@ -57,6 +57,7 @@ class ProcessingConfig:
     verify_checksums: bool = True
     """Check every input file read against the checksum ``manifest.safe`` lists for it before
     decoding (:mod:`sen2core.io.integrity`); False for trusted archives."""
+
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):
             raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")

@@ -361,7 +361,6 @@ def scene_sums(
     return None
 
 
-
 def classify(
     bands: Mapping[str, da.Array],
     sun_zenith: da.Array,
@@ -673,8 +672,9 @@ def classify(
     kw5: dict[str, Any] = {"b10_leakage": leakage}
     if statistics is not None:
         kw5["statistics"] = statistics
-    bands5 = bands_for("finalize", [a for a in (projected, matched, cast, statistics) if dask.is_dask_collection(a)],
-                       stacked=True)
+    bands5 = bands_for(
+        "finalize", [a for a in (projected, matched, cast, statistics) if dask.is_dask_collection(a)], stacked=True
+    )
     scl, buffered = _overlap_map(
         stage5,
         [*bands5, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],

@@ -467,8 +467,12 @@ def _quality_record(product: Product, bands: tuple[str, ...], kept: str, used: b
         return {"source": "MSK_QUALIT", "flagged_pixels": counts,
                 "bands_without_mask": [b for b in bands if b not in counts]}  # fmt: skip
     legacy = product.legacy_quality_masks()
-    note = (f"GML masks of a product before processing baseline 04.00 ({len(legacy)} files) are not read: "
-            "saturation from DN 65535 only" if legacy else "no MSK_QUALIT masks: saturation from DN 65535 only")
+    note = (
+        f"GML masks of a product before processing baseline 04.00 ({len(legacy)} files) are not read: "
+        "saturation from DN 65535 only"
+        if legacy
+        else "no MSK_QUALIT masks: saturation from DN 65535 only"
+    )
     return {"source": None, "note": note}
 
 

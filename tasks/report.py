@@ -64,8 +64,14 @@ def redacted_summary(summary: RunSummary) -> RunSummary:
 
     outcomes = [o.model_copy(update={"l1c_href": redact_url(o.l1c_href), "error": text(o.error),
                                      "output_dir": text(o.output_dir)}) for o in summary.outcomes]  # fmt: skip
-    return summary.model_copy(update={"outcomes": outcomes, "output_root": redact_text(summary.output_root),
-                                      "collection": text(summary.collection), "report": text(summary.report)})
+    return summary.model_copy(
+        update={
+            "outcomes": outcomes,
+            "output_root": redact_text(summary.output_root),
+            "collection": text(summary.collection),
+            "report": text(summary.report),
+        }
+    )
 
 
 def _write_private(path: Path, content: str) -> None:
@@ -89,8 +95,13 @@ def table_rows(outcomes: Iterable[ProductOutcome]) -> list[dict[str, Any]]:
     """Rows of the table artifact."""
     return [
         {
-            "product": o.product_id, "status": o.status, "cloud %": _fmt(o.cloud_cover, 1), "AOT": _fmt(o.aot, 3),
-            "WV (cm)": _fmt(o.water_vapour, 2), "seconds": _fmt(o.seconds, 1), "output": o.output_dir or "",
+            "product": o.product_id,
+            "status": o.status,
+            "cloud %": _fmt(o.cloud_cover, 1),
+            "AOT": _fmt(o.aot, 3),
+            "WV (cm)": _fmt(o.water_vapour, 2),
+            "seconds": _fmt(o.seconds, 1),
+            "output": o.output_dir or "",
             "error": o.error or "",
         }  # fmt: skip
         for o in outcomes

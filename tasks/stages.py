@@ -234,8 +234,12 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                     for t in plan.tiles:
                         store.submit(plan, stage, step.name, known, t).result()
                     known, step = reduce.submit(plan, stage, [], known, step.name).result()
-            after += [kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
-                      .submit(plan, stage, [StageDone(stage, totals=known)], t).result() for t in plan.tiles]
+            after += [
+                kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
+                .submit(plan, stage, [StageDone(stage, totals=known)], t)
+                .result()
+                for t in plan.tiles
+            ]
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome = packaging.with_options(timeout_seconds=budget).submit(plan, after, ref).result()
     except BaseException:

@@ -31,14 +31,19 @@ METADATA = DATA / "metadata"
 AWS_900M = DATA / "l1c-T19UDP-20170729-900m"
 
 # The L1C SAFE used as a template for synthetic products (PB 05.09, offsets -1000).
-_TEMPLATE = METADATA / "gdal-autotest-sentinel2/fake_l1c_processing_baseline_5_09" / (
-    "S2B_MSIL1C_20230823T095559_N0509_R122_T34UCF_20230823T120234.SAFE"
+_TEMPLATE = (
+    METADATA
+    / "gdal-autotest-sentinel2/fake_l1c_processing_baseline_5_09"
+    / ("S2B_MSIL1C_20230823T095559_N0509_R122_T34UCF_20230823T120234.SAFE")
 )
 _TEMPLATE_GRANULE = "GRANULE/L1C_T34UCF_A033753_20230823T095553"
 # Real angle grids (with NaN outside detector footprints) spliced into the template.
-_ANGLES_SOURCE = METADATA / "stactools-sentinel2" / (
-    "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
-) / "GRANULE/L1C_T46RER_A032448_20210908T043714/MTD_TL.xml"
+_ANGLES_SOURCE = (
+    METADATA
+    / "stactools-sentinel2"
+    / ("S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE")
+    / "GRANULE/L1C_T46RER_A032448_20210908T043714/MTD_TL.xml"
+)
 
 
 def metadata_product_paths() -> list[Path]:
@@ -112,8 +117,17 @@ def write_band(path: Path, data: np.ndarray, *, ulx: float, uly: float, res: flo
     """Write a lossless single-band uint16 JPEG 2000 file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(
-        path, "w", driver="JP2OpenJPEG", width=data.shape[1], height=data.shape[0], count=1, dtype="uint16",
-        crs=f"EPSG:{epsg}", transform=from_origin(ulx, uly, res, res), QUALITY=100, REVERSIBLE="YES",
+        path,
+        "w",
+        driver="JP2OpenJPEG",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint16",
+        crs=f"EPSG:{epsg}",
+        transform=from_origin(ulx, uly, res, res),
+        QUALITY=100,
+        REVERSIBLE="YES",
     ) as ds:
         ds.write(data, 1)
 

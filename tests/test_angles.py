@@ -107,7 +107,7 @@ def test_sun_zenith_at_grid_nodes_equals_grid() -> None:
     # Pixel (500 i, 500 j) has its centre 5 m east and south of node (i, j): 0.001 node.
     idx = np.array([0, 500, 1000, 5000, 10500])
     zs, azs = dask.compute(zen[idx][:, idx], az[idx][:, idx])
-    nodes = (idx // 500)
+    nodes = idx // 500
     assert np.abs(zs - grid.zenith[np.ix_(nodes, nodes)]).max() < 1e-3
     assert np.abs((azs - grid.azimuth[np.ix_(nodes, nodes)] + 180) % 360 - 180).max() < 1e-2
 

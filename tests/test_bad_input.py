@@ -19,8 +19,10 @@ from sen2core.errors import BandReadError, InputProductError, MetadataError, Met
 from sen2core.io.product import Product, open_l1c, open_product
 
 DATA = Path(__file__).parent / "data"
-L2A_509 = DATA / "metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09" / (
-    "S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE"
+L2A_509 = (
+    DATA
+    / "metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09"
+    / ("S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE")
 )
 GRANULE = "GRANULE/L1C_T34UCF_A033753_20230823T095553"
 BILLION_LAUGHS = """<?xml version="1.0"?>
@@ -299,8 +301,9 @@ def test_subprocess_one_line_and_debug_traceback(tmp_path: Path, safe_builder) -
     cmd = [sys.executable, "-c", "from sen2core.cli import main; main()"]
     plain = subprocess.run([*cmd, "info", str(path)], capture_output=True, text=True, timeout=120)
     assert plain.returncode == 1 and plain.stdout == ""
-    assert plain.stderr.strip().splitlines() == [f"sen2core: error: {path}: MTD_MSIL1C.xml: " + plain.stderr.split(
-        "MTD_MSIL1C.xml: ", 1)[1].strip()]
+    assert plain.stderr.strip().splitlines() == [
+        f"sen2core: error: {path}: MTD_MSIL1C.xml: " + plain.stderr.split("MTD_MSIL1C.xml: ", 1)[1].strip()
+    ]
     assert message in plain.stderr
     debug = subprocess.run([*cmd, "--debug", "info", str(path)], capture_output=True, text=True, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "MetadataError" in debug.stderr

@@ -49,9 +49,22 @@ SIZE = 600
 def _synthesize(root: Path, name: str) -> Path:
     seed, tile, date, cloud, cirrus, snow, wv, heights, desert = SPECS[name]
     out = root / f"scene-{seed}"
-    synthesize(SynthConfig(size=SIZE, tile=tile, date=date, cloud_cover=cloud, cirrus=cirrus, snow=snow, wv=wv,
-                           cloud_heights=heights, seed=seed, cloud_model="physical",
-                           surface=str(DESERT) if desert else None), out)
+    synthesize(
+        SynthConfig(
+            size=SIZE,
+            tile=tile,
+            date=date,
+            cloud_cover=cloud,
+            cirrus=cirrus,
+            snow=snow,
+            wv=wv,
+            cloud_heights=heights,
+            seed=seed,
+            cloud_model="physical",
+            surface=str(DESERT) if desert else None,
+        ),
+        out,
+    )
     return out
 
 
@@ -114,8 +127,10 @@ def _scores(scenes: dict[str, dict[str, Any]], key: str) -> dict[str, float]:
         sfp += int((~t_sh & p_sh).sum())
         sfn += int((t_sh & ~p_sh).sum())
     return {
-        "cloud F1": 2 * tp / max(2 * tp + fp + fn, 1), "edge recall": edge_hit / max(edge_n, 1),
-        "shadow F1": 2 * stp / max(2 * stp + sfp + sfn, 1), "shadow recall": stp / max(stp + sfn, 1),
+        "cloud F1": 2 * tp / max(2 * tp + fp + fn, 1),
+        "edge recall": edge_hit / max(edge_n, 1),
+        "shadow F1": 2 * stp / max(2 * stp + sfp + sfn, 1),
+        "shadow recall": stp / max(stp + sfn, 1),
         "shadow precision": stp / max(stp + sfp, 1),
     }
 
@@ -140,8 +155,13 @@ def test_physical_truth(scenes: dict[str, dict[str, Any]]) -> None:
     assert np.median(low["toa"]["B10"][low_core]) < 0.005
     assert np.median(b10[height >= 6000.0]) > 0.08
     # Ice absorbs more at 1.6 um than liquid water: B11/B8A lower over high clouds.
-    ratio = np.concatenate([r["toa"]["B11"][np.isin(r["truth"], (8, 9)) & ~r["edge"]]
-                            / r["toa"]["B8A"][np.isin(r["truth"], (8, 9)) & ~r["edge"]] for r in cloudy])
+    ratio = np.concatenate(
+        [
+            r["toa"]["B11"][np.isin(r["truth"], (8, 9)) & ~r["edge"]]
+            / r["toa"]["B8A"][np.isin(r["truth"], (8, 9)) & ~r["edge"]]
+            for r in cloudy
+        ]
+    )
     assert np.median(ratio[height >= 6000.0]) < np.median(ratio[(height > 0) & (height < 3000.0)]) - 0.1
     # Grey shadows: the shadowed ground's irradiance spans a range (cloud thickness, sky view,
     # penumbra), and their NIR is a fraction of the clear ground's, not nothing.
@@ -152,8 +172,9 @@ def test_physical_truth(scenes: dict[str, dict[str, Any]]) -> None:
         shadow_land = (r["truth"] == 3) & (r["sr_b8a"] > 0.15)
         if shadow_land.sum() > 200:
             clear_land = np.isin(r["truth"], (4, 5)) & (r["sr_b8a"] > 0.15)
-            darkening = (np.median(r["toa"]["B8A"][shadow_land] / r["sr_b8a"][shadow_land])
-                         / np.median(r["toa"]["B8A"][clear_land] / r["sr_b8a"][clear_land]))
+            darkening = np.median(r["toa"]["B8A"][shadow_land] / r["sr_b8a"][shadow_land]) / np.median(
+                r["toa"]["B8A"][clear_land] / r["sr_b8a"][clear_land]
+            )
             assert 0.2 < darkening < 0.75
 
 
@@ -222,10 +243,12 @@ def test_probability_without_b10(scenes: dict[str, dict[str, Any]], capsys: pyte
         p = np.nan_to_num(r["default.p"][valid])
         briers[name] = float(np.mean((p - np.isin(r["truth"][valid], CLOUDY)) ** 2))
     with capsys.disabled():
-        print(f"\ncalibrated probability: thick low clouds with B10 < 0.005 median {np.median(p_low):.2f}; "
-              f"clear snow median {np.median(snow['default.p'][on_snow]):.3f}, clear desert median "
-              f"{np.median(desert['default.p'][on_sand]):.3f}; Brier per scene: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in briers.items()))
+        print(
+            f"\ncalibrated probability: thick low clouds with B10 < 0.005 median {np.median(p_low):.2f}; "
+            f"clear snow median {np.median(snow['default.p'][on_snow]):.3f}, clear desert median "
+            f"{np.median(desert['default.p'][on_sand]):.3f}; Brier per scene: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in briers.items())
+        )
     assert np.median(p_low) > 0.5 and (p_low > 0.5).mean() > 0.75
     assert np.percentile(snow["default.p"][on_snow], 90) < 0.2
     assert np.percentile(desert["default.p"][on_sand], 90) < 0.2
@@ -236,8 +259,7 @@ def test_probability_without_b10(scenes: dict[str, dict[str, Any]], capsys: pyte
 
 
 def _flat_bands(shape: tuple[int, int], **values: float) -> dict[str, np.ndarray]:
-    base = {"B02": 0.06, "B03": 0.08, "B04": 0.06, "B05": 0.12, "B8A": 0.35, "B10": 0.001, "B11": 0.2,
-            "B12": 0.1}
+    base = {"B02": 0.06, "B03": 0.08, "B04": 0.06, "B05": 0.12, "B8A": 0.35, "B10": 0.001, "B11": 0.2, "B12": 0.1}
     base.update(values)
     return {k: np.full(shape, v, dtype=np.float32) for k, v in base.items()}
 
@@ -358,8 +380,10 @@ def test_cli_cloud_model(tmp_path: Path) -> None:
 
     from sen2core.cli import main
 
-    result = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "120", "--seed", "2", "--cloud-cover", "40",
-                                       "--cloud-model", "physical"])
+    result = CliRunner().invoke(
+        main,
+        ["synth", str(tmp_path), "--size", "120", "--seed", "2", "--cloud-cover", "40", "--cloud-model", "physical"],
+    )
     assert result.exit_code == 0, result.output
     truth = next(tmp_path.glob("*.truth"))
     meta = json.loads((truth / "truth.json").read_text(encoding="utf-8"))

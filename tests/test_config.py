@@ -16,13 +16,40 @@ GIPP = Path(__file__).parent / "data" / "gipp"
 
 # The L2A_CAL_SC_GIPP.xml defaults of Sen2Cor 2.8 (SEN2COR_REFERENCE.md A3, GIPP table).
 SEN2COR_28 = {
-    "T1_B02": 0.18, "T2_B02": 0.22, "T1_B04": 0.06, "T2_B04": 0.25, "T1_B8A": 0.15, "T2_B8A": 0.35,
-    "T1_B10": 0.012, "T2_B10": 0.035, "T1_B12": 0.25, "T_B02_B12": 0.018, "T_CLOUD_LP": 0.0,
-    "T_CLOUD_MP": 0.20, "T_CLOUD_HP": 0.80, "T1_NDSI_CLD": -0.24, "T2_NDSI_CLD": -0.16, "T1_NDSI_SNW": 0.35,
-    "T2_NDSI_SNW": 0.50, "T1_NDVI": 0.36, "T2_NDVI": 0.42, "T1_SNOW": 0.12, "T1_R_B02_B04": 0.85,
-    "T2_R_B02_B04": 0.95, "T1_R_B8A_B03": 1.50, "T2_R_B8A_B03": 2.50, "T1_R_B8A_B11": 0.90, "T2_R_B8A_B11": 1.10,
-    "T11_B02": -0.40, "T12_B02": 0.46, "T11_R_B02_B11": 0.70, "T12_R_B02_B11": 1.0, "T21_R_B02_B11": 2.00,
-    "T22_R_B02_B11": 4.00, "T21_B12": 0.1, "T22_B12": -0.09,
+    "T1_B02": 0.18,
+    "T2_B02": 0.22,
+    "T1_B04": 0.06,
+    "T2_B04": 0.25,
+    "T1_B8A": 0.15,
+    "T2_B8A": 0.35,
+    "T1_B10": 0.012,
+    "T2_B10": 0.035,
+    "T1_B12": 0.25,
+    "T_B02_B12": 0.018,
+    "T_CLOUD_LP": 0.0,
+    "T_CLOUD_MP": 0.20,
+    "T_CLOUD_HP": 0.80,
+    "T1_NDSI_CLD": -0.24,
+    "T2_NDSI_CLD": -0.16,
+    "T1_NDSI_SNW": 0.35,
+    "T2_NDSI_SNW": 0.50,
+    "T1_NDVI": 0.36,
+    "T2_NDVI": 0.42,
+    "T1_SNOW": 0.12,
+    "T1_R_B02_B04": 0.85,
+    "T2_R_B02_B04": 0.95,
+    "T1_R_B8A_B03": 1.50,
+    "T2_R_B8A_B03": 2.50,
+    "T1_R_B8A_B11": 0.90,
+    "T2_R_B8A_B11": 1.10,
+    "T11_B02": -0.40,
+    "T12_B02": 0.46,
+    "T11_R_B02_B11": 0.70,
+    "T12_R_B02_B11": 1.0,
+    "T21_R_B02_B11": 2.00,
+    "T22_R_B02_B11": 4.00,
+    "T21_B12": 0.1,
+    "T22_B12": -0.09,
 }
 
 
@@ -74,19 +101,31 @@ def test_gipps_apply_in_order(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("<Other_File><A>1</A></Other_File>", "not a Sen2Cor"),
-        ("<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
-         "<T1_B99>0.1</T1_B99></Thresholds></Scene_Classification>"
-         "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>", "unknown threshold T1_B99"),
-        ("<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
-         "<T1_B04>low</T1_B04></Thresholds></Scene_Classification>"
-         "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>", "not a number"),
-        ("<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
-         "<T1_B04>0.3</T1_B04></Thresholds></Scene_Classification>"
-         "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>", r"t1_b04 \(0.3\) must be below t2_b04"),
+        (
+            "<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
+            "<T1_B99>0.1</T1_B99></Thresholds></Scene_Classification>"
+            "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>",
+            "unknown threshold T1_B99",
+        ),
+        (
+            "<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
+            "<T1_B04>low</T1_B04></Thresholds></Scene_Classification>"
+            "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>",
+            "not a number",
+        ),
+        (
+            "<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><Scene_Classification><Thresholds>"
+            "<T1_B04>0.3</T1_B04></Thresholds></Scene_Classification>"
+            "</Level-2A_CAL_SC_Ground_Image_Processing_Parameter>",
+            r"t1_b04 \(0.3\) must be below t2_b04",
+        ),
         ("<Level-2A_CAL_SC_Ground_Image_Processing_Parameter/>", "no Scene_Classification/Thresholds"),
-        ("<Level-2A_Ground_Image_Processing_Parameter><Scene_Classification><Filters>"
-         "<Median_Filter>4</Median_Filter></Filters></Scene_Classification>"
-         "</Level-2A_Ground_Image_Processing_Parameter>", "median_filter must be 0 or an odd size"),
+        (
+            "<Level-2A_Ground_Image_Processing_Parameter><Scene_Classification><Filters>"
+            "<Median_Filter>4</Median_Filter></Filters></Scene_Classification>"
+            "</Level-2A_Ground_Image_Processing_Parameter>",
+            "median_filter must be 0 or an odd size",
+        ),
         ("<Level-2A_CAL_SC_Ground_Image_Processing_Parameter><unclosed>", "not well-formed"),
         ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>', "unsafe XML"),
     ],
@@ -107,8 +146,11 @@ def test_missing_gipp_file(tmp_path: Path) -> None:
 
 def test_from_toml_and_json(tmp_path: Path) -> None:
     toml = tmp_path / "sen2core.toml"
-    toml.write_text('[scene_classification]\ncloud_buffer_m = 120\nt2_b04 = 0.3\nview_parallax = false\n'
-                    'cloud_buffer_classes = [8, 9, 10]\n', encoding="utf-8")
+    toml.write_text(
+        "[scene_classification]\ncloud_buffer_m = 120\nt2_b04 = 0.3\nview_parallax = false\n"
+        "cloud_buffer_classes = [8, 9, 10]\n",
+        encoding="utf-8",
+    )
     config = SceneClassificationConfig.from_file(toml)
     assert (config.cloud_buffer_m, config.t2_b04, config.view_parallax) == (120.0, 0.3, False)
     assert config.cloud_buffer_classes == (8, 9, 10)

@@ -174,8 +174,11 @@ def test_kept_bands_are_allocated_and_a_full_disk_while_allocating_is_one_error(
     monkeypatch.setattr(os, "posix_fallocate", full)
     monkeypatch.setattr(io_lazy, "_decode_strip", lambda *a: decoded.append(a))
     out = tmp_path / "out"
-    with pytest.raises(DiskFullError, match=r"/\.S2A_MSIL2A_\S+\.tmp-\S+: no space left for the kept band B01 "
-                                            r"\(\d+\.\d KiB uncompressed\): \d+\.\d KiB needed, .* free$"):
+    with pytest.raises(
+        DiskFullError,
+        match=r"/\.S2A_MSIL2A_\S+\.tmp-\S+: no space left for the kept band B01 "
+        r"\(\d+\.\d KiB uncompressed\): \d+\.\d KiB needed, .* free$",
+    ):
         process_product(cloudy_l1c, out, ProcessingConfig(chunk_m=CHUNK_M))
     assert calls and not decoded
     assert _published(out) == [] and _hidden(out) == []
@@ -346,8 +349,11 @@ def test_a_zip_directory_that_understates_a_member_is_refused(tmp_path: Path, sa
         entry = data.find(b"PK\x01\x02", entry + 4)
     data[entry + 24 : entry + 28] = (1000).to_bytes(4, "little")
     archive.write_bytes(bytes(data))
-    with pytest.raises(MetadataError, match=rf"^{re.escape(str(archive))}: {safe.name}/MTD_MSIL1C\.xml: cannot be "
-                                            r"read from the archive \(Bad CRC-32"):
+    with pytest.raises(
+        MetadataError,
+        match=rf"^{re.escape(str(archive))}: {safe.name}/MTD_MSIL1C\.xml: cannot be "
+        r"read from the archive \(Bad CRC-32",
+    ):
         open_l1c(archive)
 
 

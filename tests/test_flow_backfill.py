@@ -62,7 +62,9 @@ def test_backfill_from_a_static_catalog_skips_done_products_unless_overwrite(
     summary = first.result()
     # 07-14 is outside the range; 07-15 and 07-16 are in it.
     assert [(o.sensing_time.day if o.sensing_time else None, o.status) for o in summary.outcomes] == [
-        (15, "done"), (16, "done")]
+        (15, "done"),
+        (16, "done"),
+    ]
     assert {"progress", "table", "markdown"} <= {a.type for a in read_artifacts(first)}
     written = {o.product_id: Path(o.output_dir or "").stat().st_mtime_ns for o in summary.outcomes}
 

@@ -48,7 +48,9 @@ def doomed_scheduler(prefect_api: str, tmp_path: Path) -> Iterator[tuple[str, su
 
 @pytest.mark.timeout(300)
 def test_a_lost_scheduler_is_named_in_the_flow_run_failure(
-    doomed_scheduler: tuple[str, subprocess.Popen[bytes]], flow_products: dict[str, Path], tmp_path: Path,
+    doomed_scheduler: tuple[str, subprocess.Popen[bytes]],
+    flow_products: dict[str, Path],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The scheduler is killed right after the product is submitted. The run used to end with

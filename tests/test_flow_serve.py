@@ -94,6 +94,7 @@ def test_serve_registers_its_own_deployments_and_leaves_those_of_prefect_deploy_
         assert after == before
         # What `prefect deploy` recorded (the runs' working directory) is still there.
         assert after[PREFECT_YAML[2]]["pull_steps"] == [
-            {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}], after[PREFECT_YAML[2]]
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+        ], after[PREFECT_YAML[2]]
     finally:
         stop_process_group(server)

@@ -47,9 +47,7 @@ def task_runs(api_url: str, flow_run_id: str, expected: int, timeout: float = 60
             time.sleep(1.0)
 
 
-def test_each_run_on_shared_workers_reports_to_its_own_server(
-    flow_products: dict[str, Path], tmp_path: Path
-) -> None:
+def test_each_run_on_shared_workers_reports_to_its_own_server(flow_products: dict[str, Path], tmp_path: Path) -> None:
     from conftest import dask_cluster, start_prefect_server, stop_process_group
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

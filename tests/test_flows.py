@@ -38,7 +38,8 @@ def test_process_product_flow_on_a_dask_task_runner(
     # Published: the collection at the output root links the product's STAC item.
     collection = json.loads((out / "collection.json").read_text())
     assert [ln["href"] for ln in collection["links"] if ln["rel"] == "item"] == [
-        f"./32TQM/2023/07/15/{outcome.l2a_id}/{outcome.l2a_id}.json"]
+        f"./32TQM/2023/07/15/{outcome.l2a_id}/{outcome.l2a_id}.json"
+    ]
     kinds = {a.type for a in read_artifacts(state)}
     assert {"table", "markdown"} <= kinds
     # The library's own log records reach the run's logs in the API (and so the UI).

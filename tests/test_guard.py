@@ -201,7 +201,8 @@ def test_out_of_range_settings_through_the_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["process", str(tmp_path), "-o", str(tmp_path / "out"), "--gipp", str(path)])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"sen2core: error: {path}: Adj_Km = '-1' (adjacency_km) must be in [0, 5] km, got -1.0"]
+        f"sen2core: error: {path}: Adj_Km = '-1' (adjacency_km) must be in [0, 5] km, got -1.0"
+    ]
     assert not (tmp_path / "out").exists()
 
 
@@ -213,8 +214,9 @@ def test_scene_classification_files_name_file_setting_and_range(tmp_path: Path) 
     start, end = sc.index("<T2_B04>"), sc.index("</T2_B04>")
     gipp = tmp_path / "L2A_CAL_SC_GIPP.xml"
     gipp.write_text(sc[:start] + "<T2_B04>7" + sc[end:], encoding="utf-8")
-    with pytest.raises(ConfigurationError,
-                       match=rf"^{gipp}: T2_B04 \(t2_b04\) must be in \[0, 2\] TOA reflectance, got 7.0$"):
+    with pytest.raises(
+        ConfigurationError, match=rf"^{gipp}: T2_B04 \(t2_b04\) must be in \[0, 2\] TOA reflectance, got 7.0$"
+    ):
         SceneClassificationConfig.from_gipp(gipp)
     user = _user_gipp(tmp_path, Median_Filter="abc")
     with pytest.raises(ConfigurationError, match=rf"^{user}: Median_Filter \(median_filter\) must be an integer"):
@@ -258,16 +260,27 @@ def test_strict_json_has_no_nan_or_infinity() -> None:
 
     from sen2core.io.jsonutil import strict_json_dumps
 
-    summary = {"elevation_km": float("inf"), "GRANULE_MEAN_WV": np.float32("nan"), "aot": np.float64(0.25),
-               "counts": np.array([1, 2]), "flag": np.bool_(True), "nested": ({"x": -float("inf")},)}
+    summary = {
+        "elevation_km": float("inf"),
+        "GRANULE_MEAN_WV": np.float32("nan"),
+        "aot": np.float64(0.25),
+        "counts": np.array([1, 2]),
+        "flag": np.bool_(True),
+        "nested": ({"x": -float("inf")},),
+    }
     text = strict_json_dumps(summary, indent=1)
 
     def refuse(constant: str) -> None:
         raise ValueError(f"non-standard JSON constant {constant}")
 
     assert json.loads(text, parse_constant=refuse) == {
-        "elevation_km": None, "GRANULE_MEAN_WV": None, "aot": 0.25, "counts": [1, 2], "flag": True,
-        "nested": [{"x": None}]}
+        "elevation_km": None,
+        "GRANULE_MEAN_WV": None,
+        "aot": 0.25,
+        "counts": [1, 2],
+        "flag": True,
+        "nested": [{"x": None}],
+    }
 
 
 # ------------------------------------------------- item 6: a DEM must cover the tile
@@ -279,8 +292,19 @@ def _write_dem(path: Path, crs: str, left: float, top: float, res: float, shape:
     from rasterio.transform import from_origin
 
     data = (100.0 + np.arange(shape[0] * shape[1], dtype=np.float32).reshape(shape) % 500.0).astype(np.float32)
-    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="float32",
-                       crs=crs, transform=from_origin(left, top, res, res), nodata=-9999.0, **profile) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=shape[1],
+        height=shape[0],
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=from_origin(left, top, res, res),
+        nodata=-9999.0,
+        **profile,
+    ) as ds:
         ds.write(data, 1)
     return path
 
@@ -318,8 +342,10 @@ def test_dem_partly_covering_the_tile_is_used_with_a_warning(tmp_path: Path, l1c
     assert info.name == "east.tif" and info.crs == "EPSG:32634" and abs(info.coverage - 0.7) < 0.02
     recorded = {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": round(100 * info.coverage, 2)}
     assert info.to_dict() == recorded
-    assert any(re.search(r"covers (69|70)\.\d %", r.getMessage()) and "flat, at sea level" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        re.search(r"covers (69|70)\.\d %", r.getMessage()) and "flat, at sea level" in r.getMessage()
+        for r in caplog.records
+    )
     assert abs(np.isfinite(arr).mean() - 0.7) < 0.02
 
 
@@ -329,8 +355,18 @@ def test_dem_read_errors_give_gdals_reason(tmp_path: Path, l1c_safe: Path) -> No
 
     gb = _tile_grid(l1c_safe)
     left, _, _, top = gb.bounds
-    dem = _write_dem(tmp_path / "cut.tif", gb.crs, left, top, 20.0, gb.shape, tiled=True, blockxsize=64,
-                     blockysize=64, compress="deflate")
+    dem = _write_dem(
+        tmp_path / "cut.tif",
+        gb.crs,
+        left,
+        top,
+        20.0,
+        gb.shape,
+        tiled=True,
+        blockxsize=64,
+        blockysize=64,
+        compress="deflate",
+    )
     data = dem.read_bytes()
     dem.write_bytes(data[: len(data) * 2 // 3])  # header intact, tiles cut off
     with pytest.raises(AuxDataError) as info:
@@ -419,8 +455,11 @@ def test_urls_and_text_are_redacted() -> None:
     assert redact_url(url) == "http://***@host:8080/v1?api_key=***&limit=5"
     signed = f"https://bucket.s3.amazonaws.com/x.SAFE.zip?X-Amz-Credential=AKIA%2F1&X-Amz-Signature={TOKEN}&v=2"
     assert TOKEN not in redact_url(signed) and "AKIA" not in redact_url(signed) and "v=2" in redact_url(signed)
-    for text in (f"Max retries exceeded with url: /v1/search?token={TOKEN} (Caused by x)",
-                 f"GET {url} Headers: {{'Authorization': 'Bearer {TOKEN}'}}", f"password={TOKEN}; sig={TOKEN}"):
+    for text in (
+        f"Max retries exceeded with url: /v1/search?token={TOKEN} (Caused by x)",
+        f"GET {url} Headers: {{'Authorization': 'Bearer {TOKEN}'}}",
+        f"password={TOKEN}; sig={TOKEN}",
+    ):
         assert TOKEN not in redact_text(text), text
     assert redact_text("plain message with key words, no secrets") == "plain message with key words, no secrets"
     clean, found = split_url_credentials(url)
@@ -630,7 +669,8 @@ def _worker_log_message() -> str:
     import logging
 
     record = logging.getLogger("distributed.worker").makeRecord(
-        "distributed.worker", logging.WARNING, __file__, 1, "Compute Failed: %s", (f"http://h/?token={TOKEN}",), None)
+        "distributed.worker", logging.WARNING, __file__, 1, "Compute Failed: %s", (f"http://h/?token={TOKEN}",), None
+    )
     return record.getMessage()
 
 

@@ -117,8 +117,10 @@ def test_info_json_matches_xml(metadata_product: Path) -> None:
     else:
         q = _first(user, "BOA_QUANTIFICATION_VALUE") or _first(user, "L2A_BOA_QUANTIFICATION_VALUE")
         assert out["boa_quantification_value"] == (float(q) if q else 10000.0)
-        for key, tags in (("aot_quantification_value", ("AOT_QUANTIFICATION_VALUE", "L2A_AOT_QUANTIFICATION_VALUE")),
-                          ("wvp_quantification_value", ("WVP_QUANTIFICATION_VALUE", "L2A_WVP_QUANTIFICATION_VALUE"))):
+        for key, tags in (
+            ("aot_quantification_value", ("AOT_QUANTIFICATION_VALUE", "L2A_AOT_QUANTIFICATION_VALUE")),
+            ("wvp_quantification_value", ("WVP_QUANTIFICATION_VALUE", "L2A_WVP_QUANTIFICATION_VALUE")),
+        ):
             v = _first(user, tags[0]) or _first(user, tags[1])
             assert out[key] == (float(v) if v else None)
         assert out["quantification_value"] is None and out["radio_add_offset"] is None
@@ -142,7 +144,7 @@ def test_info_json_matches_xml(metadata_product: Path) -> None:
         assert out["mean_sun_azimuth"] == float(mean_sun.find("AZIMUTH_ANGLE").text)
     elif out["grids"]:
         assert 0.0 <= out["mean_sun_zenith"] <= 90.0
-    for mv in (tile.iter("Mean_Viewing_Incidence_Angle") if tile is not None else ()):
+    for mv in tile.iter("Mean_Viewing_Incidence_Angle") if tile is not None else ():
         band = BANDS[int(mv.get("bandId"))]
         zen, az = float(mv.find("ZENITH_ANGLE").text), float(mv.find("AZIMUTH_ANGLE").text)
         if math.isfinite(zen) and band in out["mean_view_zenith"]:
@@ -185,18 +187,31 @@ def test_info_900m_aws_sample() -> None:
 def test_info_human_table(l1c_safe: Path) -> None:
     result = CliRunner().invoke(main, ["info", str(l1c_safe)])
     assert result.exit_code == 0, result.output
-    for text in ("S2B_MSIL1C_20230823T095559_N0509_R122_T34UCF_20230823T120234 (L1C)", "34UCF",
-                 "05.09", "32634", "Pixel grids", "B8A", "-1000"):
+    for text in (
+        "S2B_MSIL1C_20230823T095559_N0509_R122_T34UCF_20230823T120234 (L1C)",
+        "34UCF",
+        "05.09",
+        "32634",
+        "Pixel grids",
+        "B8A",
+        "-1000",
+    ):
         assert text in result.stdout
     assert "MetadataWarning" not in result.output
 
 
 def test_info_l2a_reports_boa_values() -> None:
-    path = Path(__file__).parent / "data/metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09" / (
-        "S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE")
+    path = (
+        Path(__file__).parent
+        / "data/metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09"
+        / ("S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE")
+    )
     out = _run_info(path)
     assert out["level"] == "L2A"
     assert (out["boa_quantification_value"], out["aot_quantification_value"], out["wvp_quantification_value"]) == (
-        10000.0, 1000.0, 1000.0)
+        10000.0,
+        1000.0,
+        1000.0,
+    )
     assert set(out["boa_add_offset"].values()) == {-1000.0}
     assert "B10" not in out["bands"]

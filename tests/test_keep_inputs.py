@@ -66,9 +66,20 @@ def test_only_runs_with_10m_outputs_correct_the_10m_bands() -> None:
 
 
 def _jp2(path: Path, data: np.ndarray, tile: int) -> Path:
-    profile = dict(driver="JP2OpenJPEG", width=data.shape[1], height=data.shape[0], count=1, dtype="uint16",
-                   crs="EPSG:32632", transform=Affine(10, 0, 600000, 0, -10, 5000000),
-                   QUALITY="100", REVERSIBLE="YES", BLOCKXSIZE=str(tile), BLOCKYSIZE=str(tile), RESOLUTIONS="1")
+    profile = dict(
+        driver="JP2OpenJPEG",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32632",
+        transform=Affine(10, 0, 600000, 0, -10, 5000000),
+        QUALITY="100",
+        REVERSIBLE="YES",
+        BLOCKXSIZE=str(tile),
+        BLOCKYSIZE=str(tile),
+        RESOLUTIONS="1",
+    )
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as ds:
         ds.write(data, 1)
     return path

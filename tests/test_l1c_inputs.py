@@ -287,8 +287,12 @@ def test_quality_masks_give_class_1_and_no_data(flagged_l1c: tuple[Path, dict], 
         # Two random pixels can share a 20 m or 60 m pixel: at most 6 (or 4) native pixels.
         counts = summary["l1c_quality"]["flagged_pixels"][band]
         assert (0 < counts["defective"] <= 6, 0 < counts["msi_lost"] <= 4, counts["saturated"]) == (True, True, 0)
-    assert summary["l1c_quality"]["flagged_pixels"]["B04"] == {"msi_lost": 4, "defective": 6,
-                                                             "partially_corrected": 0, "saturated": 0}
+    assert summary["l1c_quality"]["flagged_pixels"]["B04"] == {
+        "msi_lost": 4,
+        "defective": 6,
+        "partially_corrected": 0,
+        "saturated": 0,
+    }
     agreement = summary["l1c_cloud_mask"]
     assert agreement["source"] == "MSK_CLASSI_B00" and agreement["agreement_percentage"] > 90.0
     assert summary["input_checksums"]["files"] == 15 + 14  # + 13 quality masks and the cloud mask
@@ -326,8 +330,13 @@ def test_products_without_masks_keep_their_output(flagged_l1c: tuple[Path, dict]
         mask.unlink()
     config = ProcessingConfig(sc_only=True, resolution=20)
     without = process_product(bare, tmp_path / "bare", config)
-    off = process_product(product, tmp_path / "off", ProcessingConfig(
-        sc_only=True, resolution=20, classification=SceneClassificationConfig(handle_l1c_quality_mask=False)))
+    off = process_product(
+        product,
+        tmp_path / "off",
+        ProcessingConfig(
+            sc_only=True, resolution=20, classification=SceneClassificationConfig(handle_l1c_quality_mask=False)
+        ),
+    )
     scl_bare, scl_off = _read(Path(without.output_dir), "SCL_20m.tif"), _read(Path(off.output_dir), "SCL_20m.tif")
     assert (scl_bare == scl_off).all() and not (scl_bare == 1).any()
     r, c = truth["lost_packet_pixels_10m"][0]

@@ -137,7 +137,6 @@ def test_off_grid_toa_and_inversion_against_live_6s(lut) -> None:  # type: ignor
     assert max(inv_err) <= 0.005
 
 
-
 def test_forward_inverse_round_trip(lut) -> None:
     rng = np.random.default_rng(3)
     n = 5000

@@ -20,7 +20,8 @@ from sen2core.io.tileinfo import parse_tile_info
 
 DATA = Path(__file__).parent / "data" / "metadata"
 USER_FILES = sorted(
-    p for p in DATA.rglob("*.xml")
+    p
+    for p in DATA.rglob("*.xml")
     if re.match(r"MTD_MSIL(1C|2A)\.xml$", p.name, re.I) or p.name == "product_metadata.xml"
 )
 TILE_FILES = sorted(p for p in DATA.rglob("*.xml") if p.name in ("MTD_TL.xml", "metadata.xml"))
@@ -123,8 +124,10 @@ def test_tile_matches_xml(path: Path) -> None:
 
 
 def test_tile_nan_and_degenerate_grids() -> None:
-    with_nan = DATA / ("stactools-sentinel2/S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE/"
-                       "GRANULE/L1C_T46RER_A032448_20210908T043714/MTD_TL.xml")
+    with_nan = DATA / (
+        "stactools-sentinel2/S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE/"
+        "GRANULE/L1C_T46RER_A032448_20210908T043714/MTD_TL.xml"
+    )
     md = parse_tile(with_nan.read_bytes(), product="p")
     assert any(np.isnan(g.zenith).any() for _, g in md.view_grids["B01"])
     degenerate = DATA / "stactools-sentinel2/S2A_OPER_MSI_L2A_TL_2APS_20240108T121951_A044635_T34VEL/metadata.xml"
@@ -168,21 +171,23 @@ def test_tile_info(path: Path) -> None:
 
 
 def test_missing_optional_parts_become_warnings() -> None:
-    src = DATA / ("stactools-sentinel2/S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE/"
-                  "MTD_MSIL1C.xml")
+    src = DATA / (
+        "stactools-sentinel2/S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE/MTD_MSIL1C.xml"
+    )
     text = src.read_text(encoding="utf-8")
     text = re.sub(r"<U>.*?</U>", "", text)
     text = re.sub(r"<Solar_Irradiance_List>.*?</Solar_Irradiance_List>", "", text, flags=re.DOTALL)
     text = re.sub(r"<PROCESSING_BASELINE>.*?</PROCESSING_BASELINE>", "", text)
     md = parse_user_product(text.encode(), product="p", name="MTD_MSIL1C.xml")
     assert md.u is None and not md.solar_irradiance and md.processing_baseline is None
-    assert {"MTD_MSIL1C.xml: no Reflectance_Conversion/U", "MTD_MSIL1C.xml: no SOLAR_IRRADIANCE values",
-            "MTD_MSIL1C.xml: no PROCESSING_BASELINE"} <= set(md.warnings)
+    assert {
+        "MTD_MSIL1C.xml: no Reflectance_Conversion/U",
+        "MTD_MSIL1C.xml: no SOLAR_IRRADIANCE values",
+        "MTD_MSIL1C.xml: no PROCESSING_BASELINE",
+    } <= set(md.warnings)
 
 
-@pytest.mark.parametrize(
-    "parser", [parse_user_product, parse_tile, parse_manifest], ids=["user", "tile", "manifest"]
-)
+@pytest.mark.parametrize("parser", [parse_user_product, parse_tile, parse_manifest], ids=["user", "tile", "manifest"])
 @pytest.mark.parametrize(
     "payload",
     [
@@ -204,9 +209,11 @@ def test_malformed_xml(payload: bytes) -> None:
 
 
 def test_bad_number_is_a_metadata_error() -> None:
-    xml = b"<Level-1C_User_Product><General_Info><Product_Image_Characteristics>" \
-          b"<QUANTIFICATION_VALUE>ten</QUANTIFICATION_VALUE></Product_Image_Characteristics></General_Info>" \
-          b"</Level-1C_User_Product>"
+    xml = (
+        b"<Level-1C_User_Product><General_Info><Product_Image_Characteristics>"
+        b"<QUANTIFICATION_VALUE>ten</QUANTIFICATION_VALUE></Product_Image_Characteristics></General_Info>"
+        b"</Level-1C_User_Product>"
+    )
     with pytest.raises(MetadataError, match="QUANTIFICATION_VALUE: 'ten' is not a number"):
         parse_user_product(xml, product="P")
 

@@ -63,8 +63,11 @@ def test_each_granule_is_processed_as_its_own_product(two_granules: tuple[Path, 
     reference = process_product(alone, tmp_path / "alone", ProcessingConfig(resolution=60))
     # Its own tile in the output path and in the Level-2A name.
     assert Path(result.output_dir).relative_to(tmp_path / "l2a").parts[0] == "32TQN"
-    assert "_T32TQN_" in result.l2a_id and result.l2a_id != process_product(
-        merged, tmp_path / "l2a", ProcessingConfig(resolution=60, granule="32TQM")).l2a_id
+    assert (
+        "_T32TQN_" in result.l2a_id
+        and result.l2a_id
+        != process_product(merged, tmp_path / "l2a", ProcessingConfig(resolution=60, granule="32TQM")).l2a_id
+    )
     for name in ("SCL_60m.tif", "B04_60m.tif", "AOT_60m.tif"):
         with rasterio.open(Path(result.output_dir) / name) as a, rasterio.open(Path(reference.output_dir) / name) as b:
             assert a.transform == b.transform and np.array_equal(a.read(), b.read()), name

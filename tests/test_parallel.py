@@ -57,9 +57,7 @@ class _RecordingLibc:
 
 
 @pytest.mark.parametrize("trim", [True, False])
-def test_malloc_plugin_sets_thresholds_and_trims_after_each_task(
-    monkeypatch: pytest.MonkeyPatch, trim: bool
-) -> None:
+def test_malloc_plugin_sets_thresholds_and_trims_after_each_task(monkeypatch: pytest.MonkeyPatch, trim: bool) -> None:
     libc = _RecordingLibc()
     monkeypatch.setattr(parallel, "_libc", lambda: libc)
     plugin = tune_malloc(trim_after_task=trim)

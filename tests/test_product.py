@@ -18,8 +18,10 @@ from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_
 
 DATA = Path(__file__).parent / "data"
 AWS_900M = DATA / "l1c-T19UDP-20170729-900m"
-L2A_509 = DATA / "metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09" / (
-    "S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE"
+L2A_509 = (
+    DATA
+    / "metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09"
+    / ("S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE")
 )
 
 
@@ -251,5 +253,6 @@ def test_graphs_are_serialisable_for_distributed(l1c_safe: Path, open_s2, expect
         restored = pickle.loads(cloudpickle.dumps(graph))
         assert restored.keys() == graph.keys()
     with dask.config.set(scheduler="processes", num_workers=1):
-        np.testing.assert_array_equal(p.toa("B02")[:50, :50].compute(),
-                                      expected_toa("B02", (366, 366), -1000.0)[:50, :50])
+        np.testing.assert_array_equal(
+            p.toa("B02")[:50, :50].compute(), expected_toa("B02", (366, 366), -1000.0)[:50, :50]
+        )

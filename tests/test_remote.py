@@ -107,7 +107,7 @@ def _rasters(folder: Path) -> dict[str, np.ndarray]:
 
 def _download(client: Any, bucket: str, prefix: str, dest: Path) -> Path:
     for key in bucket_keys(client, bucket, prefix):
-        target = dest / key[len(prefix):].lstrip("/")
+        target = dest / key[len(prefix) :].lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(bucket, key, str(target))
     return dest
@@ -257,7 +257,7 @@ def test_process_s3_to_s3_matches_a_local_run_and_a_rerun_is_a_no_op(
 
     update_collection(f"s3://{L2A_BUCKET}/run", [f"{result.output_dir}/{name}.json"])
     coll = json.loads(client.get_object(Bucket=L2A_BUCKET, Key=f"run/{COLLECTION_NAME}")["Body"].read())
-    assert [ln["href"] for ln in coll["links"] if ln["rel"] == "item"] == [f"./{prefix[len('run/'):]}/{name}.json"]
+    assert [ln["href"] for ln in coll["links"] if ln["rel"] == "item"] == [f"./{prefix[len('run/') :]}/{name}.json"]
 
     etag = client.head_object(Bucket=L2A_BUCKET, Key=f"{prefix}/{name}.json")["ETag"]
     again = process_product(s3["safe"], f"s3://{L2A_BUCKET}/run", CONFIG)

@@ -63,8 +63,9 @@ def uniform(name: str, shape: tuple[int, int] = (6, 6)) -> dict[str, np.ndarray]
     return scene(np.zeros(shape, dtype=int), {0: name})
 
 
-def classify(bands: dict[str, np.ndarray], config: SceneClassificationConfig = SEN2COR, **kw: object
-             ) -> sc.SceneClassificationArrays:
+def classify(
+    bands: dict[str, np.ndarray], config: SceneClassificationConfig = SEN2COR, **kw: object
+) -> sc.SceneClassificationArrays:
     shape = bands["B02"].shape
     sz, sa = np.full(shape, 40.0), np.full(shape, 150.0)
     return sc.scene_classification(bands, sz, sa, None, None, 20.0, config, **kw)  # type: ignore[arg-type]
@@ -224,9 +225,15 @@ def test_r5_snow_recovery() -> None:
     assert (scl[:, 8] == SCL.CLOUD_HIGH_PROBABILITY).all()
 
 
-def shadow_scene(sun_zenith: float, sun_azimuth: float, height_m: float, *, offset_sign: float = 1.0,
-                 ground: str = "vegetation", shade: str = "shadowed_vegetation"
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def shadow_scene(
+    sun_zenith: float,
+    sun_azimuth: float,
+    height_m: float,
+    *,
+    offset_sign: float = 1.0,
+    ground: str = "vegetation",
+    shade: str = "shadowed_vegetation",
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Ground with a square cloud and the shadow where a cloud at ``height_m`` casts it."""
     n, res = 160, 20.0
     layout = np.zeros((n, n), dtype=int)
@@ -236,7 +243,7 @@ def shadow_scene(sun_zenith: float, sun_azimuth: float, height_m: float, *, offs
     dc = int(round(offset_sign * float(dcol) * height_m / res))
     mask = np.zeros((n, n), dtype=bool)
     assert 0 <= 70 + dr and 90 + dr <= n and 0 <= 70 + dc and 90 + dc <= n
-    mask[70 + dr: 90 + dr, 70 + dc: 90 + dc] = True
+    mask[70 + dr : 90 + dr, 70 + dc : 90 + dc] = True
     mask &= layout == 0
     layout[mask] = 2
     return scene(layout, {0: ground, 1: "cloud", 2: shade}), layout, mask
@@ -277,8 +284,9 @@ def test_matched_zone_leaves_distant_water_alone() -> None:
     for band, value in zip(sc.REQUIRED_BANDS, SPECTRA["water"], strict=True):
         bands[band][lake] = value
     n = layout.shape[0]
-    ours = sc.scene_classification(bands, np.full((n, n), 45.0), np.full((n, n), 150.0), None, None, 20.0,
-                                   SceneClassificationConfig())
+    ours = sc.scene_classification(
+        bands, np.full((n, n), 45.0), np.full((n, n), 150.0), None, None, 20.0, SceneClassificationConfig()
+    )
     assert (ours.scl[lake] == SCL.WATER).all()
     assert (ours.scl[mask] == SCL.CLOUD_SHADOWS).mean() > 0.95
 
@@ -288,7 +296,7 @@ def test_box_sum_is_exact() -> None:
     a = rng.integers(0, 1000, size=(23, 17))
     out = shadow.box_sum(a, 5)
     padded = np.pad(a, 2)
-    brute = np.array([[padded[i:i + 5, j:j + 5].sum() for j in range(17)] for i in range(23)])
+    brute = np.array([[padded[i : i + 5, j : j + 5].sum() for j in range(17)] for i in range(23)])
     np.testing.assert_array_equal(out, brute)
 
 
@@ -359,8 +367,9 @@ def test_terrain_dem_steps() -> None:
     # Water on a steep shaded slope is a dark area (R4).
     water = uniform("water", (n, n))
     slope = np.tile(cols * 20.0, (n, 1))  # 45 degrees, facing west, the sun in the east
-    shaded = sc.scene_classification(water, np.full((n, n), 60.0), np.full((n, n), 100.0), None, None, 20.0,
-                                     SEN2COR, dem=slope)
+    shaded = sc.scene_classification(
+        water, np.full((n, n), 60.0), np.full((n, n), 100.0), None, None, 20.0, SEN2COR, dem=slope
+    )
     assert (shaded.scl[5:-5, 5:-5] == SCL.DARK_AREA_PIXELS).all()
 
 
@@ -416,8 +425,9 @@ def test_median_filter_and_buffer() -> None:
     assert filtered[3, 3] == SCL.VEGETATION
     buffered = classify(bands, SEN2COR.replace(cloud_buffer_m=40.0))
     grown = morphology.buffer_mask(layout == 1, 2.0)
-    assert (buffered.scl[grown] == np.where(layout == 1, SCL.CLOUD_HIGH_PROBABILITY,
-                                            SCL.CLOUD_MEDIUM_PROBABILITY)[grown]).all()
+    assert (
+        buffered.scl[grown] == np.where(layout == 1, SCL.CLOUD_HIGH_PROBABILITY, SCL.CLOUD_MEDIUM_PROBABILITY)[grown]
+    ).all()
     assert (buffered.buffered == (grown & (layout == 0))).all()
     assert (buffered.scl[~grown] == SCL.VEGETATION).all()
 

@@ -34,8 +34,7 @@ from sen2core.scl import classify
 DATA = Path(__file__).parent / "data"
 DESERT = DATA / "synthetic" / "l2a-T29RKH-subset"
 T19UDP = DATA / "l1c-T19UDP-20170729-900m"
-NAMES = ("nodata", "sat", "dark", "shadow", "veg", "notveg", "water", "unclas", "cloudM", "cloudH", "cirrus",
-         "snow")
+NAMES = ("nodata", "sat", "dark", "shadow", "veg", "notveg", "water", "unclas", "cloudM", "cloudH", "cirrus", "snow")
 
 # seed, tile, date, cloud %, cirrus %, snow %, water vapour (cm), size (10 m px), real desert surface
 SCENES: list[tuple[int, str, str, float, float, float, float, int, bool]] = [
@@ -55,8 +54,20 @@ def synthesize_scene(root: Path, spec: tuple[int, str, str, float, float, float,
 
     seed, tile, date, cloud, cirrus, snow, wv, size, desert = spec
     out = root / f"scene-{seed}"
-    synthesize(SynthConfig(size=size, tile=tile, date=date, cloud_cover=cloud, cirrus=cirrus, snow=snow, wv=wv,
-                           seed=seed, surface=str(DESERT) if desert else None), out)
+    synthesize(
+        SynthConfig(
+            size=size,
+            tile=tile,
+            date=date,
+            cloud_cover=cloud,
+            cirrus=cirrus,
+            snow=snow,
+            wv=wv,
+            seed=seed,
+            surface=str(DESERT) if desert else None,
+        ),
+        out,
+    )
     return out
 
 
@@ -72,8 +83,13 @@ def classify_scene(out: Path, config: SceneClassificationConfig) -> dict[str, An
         scl, probability, sun_zenith = dask.compute(result.scl, result.calibrated_cloud_probability, sz.mean())
     with rasterio.open(truth_dir / "SCL_20m.tif") as ds:
         truth = ds.read(1)
-    return {"scl": scl, "truth": truth, "probability": probability, "sun_zenith": float(sun_zenith),
-            "castable": castable_shadows(truth_dir, truth)}
+    return {
+        "scl": scl,
+        "truth": truth,
+        "probability": probability,
+        "sun_zenith": float(sun_zenith),
+        "castable": castable_shadows(truth_dir, truth),
+    }
 
 
 def castable_shadows(truth_dir: Path, truth: np.ndarray) -> np.ndarray:
@@ -142,11 +158,16 @@ def test_synthetic_scene_accuracy(results: list[dict[str, Any]], capsys: pytest.
     vegetation_accuracy = float((clear_land[0, 4] + clear_land[1].sum() - clear_land[1, 4]) / clear_land.sum())
     sun = [r["sun_zenith"] for r in results]
     with capsys.disabled():
-        print(f"\nscene classification vs synthetic truth, {len(results)} scenes, sun zenith "
-              f"{min(sun):.0f}-{max(sun):.0f} deg, pooled confusion (20 m pixels):")
+        print(
+            f"\nscene classification vs synthetic truth, {len(results)} scenes, sun zenith "
+            f"{min(sun):.0f}-{max(sun):.0f} deg, pooled confusion (20 m pixels):"
+        )
         print(format_confusion(total))
-        print("F1: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-              + f"; vegetation vs not vegetated on clear land: accuracy {vegetation_accuracy:.3f}")
+        print(
+            "F1: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+            + f"; vegetation vs not vegetated on clear land: accuracy {vegetation_accuracy:.3f}"
+        )
     assert min(sun) <= 30.0 and max(sun) >= 55.0
     assert scores["cloud (8, 9, 10)"] >= 0.95
     assert scores["cloud shadow"] >= 0.75
@@ -161,12 +182,18 @@ def test_calibrated_probability(results: list[dict[str, Any]], capsys: pytest.Ca
     y = np.concatenate([np.isin(r["truth"][r["truth"] != 0], (8, 9, 10)) for r in results])
     brier = float(np.mean((p - y) ** 2))
     bins = np.minimum((p * 5).astype(int), 4)
-    table = [(b / 5, int((bins == b).sum()), float(p[bins == b].mean()), float(y[bins == b].mean()))
-             for b in range(5) if (bins == b).any()]
+    table = [
+        (b / 5, int((bins == b).sum()), float(p[bins == b].mean()), float(y[bins == b].mean()))
+        for b in range(5)
+        if (bins == b).any()
+    ]
     with capsys.disabled():
-        print(f"\ncalibrated cloud probability on held-out scenes: Brier {brier:.4f}; reliability "
-              + ", ".join(f"[{lo:.1f}, {lo + 0.2:.1f}): n={n} mean p {mp:.2f} observed {obs:.2f}"
-                          for lo, n, mp, obs in table))
+        print(
+            f"\ncalibrated cloud probability on held-out scenes: Brier {brier:.4f}; reliability "
+            + ", ".join(
+                f"[{lo:.1f}, {lo + 0.2:.1f}): n={n} mean p {mp:.2f} observed {obs:.2f}" for lo, n, mp, obs in table
+            )
+        )
     assert brier < 0.05
     # Calibrated: in the bins that hold most pixels, predicted and observed agree.
     for _, n, mp, obs in table:
@@ -188,8 +215,10 @@ def test_bright_desert_without_clouds(tmp_path: Path, capsys: pytest.CaptureFixt
     false_cloud = float(np.isin(ours["scl"], (8, 9, 10))[clear].mean())
     sen2cor_false = float(np.isin(sen2cor["scl"], (8, 9, 10))[clear].mean())
     with capsys.disabled():
-        print(f"\nbright desert, no clouds: {100 * false_cloud:.2f} % of clear pixels labelled cloud "
-              f"(Sen2Cor 2.8 rules: {100 * sen2cor_false:.2f} %)")
+        print(
+            f"\nbright desert, no clouds: {100 * false_cloud:.2f} % of clear pixels labelled cloud "
+            f"(Sen2Cor 2.8 rules: {100 * sen2cor_false:.2f} %)"
+        )
     assert false_cloud < 0.01
 
 
@@ -205,8 +234,10 @@ def test_real_l1c_t19udp(capsys: pytest.CaptureFixture[str]) -> None:
     with dask.config.set(scheduler="synchronous"):
         scl, pct = dask.compute(result.scl, result.percentages())
     with capsys.disabled():
-        print("\nT19UDP 2017-07-29 (real L1C, 900 m): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in pct.items() if k.endswith("PERCENTAGE")))
+        print(
+            "\nT19UDP 2017-07-29 (real L1C, 900 m): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in pct.items() if k.endswith("PERCENTAGE"))
+        )
     assert scl.shape == (122, 122)
     assert 30.0 < pct["NODATA_PIXEL_PERCENTAGE"] < 45.0  # the western part is outside the swath
     assert pct["WATER_PERCENTAGE"] > 10.0  # the St. Lawrence estuary

@@ -17,13 +17,16 @@ from sen2core.kernels import scene_class as sc
 from sen2core.scl import AuxiliaryMaps, SceneClassification, classify
 
 # Typical TOA spectra (B02 B03 B04 B05 B8A B10 B11 B12), see test_scene_class.py.
-SPECTRA = np.array([
-    (0.07, 0.09, 0.05, 0.12, 0.35, 0.001, 0.18, 0.08),  # vegetation
-    (0.09, 0.07, 0.04, 0.03, 0.015, 0.0005, 0.005, 0.003),  # water
-    (0.22, 0.28, 0.35, 0.38, 0.42, 0.002, 0.55, 0.45),  # sand
-    (0.78, 0.76, 0.74, 0.72, 0.66, 0.002, 0.05, 0.04),  # snow
-    (0.20, 0.20, 0.19, 0.20, 0.22, 0.0, 0.19, 0.17),  # concrete
-], dtype=np.float32)
+SPECTRA = np.array(
+    [
+        (0.07, 0.09, 0.05, 0.12, 0.35, 0.001, 0.18, 0.08),  # vegetation
+        (0.09, 0.07, 0.04, 0.03, 0.015, 0.0005, 0.005, 0.003),  # water
+        (0.22, 0.28, 0.35, 0.38, 0.42, 0.002, 0.55, 0.45),  # sand
+        (0.78, 0.76, 0.74, 0.72, 0.66, 0.002, 0.05, 0.04),  # snow
+        (0.20, 0.20, 0.19, 0.20, 0.22, 0.0, 0.19, 0.17),  # concrete
+    ],
+    dtype=np.float32,
+)
 CLOUD = np.array((0.55, 0.53, 0.52, 0.52, 0.50, 0.03, 0.35, 0.22), dtype=np.float32)
 SHADOW_FACTOR = np.array((0.8, 0.55, 0.5, 0.35, 0.15, 1.0, 0.1, 0.1), dtype=np.float32)
 
@@ -57,31 +60,63 @@ def make_scene(n: int = 150, seed: int = 3) -> dict[str, Any]:
     water_bodies = np.where(patches == 1, 2, 1).astype(np.uint8)
     land_cover = np.where(patches == 1, 210, np.where(patches == 4, 190, 200)).astype(np.uint16)
     snow_condition = np.where(patches == 1, 254, 5).astype(np.uint8)
-    return {"bands": bands, "sz": sz, "sa": sa, "vz": vz, "va": va, "dem": dem, "quality": quality,
-            "water_bodies": water_bodies, "land_cover": land_cover, "snow_condition": snow_condition}
+    return {
+        "bands": bands,
+        "sz": sz,
+        "sa": sa,
+        "vz": vz,
+        "va": va,
+        "dem": dem,
+        "quality": quality,
+        "water_bodies": water_bodies,
+        "land_cover": land_cover,
+        "snow_condition": snow_condition,
+    }
 
 
 CONFIG = SceneClassificationConfig(cloud_buffer_m=60.0, median_filter=3, r9_max_blob_m=400.0)
 
 
-def lazy(s: dict[str, Any], chunks: int, config: SceneClassificationConfig, *, full: bool = True,
-         private_bands: bool = False) -> SceneClassification:
+def lazy(
+    s: dict[str, Any], chunks: int, config: SceneClassificationConfig, *, full: bool = True, private_bands: bool = False
+) -> SceneClassification:
     def d(a: np.ndarray) -> da.Array:
         return da.from_array(a, chunks=chunks)
 
-    aux = AuxiliaryMaps(water_bodies=d(s["water_bodies"]), land_cover=d(s["land_cover"]),
-                        snow_condition=d(s["snow_condition"])) if full else None
-    return classify({k: d(v) for k, v in s["bands"].items()}, d(s["sz"]), d(s["sa"]), d(s["vz"]), d(s["va"]), 20.0,
-                    config, dem=d(s["dem"]) if full else None, quality_mask=d(s["quality"]) if full else None,
-                    aux=aux, private_bands=private_bands)
+    aux = (
+        AuxiliaryMaps(
+            water_bodies=d(s["water_bodies"]), land_cover=d(s["land_cover"]), snow_condition=d(s["snow_condition"])
+        )
+        if full
+        else None
+    )
+    return classify(
+        {k: d(v) for k, v in s["bands"].items()},
+        d(s["sz"]),
+        d(s["sa"]),
+        d(s["vz"]),
+        d(s["va"]),
+        20.0,
+        config,
+        dem=d(s["dem"]) if full else None,
+        quality_mask=d(s["quality"]) if full else None,
+        aux=aux,
+        private_bands=private_bands,
+    )
 
 
-def reference(s: dict[str, Any], config: SceneClassificationConfig, *, full: bool = True
-              ) -> sc.SceneClassificationArrays:
+def reference(
+    s: dict[str, Any], config: SceneClassificationConfig, *, full: bool = True
+) -> sc.SceneClassificationArrays:
     extra: dict[str, Any] = {}
     if full:
-        extra = {"dem": s["dem"], "quality_mask": s["quality"], "water_bodies": s["water_bodies"],
-                 "land_cover": s["land_cover"], "snow_condition": s["snow_condition"]}
+        extra = {
+            "dem": s["dem"],
+            "quality_mask": s["quality"],
+            "water_bodies": s["water_bodies"],
+            "land_cover": s["land_cover"],
+            "snow_condition": s["snow_condition"],
+        }
     return sc.scene_classification(s["bands"], s["sz"], s["sa"], s["vz"], s["va"], 20.0, config, **extra)
 
 
@@ -90,15 +125,23 @@ def scene() -> dict[str, Any]:
     return make_scene()
 
 
-@pytest.mark.parametrize(("chunks", "full", "private_bands"), [(48, True, False), (33, False, False),
-                                                               (48, True, True), (33, False, True)])
+@pytest.mark.parametrize(
+    ("chunks", "full", "private_bands"), [(48, True, False), (33, False, False), (48, True, True), (33, False, True)]
+)
 def test_chunked_equals_whole_image(scene: dict[str, Any], chunks: int, full: bool, private_bands: bool) -> None:
     ref = reference(scene, CONFIG, full=full)
     result = lazy(scene, chunks, CONFIG, full=full, private_bands=private_bands)
     with dask.config.set(scheduler="synchronous"):
         scl, cld, snw, prob, buf, scl60, cld60, pct = dask.compute(
-            result.scl, result.cloud_probability, result.snow_probability, result.calibrated_cloud_probability,
-            result.cloud_buffer, result.scl_60m(), result.cloud_probability_60m(), result.percentages())
+            result.scl,
+            result.cloud_probability,
+            result.snow_probability,
+            result.calibrated_cloud_probability,
+            result.cloud_buffer,
+            result.scl_60m(),
+            result.cloud_probability_60m(),
+            result.percentages(),
+        )
     classes = np.bincount(ref.scl.ravel(), minlength=12)
     # The scene exercises shadows, clouds, water, snow, bare land, the buffer and no data.
     assert all(classes[c] > 0 for c in (0, 3, 5, 6, 8, 9, 11)), classes
@@ -122,8 +165,14 @@ def test_graph_builds_without_computing(scene: dict[str, Any]) -> None:
 
     with dask.config.set(scheduler=refuse):
         result = lazy(scene, 45, CONFIG)
-        products = [result.scl, result.cloud_probability, result.snow_probability,
-                    result.calibrated_cloud_probability, result.cloud_buffer, result.scl_60m()]
+        products = [
+            result.scl,
+            result.cloud_probability,
+            result.snow_probability,
+            result.calibrated_cloud_probability,
+            result.cloud_buffer,
+            result.scl_60m(),
+        ]
         pct = result.percentages()
     assert result.scl.chunks == ((45, 45, 45, 15), (45, 45, 45, 15))
     assert result.scl.dtype == np.uint8 and result.calibrated_cloud_probability.dtype == np.float32

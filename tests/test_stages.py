@@ -56,7 +56,8 @@ def test_tiles_make_the_same_product_as_one_graph(cloudy_l1c: Path, tmp_path: Pa
     summary = json.loads((Path(tiled.output_dir) / "L2A_SUMMARY.json").read_text())
     assert summary["processing_tiles"] == 4
     assert summary["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"] == pytest.approx(
-        json.loads((Path(whole.output_dir) / "L2A_SUMMARY.json").read_text())["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"])
+        json.loads((Path(whole.output_dir) / "L2A_SUMMARY.json").read_text())["atmosphere"]["NEGATIVE_BOA_PERCENTAGE"]
+    )
     for root in (tmp_path / "tiles", tmp_path / "whole"):
         assert not [p for p in root.rglob(".*") if p.name != ".collection.json.lock"], "work folder left behind"
     # Done is done, whichever way it was made.

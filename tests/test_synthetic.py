@@ -37,12 +37,36 @@ SCENES: dict[str, dict[str, Any]] = {
     "old": {"size": 366, "seed": 3, "cloud_cover": 10.0, "baseline": "02.09"},
     # Low clouds, so that their shadows fall inside a 3.7 km tile.
     "shadow": {"size": 366, "seed": 3, "cloud_cover": 12.0, "cloud_heights": (1.0, 2.5)},
-    "relief": {"size": 366, "seed": 4, "cloud_cover": 0.0, "dem": True, "elevation": 0.4, "tile": "32TLS",
-               "date": "2022-08-10"},
-    "edge": {"size": 192, "seed": 11, "cloud_cover": 15.0, "cirrus": 20.0, "snow": 5.0, "dem": True,
-             "nodata_edge": True, "saturated": 4, "spacecraft": "S2B", "baseline": "04.00", "tile": "T19UDP"},
-    "surface": {"size": 366, "seed": 2, "cloud_cover": 5.0, "surface": str(SURFACE_SUBSET), "tile": "29RKH",
-                "date": "2020-02-19"},
+    "relief": {
+        "size": 366,
+        "seed": 4,
+        "cloud_cover": 0.0,
+        "dem": True,
+        "elevation": 0.4,
+        "tile": "32TLS",
+        "date": "2022-08-10",
+    },
+    "edge": {
+        "size": 192,
+        "seed": 11,
+        "cloud_cover": 15.0,
+        "cirrus": 20.0,
+        "snow": 5.0,
+        "dem": True,
+        "nodata_edge": True,
+        "saturated": 4,
+        "spacecraft": "S2B",
+        "baseline": "04.00",
+        "tile": "T19UDP",
+    },
+    "surface": {
+        "size": 366,
+        "seed": 2,
+        "cloud_cover": 5.0,
+        "surface": str(SURFACE_SUBSET),
+        "tile": "29RKH",
+        "date": "2020-02-19",
+    },
 }
 
 
@@ -78,8 +102,12 @@ def _clear20(r: SynthResult) -> np.ndarray:
     scl10 = _read(r.truth / "SCL_10m.tif", 1)
     n = scl10.shape[0] // 2
     ground = np.isin(scl10, [4, 5, 6, 11]).reshape(n, 2, n, 2).all(axis=(1, 3))
-    return (ground & (_read(r.truth / "SUN_20m.tif", 1) == 1) & (_read(r.truth / "CLD_20m.tif", 1) == 0)
-            & (_read(r.truth / "CIR_20m.tif", 1) == 0))
+    return (
+        ground
+        & (_read(r.truth / "SUN_20m.tif", 1) == 1)
+        & (_read(r.truth / "CLD_20m.tif", 1) == 0)
+        & (_read(r.truth / "CIR_20m.tif", 1) == 0)
+    )
 
 
 def _block(a: np.ndarray, f: int) -> np.ndarray:
@@ -117,8 +145,18 @@ def _invert(r: SynthResult, band: str, *, relief: bool = False) -> tuple[np.ndar
         mask = clear.reshape(clear.shape[0] // 3, 3, clear.shape[1] // 3, 3).all(axis=(1, 3))
         z = None if dem20 is None else _block(dem20, 3)
     opts = t["options"]
-    terms = load_lut().terms(opts["spacecraft"], band, opts["aerosol"], sza, vza, relative_azimuth(saa, vaa), aot,
-                             0.0 if z is None else z, wv, opts["ozone"])
+    terms = load_lut().terms(
+        opts["spacecraft"],
+        band,
+        opts["aerosol"],
+        sza,
+        vza,
+        relative_azimuth(saa, vaa),
+        aot,
+        0.0 if z is None else z,
+        wv,
+        opts["ozone"],
+    )
     cos_sza = np.cos(np.radians(sza))
     if dem20 is None:
         e = irradiance_factor(terms, cos_sza)
@@ -215,7 +253,7 @@ def test_shadows_fall_away_from_the_sun_at_the_height_distance(scene: Callable[[
         shaded = (sun[sr[inside], sc[inside]] < 0.5) | (cld[sr[inside], sc[inside]] >= 0.5)
         toward_sun = (rows - round(ds / 20), cols - round(de / 20))
         ok = (toward_sun[0] >= 0) & (toward_sun[0] < n) & (toward_sun[1] >= 0) & (toward_sun[1] < n)
-        wrong = (sun[toward_sun[0][ok], toward_sun[1][ok]] < 0.5)
+        wrong = sun[toward_sun[0][ok], toward_sun[1][ok]] < 0.5
         assert shaded.mean() > 0.9, (obj, shaded.mean())
         assert wrong.mean() < 0.5 * shaded.mean()
         checked += 1
@@ -437,22 +475,54 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     c = synthesize(SynthConfig(**{**SCENES["edge"], "seed": 12}), tmp_path / "c")
-    assert c.product_id != a.product_id or (c.product / "MTD_MSIL1C.xml").read_bytes() != (
-        a.product / "MTD_MSIL1C.xml").read_bytes()
+    assert (
+        c.product_id != a.product_id
+        or (c.product / "MTD_MSIL1C.xml").read_bytes() != (a.product / "MTD_MSIL1C.xml").read_bytes()
+    )
     assert b.product_id == a.product_id
 
 
 def test_cli_prints_the_product_path_last(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "192", "--seed", "5", "--cloud-cover", "0",
-                                       "--tile", "T34UCF", "--baseline", "02.09"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "synth",
+            str(tmp_path),
+            "--size",
+            "192",
+            "--seed",
+            "5",
+            "--cloud-cover",
+            "0",
+            "--tile",
+            "T34UCF",
+            "--baseline",
+            "02.09",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert "time taken:" in result.output
     product = Path(lines[-1])
     assert product.is_dir() and product.name.endswith(".SAFE") and "_T34UCF_" in product.name
     assert Path(str(product)[: -len(".SAFE")] + ".truth", "truth.json").exists()
-    again = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "192", "--seed", "5", "--cloud-cover", "0",
-                                      "--tile", "T34UCF", "--baseline", "02.09"])
+    again = CliRunner().invoke(
+        main,
+        [
+            "synth",
+            str(tmp_path),
+            "--size",
+            "192",
+            "--seed",
+            "5",
+            "--cloud-cover",
+            "0",
+            "--tile",
+            "T34UCF",
+            "--baseline",
+            "02.09",
+        ],
+    )
     assert again.exit_code == 1 and "--overwrite" in again.output
     bad = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "100"])
     assert bad.exit_code == 1 and "sen2core: error:" in bad.output and "multiple of 6" in bad.output

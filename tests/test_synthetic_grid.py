@@ -86,8 +86,9 @@ def test_config_rejects_bad_options(options: dict[str, object], message: str) ->
         ("S2A", "2019-02-12T19:26:51.024Z", "07HFE", 19029, 13),
     ],
 )
-def test_acquisition_orbits_and_names_match_real_products(spacecraft: str, start: str, tile: str, absolute: int,
-                                                          relative: int) -> None:
+def test_acquisition_orbits_and_names_match_real_products(
+    spacecraft: str, start: str, tile: str, absolute: int, relative: int
+) -> None:
     a = acquisition(SynthConfig(spacecraft=spacecraft, date=start, tile=tile, size=366, baseline="05.09"))
     assert (a.absolute_orbit, a.relative_orbit) == (absolute, relative)
     stamp = start[:19].replace("-", "").replace(":", "")

@@ -293,10 +293,15 @@ def product_command(l1c_href: str, overwrite: bool, workers: int | None, as_json
 
 @flow.command("ingest")
 @_discovery_options
-@click.option("--lookback-hours", type=float, default=24.0, show_default=True,
-              help="Window length, ending at the reference time.")
-@click.option("--reference-time", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
-              default=None, help="End of the window, UTC (default: now, the run's scheduled start).")
+@click.option(
+    "--lookback-hours", type=float, default=24.0, show_default=True, help="Window length, ending at the reference time."
+)
+@click.option(
+    "--reference-time",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
+    default=None,
+    help="End of the window, UTC (default: now, the run's scheduled start).",
+)
 @_processing_options
 def ingest_command(
     inbox: str | None, stac_catalog: str | None, stac_api: str | None, stac_secret: str | None,

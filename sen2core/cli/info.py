@@ -122,10 +122,24 @@ def _print_human(summary: dict[str, Any]) -> None:
     head = Table(title=f"{summary['product_id']} ({summary['level']})", show_header=False, box=None)
     head.add_column("key", style="bold")
     head.add_column("value", overflow="fold")
-    for key in ("layout", "href", "product_type", "spacecraft", "sensing_time", "processing_baseline",
-                "tile_id", "epsg", "quantification_value", "boa_quantification_value",
-                "aot_quantification_value", "wvp_quantification_value", "u", "mean_sun_zenith",
-                "mean_sun_azimuth", "sun_angle_grid"):
+    for key in (
+        "layout",
+        "href",
+        "product_type",
+        "spacecraft",
+        "sensing_time",
+        "processing_baseline",
+        "tile_id",
+        "epsg",
+        "quantification_value",
+        "boa_quantification_value",
+        "aot_quantification_value",
+        "wvp_quantification_value",
+        "u",
+        "mean_sun_zenith",
+        "mean_sun_azimuth",
+        "sun_angle_grid",
+    ):
         if summary[key] is not None:
             head.add_row(key, _fmt(summary[key]))
     console.print(head)

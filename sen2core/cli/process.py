@@ -87,8 +87,7 @@ def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
     default="l2a",
     callback=_location,
     show_default=True,
-    help="Root of the output tree ({tile}/{yyyy}/{mm}/{dd}/{l2a_id}/): a folder, or s3://bucket/prefix "
-    "(COG layout).",
+    help="Root of the output tree ({tile}/{yyyy}/{mm}/{dd}/{l2a_id}/): a folder, or s3://bucket/prefix (COG layout).",
 )
 @click.option(
     "--resolution",
@@ -132,8 +131,12 @@ def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="BOA DN = rho*10000 as before processing baseline 04.00 (default: rho*10000 + 1000).",
 )
 @click.option("--overwrite", is_flag=True, help="Reprocess even if the product is already done.")
-@click.option("--no-verify", "no_verify", is_flag=True,
-              help="Do not check the files read against the checksums of manifest.safe (for trusted archives).")
+@click.option(
+    "--no-verify",
+    "no_verify",
+    is_flag=True,
+    help="Do not check the files read against the checksums of manifest.safe (for trusted archives).",
+)
 @click.option(
     "--tile-blocks",
     type=click.IntRange(min=1),
@@ -142,8 +145,12 @@ def _location(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "for the cluster's memory).",
 )
 @click.option("--workers", type=int, default=None, help="Dask worker processes (default: threads in-process).")
-@click.option("--dashboard-address", default=None, envvar="SEN2CORE_DASK_DASHBOARD",
-              help="With --workers: where the Dask dashboard listens [default: 127.0.0.1:0, loopback only].")
+@click.option(
+    "--dashboard-address",
+    default=None,
+    envvar="SEN2CORE_DASK_DASHBOARD",
+    help="With --workers: where the Dask dashboard listens [default: 127.0.0.1:0, loopback only].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_only: bool, dem: str | None,
             gipp: tuple[str, ...], aerosol: str | None, cirrus: bool | None, legacy_encoding: bool, overwrite: bool,

@@ -272,7 +272,11 @@ def _grid(values: NDArray[np.float64]) -> Grid:
 
 
 def auxiliary_on_tile(
-    files: Mapping[str, bytes], epsg: int, bounds: tuple[float, float, float, float], *, nodes: int = 12,
+    files: Mapping[str, bytes],
+    epsg: int,
+    bounds: tuple[float, float, float, float],
+    *,
+    nodes: int = 12,
     what: str = "",
 ) -> AuxiliaryData | None:
     """Read the auxiliary files of a product and interpolate them onto ``nodes`` x ``nodes`` points over the tile.
@@ -332,8 +336,14 @@ def auxiliary_on_tile(
 
 
 def write_grib(
-    path: str | Path, fields: Sequence[tuple[tuple[int, int], NDArray[np.floating]]], *, lon0: float, lat0: float,
-    dlon: float, dlat: float, reference_time: str,
+    path: str | Path,
+    fields: Sequence[tuple[tuple[int, int], NDArray[np.floating]]],
+    *,
+    lon0: float,
+    lat0: float,
+    dlon: float,
+    dlat: float,
+    reference_time: str,
 ) -> None:
     """Write fields as GRIB 2 on a latitude/longitude grid, each coded 192 / GRIB 1 table / GRIB 1 parameter.
 
@@ -372,7 +382,6 @@ def write_grib(
             if values.shape != shape:
                 raise ValueError("write_grib: every field needs the same shape")
             ds.write(np.asarray(values, dtype=np.float64), i)
-
 
 
 def read_product_auxiliary(product: Product) -> AuxiliaryData | None:

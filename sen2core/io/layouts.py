@@ -113,13 +113,19 @@ def open_remote(href: str, *, tile: str | None, chunk_m: float, settings: Remote
             store = RemoteStore(objects, parent)
             if not store.exists(name):
                 raise RemoteAccessError(href, "HTTP 404: no such object", status=404)
-            product = _open_aws(store, href, chunk_m=chunk_m) if name == "tileInfo.json" else \
-                _open_safe(store, name, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+            product = (
+                _open_aws(store, href, chunk_m=chunk_m)
+                if name == "tileInfo.json"
+                else _open_safe(store, name, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
+            )
         else:
             store = RemoteStore(objects, key)
             if store.empty:
-                what = "no object under this prefix" if store.listable else \
-                    "no MTD_MSIL1C.xml, MTD_MSIL2A.xml, manifest.safe or tileInfo.json under this URL"
+                what = (
+                    "no object under this prefix"
+                    if store.listable
+                    else "no MTD_MSIL1C.xml, MTD_MSIL2A.xml, manifest.safe or tileInfo.json under this URL"
+                )
                 raise RemoteAccessError(href, f"HTTP 404: {what}", status=404)
             product = _open_dir(store, href, tile=tile, chunk_m=chunk_m, layout="SAFE")
     return replace(product, gdal_options=settings.gdal_options())
@@ -140,8 +146,7 @@ def _user_mtd_name(names: list[str]) -> str | None:
     return found[0] if found else None
 
 
-def _open_dir(store: ProductStore, display: str, *, tile: str | None, chunk_m: float,
-              layout: Layout) -> Product:
+def _open_dir(store: ProductStore, display: str, *, tile: str | None, chunk_m: float, layout: Layout) -> Product:
     names = store.listdir()
     mtd = _user_mtd_name(names)
     if mtd is not None:
@@ -176,8 +181,7 @@ def _open_zip(path: Path, display: str, *, tile: str | None, chunk_m: float) -> 
     return _open_archive(root_store, names, display, tile=tile, chunk_m=chunk_m)
 
 
-def _open_archive(root_store: ZipStore, names: list[str], display: str, *, tile: str | None,
-                  chunk_m: float) -> Product:
+def _open_archive(root_store: ZipStore, names: list[str], display: str, *, tile: str | None, chunk_m: float) -> Product:
     candidates = []
     for n in names:
         parts = n.rstrip("/").split("/")
@@ -206,8 +210,9 @@ def _parts_rank(name: str) -> int:
 # ---------------------------------------------------------------------- SAFE
 
 
-def _find_tile_metadata(store: ProductStore, um: UserProductMetadata, manifest: ManifestMetadata | None,
-                        tile: str | None) -> tuple[list[str], list[str]]:
+def _find_tile_metadata(
+    store: ProductStore, um: UserProductMetadata, manifest: ManifestMetadata | None, tile: str | None
+) -> tuple[list[str], list[str]]:
     """Candidate MTD_TL paths (best first) and the granule directories they belong to."""
     found: list[str] = []
     for f in um.image_files:
@@ -221,8 +226,11 @@ def _find_tile_metadata(store: ProductStore, um: UserProductMetadata, manifest: 
     if manifest is not None:
         for rel in manifest.file_sizes:
             base = rel.rsplit("/", 1)[-1]
-            if (base == "MTD_TL.xml" or re.match(r"S2.*_MTD_.*TL.*\.xml$", base)) and rel not in found \
-                    and store.exists(rel):
+            if (
+                (base == "MTD_TL.xml" or re.match(r"S2.*_MTD_.*TL.*\.xml$", base))
+                and rel not in found
+                and store.exists(rel)
+            ):
                 found.append(rel)
     for pattern in ("GRANULE/*/MTD_TL.xml", "GRANULE/*/S2*_MTD_*TL*.xml", "*/MTD_TL.xml", "MTD_TL.xml"):
         for cand in store.glob(pattern):
@@ -242,9 +250,13 @@ def _find_tile_metadata(store: ProductStore, um: UserProductMetadata, manifest: 
     return found, granules
 
 
-def _band_files_safe(store: ProductStore, um: UserProductMetadata, level: Level,
-                     granule_dir: str | None, manifest: ManifestMetadata | None
-                     ) -> tuple[dict[str, BandFile], dict[str, str]]:
+def _band_files_safe(
+    store: ProductStore,
+    um: UserProductMetadata,
+    level: Level,
+    granule_dir: str | None,
+    manifest: ManifestMetadata | None,
+) -> tuple[dict[str, BandFile], dict[str, str]]:
     ext = ".jp2" if (um.image_format or "JPEG2000").upper().startswith("JPEG2000") else ".tif"
     by_band: dict[str, list[tuple[int, str]]] = {}
     for f in um.image_files:
@@ -275,8 +287,9 @@ def _band_files_safe(store: ProductStore, um: UserProductMetadata, level: Level,
     return found, missing
 
 
-def _search_band(store: ProductStore, band: str, nominal: int, granule_dir: str | None,
-                 listed: list[str], ext: str) -> tuple[int, str] | None:
+def _search_band(
+    store: ProductStore, band: str, nominal: int, granule_dir: str | None, listed: list[str], ext: str
+) -> tuple[int, str] | None:
     """Find a band file the metadata did not list (or listed at a wrong path)."""
     base = granule_dir or "GRANULE/*"
     patterns = [
@@ -341,9 +354,15 @@ def _baseline_ge_4(baseline: str | None) -> bool | None:
         return None
 
 
-def _radiometry(level: Level, um: UserProductMetadata | None, *, baseline: str | None,
-                spacecraft: str | None, sensing_time: _dt.datetime | None,
-                warnings: list[str]) -> Radiometry:
+def _radiometry(
+    level: Level,
+    um: UserProductMetadata | None,
+    *,
+    baseline: str | None,
+    spacecraft: str | None,
+    sensing_time: _dt.datetime | None,
+    warnings: list[str],
+) -> Radiometry:
     """Resolve radiometric constants, recording each default that had to be used."""
     post4 = _baseline_ge_4(baseline)
     default_offset = -1000.0 if post4 else 0.0
@@ -412,8 +431,9 @@ def _angle_warnings(tm: TileMetadata | None, level: Level, warnings: list[str]) 
         warnings.append(f"no viewing angle grid for {', '.join(lacking)}: mean viewing angle used, nadir where unknown")
 
 
-def _open_safe(store: ProductStore, mtd_name: str, display: str, *, tile: str | None, chunk_m: float,
-               layout: Layout) -> Product:
+def _open_safe(
+    store: ProductStore, mtd_name: str, display: str, *, tile: str | None, chunk_m: float, layout: Layout
+) -> Product:
     if not store.exists(mtd_name):
         raise MetadataError(display, f"missing product metadata: {mtd_name} not found")
     um = parse_user_product(store.read_bytes(mtd_name), product=display, name=mtd_name)
@@ -444,12 +464,17 @@ def _open_safe(store: ProductStore, mtd_name: str, display: str, *, tile: str | 
     root_name = getattr(store, "root", None)
     fallback_name = root_name.name if isinstance(root_name, Path) else Path(display).name
     product_id = _product_id(um.product_uri, fallback_name, display) or "unknown"
-    baseline = um.processing_baseline or baseline_from_name(tm.tile_id if tm else None) \
-        or baseline_from_name(product_id)
+    baseline = (
+        um.processing_baseline or baseline_from_name(tm.tile_id if tm else None) or baseline_from_name(product_id)
+    )
     tile_id = _tile_from(tm.tile_id if tm else None, product_id, *um.granule_ids)
     spacecraft = um.spacecraft or (manifest.spacecraft if manifest else None) or _spacecraft_from(product_id)
-    sensing = (tm.sensing_time if tm else None) or um.datatake_sensing_start or um.product_start_time \
+    sensing = (
+        (tm.sensing_time if tm else None)
+        or um.datatake_sensing_start
+        or um.product_start_time
         or (manifest.start_time if manifest else None)
+    )
     epsg = tm.epsg if tm else None
     if epsg is None:
         epsg = _epsg_from_tile(tile_id)
@@ -461,8 +486,9 @@ def _open_safe(store: ProductStore, mtd_name: str, display: str, *, tile: str | 
         warnings.append("no band raster files found (metadata only)")
     elif missing:
         warnings.append(f"band raster files missing for {', '.join(missing)}")
-    radiometry = _radiometry(um.level, um, baseline=baseline, spacecraft=spacecraft,
-                             sensing_time=sensing, warnings=warnings)
+    radiometry = _radiometry(
+        um.level, um, baseline=baseline, spacecraft=spacecraft, sensing_time=sensing, warnings=warnings
+    )
     _angle_warnings(tm, um.level, warnings)
     return Product(
         href=display,
@@ -497,10 +523,16 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
     ``product_metadata.xml``."""
     ti = parse_tile_info(store.read_bytes("tileInfo.json"), product=display)
     warnings: list[str] = []
-    tm = parse_tile(store.read_bytes("metadata.xml"), product=display, name="metadata.xml") \
-        if store.exists("metadata.xml") else None
-    um = parse_user_product(store.read_bytes("product_metadata.xml"), product=display,
-                            name="product_metadata.xml") if store.exists("product_metadata.xml") else None
+    tm = (
+        parse_tile(store.read_bytes("metadata.xml"), product=display, name="metadata.xml")
+        if store.exists("metadata.xml")
+        else None
+    )
+    um = (
+        parse_user_product(store.read_bytes("product_metadata.xml"), product=display, name="product_metadata.xml")
+        if store.exists("product_metadata.xml")
+        else None
+    )
     if tm is not None:
         warnings.extend(tm.warnings)
     if um is not None:
@@ -520,13 +552,20 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
         raise MetadataError(display, "tileInfo.json: cannot tell the processing level (no productName or datastrip id)")
 
     root_name = getattr(store, "root", None)
-    product_id = _product_id(ti.product_name, um.product_uri if um else None,
-                             root_name.name if isinstance(root_name, Path) else display) or "unknown"
-    baseline = (um.processing_baseline if um else None) or baseline_from_name(ti.datastrip_id) \
-        or baseline_from_name(ti.product_name) or baseline_from_name(tm.tile_id if tm else None)
+    product_id = (
+        _product_id(
+            ti.product_name, um.product_uri if um else None, root_name.name if isinstance(root_name, Path) else display
+        )
+        or "unknown"
+    )
+    baseline = (
+        (um.processing_baseline if um else None)
+        or baseline_from_name(ti.datastrip_id)
+        or baseline_from_name(ti.product_name)
+        or baseline_from_name(tm.tile_id if tm else None)
+    )
     spacecraft = (um.spacecraft if um else None) or _spacecraft_from(ti.product_name, ti.datastrip_id)
-    sensing = (tm.sensing_time if tm else None) or ti.timestamp \
-        or (um.datatake_sensing_start if um else None)
+    sensing = (tm.sensing_time if tm else None) or ti.timestamp or (um.datatake_sensing_start if um else None)
     tile_id = _tile_from(tm.tile_id if tm else None, ti.product_name) or ti.tile_id
     if ti.tile_id and tile_id and ti.tile_id != tile_id:
         warnings.append(f"tileInfo.json says tile {ti.tile_id} but the tile metadata says {tile_id}; using {tile_id}")
@@ -539,13 +578,13 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
     for rel in store.glob("*.jp2") + store.glob("R*m/*.jp2") + store.glob("*.tif"):
         m = _AWS_BAND_RE.match(rel)
         if m:
-            candidates.setdefault(normalize_band(m.group(2)), []).append(
-                (int(m.group(1)) if m.group(1) else None, rel))
+            candidates.setdefault(normalize_band(m.group(2)), []).append((int(m.group(1)) if m.group(1) else None, rel))
     bands = BAND_IDS if level == "L1C" else tuple(b for b in BAND_IDS if b != "B10")
     chosen: dict[str, tuple[int | None, str]] = {}
     for band in bands:
-        options = sorted(candidates.get(band, []),
-                         key=lambda t: (t[0] is not None and t[0] != NOMINAL_RESOLUTION[band], t[0] or 0))
+        options = sorted(
+            candidates.get(band, []), key=lambda t: (t[0] is not None and t[0] != NOMINAL_RESOLUTION[band], t[0] or 0)
+        )
         if not options:
             missing[band] = f"{band}.jp2"
             continue
@@ -553,9 +592,13 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
         # Band pixel sizes are not in tileInfo.json: the file headers tell (60 m for B01 in
         # a real AWS folder, 900 m for every band of the coarse sample).
         try:
-            headers[band] = lazy.read_header(store.gdal_path(options[0][1]), product=display, band=band,
-                                             display=f"{store.display}/{options[0][1]}",
-                                             gdal_options=DEFAULT_GDAL_OPTIONS)
+            headers[band] = lazy.read_header(
+                store.gdal_path(options[0][1]),
+                product=display,
+                band=band,
+                display=f"{store.display}/{options[0][1]}",
+                gdal_options=DEFAULT_GDAL_OPTIONS,
+            )
         except BandReadError as exc:
             warnings.append(f"band {band}: header unreadable ({exc.problem})")
     header_res = {round(abs(h.transform[0])) for h in headers.values()}
@@ -574,24 +617,32 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
         a, _, c, _, e, f = header.transform
         res = round(abs(a))
         if res not in grids:
-            grids[res] = ResolutionGrid(resolution=res, nrows=header.shape[0], ncols=header.shape[1],
-                                        ulx=c, uly=f, xdim=a, ydim=e)
+            grids[res] = ResolutionGrid(
+                resolution=res, nrows=header.shape[0], ncols=header.shape[1], ulx=c, uly=f, xdim=a, ydim=e
+            )
         if epsg is None and header.epsg is not None:
             epsg = header.epsg
     if not grids and ti.bounds is not None:
         left, bottom, right, top = ti.bounds
         for res in (10, 20, 60):
-            grids[res] = ResolutionGrid(resolution=res, nrows=round((top - bottom) / res),
-                                        ncols=round((right - left) / res), ulx=left, uly=top,
-                                        xdim=float(res), ydim=-float(res))
+            grids[res] = ResolutionGrid(
+                resolution=res,
+                nrows=round((top - bottom) / res),
+                ncols=round((right - left) / res),
+                ulx=left,
+                uly=top,
+                xdim=float(res),
+                ydim=-float(res),
+            )
         warnings.append("pixel grids derived from the tileInfo.json tile geometry")
     if not band_files:
         warnings.append("no band raster files found (metadata only)")
     elif missing:
         warnings.append(f"band raster files missing for {', '.join(missing)}")
 
-    radiometry = _radiometry(level, um, baseline=baseline, spacecraft=spacecraft, sensing_time=sensing,
-                             warnings=warnings)
+    radiometry = _radiometry(
+        level, um, baseline=baseline, spacecraft=spacecraft, sensing_time=sensing, warnings=warnings
+    )
     _angle_warnings(tm, level, warnings)
     return Product(
         href=display,

@@ -557,8 +557,11 @@ def decode_to_files(
             if isinstance(exc, Sen2CoreError):
                 raise
             if is_disk_full(exc):
-                raise DiskFullError(root, f"no space left for the kept band {src.band}: {describe_bytes(sizes[name])} "
-                                          f"needed, {describe_bytes(free_bytes(root))} free") from None
+                raise DiskFullError(
+                    root,
+                    f"no space left for the kept band {src.band}: {describe_bytes(sizes[name])} "
+                    f"needed, {describe_bytes(free_bytes(root))} free",
+                ) from None
             raise OutputError(f"{target}: cannot allocate the kept band {src.band} ({exc})") from exc
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip

@@ -42,14 +42,37 @@ Level = Literal["L1C", "L2A"]
 """Processing level of a product."""
 
 BAND_IDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
 )
 """The 13 MSI bands in ``bandId`` order (``bandId="8"`` is B8A)."""
 
 NOMINAL_RESOLUTION: Mapping[str, int] = MappingProxyType(
     {
-        "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20, "B07": 20,
-        "B08": 10, "B8A": 20, "B09": 60, "B10": 60, "B11": 20, "B12": 20,
+        "B01": 60,
+        "B02": 10,
+        "B03": 10,
+        "B04": 10,
+        "B05": 20,
+        "B06": 20,
+        "B07": 20,
+        "B08": 10,
+        "B8A": 20,
+        "B09": 60,
+        "B10": 60,
+        "B11": 20,
+        "B12": 20,
     }
 )
 """Native pixel size (m) of each band in SAFE products."""
@@ -58,14 +81,52 @@ NOMINAL_RESOLUTION: Mapping[str, int] = MappingProxyType(
 # when a product's own Solar_Irradiance_List is absent (AWS tile folders without metadata).
 NOMINAL_SOLAR_IRRADIANCE: Mapping[str, Mapping[str, float]] = MappingProxyType(
     {
-        "Sentinel-2A": MappingProxyType(dict(zip(BAND_IDS, (
-            1884.69, 1959.66, 1823.24, 1512.06, 1424.64, 1287.61, 1162.08,
-            1041.63, 955.32, 812.92, 367.15, 245.59, 85.25,
-        ), strict=True))),
-        "Sentinel-2B": MappingProxyType(dict(zip(BAND_IDS, (
-            1874.30, 1959.75, 1824.93, 1512.79, 1425.78, 1291.13, 1175.57,
-            1041.28, 953.93, 817.58, 365.41, 247.08, 87.75,
-        ), strict=True))),
+        "Sentinel-2A": MappingProxyType(
+            dict(
+                zip(
+                    BAND_IDS,
+                    (
+                        1884.69,
+                        1959.66,
+                        1823.24,
+                        1512.06,
+                        1424.64,
+                        1287.61,
+                        1162.08,
+                        1041.63,
+                        955.32,
+                        812.92,
+                        367.15,
+                        245.59,
+                        85.25,
+                    ),
+                    strict=True,
+                )
+            )
+        ),
+        "Sentinel-2B": MappingProxyType(
+            dict(
+                zip(
+                    BAND_IDS,
+                    (
+                        1874.30,
+                        1959.75,
+                        1824.93,
+                        1512.79,
+                        1425.78,
+                        1291.13,
+                        1175.57,
+                        1041.28,
+                        953.93,
+                        817.58,
+                        365.41,
+                        247.08,
+                        87.75,
+                    ),
+                    strict=True,
+                )
+            )
+        ),
     }
 )
 """Nominal solar irradiance per spacecraft and band (W m-2 um-1)."""
@@ -200,8 +261,7 @@ class AngleGrid:
         return (int(self.zenith.shape[0]), int(self.zenith.shape[1]))
 
     def __dask_tokenize__(self) -> object:
-        return ("AngleGrid", self.zenith.tobytes(), self.azimuth.tobytes(), self.shape,
-                self.row_step, self.col_step)
+        return ("AngleGrid", self.zenith.tobytes(), self.azimuth.tobytes(), self.shape, self.row_step, self.col_step)
 
 
 @dataclass(frozen=True)
@@ -318,8 +378,7 @@ class UserProductMetadata:
     """Optional parts that were missing or unusable."""
 
     def __post_init__(self) -> None:
-        for name in ("radio_add_offset", "boa_add_offset", "solar_irradiance",
-                     "band_resolution", "central_wavelength"):
+        for name in ("radio_add_offset", "boa_add_offset", "solar_irradiance", "band_resolution", "central_wavelength"):
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
 
     def __dask_tokenize__(self) -> object:
@@ -411,5 +470,11 @@ class Radiometry:
         object.__setattr__(self, "solar_irradiance", _frozen_map(self.solar_irradiance))
 
     def __dask_tokenize__(self) -> object:
-        return ("Radiometry", self.quantification_value, tuple(sorted(self.add_offset.items())),
-                self.u, tuple(sorted(self.solar_irradiance.items())), self.nodata)
+        return (
+            "Radiometry",
+            self.quantification_value,
+            tuple(sorted(self.add_offset.items())),
+            self.u,
+            tuple(sorted(self.solar_irradiance.items())),
+            self.nodata,
+        )

@@ -88,9 +88,7 @@ def parse_user_product(data: bytes, *, product: str, name: str = "MTD_MSIL1C.xml
     root = parse_xml(data, product=product, name=name)
     level = _ROOTS.get(root.tag)
     if level is None:
-        raise MetadataError(
-            product, f"{name}: not Sentinel-2 user-product metadata (root element <{root.tag}>)"
-        )
+        raise MetadataError(product, f"{name}: not Sentinel-2 user-product metadata (root element <{root.tag}>)")
     warnings: list[str] = []
     gi = root.find("General_Info")
     if gi is None:
@@ -137,12 +135,24 @@ def parse_user_product(data: bytes, *, product: str, name: str = "MTD_MSIL1C.xml
             warnings.append(f"{name}: no QUANTIFICATION_VALUE")
     else:
         qlist = _first(chars, "QUANTIFICATION_VALUES_LIST", "L1C_L2A_Quantification_Values_List")
-        boa_q = _number(qlist, ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"),
-                        product=product, what="BOA_QUANTIFICATION_VALUE")
-        aot_q = _number(qlist, ("AOT_QUANTIFICATION_VALUE", "L2A_AOT_QUANTIFICATION_VALUE"),
-                        product=product, what="AOT_QUANTIFICATION_VALUE")
-        wvp_q = _number(qlist, ("WVP_QUANTIFICATION_VALUE", "L2A_WVP_QUANTIFICATION_VALUE"),
-                        product=product, what="WVP_QUANTIFICATION_VALUE")
+        boa_q = _number(
+            qlist,
+            ("BOA_QUANTIFICATION_VALUE", "L2A_BOA_QUANTIFICATION_VALUE"),
+            product=product,
+            what="BOA_QUANTIFICATION_VALUE",
+        )
+        aot_q = _number(
+            qlist,
+            ("AOT_QUANTIFICATION_VALUE", "L2A_AOT_QUANTIFICATION_VALUE"),
+            product=product,
+            what="AOT_QUANTIFICATION_VALUE",
+        )
+        wvp_q = _number(
+            qlist,
+            ("WVP_QUANTIFICATION_VALUE", "L2A_WVP_QUANTIFICATION_VALUE"),
+            product=product,
+            what="WVP_QUANTIFICATION_VALUE",
+        )
         if boa_q is None:
             warnings.append(f"{name}: no BOA_QUANTIFICATION_VALUE")
 
@@ -158,7 +168,7 @@ def parse_user_product(data: bytes, *, product: str, name: str = "MTD_MSIL1C.xml
 
     band_res: dict[str, int] = {}
     central: dict[str, float] = {}
-    for si in (chars.iter("Spectral_Information") if chars is not None else ()):
+    for si in chars.iter("Spectral_Information") if chars is not None else ():
         band = _band_of(si)
         if band is None and si.get("physicalBand"):
             try:
@@ -175,7 +185,7 @@ def parse_user_product(data: bytes, *, product: str, name: str = "MTD_MSIL1C.xml
             central[band] = wl
 
     nodata = saturated = None
-    for sv in (chars.iter("Special_Values") if chars is not None else ()):
+    for sv in chars.iter("Special_Values") if chars is not None else ():
         label = (find_text(sv, "SPECIAL_VALUE_TEXT") or "").upper()
         index = parse_float(find_text(sv, "SPECIAL_VALUE_INDEX"), product=product, what="SPECIAL_VALUE_INDEX")
         if index is None:

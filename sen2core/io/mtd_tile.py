@@ -160,7 +160,9 @@ def parse_tile(data: bytes, *, product: str, name: str = "MTD_TL.xml") -> TileMe
     geo_info = root.find("Geometric_Info")
     epsg, cs_name, grids = _geocoding(
         geo_info.find("Tile_Geocoding") if geo_info is not None else None,
-        product=product, name=name, warnings=warnings,
+        product=product,
+        name=name,
+        warnings=warnings,
     )
 
     angles = geo_info.find("Tile_Angles") if geo_info is not None else None
@@ -185,8 +187,10 @@ def parse_tile(data: bytes, *, product: str, name: str = "MTD_TL.xml") -> TileMe
                 warnings.append(f"{name}: Viewing_Incidence_Angles_Grids with bad bandId/detectorId ignored")
                 continue
             grid = _angle_grid(
-                vg, product=product,
-                what=f"{name} viewing grid {band} detector {detector}", warnings=warnings,
+                vg,
+                product=product,
+                what=f"{name} viewing grid {band} detector {detector}",
+                warnings=warnings,
             )
             if grid is not None:
                 view.setdefault(band, []).append((detector, grid))

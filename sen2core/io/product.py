@@ -376,8 +376,10 @@ class Product:
     def _shape_problem(self, band: str, bf: BandFile, shape: tuple[int, ...], grid: tuple[int, int]) -> str:
         """The message for a band raster whose pixel size is not the one the metadata declares."""
         source = "MTD_TL.xml" if self.tile_metadata is not None and self.tile_metadata.grids else "the tile metadata"
-        return (f"band {band}: {bf.path} is {shape[0]}x{shape[1]} px, but {source} declares "
-                f"{grid[0]}x{grid[1]} px at {bf.resolution} m: a crop or another file, not the band of this tile")
+        return (
+            f"band {band}: {bf.path} is {shape[0]}x{shape[1]} px, but {source} declares "
+            f"{grid[0]}x{grid[1]} px at {bf.resolution} m: a crop or another file, not the band of this tile"
+        )
 
     def read_dn(self, band: str, chunks: int | tuple[int, int] | None = None) -> da.Array:
         """Lazy digital numbers of a band at its native resolution.

@@ -296,7 +296,7 @@ class HttpObjects(RemoteObjects):
         status, _, data = self._request(key, "GET", {"Range": rng})
         if status == 200 and (start or end is not None):
             # A server without range support sends the whole object: keep the part asked for.
-            data = data[start:None if end is None else end + 1]
+            data = data[start : None if end is None else end + 1]
         return data
 
     def tail(self, key: str, n: int) -> bytes:
@@ -340,8 +340,9 @@ class S3Objects(RemoteObjects):
                 signature_version=UNSIGNED if s.no_sign_request else None,
             )  # fmt: skip
             endpoint = f"{'https' if s.https else 'http'}://{s.endpoint}" if s.endpoint else None
-            self._client = boto3.session.Session().client("s3", endpoint_url=endpoint,
-                                                          region_name=s.region or "us-east-1", config=config)
+            self._client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, region_name=s.region or "us-east-1", config=config
+            )
         return self._client
 
     def vsi(self, key: str) -> str:
@@ -422,15 +423,22 @@ class S3Objects(RemoteObjects):
                 kwargs["ContinuationToken"] = token
             r = self.call(prefix, "list_objects_v2", **kwargs)
             for obj in r.get("Contents", []):
-                out[obj["Key"][len(prefix):]] = int(obj["Size"])
+                out[obj["Key"][len(prefix) :]] = int(obj["Size"])
             if not r.get("IsTruncated"):
                 return out
             token = r.get("NextContinuationToken")
 
     # ----------------------------------------------------------------- writes
 
-    def put(self, key: str, body: bytes | io.BufferedIOBase, *, content_type: str | None = None,
-            if_match: str | None = None, if_none_match: bool = False) -> str:
+    def put(
+        self,
+        key: str,
+        body: bytes | io.BufferedIOBase,
+        *,
+        content_type: str | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
         """Write an object (whole); return its ETag.
 
         ``if_match``: only if the object's ETag is still this one; ``if_none_match``: only if
@@ -480,7 +488,7 @@ def objects_for(href: str, settings: RemoteSettings | None = None) -> tuple[Remo
     settings = settings or RemoteSettings.from_env()
     root, key = split_href(href)
     if root.startswith("s3://"):
-        return S3Objects(root[len("s3://"):], settings), key
+        return S3Objects(root[len("s3://") :], settings), key
     if root.startswith(("http://", "https://")):
         return HttpObjects(root, settings), key
     raise RemoteAccessError(href, "unsupported scheme: expected s3://, http:// or https://")

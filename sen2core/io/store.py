@@ -156,9 +156,7 @@ class DirStore:
 
     def glob(self, pattern: str) -> list[str]:
         # Matches are checked when they are used (a link leaving the product is refused then).
-        return sorted(
-            p.relative_to(self.root).as_posix() for p in self.root.glob(_clean(pattern)) if p.is_file()
-        )
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(_clean(pattern)) if p.is_file())
 
     def gdal_path(self, rel: str) -> str:
         return str(self._path(rel))
@@ -200,9 +198,7 @@ class ZipStore:
         self._names = names
         self._opener = opener
         self._vsi = vsi if vsi is not None else f"/vsizip/{Path(self.archive).as_posix()}"
-        self._files = frozenset(
-            n[len(prefix):] for n in names if n.startswith(prefix) and not n.endswith("/")
-        )
+        self._files = frozenset(n[len(prefix) :] for n in names if n.startswith(prefix) and not n.endswith("/"))
 
     def _open(self) -> IO[bytes]:
         return self._opener() if self._opener is not None else open(self.archive, "rb")
@@ -289,7 +285,7 @@ class ZipStore:
         out = set()
         for f in self._files:
             if f.startswith(base):
-                out.add(f[len(base):].split("/", 1)[0])
+                out.add(f[len(base) :].split("/", 1)[0])
         return sorted(out)
 
     def glob(self, pattern: str) -> list[str]:
@@ -319,6 +315,7 @@ class ZipStore:
         with self._zip() as zf, zf.open(self.prefix + rel) as f:
             while block := f.read(size):
                 yield block
+
 
 #: Files looked for at the root of a remote folder that cannot be listed (HTTP): the
 #: product metadata of each layout.

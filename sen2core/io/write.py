@@ -96,8 +96,9 @@ class _FileLock:
             # The staged file's folder was removed: its run gave up after another failure while this
             # window was in flight. Creating the lock file again would leave debris in a folder
             # that is gone.
-            raise OutputError(f"{self.path[: -len('.lock')]}: removed before this window was written "
-                              "(the write was abandoned)") from None
+            raise OutputError(
+                f"{self.path[: -len('.lock')]}: removed before this window was written (the write was abandoned)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -185,9 +185,7 @@ def circular_mean(azimuth_deg: ArrayLike, axis: int | None = None) -> F64:
     return np.asarray(out, dtype=np.float64)
 
 
-def merge_detector_grids(
-    zenith: ArrayLike, azimuth: ArrayLike
-) -> tuple[F64, F64]:
+def merge_detector_grids(zenith: ArrayLike, azimuth: ArrayLike) -> tuple[F64, F64]:
     """Merge the per-detector viewing grids of one band into one grid pair.
 
     Each detector's grid is NaN outside its footprint. Where footprints overlap the

@@ -234,8 +234,9 @@ def cirrus_signal(b10: ArrayLike, b11: ArrayLike, leakage: float) -> F32:
     reflectance (B11 is the nearest window band): thin-cirrus tests on raw B10 then
     take bright deserts for cirrus (the real T29RKH product Sen2Cor made shows it).
     """
-    return np.asarray(np.asarray(b10, dtype=np.float32) - np.float32(leakage) * np.asarray(b11, dtype=np.float32),
-                      dtype=np.float32)
+    return np.asarray(
+        np.asarray(b10, dtype=np.float32) - np.float32(leakage) * np.asarray(b11, dtype=np.float32), dtype=np.float32
+    )
 
 
 def leakage_histogram(bands: Mapping[str, ArrayLike]) -> NDArray[np.int64]:
@@ -290,7 +291,16 @@ CIRRUS_KNOTS: tuple[float, ...] = (0.004, 0.006, 0.008, 0.010, 0.012, 0.014, 0.0
 model learns how the probability rises with thin cirrus instead of assuming a threshold."""
 
 FEATURES: tuple[str, ...] = (
-    "cmc", "cirrus", "blue", "hot", "ndsi", "ndvi", "swir_ratio", "redness", "sen2cor_cloud", "sen2cor_cirrus",
+    "cmc",
+    "cirrus",
+    "blue",
+    "hot",
+    "ndsi",
+    "ndvi",
+    "swir_ratio",
+    "redness",
+    "sen2cor_cloud",
+    "sen2cor_cirrus",
     *(f"cirrus_above_{k:g}" for k in CIRRUS_KNOTS),
 )
 """Names of the features of :func:`cloud_features`, in order."""
@@ -339,8 +349,26 @@ def cloud_features(bands: Mapping[str, F32], cm: ArrayLike, cmc: F32, b10_leakag
 
 CLOUD_PROBABILITY_MODEL = CloudProbabilityModel(
     intercept=-2.15918,
-    coefficients=(5.51307, 66.1518, 0.191828, 0.771897, -2.31812, -0.479442, -1.6394, 0.66683, 2.06481, 1.89402,
-                  1.45197, -0.764703, 1.44777, 0.988655, -1.17612, -0.294995, -0.628693, -0.315656),
+    coefficients=(
+        5.51307,
+        66.1518,
+        0.191828,
+        0.771897,
+        -2.31812,
+        -0.479442,
+        -1.6394,
+        0.66683,
+        2.06481,
+        1.89402,
+        1.45197,
+        -0.764703,
+        1.44777,
+        0.988655,
+        -1.17612,
+        -0.294995,
+        -0.628693,
+        -0.315656,
+    ),
     provenance=(
         "scripts/fit_cloud_probability.py --size 600, 16 synthetic scenes of sen2core.synthetic with physical "
         "clouds (seeds 1001-1016, 6 km, sun zenith 25-65 deg, cloud 0-80 %, cirrus, snow, real-desert surface, "
@@ -353,9 +381,13 @@ CLOUD_PROBABILITY_MODEL = CloudProbabilityModel(
 )
 
 
-def calibrated_cloud_probability(bands: Mapping[str, ArrayLike], cm: ArrayLike, cmc: ArrayLike,
-                                 b10_leakage: float = 0.0,
-                                 model: CloudProbabilityModel = CLOUD_PROBABILITY_MODEL) -> F32:
+def calibrated_cloud_probability(
+    bands: Mapping[str, ArrayLike],
+    cm: ArrayLike,
+    cmc: ArrayLike,
+    b10_leakage: float = 0.0,
+    model: CloudProbabilityModel = CLOUD_PROBABILITY_MODEL,
+) -> F32:
     """Calibrated, continuous probability of cloud (0..1) from :func:`cloud_features`.
 
     ``cm`` and ``cmc`` are the outputs of :func:`classify_pixels`. Pixel by pixel
@@ -364,8 +396,9 @@ def calibrated_cloud_probability(bands: Mapping[str, ArrayLike], cm: ArrayLike, 
     """
     b, _ = _bands(bands)
     z = np.full(np.shape(cmc), np.float32(model.intercept), dtype=np.float32)
-    for coefficient, feature in zip(model.coefficients, _features(b, cm, np.asarray(cmc, dtype=np.float32),
-                                                                  b10_leakage), strict=True):
+    for coefficient, feature in zip(
+        model.coefficients, _features(b, cm, np.asarray(cmc, dtype=np.float32), b10_leakage), strict=True
+    ):
         z += np.float32(coefficient) * feature
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))), dtype=np.float32)
 
@@ -534,8 +567,13 @@ def classify_pixels(
     # shows in B10 through the thin dry air above it, hence the DEM limit.
     classified = valid & (cm != SCL.SATURATED_OR_DEFECTIVE)
     b10 = cirrus_signal(b10, b11, b10_leakage)
-    thin = classified & (b10 > config.t1_b10) & (b10 < config.t2_b10) & (b2 < config.cirrus_b02_max) & (
-        cmc < config.t_cloud_mp)
+    thin = (
+        classified
+        & (b10 > config.t1_b10)
+        & (b10 < config.t2_b10)
+        & (b2 < config.cirrus_b02_max)
+        & (cmc < config.t_cloud_mp)
+    )
     if dem is not None:
         thin &= np.asarray(dem, dtype=np.float64) < config.cirrus_dem_max_m
     cm[thin] = SCL.THIN_CIRRUS
@@ -630,7 +668,12 @@ def project_cloud_shadow(
     :func:`shadow_displacement_field` averaged to that grid. Reach: :func:`shadow_reach`.
     """
     return shadow_kernels.project_mask(
-        cloud, drow, dcol, config.cloud_height_min_m, config.cloud_height_max_m, pixel_m,
+        cloud,
+        drow,
+        dcol,
+        config.cloud_height_min_m,
+        config.cloud_height_max_m,
+        pixel_m,
         max_displacement=_max_displacement(config),
     )
 
@@ -649,7 +692,9 @@ def shadow_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zeni
     clip = config.shadow_max_sun_zenith_deg
     bound = clip if max_sun_zenith_deg is None else min(clip, max_sun_zenith_deg)
     return shadow_kernels.projection_reach(
-        config.cloud_height_max_m, pixel_m, max_sun_zenith=bound,
+        config.cloud_height_max_m,
+        pixel_m,
+        max_sun_zenith=bound,
         max_view_zenith=config.shadow_max_view_zenith_deg if config.view_parallax else 0.0,
     )
 
@@ -664,16 +709,20 @@ def match_grid_factor(resolution_m: float, config: SceneClassificationConfig) ->
     return max(1, int(round(config.shadow_match_grid_m / resolution_m)))
 
 
-def match_counts(cloud: ArrayLike, dark: ArrayLike, drow: ArrayLike, dcol: ArrayLike, factor: int
-                 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], F32, F32]:
+def match_counts(
+    cloud: ArrayLike, dark: ArrayLike, drow: ArrayLike, dcol: ArrayLike, factor: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], F32, F32]:
     """Per cell of the matching grid: cloud, dark and all pixel counts, and the mean displacement.
 
     Partial edge cells count what they hold. Pixel by pixel within cells (reach 0).
     """
-    return (morphology.block_sum(cloud, factor), morphology.block_sum(dark, factor),
-            morphology.block_sum(np.ones(np.shape(cloud), dtype=bool), factor),
-            block_mean(np.asarray(drow, dtype=np.float32), factor),
-            block_mean(np.asarray(dcol, dtype=np.float32), factor))
+    return (
+        morphology.block_sum(cloud, factor),
+        morphology.block_sum(dark, factor),
+        morphology.block_sum(np.ones(np.shape(cloud), dtype=bool), factor),
+        block_mean(np.asarray(drow, dtype=np.float32), factor),
+        block_mean(np.asarray(dcol, dtype=np.float32), factor),
+    )
 
 
 def match_cloud_shadow(
@@ -687,24 +736,36 @@ def match_cloud_shadow(
 ) -> BoolArray:
     """Shadow zone with matched cloud heights on the matching grid (reach: :func:`match_zone_reach`)."""
     return shadow_kernels.match_shadow_zone(
-        cloud_count, dark_count, pixel_count, drow, dcol, pixel_m,
-        min_height_m=config.cloud_height_min_m, max_height_m=config.cloud_height_max_m,
-        max_displacement=_max_displacement(config), window=config.shadow_match_window_px,
-        min_score=config.shadow_match_min_score, plateau=config.shadow_match_plateau,
-        min_observed=config.shadow_match_min_observed, dilation=config.shadow_match_dilation_px,
+        cloud_count,
+        dark_count,
+        pixel_count,
+        drow,
+        dcol,
+        pixel_m,
+        min_height_m=config.cloud_height_min_m,
+        max_height_m=config.cloud_height_max_m,
+        max_displacement=_max_displacement(config),
+        window=config.shadow_match_window_px,
+        min_score=config.shadow_match_min_score,
+        plateau=config.shadow_match_plateau,
+        min_observed=config.shadow_match_min_observed,
+        dilation=config.shadow_match_dilation_px,
     )
 
 
-def match_zone_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zenith_deg: float | None = None
-                     ) -> int:
+def match_zone_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zenith_deg: float | None = None) -> int:
     """Reach (cells of the matching grid) of :func:`match_cloud_shadow`."""
     clip = config.shadow_max_sun_zenith_deg
     bound = clip if max_sun_zenith_deg is None else min(clip, max_sun_zenith_deg)
     view = config.shadow_max_view_zenith_deg if config.view_parallax else 0.0
     displacement = math.tan(math.radians(bound)) + math.tan(math.radians(view))
-    return shadow_kernels.match_reach(config.cloud_height_max_m, pixel_m, max_displacement=displacement,
-                                      window=config.shadow_match_window_px,
-                                      dilation=config.shadow_match_dilation_px)
+    return shadow_kernels.match_reach(
+        config.cloud_height_max_m,
+        pixel_m,
+        max_displacement=displacement,
+        window=config.shadow_match_window_px,
+        dilation=config.shadow_match_dilation_px,
+    )
 
 
 # ------------------------------------------------------------------------- stage 4
@@ -774,8 +835,14 @@ def scene_statistics(
     else:
         ratio, ratio_mask = b10, np.zeros_like(clear_land)
     sums = [float(valid.sum()), float(land.sum()), float(hpc.sum())]
-    for values, m in ((b10, clear_land), (b10, hpc), (b10, valid & np.asarray(hpc_blob, dtype=bool)),
-                      (b10, soil), (ratio, ratio_mask), (b10, water)):
+    for values, m in (
+        (b10, clear_land),
+        (b10, hpc),
+        (b10, valid & np.asarray(hpc_blob, dtype=bool)),
+        (b10, soil),
+        (ratio, ratio_mask),
+        (b10, water),
+    ):
         x = values[m]
         sums += [float(x.size), float(x.sum()), float((x * x).sum())]
     return np.asarray(sums, dtype=np.float64)
@@ -799,8 +866,13 @@ def statistics_from_sums(sums: ArrayLike, resolution_m: float, config: SceneClas
     ratio_mean, ratio_std = _mean_std(*v[15:18])
     water_mean, water_std = _mean_std(*v[18:21])
     pixel_km2 = (resolution_m / 1000.0) ** 2
-    r7 = (n_valid > 0 and n_land >= config.land_min_fraction * n_valid
-          and n_land * pixel_km2 >= config.land_min_area_km2 and math.isfinite(land_mean) and math.isfinite(ratio_mean))
+    r7 = (
+        n_valid > 0
+        and n_land >= config.land_min_fraction * n_valid
+        and n_land * pixel_km2 >= config.land_min_area_km2
+        and math.isfinite(land_mean)
+        and math.isfinite(ratio_mean)
+    )
     hpc_fraction = n_hpc / n_valid if n_valid > 0 else 0.0
     if hpc_fraction > config.hpc_high_fraction and math.isfinite(hpc_mean):
         t_b10 = max(config.r7_b10_floor, min(land_mean, hpc_mean - 2.0 * hpc_std))
@@ -808,10 +880,14 @@ def statistics_from_sums(sums: ArrayLike, resolution_m: float, config: SceneClas
         t_b10 = land_mean
     else:
         t_b10 = max(config.r7_b10_floor, min(land_mean, blob_mean - 2.0 * blob_std))
-    land_t = max(soil_mean + config.r8_soil_sigma * soil_std, config.r8_land_floor) if math.isfinite(soil_mean) \
+    land_t = (
+        max(soil_mean + config.r8_soil_sigma * soil_std, config.r8_land_floor) if math.isfinite(soil_mean) else math.inf
+    )
+    water_t = (
+        max(water_mean + config.r8_water_sigma * water_std, config.r8_water_floor)
+        if math.isfinite(water_mean)
         else math.inf
-    water_t = max(water_mean + config.r8_water_sigma * water_std, config.r8_water_floor) \
-        if math.isfinite(water_mean) else math.inf
+    )
     return SceneStatistics(
         r7_enabled=bool(r7),
         r7_b10_threshold=float(t_b10) if math.isfinite(t_b10) else -math.inf,
@@ -845,8 +921,7 @@ def _r9_max_px(resolution_m: float, config: SceneClassificationConfig) -> int:
     return max(1, int(config.r9_max_blob_m // resolution_m))
 
 
-def _recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float,
-                          config: SceneClassificationConfig) -> None:
+def _recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float, config: SceneClassificationConfig) -> None:
     """R9 blob test, in place: cloud blobs on urban/bare land with a mostly clear ring."""
     labels, n = ndimage.label(candidate, structure=morphology.CROSS)
     if n == 0:
@@ -856,7 +931,8 @@ def _recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float,
     height = ndimage.maximum(rows, labels, index) - ndimage.minimum(rows, labels, index) + 1
     width = ndimage.maximum(cols, labels, index) - ndimage.minimum(cols, labels, index) + 1
     small = (np.asarray(height) <= _r9_max_px(resolution_m, config)) & (
-        np.asarray(width) <= _r9_max_px(resolution_m, config))
+        np.asarray(width) <= _r9_max_px(resolution_m, config)
+    )
     # Ring pixels: 4-neighbours of a blob outside it. A ring pixel may border several
     # blobs; count it once per blob.
     padded = np.pad(labels, 1)
@@ -865,7 +941,7 @@ def _recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float,
     flags: list[NDArray[np.bool_]] = []
     flat = np.arange(labels.size).reshape(labels.shape)
     for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        neighbour = padded[1 + dr: 1 + dr + labels.shape[0], 1 + dc: 1 + dc + labels.shape[1]]
+        neighbour = padded[1 + dr : 1 + dr + labels.shape[0], 1 + dc : 1 + dc + labels.shape[1]]
         ring = (neighbour > 0) & (labels == 0)
         keys.append(neighbour[ring].astype(np.int64) * labels.size + flat[ring])
         flags.append(cloudy[ring])
@@ -892,8 +968,14 @@ def cloud_edge_growth_px(resolution_m: float, config: SceneClassificationConfig)
     return int(round(config.cloud_edge_growth_m / resolution_m))
 
 
-def relative_shadow(b: Mapping[str, F32], valid: BoolArray, cloud: BoolArray, zone: BoolArray,
-                    resolution_m: float, config: SceneClassificationConfig) -> BoolArray:
+def relative_shadow(
+    b: Mapping[str, F32],
+    valid: BoolArray,
+    cloud: BoolArray,
+    zone: BoolArray,
+    resolution_m: float,
+    config: SceneClassificationConfig,
+) -> BoolArray:
     """Cloud shadow by darkness relative to the local sunlit background, inside the geometric zone.
 
     A shadow keeps the sky light and what the cloud transmits, so it is grey, not black:
@@ -918,8 +1000,9 @@ def relative_shadow(b: Mapping[str, F32], valid: BoolArray, cloud: BoolArray, zo
     return np.asarray(dark, dtype=bool)
 
 
-def grow_cloud_edges(cm: U8, b: Mapping[str, F32], valid: BoolArray, resolution_m: float,
-                     config: SceneClassificationConfig) -> None:
+def grow_cloud_edges(
+    cm: U8, b: Mapping[str, F32], valid: BoolArray, resolution_m: float, config: SceneClassificationConfig
+) -> None:
     """Grow the cloud classes 8/9 into their dim edges, in place (grown pixels become 8).
 
     A cloud's edge is thin and broken: its pixels are a little brighter than the ground
@@ -934,8 +1017,12 @@ def grow_cloud_edges(cm: U8, b: Mapping[str, F32], valid: BoolArray, resolution_
     background, _ = morphology.masked_box_mean(b["B02"], clear, background_window_px(resolution_m, config))
     with np.errstate(invalid="ignore"):
         brighter = (b["B02"].astype(np.float64) - background) > config.cloud_edge_min_brightening
-    candidate = valid & brighter & (b["B02"] >= b["B04"]) & np.isin(
-        cm, (SCL.DARK_AREA_PIXELS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.UNCLASSIFIED))
+    candidate = (
+        valid
+        & brighter
+        & (b["B02"] >= b["B04"])
+        & np.isin(cm, (SCL.DARK_AREA_PIXELS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.UNCLASSIFIED))
+    )
     cloud = np.isin(cm, (SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY))
     grown = cloud
     for _ in range(cloud_edge_growth_px(resolution_m, config)):
@@ -1028,8 +1115,9 @@ def finalize(
         # sen2core: dark in the NIR and SWIR where a matched cloud casts its shadow.
         shadow |= np.asarray(dark, dtype=bool) & np.asarray(matched, dtype=bool)
     if config.relative_shadow:
-        shadow |= relative_shadow(b, valid, np.asarray(cloud, dtype=bool), np.asarray(projected, dtype=bool),
-                                  resolution_m, config)
+        shadow |= relative_shadow(
+            b, valid, np.asarray(cloud, dtype=bool), np.asarray(projected, dtype=bool), resolution_m, config
+        )
     shadow &= np.isin(cm, (SCL.DARK_AREA_PIXELS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.WATER, LOW, NC))
     cm[shadow] = SCL.CLOUD_SHADOWS
 
@@ -1053,16 +1141,23 @@ def finalize(
             raise ValueError("finalize: a DEM needs the sun angles")
         shade, slope = shadow_kernels.hillshade(z, sun_zenith, sun_azimuth, resolution_m)
         cm[(cm == SCL.WATER) & (shade < config.hillshade_water_max) & (slope > config.slope_water_min_deg)] = (
-            SCL.DARK_AREA_PIXELS)
+            SCL.DARK_AREA_PIXELS
+        )
         cm[(cm == SCL.CLOUD_SHADOWS) & (shade > 0) & (shade < config.hillshade_shadow_max)] = SCL.DARK_AREA_PIXELS
         not_cci_water = np.ones(cm.shape, dtype=bool) if wb is None else wb != _WB_WATER
-        shaded_snow = (shade < config.hillshade_snow_max) & not_cci_water & (
-            (b2 - b4) > config.water_b02_b04_diff) & (b8a < b4) & (b2 > config.water_b02_max)
+        shaded_snow = (
+            (shade < config.hillshade_snow_max)
+            & not_cci_water
+            & ((b2 - b4) > config.water_b02_b04_diff)
+            & (b8a < b4)
+            & (b2 > config.water_b02_max)
+        )
         cm[shaded_snow & np.isin(cm, (LOW, NC, SCL.CLOUD_MEDIUM_PROBABILITY))] = SCL.DARK_AREA_PIXELS
         if cast is not None:
             # Sen2Cor >= 2.10 (PB 04.00): terrain cast shadows are class 2.
             cm[np.asarray(cast, dtype=bool) & np.isin(cm, (SCL.DARK_AREA_PIXELS, SCL.CLOUD_SHADOWS, LOW, NC))] = (
-                SCL.DARK_AREA_PIXELS)
+                SCL.DARK_AREA_PIXELS
+            )
 
     # R5: snow recovery next to snow.
     near_snow = morphology.dilate(cm == SCL.SNOW_ICE)
@@ -1077,14 +1172,17 @@ def finalize(
             # R7: land recovery -- "clouds" with little B10 signal and a land-like
             # water-vapour ratio B9/B8A are bright ground.
             if statistics.r7_enabled and "B09" in b:
-                low_cloud = np.isin(cm, (SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY)) & (
-                    b10 < statistics.r7_b10_threshold) & (
-                    _ratio(b["B09"], b8a) < statistics.r7_b9_b8a_threshold) & land
+                low_cloud = (
+                    np.isin(cm, (SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY))
+                    & (b10 < statistics.r7_b10_threshold)
+                    & (_ratio(b["B09"], b8a) < statistics.r7_b9_b8a_threshold)
+                    & land
+                )
                 cm[low_cloud] = SCL.NOT_VEGETATED
             # R8: cirrus recovery -- B10 above what clear land or water shows.
-            cirrus = (land & np.isin(cm, (SCL.VEGETATION, SCL.NOT_VEGETATED)) & (
-                b10 > statistics.r8_land_threshold)) | (
-                (cm == SCL.WATER) & (b10 > statistics.r8_water_threshold))
+            cirrus = (
+                land & np.isin(cm, (SCL.VEGETATION, SCL.NOT_VEGETATED)) & (b10 > statistics.r8_land_threshold)
+            ) | ((cm == SCL.WATER) & (b10 > statistics.r8_water_threshold))
             if z is not None:
                 cirrus &= z < config.cirrus_dem_max_m
             cm[cirrus] = SCL.THIN_CIRRUS
@@ -1115,7 +1213,8 @@ def finalize(
         # probability sees it.
         p = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
         thin = (p >= config.thin_cloud_probability) & np.isin(
-            cm, (SCL.DARK_AREA_PIXELS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.UNCLASSIFIED))
+            cm, (SCL.DARK_AREA_PIXELS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.UNCLASSIFIED)
+        )
         cm[thin] = SCL.CLOUD_MEDIUM_PROBABILITY
     if cloud_edge_growth_px(resolution_m, config):
         grow_cloud_edges(cm, b, valid, resolution_m, config)
@@ -1130,8 +1229,9 @@ def finalize(
 # ------------------------------------------------------------------------- percentages
 
 
-def class_counts(scl: ArrayLike, water_bodies: ArrayLike | None = None,
-                 buffered: ArrayLike | None = None) -> NDArray[np.int64]:
+def class_counts(
+    scl: ArrayLike, water_bodies: ArrayLike | None = None, buffered: ArrayLike | None = None
+) -> NDArray[np.int64]:
     """Pixel counts per class: a (3, 12) int64 table that adds up over chunks.
 
     Row 0: all pixels; row 1: pixels on CCI water bodies (zeros without the map);
@@ -1198,8 +1298,11 @@ class SceneClassificationArrays:
 def sun_components(sun_zenith: ArrayLike, sun_azimuth: ArrayLike) -> tuple[F32, F32, F32]:
     """Sun zenith and the sine and cosine of the sun azimuth (float32, NaN as 0), for :func:`coarse_sun`."""
     sa = np.radians(np.nan_to_num(np.asarray(sun_azimuth, dtype=np.float64)))
-    return (np.nan_to_num(np.asarray(sun_zenith, dtype=np.float32)), np.sin(sa).astype(np.float32),
-            np.cos(sa).astype(np.float32))
+    return (
+        np.nan_to_num(np.asarray(sun_zenith, dtype=np.float32)),
+        np.sin(sa).astype(np.float32),
+        np.cos(sa).astype(np.float32),
+    )
 
 
 def coarse_sun(sun_zenith: ArrayLike, sin_az: ArrayLike, cos_az: ArrayLike, factor: int) -> tuple[F64, F64]:
@@ -1245,14 +1348,23 @@ def scene_classification(
     _, valid = _bands(bands)
     snc_mean = snow_condition_mean(snow_condition) if snow_condition is not None else None
     leakage = leakage_from_histogram(leakage_histogram(bands), config)
-    cm, cmc, cms = classify_pixels(bands, config, dem=dem, quality_mask=quality_mask, snow_possible=snow_possible,
-                                   snow_condition=snow_condition, snow_condition_mean=snc_mean, b10_leakage=leakage)
+    cm, cmc, cms = classify_pixels(
+        bands,
+        config,
+        dem=dem,
+        quality_mask=quality_mask,
+        snow_possible=snow_possible,
+        snow_condition=snow_condition,
+        snow_condition_mean=snc_mean,
+        b10_leakage=leakage,
+    )
     probability = calibrated_cloud_probability(bands, cm, cmc, leakage)
     csd1, cloud, dark = shadow_inputs(bands, cm, cmc, config)
     k = shadow_grid_factor(resolution_m, config)
     drow, dcol = shadow_displacement_field(sun_zenith, sun_azimuth, view_zenith, view_azimuth, config)
-    projected_c = project_cloud_shadow(morphology.block_any(cloud, k), block_mean(drow, k), block_mean(dcol, k),
-                                       resolution_m * k, config)
+    projected_c = project_cloud_shadow(
+        morphology.block_any(cloud, k), block_mean(drow, k), block_mean(dcol, k), resolution_m * k, config
+    )
     projected = morphology.upsample_blocks(projected_c, k, cm.shape)
     matched = None
     if config.shadow_height_matching:
@@ -1263,18 +1375,37 @@ def scene_classification(
     if dem is not None:
         sz, sin_az, cos_az = sun_components(sun_zenith, sun_azimuth)
         sz_c, sa_c = coarse_sun(sz, sin_az, cos_az, k)
-        cast_c = shadow_kernels.cast_shadow(block_mean(np.asarray(dem, dtype=np.float32), k), sz_c, sa_c,
-                                            resolution_m * k, config.terrain_shadow_max_distance_m)
+        cast_c = shadow_kernels.cast_shadow(
+            block_mean(np.asarray(dem, dtype=np.float32), k),
+            sz_c,
+            sa_c,
+            resolution_m * k,
+            config.terrain_shadow_max_distance_m,
+        )
         cast = morphology.upsample_blocks(cast_c, k, cm.shape)
     statistics = None
     if land_cover is not None:
         sums = scene_statistics(bands, cm, hpc_blob_mask(cm, resolution_m, config), land_cover)
         statistics = statistics_from_sums(sums, resolution_m, config)
     scl, buffered = finalize(
-        bands, cm, csd1, cloud, projected, resolution_m, config, dark=dark, matched=matched,
-        probability=probability, sun_zenith=sun_zenith,
-        sun_azimuth=sun_azimuth, dem=dem, cast=cast, water_bodies=water_bodies, land_cover=land_cover,
-        statistics=statistics, b10_leakage=leakage,
+        bands,
+        cm,
+        csd1,
+        cloud,
+        projected,
+        resolution_m,
+        config,
+        dark=dark,
+        matched=matched,
+        probability=probability,
+        sun_zenith=sun_zenith,
+        sun_azimuth=sun_azimuth,
+        dem=dem,
+        cast=cast,
+        water_bodies=water_bodies,
+        land_cover=land_cover,
+        statistics=statistics,
+        b10_leakage=leakage,
     )
     return SceneClassificationArrays(
         scl=scl,

@@ -83,8 +83,9 @@ def shadow_displacement(
     return np.asarray(drow, dtype=np.float64), np.asarray(dcol, dtype=np.float64)
 
 
-def projection_reach(max_height_m: float, pixel_m: float, *, max_sun_zenith: float,
-                     max_view_zenith: float = 0.0) -> int:
+def projection_reach(
+    max_height_m: float, pixel_m: float, *, max_sun_zenith: float, max_view_zenith: float = 0.0
+) -> int:
     """Pixels that :func:`project_mask` can reach: the overlap a chunked caller needs.
 
     Bounds ``|D|`` by ``tan(max_sun_zenith) + tan(max_view_zenith)``; adds the
@@ -210,8 +211,9 @@ def hillshade(
     """
     z = np.asarray(dem, dtype=np.float64)
     slope, aspect = slope_aspect(z, pixel_m)
-    cos_i = cos_incidence(slope, aspect, np.asarray(sun_zenith, dtype=np.float64),
-                          np.asarray(sun_azimuth, dtype=np.float64))
+    cos_i = cos_incidence(
+        slope, aspect, np.asarray(sun_zenith, dtype=np.float64), np.asarray(sun_azimuth, dtype=np.float64)
+    )
     shade = 1.0 + 254.0 * np.clip(cos_i, 0.0, 1.0)
     return np.asarray(shade, dtype=np.float64), np.asarray(slope, dtype=np.float64)
 
@@ -228,12 +230,16 @@ def box_sum(a: NDArray[np.int64], size: int) -> NDArray[np.int64]:
     padded = np.pad(x, ((half + 1, half), (half + 1, half)))
     c = padded.cumsum(axis=0).cumsum(axis=1)
     rows, cols = x.shape
-    return np.asarray(c[size:size + rows, size:size + cols] - c[:rows, size:size + cols]
-                      - c[size:size + rows, :cols] + c[:rows, :cols], dtype=np.int64)
+    return np.asarray(
+        c[size : size + rows, size : size + cols]
+        - c[:rows, size : size + cols]
+        - c[size : size + rows, :cols]
+        + c[:rows, :cols],
+        dtype=np.int64,
+    )
 
 
-def match_reach(max_height_m: float, pixel_m: float, *, max_displacement: float, window: int,
-                dilation: int) -> int:
+def match_reach(max_height_m: float, pixel_m: float, *, max_displacement: float, window: int, dilation: int) -> int:
     """Reach (pixels of the matching grid) of :func:`match_shadow_zone`."""
     steps = int(math.ceil(max_height_m * max_displacement / pixel_m))
     return 2 * steps + window // 2 + dilation + 1

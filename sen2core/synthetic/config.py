@@ -157,8 +157,11 @@ class SynthConfig:
             raise ConfigurationError(f"--cloud-model {self.cloud_model!r}: expected one of {', '.join(CLOUD_MODELS)}")
         if self.aerosol not in AEROSOLS:
             raise ConfigurationError(f"--aerosol {self.aerosol!r}: expected one of {', '.join(AEROSOLS)}")
-        for name, value, lo, hi in (("--aot", self.aot, 0.0, 2.0), ("--wv", self.wv, 0.0, 8.0),
-                                    ("--ozone", self.ozone, 0.1, 0.7)):
+        for name, value, lo, hi in (
+            ("--aot", self.aot, 0.0, 2.0),
+            ("--wv", self.wv, 0.0, 8.0),
+            ("--ozone", self.ozone, 0.1, 0.7),
+        ):
             if not (math.isfinite(value) and lo < value <= hi):
                 raise ConfigurationError(f"{name} {value}: must be in ({lo}, {hi}]")
         for name, value in (("--cloud-cover", self.cloud_cover), ("--cirrus", self.cirrus), ("--snow", self.snow)):
@@ -278,7 +281,7 @@ def acquisition(config: SynthConfig) -> Acquisition:
         datatake = when.replace(microsecond=(when.microsecond // 1000) * 1000)
         sensing = datatake + lead
     datastrip = datatake - _dt.timedelta(seconds=int(rng.integers(2, 9)))
-    generation = (datatake + _dt.timedelta(minutes=int(rng.integers(60, 180)), seconds=int(rng.integers(0, 60))))
+    generation = datatake + _dt.timedelta(minutes=int(rng.integers(60, 180)), seconds=int(rng.integers(0, 60)))
     generation = generation.replace(microsecond=0)
 
     anchor_time, anchor_orbit = _ORBIT_ANCHOR[config.spacecraft]

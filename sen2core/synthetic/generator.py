@@ -158,8 +158,9 @@ class SynthResult:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _points_angles(zen: NDArray[np.float64], az: NDArray[np.float64], y_m: NDArray[np.float64],
-                   x_m: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _points_angles(
+    zen: NDArray[np.float64], az: NDArray[np.float64], y_m: NDArray[np.float64], x_m: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """A 5 km angle grid at scattered points (bilinear, clamped; azimuth as a direction)."""
     gy = np.clip(np.asarray(y_m) / geo.ANGLE_STEP_M, 0, zen.shape[0] - 1)
     gx = np.clip(np.asarray(x_m) / geo.ANGLE_STEP_M, 0, zen.shape[1] - 1)
@@ -170,17 +171,21 @@ def _points_angles(zen: NDArray[np.float64], az: NDArray[np.float64], y_m: NDArr
     return np.asarray(z, dtype=np.float64), np.mod(np.degrees(np.arctan2(s, c)), 360.0)
 
 
-def _field_points(field: NDArray[np.floating], y_m: NDArray[np.float64], x_m: NDArray[np.float64],
-                  step_m: float) -> NDArray[np.float64]:
+def _field_points(
+    field: NDArray[np.floating], y_m: NDArray[np.float64], x_m: NDArray[np.float64], step_m: float
+) -> NDArray[np.float64]:
     """A cell-centred field at scattered tile coordinates (bilinear, clamped)."""
     gy = np.clip(np.asarray(y_m) / step_m - 0.5, 0, field.shape[0] - 1)
     gx = np.clip(np.asarray(x_m) / step_m - 0.5, 0, field.shape[1] - 1)
-    return np.asarray(ndimage.map_coordinates(np.asarray(field, dtype=np.float64), [gy, gx], order=1,
-                                              mode="nearest"), dtype=np.float64)
+    return np.asarray(
+        ndimage.map_coordinates(np.asarray(field, dtype=np.float64), [gy, gx], order=1, mode="nearest"),
+        dtype=np.float64,
+    )
 
 
-def _clip_polygon(points: list[tuple[float, float]], inside: Callable[[float, float], float]
-                  ) -> list[tuple[float, float]]:
+def _clip_polygon(
+    points: list[tuple[float, float]], inside: Callable[[float, float], float]
+) -> list[tuple[float, float]]:
     """Sutherland-Hodgman clip of a polygon by the half-plane ``inside(x, y) >= 0`` (linear)."""
     out: list[tuple[float, float]] = []
     n = len(points)
@@ -204,9 +209,16 @@ def _gather(t: AtmosphericTerms, index: NDArray[np.integer]) -> AtmosphericTerms
     return AtmosphericTerms(*(np.asarray(getattr(t, k))[index] for k in TERM_NAMES))
 
 
-def _classify(ground: NDArray[np.uint8], alpha: NDArray[np.floating], thick: NDArray[np.bool_],
-              cirrus: NDArray[np.floating], sunlit: NDArray[np.floating], nodata: NDArray[np.bool_],
-              saturated: NDArray[np.bool_], irradiance: NDArray[np.floating] | None = None) -> NDArray[np.uint8]:
+def _classify(
+    ground: NDArray[np.uint8],
+    alpha: NDArray[np.floating],
+    thick: NDArray[np.bool_],
+    cirrus: NDArray[np.floating],
+    sunlit: NDArray[np.floating],
+    nodata: NDArray[np.bool_],
+    saturated: NDArray[np.bool_],
+    irradiance: NDArray[np.floating] | None = None,
+) -> NDArray[np.uint8]:
     """Truth class from the physical state of a pixel (see ``truth.json`` ``class_rules``).
 
     ``irradiance`` (physical clouds): the share of the clear-sky near-infrared irradiance the
@@ -304,16 +316,20 @@ class _Scene:
         self.dem20: NDArray[np.float32] | None = None
         elev_norm60: NDArray[np.float32] | None = None
         if config.dem:
-            f = fractal_field((n60, n60), (1500.0 / 60, 5000.0 / 60, 15000.0 / 60), (0.2, 0.35, 0.45),
-                              field_rng(seed, "dem"))
+            f = fractal_field(
+                (n60, n60), (1500.0 / 60, 5000.0 / 60, 15000.0 / 60), (0.2, 0.35, 0.45), field_rng(seed, "dem")
+            )
             # Unit-variance field to [0, 1]: the same relief statistics at any tile size.
             zn = np.clip((f + 2.5) / 5.0, 0.0, 1.0) ** 1.5
             z60 = config.elevation + _RELIEF_KM * zn
             z20 = ndimage.zoom(z60, 3, order=3, mode="nearest", grid_mode=True)
             self.dem20 = np.clip(z20, r.elevation[0], r.elevation[1]).astype(np.float32)
             elev_norm60 = zn.astype(np.float32)
-        self.z60 = (block_mean(self.dem20, 3) if self.dem20 is not None
-                    else np.full((n60, n60), np.clip(config.elevation, *r.elevation), dtype=np.float32))
+        self.z60 = (
+            block_mean(self.dem20, 3)
+            if self.dem20 is not None
+            else np.full((n60, n60), np.clip(config.elevation, *r.elevation), dtype=np.float32)
+        )
 
         # Aerosol and water vapour: smooth log-normal fields decreasing with height,
         # scaled to the requested tile means and kept inside the LUT.
@@ -341,8 +357,9 @@ class _Scene:
         margin = math.ceil(reach_km * 1000.0 / 60.0) if config.cloud_cover > 0 else 0
         heights = (config.cloud_heights[0] * 1000.0, config.cloud_heights[1] * 1000.0)
         self.physical = config.cloud_model == "physical"
-        self.clouds: CloudObjects = make_clouds(seed, self.n, config.cloud_cover, margin, heights,
-                                                physical=self.physical)
+        self.clouds: CloudObjects = make_clouds(
+            seed, self.n, config.cloud_cover, margin, heights, physical=self.physical
+        )
         self._cloud_geometry()
         self.sky_occlusion60: NDArray[np.float64] | None = None
         if self.physical and self.clouds.count:
@@ -395,9 +412,20 @@ class _Scene:
             ve += tv * np.sin(np.radians(vaa)) / len(BANDS)
             vn += tv * np.cos(np.radians(vaa)) / len(BANDS)
             self.cloud_terms[band] = terms_above(
-                self.lut, self.ranges, cfg.spacecraft, band, cfg.aerosol, height_km=cl.height_m / 1000.0,
-                ground_km=ground, sza=np.clip(sza, *self.ranges.sza), saa=saa, vza=np.clip(vza, *self.ranges.vza),
-                vaa=vaa, aot_ground=aot, wv_ground=wv, ozone=cfg.ozone,
+                self.lut,
+                self.ranges,
+                cfg.spacecraft,
+                band,
+                cfg.aerosol,
+                height_km=cl.height_m / 1000.0,
+                ground_km=ground,
+                sza=np.clip(sza, *self.ranges.sza),
+                saa=saa,
+                vza=np.clip(vza, *self.ranges.vza),
+                vaa=vaa,
+                aot_ground=aot,
+                wv_ground=wv,
+                ozone=cfg.ozone,
             )
         # The cloud's own parallax is that of the mean line of sight of the bands.
         vza_eff = np.degrees(np.arctan(np.hypot(ve, vn)))
@@ -417,9 +445,18 @@ class _Scene:
         wv_above = float(np.mean(self.wv60)) * math.exp(-h_km / VAPOUR_SCALE_HEIGHT_KM)
         gas = {}
         for band in BANDS:
-            t = self.lut.terms(cfg.spacecraft, band, cfg.aerosol, min(self.mean_sun[0], self.ranges.sza[1]),
-                               min(self.mean_view[band][0], self.ranges.vza[1]), 90.0, self.ranges.aot[0],
-                               self.ranges.elevation[1], np.clip(wv_above, *self.ranges.water_vapour), cfg.ozone)
+            t = self.lut.terms(
+                cfg.spacecraft,
+                band,
+                cfg.aerosol,
+                min(self.mean_sun[0], self.ranges.sza[1]),
+                min(self.mean_view[band][0], self.ranges.vza[1]),
+                90.0,
+                self.ranges.aot[0],
+                self.ranges.elevation[1],
+                np.clip(wv_above, *self.ranges.water_vapour),
+                cfg.ozone,
+            )
             gas[band] = float(np.asarray(t.gas))
         ref = CIRRUS_SPECTRAL_FACTOR["B10"] * gas["B10"]
         self.cirrus_factor = {b: CIRRUS_SPECTRAL_FACTOR[b] * gas[b] / ref for b in BANDS}
@@ -445,8 +482,19 @@ class _Scene:
         for band in BANDS:
             vza, vaa = angles_at(*self.view_merged[band], pos, pos)
             self.term_grids[band] = term_grid(
-                self.lut, cfg.spacecraft, band, cfg.aerosol, sza=np.clip(sza, *r.sza), saa=saa,
-                vza=np.clip(vza, *r.vza), vaa=vaa, aot=aot, wv=wv, z_km=z, ozone=cfg.ozone, relief=relief,
+                self.lut,
+                cfg.spacecraft,
+                band,
+                cfg.aerosol,
+                sza=np.clip(sza, *r.sza),
+                saa=saa,
+                vza=np.clip(vza, *r.vza),
+                vaa=vaa,
+                aot=aot,
+                wv=wv,
+                z_km=z,
+                ozone=cfg.ozone,
+                relief=relief,
             )
 
 
@@ -507,9 +555,9 @@ def _shadow(scene: _Scene, r0: int, r1: int) -> tuple[NDArray[np.float32], NDArr
                 lost_total += alpha * (1.0 - cloud_transmission(tau, mu))
         if not lost_direct.any():
             continue
-        sunlit[ra - r0:rb - r0, ca:cb] *= (1.0 - lost_direct / len(offsets)).astype(np.float32)
+        sunlit[ra - r0 : rb - r0, ca:cb] *= (1.0 - lost_direct / len(offsets)).astype(np.float32)
         if cl.physical:
-            total[ra - r0:rb - r0, ca:cb] *= (1.0 - lost_total / len(offsets)).astype(np.float32)
+            total[ra - r0 : rb - r0, ca:cb] *= (1.0 - lost_total / len(offsets)).astype(np.float32)
     return sunlit, (total if cl.physical else sunlit)
 
 
@@ -540,8 +588,16 @@ def _strip_state(scene: _Scene, r0: int, r1: int) -> _StripState:
     for rr, cc in scene.saturated:
         if r0 <= rr < r1:
             sat[rr - r0, cc] = True
-    return _StripState(alpha=alpha, label=label, sunlit=sunlit, sunlit_total=sunlit_total, sky=sky, cirrus=cirrus,
-                       nodata10=nodata10, saturated10=sat)
+    return _StripState(
+        alpha=alpha,
+        label=label,
+        sunlit=sunlit,
+        sunlit_total=sunlit_total,
+        sky=sky,
+        cirrus=cirrus,
+        nodata10=nodata10,
+        saturated10=sat,
+    )
 
 
 def _nodata_native(scene: _Scene, r0: int, r1: int, res: int) -> NDArray[np.bool_]:
@@ -571,8 +627,8 @@ def _relief(scene: _Scene, r0: int, r1: int) -> _Relief | None:
     lo, hi = max(0, a - 1), min(dem.shape[0], b + 1)
     z = dem[lo:hi].astype(np.float64) * 1000.0
     dz_row, dz_col = (np.asarray(g, dtype=np.float64) for g in np.gradient(z, 20.0))
-    zx = dz_col[a - lo: a - lo + (b - a)]
-    zn = -dz_row[a - lo: a - lo + (b - a)]
+    zx = dz_col[a - lo : a - lo + (b - a)]
+    zn = -dz_row[a - lo : a - lo + (b - a)]
     pos_y = (np.arange(a, b, dtype=np.float64) + 0.5) * 20.0
     pos_x = (np.arange(dem.shape[1], dtype=np.float64) + 0.5) * 20.0
     sza, saa = angles_at(scene.sun_zen, scene.sun_az, pos_y, pos_x)
@@ -580,15 +636,20 @@ def _relief(scene: _Scene, r0: int, r1: int) -> _Relief | None:
     norm = np.sqrt(1.0 + zx**2 + zn**2)
     cos_i = (-zx * np.sin(s) * np.sin(sa) - zn * np.sin(s) * np.cos(sa) + np.cos(s)) / norm
     sky = 0.5 * (1.0 + 1.0 / norm)
-    return _Relief(cos_i20=cos_i.astype(np.float32), sky20=sky.astype(np.float32),
-                   cos_sza20=np.cos(s).astype(np.float32), z20=dem[a:b])
+    return _Relief(
+        cos_i20=cos_i.astype(np.float32),
+        sky20=sky.astype(np.float32),
+        cos_sza20=np.cos(s).astype(np.float32),
+        z20=dem[a:b],
+    )
 
 
 # ---------------------------------------------------------------------------- main
 
 
-def synthesize(config: SynthConfig, output_dir: str | Path, *, overwrite: bool = False,
-               progress: ProgressFn | None = None) -> SynthResult:
+def synthesize(
+    config: SynthConfig, output_dir: str | Path, *, overwrite: bool = False, progress: ProgressFn | None = None
+) -> SynthResult:
     """Write a synthetic Level-1C SAFE and its truth into ``output_dir``.
 
     Parameters
@@ -642,8 +703,14 @@ def synthesize(config: SynthConfig, output_dir: str | Path, *, overwrite: bool =
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the product ({exc})") from exc
     seconds = time.perf_counter() - t_start
-    return SynthResult(product=safe_final, truth=truth_final, product_id=acq.product_id, seconds=seconds,
-                       class_percent=result["class_percent"], cloudy_percent=result["cloudy_percent"])
+    return SynthResult(
+        product=safe_final,
+        truth=truth_final,
+        product_id=acq.product_id,
+        seconds=seconds,
+        class_percent=result["class_percent"],
+        cloudy_percent=result["cloudy_percent"],
+    )
 
 
 def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, Any]:
@@ -657,9 +724,11 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
     scratch = work / "scratch"
     scratch.mkdir()
     truth_dir = work / f"{acq.product_id}.truth"
-    truth_names = ["SR_10m", "SR_20m", "SCL_10m", "SCL_20m", "AOT_20m", "WVP_20m", "CTH_20m", "CLD_20m", "CIR_20m",
-                   "SUN_20m"] + (["DEM_20m"] if scene.dem20 is not None else []) + (
-                   ["IRR_20m", "EDG_20m"] if scene.physical else [])
+    truth_names = (
+        ["SR_10m", "SR_20m", "SCL_10m", "SCL_20m", "AOT_20m", "WVP_20m", "CTH_20m", "CLD_20m", "CIR_20m", "SUN_20m"]
+        + (["DEM_20m"] if scene.dem20 is not None else [])
+        + (["IRR_20m", "EDG_20m"] if scene.physical else [])
+    )
     size20 = 2 * round(cfg.adjacency_km * 1000.0 / 20.0 / 2.0) + 1
     halo10 = 2 * (size20 // 2)
     strip = min(STRIP_ROWS, n)
@@ -667,8 +736,10 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
     counts = np.zeros(12, dtype=np.int64)
     with gdal_env():
         truth = TruthWriter(truth_dir, g, n, truth_names)
-        band_scratch = {b: open_scratch(scratch / f"{b}.tif", n * 10 // BAND_RESOLUTION[b], BAND_RESOLUTION[b], g,
-                                        "uint16") for b in BANDS}
+        band_scratch = {
+            b: open_scratch(scratch / f"{b}.tif", n * 10 // BAND_RESOLUTION[b], BAND_RESOLUTION[b], g, "uint16")
+            for b in BANDS
+        }
         tci_scratch = open_scratch(scratch / "TCI.tif", n, 10, g, "uint8", count=3)
         try:
             for i, r0 in enumerate(starts):
@@ -702,12 +773,24 @@ def _write(scene: _Scene, work: Path, progress: ProgressFn | None) -> dict[str, 
     class_percent = {int(k): round(100.0 * float(counts[k]) / total, 6) for k in CLASS_CODES}
 
     image_files = [f"{granule}/IMG_DATA/{acq.image_prefix}_{b}" for b in BANDS] + [
-        f"{granule}/IMG_DATA/{acq.image_prefix}_TCI"]
+        f"{granule}/IMG_DATA/{acq.image_prefix}_TCI"
+    ]
     meta = ProductMetadata(
-        config=cfg, acq=acq, grid=g, size=n, sun=(scene.sun_zen, scene.sun_az), mean_sun=scene.mean_sun,
-        view=scene.view, mean_view=scene.mean_view, u=reflectance_conversion_factor(acq.sensing_time),
-        cloudy_percent=cloudy, snow_percent=snow, footprint_latlon=_footprint(scene), image_files=image_files,
-        preview_file=pvi_rel, mask_files=mask_files,
+        config=cfg,
+        acq=acq,
+        grid=g,
+        size=n,
+        sun=(scene.sun_zen, scene.sun_az),
+        mean_sun=scene.mean_sun,
+        view=scene.view,
+        mean_view=scene.mean_view,
+        u=reflectance_conversion_factor(acq.sensing_time),
+        cloudy_percent=cloudy,
+        snow_percent=snow,
+        footprint_latlon=_footprint(scene),
+        image_files=image_files,
+        preview_file=pvi_rel,
+        mask_files=mask_files,
     )
     (safe / granule / "MTD_TL.xml").write_bytes(tile_xml(meta))
     ds_rel = f"DATASTRIP/{acq.datastrip_dir}/MTD_DS.xml"
@@ -783,8 +866,17 @@ def _footprint(scene: _Scene) -> list[tuple[float, float]]:
     return pts + [pts[0]]
 
 
-def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, truth: TruthWriter,
-                   band_scratch: dict[str, Any], tci_scratch: Any, counts: NDArray[np.int64]) -> None:
+def _process_strip(
+    scene: _Scene,
+    r0: int,
+    r1: int,
+    halo10: int,
+    size20: int,
+    truth: TruthWriter,
+    band_scratch: dict[str, Any],
+    tci_scratch: Any,
+    counts: NDArray[np.int64],
+) -> None:
     from rasterio.windows import Window
 
     cfg, n = scene.config, scene.n
@@ -800,24 +892,36 @@ def _process_strip(scene: _Scene, r0: int, r1: int, halo10: int, size20: int, tr
     ground10 = surface.classes[keep10]
     thick10 = cl.pixel_tau(st.label, st.alpha) >= THICK_CLOUD_TAU
     physical = scene.physical
-    irr10 = (NIR_DIRECT_SHARE * st.sunlit_total + (1.0 - NIR_DIRECT_SHARE) * st.sky).astype(np.float32) \
-        if physical else None
+    irr10 = (
+        (NIR_DIRECT_SHARE * st.sunlit_total + (1.0 - NIR_DIRECT_SHARE) * st.sky).astype(np.float32)
+        if physical
+        else None
+    )
     scl10 = _classify(ground10, st.alpha, thick10, st.cirrus, st.sunlit, st.nodata10, st.saturated10, irr10)
     a, b = r0 // 2, r1 // 2
     alpha20 = block_mean(st.alpha, 2)
     lab_blocks = st.label.reshape(b - a, 2, n // 2, 2)
     alpha_blocks = st.alpha.reshape(b - a, 2, n // 2, 2)
     pick = alpha_blocks.transpose(0, 2, 1, 3).reshape(b - a, n // 2, 4).argmax(axis=2)
-    label20 = np.take_along_axis(lab_blocks.transpose(0, 2, 1, 3).reshape(b - a, n // 2, 4), pick[..., None],
-                                 axis=2)[..., 0]
+    label20 = np.take_along_axis(lab_blocks.transpose(0, 2, 1, 3).reshape(b - a, n // 2, 4), pick[..., None], axis=2)[
+        ..., 0
+    ]
     label20 = np.where(alpha20 > 0, label20, 0)
     cirrus20 = block_mean(st.cirrus, 2)
     sunlit20 = block_mean(st.sunlit, 2)
     nodata20 = _nodata_native(scene, r0, r1, 20)
     sat20 = np.asarray(st.saturated10.reshape(b - a, 2, n // 2, 2).any(axis=(1, 3)), dtype=bool)
     irr20 = block_mean(irr10, 2) if irr10 is not None else None
-    scl20 = _classify(_majority_2x2(ground10), alpha20, cl.pixel_tau(label20, alpha20) >= THICK_CLOUD_TAU, cirrus20,
-                      sunlit20, nodata20, sat20, irr20)
+    scl20 = _classify(
+        _majority_2x2(ground10),
+        alpha20,
+        cl.pixel_tau(label20, alpha20) >= THICK_CLOUD_TAU,
+        cirrus20,
+        sunlit20,
+        nodata20,
+        sat20,
+        irr20,
+    )
     counts += np.bincount(scl20.ravel(), minlength=12)[:12]
     if irr20 is not None:
         truth.write("IRR_20m", a, irr20)
@@ -926,8 +1030,15 @@ def _nodata_native_point(scene: _Scene, row10: int, col10: int, res: int) -> boo
     return not bool(scene.swath.in_swath(x, y))
 
 
-def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, counts: NDArray[np.int64],
-                      class_percent: dict[int, float], cloudy: float, snow: float) -> None:
+def _write_truth_json(
+    scene: _Scene,
+    truth_dir: Path,
+    meta: ProductMetadata,
+    counts: NDArray[np.int64],
+    class_percent: dict[int, float],
+    cloudy: float,
+    snow: float,
+) -> None:
     cfg, acq = scene.config, scene.acq
     cl = scene.clouds
     content: dict[str, Any] = {
@@ -937,40 +1048,56 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
         "options": cfg.as_dict(),
         "provenance": cfg.extra,
         "lut_id": scene.lut.id,
-        "lut_ranges": {k: list(getattr(scene.ranges, k)) for k in ("sza", "vza", "aot", "elevation",
-                                                                   "water_vapour", "ozone")},
-        "tile": {"id": scene.grid.tile_id, "epsg": scene.grid.epsg, "ulx": scene.grid.ulx, "uly": scene.grid.uly,
-                 "size_10m": scene.n},
+        "lut_ranges": {
+            k: list(getattr(scene.ranges, k)) for k in ("sza", "vza", "aot", "elevation", "water_vapour", "ozone")
+        },
+        "tile": {
+            "id": scene.grid.tile_id,
+            "epsg": scene.grid.epsg,
+            "ulx": scene.grid.ulx,
+            "uly": scene.grid.uly,
+            "size_10m": scene.n,
+        },
         "acquisition": {
             "sensing_time": acq.sensing_time.isoformat().replace("+00:00", "Z"),
             "datatake_start": acq.datatake_start.isoformat().replace("+00:00", "Z"),
-            "absolute_orbit": acq.absolute_orbit, "relative_orbit": acq.relative_orbit,
-            "centre_lon": acq.centre_lon, "centre_lat": acq.centre_lat,
+            "absolute_orbit": acq.absolute_orbit,
+            "relative_orbit": acq.relative_orbit,
+            "centre_lon": acq.centre_lon,
+            "centre_lat": acq.centre_lat,
         },
-        "radiometry": {"quantification_value": 10000, "radio_add_offset": cfg.offset, "u": meta.u,
-                       "dn": "round(10000 * toa) - RADIO_ADD_OFFSET, clipped to 1..65534; 0 no data; 65535 saturated"},
+        "radiometry": {
+            "quantification_value": 10000,
+            "radio_add_offset": cfg.offset,
+            "u": meta.u,
+            "dn": "round(10000 * toa) - RADIO_ADD_OFFSET, clipped to 1..65534; 0 no data; 65535 saturated",
+        },
         "geometry": {
-            "mean_sun_zenith": scene.mean_sun[0], "mean_sun_azimuth": scene.mean_sun[1],
+            "mean_sun_zenith": scene.mean_sun[0],
+            "mean_sun_azimuth": scene.mean_sun[1],
             "mean_view": {b: list(v) for b, v in scene.mean_view.items()},
             "ground_track_heading_deg": scene.swath.heading_deg,
             "tile_centre_cross_track_km": scene.swath.centre_cross_km,
             "view_geometry": "per pixel: bilinear interpolation of the band's MTD_TL detector grids merged "
-                             "(mean where detectors overlap), as sen2core.io reads them",
+            "(mean where detectors overlap), as sen2core.io reads them",
         },
         "atmosphere": {
-            "aerosol_model": cfg.aerosol, "ozone_cm_atm": cfg.ozone,
-            "aot550_mean": float(np.mean(scene.aot60)), "water_vapour_mean_cm": float(np.mean(scene.wv60)),
+            "aerosol_model": cfg.aerosol,
+            "ozone_cm_atm": cfg.ozone,
+            "aot550_mean": float(np.mean(scene.aot60)),
+            "water_vapour_mean_cm": float(np.mean(scene.wv60)),
             "aot550_range": [float(scene.aot60.min()), float(scene.aot60.max())],
             "water_vapour_range_cm": [float(scene.wv60.min()), float(scene.wv60.max())],
-            "aerosol_scale_height_km": AEROSOL_SCALE_HEIGHT_KM, "vapour_scale_height_km": VAPOUR_SCALE_HEIGHT_KM,
+            "aerosol_scale_height_km": AEROSOL_SCALE_HEIGHT_KM,
+            "vapour_scale_height_km": VAPOUR_SCALE_HEIGHT_KM,
             "lut_node_step_m": NODE_STEP_M,
         },
         "adjacency_km": cfg.adjacency_km,
         "adjacency_window_px_20m": 2 * round(cfg.adjacency_km * 1000.0 / 20.0 / 2.0) + 1,
         "adjacency": "rho_bg = uniform_filter(SR_20m, adjacency_window_px_20m, mode='reflect'); constant over each "
-                     "20 m pixel (10 m bands: repeated; 60 m bands: 3x3 mean)",
+        "20 m pixel (10 m bands: repeated; 60 m bands: 3x3 mean)",
         "forward_model": "sen2core.kernels.rt.toa_from_surface with irradiance_factor; see "
-                         "sen2core.synthetic.generator",
+        "sen2core.synthetic.generator",
         "clouds": {
             "count": cl.count,
             "cover_percent_requested": cfg.cloud_cover,
@@ -979,36 +1106,53 @@ def _write_truth_json(scene: _Scene, truth_dir: Path, meta: ProductMetadata, cou
             "reflectance": "R = 0.15 tau / (2 + 0.15 tau), times CLOUD_SPECTRAL_FACTOR",
             "spectral_factor": CLOUD_SPECTRAL_FACTOR,
             "model": cfg.cloud_model,
-            "physical": None if not scene.physical else {
+            "physical": None
+            if not scene.physical
+            else {
                 "pixel_tau": "tau * alpha ** (5/3) (the cloud thins with its cover fraction at the edges)",
-                "ice_from_height_m": ICE_CLOUD_MIN_HEIGHT_M, "ice_spectral_factor": ICE_CLOUD_SPECTRAL_FACTOR,
-                "label_fraction": CLOUD_LABEL_FRACTION, "edge_fraction": CLOUD_EDGE_FRACTION,
-                "shadow_label_irradiance": SHADOW_LABEL_IRRADIANCE, "nir_direct_share": NIR_DIRECT_SHARE,
+                "ice_from_height_m": ICE_CLOUD_MIN_HEIGHT_M,
+                "ice_spectral_factor": ICE_CLOUD_SPECTRAL_FACTOR,
+                "label_fraction": CLOUD_LABEL_FRACTION,
+                "edge_fraction": CLOUD_EDGE_FRACTION,
+                "shadow_label_irradiance": SHADOW_LABEL_IRRADIANCE,
+                "nir_direct_share": NIR_DIRECT_SHARE,
                 "penumbra": f"sun disc radius {SUN_ANGULAR_RADIUS_RAD} rad times height / cos(sza)",
             },
             "objects": [
-                {"id": k, "height_m": float(cl.height_m[k]), "tau": float(cl.tau[k]),
-                 "centroid_east_m": float(cl.centroid_m[k, 0]), "centroid_south_m": float(cl.centroid_m[k, 1]),
-                 "shadow_offset_east_m": float(scene.shadow_east[k]),
-                 "shadow_offset_south_m": float(scene.shadow_south[k])}
+                {
+                    "id": k,
+                    "height_m": float(cl.height_m[k]),
+                    "tau": float(cl.tau[k]),
+                    "centroid_east_m": float(cl.centroid_m[k, 0]),
+                    "centroid_south_m": float(cl.centroid_m[k, 1]),
+                    "shadow_offset_east_m": float(scene.shadow_east[k]),
+                    "shadow_offset_south_m": float(scene.shadow_south[k]),
+                }
                 for k in range(1, cl.count + 1)
             ],
         },
-        "cirrus": None if scene.cirrus is None else {
-            "height_m": scene.cirrus.height_m, "b10_amplitude": scene.cirrus.amplitude,
+        "cirrus": None
+        if scene.cirrus is None
+        else {
+            "height_m": scene.cirrus.height_m,
+            "b10_amplitude": scene.cirrus.amplitude,
             "factor_per_band": scene.cirrus_factor,
         },
         "surface": {"source": cfg.surface or "synthetic", "endmembers": ENDMEMBERS if cfg.surface is None else None},
         "class_codes": {str(k): v for k, v in CLASS_CODES.items()},
-        "class_rules": _physical_class_rules() if scene.physical else {
+        "class_rules": _physical_class_rules()
+        if scene.physical
+        else {
             "0": "pixel centre outside the swath",
             "1": "saturated pixel (DN 65535 in every band)",
             "9": f"cloud cover fraction >= 0.5 and cloud optical thickness >= {THICK_CLOUD_TAU:g}",
             "8": f"cloud cover fraction >= 0.5 and optical thickness < {THICK_CLOUD_TAU:g}",
             "10": f"cirrus B10 reflectance >= {CIRRUS_CLASS_MIN:g} (and not cloud)",
             "3": "direct sunlight <= 50 % (cloud shadow; not cloud, not cirrus)",
-            "11": "snow", "6": "water",
-            "4": "green vegetation cover >= 0.5", "5": "other land (soil, sand, urban, senescent vegetation)",
+            "11": "snow",
+            "6": "water",
+            "4": "green vegetation cover >= 0.5",
+            "5": "other land (soil, sand, urban, senescent vegetation)",
             "20m": "atmospheric quantities averaged over the four 10 m pixels, ground class by majority",
         },
         "class_percent_20m": {str(k): v for k, v in class_percent.items()},
@@ -1028,14 +1172,16 @@ def _physical_class_rules() -> dict[str, str]:
         "0": "pixel centre outside the swath",
         "1": "saturated pixel (DN 65535 in every band)",
         "9": f"cloud cover fraction >= {CLOUD_LABEL_FRACTION:g} and optical thickness tau * alpha ** (5/3) >= "
-             f"{THICK_CLOUD_TAU:g}",
+        f"{THICK_CLOUD_TAU:g}",
         "8": f"cloud cover fraction >= {CLOUD_LABEL_FRACTION:g} and tau * alpha ** (5/3) < {THICK_CLOUD_TAU:g}",
         "edge": f"EDG_20m.tif: cloud (8, 9) with cover fraction < {CLOUD_EDGE_FRACTION:g}",
         "10": f"cirrus B10 reflectance >= {CIRRUS_CLASS_MIN:g} (and not cloud)",
         "3": f"ground NIR irradiance <= {SHADOW_LABEL_IRRADIANCE:g} of clear sky (IRR_20m.tif: "
-             f"{NIR_DIRECT_SHARE:g} x (direct + cloud-transmitted sunlight) + {1 - NIR_DIRECT_SHARE:g} x sky light "
-             "left by the clouds); not cloud, not cirrus",
-        "11": "snow", "6": "water",
-        "4": "green vegetation cover >= 0.5", "5": "other land (soil, sand, urban, senescent vegetation)",
+        f"{NIR_DIRECT_SHARE:g} x (direct + cloud-transmitted sunlight) + {1 - NIR_DIRECT_SHARE:g} x sky light "
+        "left by the clouds); not cloud, not cirrus",
+        "11": "snow",
+        "6": "water",
+        "4": "green vegetation cover >= 0.5",
+        "5": "other land (soil, sand, urban, senescent vegetation)",
         "20m": "atmospheric quantities averaged over the four 10 m pixels, ground class by majority",
     }

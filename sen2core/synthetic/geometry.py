@@ -194,8 +194,7 @@ class Swath:
         az = np.mod(np.degrees(np.arctan2(east, north)), 360.0)
         return np.asarray(zen, dtype=np.float64), np.asarray(az, dtype=np.float64)
 
-    def detector_grids(self, band: str, x: F64, y: F64, step_m: float = ANGLE_STEP_M
-                       ) -> dict[int, tuple[F64, F64]]:
+    def detector_grids(self, band: str, x: F64, y: F64, step_m: float = ANGLE_STEP_M) -> dict[int, tuple[F64, F64]]:
         """Quantised per-detector viewing grids of a band at grid nodes ``x``, ``y``.
 
         A node gets a value for a detector when it lies within half a grid step of the
@@ -243,8 +242,9 @@ def merged_grid_unfilled(grids: dict[int, tuple[F64, F64]]) -> tuple[F64, F64]:
     return np.asarray(z, dtype=np.float64), np.asarray(a, dtype=np.float64)
 
 
-def shadow_offset(height_m: ArrayLike, sza: ArrayLike, saa: ArrayLike, vza: ArrayLike,
-                  vaa: ArrayLike) -> tuple[F64, F64]:
+def shadow_offset(
+    height_m: ArrayLike, sza: ArrayLike, saa: ArrayLike, vza: ArrayLike, vaa: ArrayLike
+) -> tuple[F64, F64]:
     """Map offset (east, north in m) from where a cloud appears to where its shadow falls.
 
     L1C images are orthorectified at ground level, so a cloud at height ``h`` appears

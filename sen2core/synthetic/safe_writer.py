@@ -169,8 +169,10 @@ def _register() -> None:
 
 
 def _synthetic_comment(meta: ProductMetadata) -> str:
-    return (f"Synthetic Sentinel-2 Level-1C product made by sen2core synth (seed {meta.config.seed}); "
-            f"not Copernicus data. Truth: ../{meta.acq.product_id}.truth/")
+    return (
+        f"Synthetic Sentinel-2 Level-1C product made by sen2core synth (seed {meta.config.seed}); "
+        f"not Copernicus data. Truth: ../{meta.acq.product_id}.truth/"
+    )
 
 
 # ---------------------------------------------------------------------------- MTD_MSIL1C.xml
@@ -210,8 +212,9 @@ def user_product_xml(meta: ProductMetadata) -> bytes:
     _sub(qo, "PRODUCT_FORMAT", "SAFE_COMPACT")
     org = _sub(pi, "Product_Organisation")
     gl = _sub(org, "Granule_List")
-    gr = _sub(gl, "Granule", datastripIdentifier=acq.datastrip_id, granuleIdentifier=acq.tile_id,
-              imageFormat="JPEG2000")
+    gr = _sub(
+        gl, "Granule", datastripIdentifier=acq.datastrip_id, granuleIdentifier=acq.tile_id, imageFormat="JPEG2000"
+    )
     for f in meta.image_files:
         _sub(gr, "IMAGE_FILE", f)
 
@@ -255,13 +258,19 @@ def user_product_xml(meta: ProductMetadata) -> bytes:
     _sub(aux, "GIPP_List")
     _sub(aux, "PRODUCTION_DEM_TYPE", "S2__OPER_DEM_GLOBEF_PDMC_19800101T000000_S19800101T000000")
     day = acq.datatake_start.date()
-    _sub(aux, "IERS_BULLETIN_FILENAME",
-         f"S2__OPER_AUX_UT1UTC_PDMC_{day - _dt.timedelta(days=6):%Y%m%d}T000000_V{day - _dt.timedelta(days=5):%Y%m%d}"
-         f"T000000_{day + _dt.timedelta(days=360):%Y%m%d}T000000")
+    _sub(
+        aux,
+        "IERS_BULLETIN_FILENAME",
+        f"S2__OPER_AUX_UT1UTC_PDMC_{day - _dt.timedelta(days=6):%Y%m%d}T000000_V{day - _dt.timedelta(days=5):%Y%m%d}"
+        f"T000000_{day + _dt.timedelta(days=360):%Y%m%d}T000000",
+    )
     _sub(aux, "GRI_List")
-    _sub(aux, "ECMWF_DATA_REF",
-         f"S2__OPER_AUX_ECMWFD_ADG__{day:%Y%m%d}T000000_V{day:%Y%m%d}T090000_{day + _dt.timedelta(days=2):%Y%m%d}"
-         "T030000")
+    _sub(
+        aux,
+        "ECMWF_DATA_REF",
+        f"S2__OPER_AUX_ECMWFD_ADG__{day:%Y%m%d}T000000_V{day:%Y%m%d}T090000_{day + _dt.timedelta(days=2):%Y%m%d}"
+        "T030000",
+    )
 
     qii = _sub(root, f"{n1}Quality_Indicators_Info")
     _sub(qii, "Cloud_Coverage_Assessment", _pct(meta.cloudy_percent))
@@ -272,8 +281,13 @@ def user_product_xml(meta: ProductMetadata) -> bytes:
     _sub(tqa, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
     qcc = _sub(qii, "Quality_Control_Checks")
     qin = _sub(qcc, "Quality_Inspections")
-    for check in ("FORMAT_CORRECTNESS", "GENERAL_QUALITY", "GEOMETRIC_QUALITY", "RADIOMETRIC_QUALITY",
-                  "SENSOR_QUALITY"):
+    for check in (
+        "FORMAT_CORRECTNESS",
+        "GENERAL_QUALITY",
+        "GEOMETRIC_QUALITY",
+        "RADIOMETRIC_QUALITY",
+        "SENSOR_QUALITY",
+    ):
         _sub(qin, "quality_check", "PASSED", checkType=check)
     _sub(qcc, "Failed_Inspections")
     return _xml_bytes(root, _synthetic_comment(meta))
@@ -451,8 +465,11 @@ def _data_object_id(rel: str, granule_index: int = 1) -> tuple[str, str]:
         return f"ClassiPixelsMask_Band_00m_0_Tile{granule_index}_Data", "application/octet-stream"
     band = name.rsplit("_", 1)[-1][:-4]
     res = BAND_RESOLUTION[band]
-    same = [b for b in ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")
-            if BAND_RESOLUTION[b] == res]
+    same = [
+        b
+        for b in ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12", "B01", "B09", "B10")
+        if BAND_RESOLUTION[b] == res
+    ]
     if name.startswith("MSK_QUALIT_"):
         return (f"QualitPixelsMask_Band_{res}m_{same.index(band) + 1}_Tile{granule_index}_Data",
                 "application/octet-stream")  # fmt: skip
@@ -468,27 +485,43 @@ def manifest_xml(meta: ProductMetadata, files: Iterable[tuple[str, int, str]]) -
     files = list(files)
     root = ET.Element(f"{x}XFDU", version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l1c_user_product")
     ipm = _sub(root, "informationPackageMap")
-    top = _sub(ipm, f"{x}contentUnit", dmdID="acquisitionPeriod platform", pdiID="processing",
-               textInfo="SENTINEL-2 MSI Level-1C User Product", unitType="Product_Level-1C")
+    top = _sub(
+        ipm,
+        f"{x}contentUnit",
+        dmdID="acquisitionPeriod platform",
+        pdiID="processing",
+        textInfo="SENTINEL-2 MSI Level-1C User Product",
+        unitType="Product_Level-1C",
+    )
     for rel, _, _ in files:
         ident, _ = _data_object_id(rel)
-        unit = _sub(top, f"{x}contentUnit", ID=ident.replace("_Data", "_Unit").replace("_Metadata", "_Metadata_Unit"),
-                    unitType="Metadata Unit" if rel.endswith(".xml") else "Measurement Data Unit")
+        unit = _sub(
+            top,
+            f"{x}contentUnit",
+            ID=ident.replace("_Data", "_Unit").replace("_Metadata", "_Metadata_Unit"),
+            unitType="Metadata Unit" if rel.endswith(".xml") else "Measurement Data Unit",
+        )
         _sub(unit, "dataObjectPointer", dataObjectID=ident)
     ms = _sub(root, "metadataSection")
     mo = _sub(ms, "metadataObject", ID="acquisitionPeriod", category="DMD", classification="DESCRIPTION")
-    xd = _sub(_sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Acquisition Period",
-                   vocabularyName="Sentinel-SAFE"), "xmlData")
+    xd = _sub(
+        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Acquisition Period", vocabularyName="Sentinel-SAFE"),
+        "xmlData",
+    )
     _sub(_sub(xd, f"{s}acquisitionPeriod"), f"{s}startTime", _iso_ms(acq.datatake_start))
     mo = _sub(ms, "metadataObject", ID="measurementOrbitReference", category="DMD", classification="DESCRIPTION")
-    xd = _sub(_sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Orbit Reference",
-                   vocabularyName="Sentinel-SAFE"), "xmlData")
+    xd = _sub(
+        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Orbit Reference", vocabularyName="Sentinel-SAFE"),
+        "xmlData",
+    )
     orb = _sub(xd, f"{s}orbitReference")
     _sub(orb, f"{s}orbitNumber", f"{acq.absolute_orbit:06d}", groundTrackDirection="descending", type="start")
     _sub(orb, f"{s}relativeOrbitNumber", acq.relative_orbit, type="start")
     mo = _sub(ms, "metadataObject", ID="platform", category="DMD", classification="DESCRIPTION")
-    xd = _sub(_sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Platform Description",
-                   vocabularyName="Sentinel-SAFE"), "xmlData")
+    xd = _sub(
+        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Platform Description", vocabularyName="Sentinel-SAFE"),
+        "xmlData",
+    )
     pl = _sub(xd, f"{s}platform")
     _sub(pl, f"{s}nssdcIdentifier", _NSSDC[cfg.spacecraft])
     _sub(pl, f"{s}familyName", "SENTINEL")
@@ -496,12 +529,14 @@ def manifest_xml(meta: ProductMetadata, files: Iterable[tuple[str, int, str]]) -
     ins = _sub(pl, f"{s}instrument")
     _sub(ins, f"{s}familyName", "Multi-Spectral Instrument", abbreviation="MSI")
     mo = _sub(ms, "metadataObject", ID="processing", category="PDI", classification="PROVENANCE")
-    xd = _sub(_sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Processing",
-                   vocabularyName="Sentinel-SAFE"), "xmlData")
+    xd = _sub(
+        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Processing", vocabularyName="Sentinel-SAFE"), "xmlData"
+    )
     _sub(xd, f"{s}processing", name="Generation of Level-1C User Product", start=_iso_us(acq.generation_time))
     mo = _sub(ms, "metadataObject", ID="measurementFrameSet", category="DMD", classification="DESCRIPTION")
-    xd = _sub(_sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Frame Set",
-                   vocabularyName="Sentinel-SAFE"), "xmlData")
+    xd = _sub(
+        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Frame Set", vocabularyName="Sentinel-SAFE"), "xmlData"
+    )
     fp = _sub(_sub(xd, f"{s}frameSet"), f"{s}footPrint", srsName="http://www.opengis.net/gml/srs/epsg.xml#4326")
     _sub(fp, f"{gml}coordinates", _footprint_text(meta.footprint_latlon))
     dos = _sub(root, "dataObjectSection")
@@ -517,13 +552,25 @@ def manifest_xml(meta: ProductMetadata, files: Iterable[tuple[str, int, str]]) -
 # ---------------------------------------------------------------------------- rasters
 
 
-def open_scratch(path: Path, size: int, res: int, grid: TileGrid, dtype: str, count: int = 1
-                 ) -> rasterio.io.DatasetWriter:
+def open_scratch(
+    path: Path, size: int, res: int, grid: TileGrid, dtype: str, count: int = 1
+) -> rasterio.io.DatasetWriter:
     """Uncompressed tiled GeoTIFF on the tile grid, written strip by strip before encoding."""
     return rasterio.open(
-        path, "w", driver="GTiff", width=size, height=size, count=count, dtype=dtype,
-        crs=f"EPSG:{grid.epsg}", transform=Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
-        tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER", interleave="pixel" if count > 1 else "band",
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=count,
+        dtype=dtype,
+        crs=f"EPSG:{grid.epsg}",
+        transform=Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        BIGTIFF="IF_SAFER",
+        interleave="pixel" if count > 1 else "band",
     )
 
 
@@ -534,9 +581,20 @@ def write_mask(scratch: Path, dst: Path, size: int, res: int, grid: TileGrid, la
     ``flags`` maps a layer (1-based) to the ``(rows, cols)`` of its flagged pixels; the rest
     is 0. The scratch GeoTIFF is sparse: a full-tile mask of zeros costs no disk.
     """
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": layers, "dtype": "uint8",
-               "crs": f"EPSG:{grid.epsg}", "transform": Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "SPARSE_OK": "TRUE", "interleave": "band"}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": layers,
+        "dtype": "uint8",
+        "crs": f"EPSG:{grid.epsg}",
+        "transform": Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "SPARSE_OK": "TRUE",
+        "interleave": "band",
+    }
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(scratch, "w", **profile) as ds:
         for layer, (rows, cols) in sorted(flags.items()):
             for r, c in zip(np.asarray(rows).tolist(), np.asarray(cols).tolist(), strict=True):
@@ -557,8 +615,16 @@ def encode_jp2(src: Path, dst: Path, *, threads: int = 1) -> None:
     with rasterio.Env(GDAL_CACHEMAX=256, GDAL_NUM_THREADS=str(threads), GDAL_PAM_ENABLED="NO"):
         with rasterio.open(src) as ds:
             block = _jp2_block(ds.width)
-        rasterio.shutil.copy(src, dst, driver="JP2OpenJPEG", QUALITY="100", REVERSIBLE="YES",
-                             BLOCKXSIZE=str(block), BLOCKYSIZE=str(block), YCC="NO")
+        rasterio.shutil.copy(
+            src,
+            dst,
+            driver="JP2OpenJPEG",
+            QUALITY="100",
+            REVERSIBLE="YES",
+            BLOCKXSIZE=str(block),
+            BLOCKYSIZE=str(block),
+            YCC="NO",
+        )
     aux = dst.with_name(dst.name + ".aux.xml")
     if aux.exists():
         aux.unlink()
@@ -571,8 +637,18 @@ def write_preview(tci: Path, dst: Path, size: int) -> None:
         data = ds.read(out_shape=(3, n, n), resampling=Resampling.average)
         scale = ds.width / n
         transform = ds.transform @ Affine.scale(scale)
-        profile = {"driver": "JP2OpenJPEG", "width": n, "height": n, "count": 3, "dtype": "uint8", "crs": ds.crs,
-                   "transform": transform, "QUALITY": "100", "REVERSIBLE": "YES", "YCC": "NO"}
+        profile = {
+            "driver": "JP2OpenJPEG",
+            "width": n,
+            "height": n,
+            "count": 3,
+            "dtype": "uint8",
+            "crs": ds.crs,
+            "transform": transform,
+            "QUALITY": "100",
+            "REVERSIBLE": "YES",
+            "YCC": "NO",
+        }
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(dst, "w", **profile) as out:
         out.write(data)
     aux = dst.with_name(dst.name + ".aux.xml")
@@ -591,8 +667,15 @@ AUX_AEROSOL_MIX: dict[str, tuple[dict[str, float], float]] = {
 
 
 def write_aux_data(
-    aux_dir: Path, grid: TileGrid, size_m: float, field_60m: dict[str, NDArray[np.floating]], *, ozone_cm_atm: float,
-    aerosol: str, reference_time: _dt.datetime, points: int = 9,
+    aux_dir: Path,
+    grid: TileGrid,
+    size_m: float,
+    field_60m: dict[str, NDArray[np.floating]],
+    *,
+    ozone_cm_atm: float,
+    aerosol: str,
+    reference_time: _dt.datetime,
+    points: int = 9,
 ) -> list[Path]:
     """``AUX_CAMSFO`` and ``AUX_ECMWFT`` with the scene's atmosphere, on a lat/lon grid over the tile.
 

@@ -189,8 +189,7 @@ def hash_uniform(rows: NDArray[np.integer], cols: NDArray[np.integer], seed: int
     """
     r = np.asarray(rows, dtype=np.uint64)[:, None]
     c = np.asarray(cols, dtype=np.uint64)[None, :]
-    salt = np.array([(seed * 0x632BE59BD9B4E019 + stream * 0xD6E8FEB86659FD93) & 0xFFFFFFFFFFFFFFFF],
-                    dtype=np.uint64)
+    salt = np.array([(seed * 0x632BE59BD9B4E019 + stream * 0xD6E8FEB86659FD93) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     z = (r << _U64(32)) ^ c ^ salt
     z = z + _M1
     z = (z ^ (z >> _U64(30))) * _M2
@@ -199,8 +198,9 @@ def hash_uniform(rows: NDArray[np.integer], cols: NDArray[np.integer], seed: int
     return ((z >> _U64(40)).astype(np.float32) * np.float32(1.0 / (1 << 24))).astype(np.float32)
 
 
-def gaussian_field(shape: tuple[int, int], corr_px: float, rng: np.random.Generator,
-                   anisotropy: float = 1.0, angle_deg: float = 0.0) -> F64:
+def gaussian_field(
+    shape: tuple[int, int], corr_px: float, rng: np.random.Generator, anisotropy: float = 1.0, angle_deg: float = 0.0
+) -> F64:
     """Smooth Gaussian random field with unit variance.
 
     White noise low-pass filtered with a Gaussian kernel of standard deviation
@@ -210,8 +210,10 @@ def gaussian_field(shape: tuple[int, int], corr_px: float, rng: np.random.Genera
     tile is a piece of a field with the same statistics, not a stretched one.
     """
     reach = 4.0 * corr_px * max(1.0, anisotropy)
-    dom = (min(max(shape[0], math.ceil(reach)), max(shape[0], 4096)),
-           min(max(shape[1], math.ceil(reach)), max(shape[1], 4096)))
+    dom = (
+        min(max(shape[0], math.ceil(reach)), max(shape[0], 4096)),
+        min(max(shape[1], math.ceil(reach)), max(shape[1], 4096)),
+    )
     white = rng.standard_normal(dom)
     spec = np.fft.rfft2(white)
     ky = np.fft.fftfreq(dom[0])[:, None]
@@ -227,8 +229,14 @@ def gaussian_field(shape: tuple[int, int], corr_px: float, rng: np.random.Genera
     return np.asarray(f[: shape[0], : shape[1]] / (std if std > 0 else 1.0), dtype=np.float64)
 
 
-def fractal_field(shape: tuple[int, int], corrs_px: tuple[float, ...], weights: tuple[float, ...],
-                  rng: np.random.Generator, anisotropy: float = 1.0, angle_deg: float = 0.0) -> F64:
+def fractal_field(
+    shape: tuple[int, int],
+    corrs_px: tuple[float, ...],
+    weights: tuple[float, ...],
+    rng: np.random.Generator,
+    anisotropy: float = 1.0,
+    angle_deg: float = 0.0,
+) -> F64:
     """Weighted sum of independent unit-variance Gaussian fields at several scales, unit variance."""
     f = np.zeros(shape)
     for corr, w in zip(corrs_px, weights, strict=True):
@@ -303,8 +311,9 @@ def block_mean(a: NDArray[np.floating], factor: int) -> F32:
     if factor == 1:
         return np.asarray(a, dtype=np.float32)
     r, c = a.shape
-    return np.asarray(a.reshape(r // factor, factor, c // factor, factor).mean(axis=(1, 3), dtype=np.float64),
-                      dtype=np.float32)
+    return np.asarray(
+        a.reshape(r // factor, factor, c // factor, factor).mean(axis=(1, 3), dtype=np.float64), dtype=np.float32
+    )
 
 
 def box_mean_rows(a: NDArray[np.floating], size: int, at_top: bool, at_bottom: bool, keep: slice) -> F32:
@@ -388,7 +397,7 @@ class Landscape:
         # Agricultural parcels everywhere first; other covers overwrite them.
         # Parcels are drawn at 20 m (their straight edges are then 20 m steps at 10 m).
         pid20, pu = _voronoi_parcels(row0 // 2, (row1 + 1) // 2, (n + 1) // 2, 20.0, self.parcel_m, self.seed)
-        pid = np.repeat(np.repeat(pid20, 2, axis=0), 2, axis=1)[row0 % 2: row0 % 2 + (row1 - row0), :n]
+        pid = np.repeat(np.repeat(pid20, 2, axis=0), 2, axis=1)[row0 % 2 : row0 % 2 + (row1 - row0), :n]
         state, u_fc, u_mix = pu[0][pid], pu[1][pid], pu[2][pid]
         vig = self._sample("vigour", gy, gx)
         green = state < 0.55
@@ -418,19 +427,26 @@ class Landscape:
         forest = self._sample("forest", gy, gx) > th["forest"]
         u = np.clip(0.5 + 0.5 * self._sample("forest_mix", gy, gx) + 0.2 * (noise_b - 0.5), 0.0, 1.0)
         ffc = (0.8 + 0.2 * noise_a).astype(np.float32)
-        put(forest, 4, (_EM["conifer"], _EM["broadleaf"], _EM["dark_soil"]),
-            ((ffc * u).astype(np.float32), (ffc * (1 - u)).astype(np.float32), (1 - ffc).astype(np.float32)))
+        put(
+            forest,
+            4,
+            (_EM["conifer"], _EM["broadleaf"], _EM["dark_soil"]),
+            ((ffc * u).astype(np.float32), (ffc * (1 - u)).astype(np.float32), (1 - ffc).astype(np.float32)),
+        )
 
         sand = self._sample("arid", gy, gx) > th["arid"]
         s = np.clip(0.7 + 0.25 * soil, 0.3, 1.0).astype(np.float32)
-        put(sand, 5, (_EM["sand"], _EM["bright_soil"], _EM["dry_vegetation"]),
-            (s, (1 - s) * 0.8, (1 - s) * 0.2))
+        put(sand, 5, (_EM["sand"], _EM["bright_soil"], _EM["dry_vegetation"]), (s, (1 - s) * 0.8, (1 - s) * 0.2))
 
         urban = self._sample("urban", gy, gx) > th["urban"]
         park = np.clip(0.3 * noise_b - 0.05, 0.0, 0.25).astype(np.float32)
         mat = noise_a
-        put(urban, 5, (_EM["concrete"], _EM["asphalt_roof"], _EM["broadleaf"]),
-            (((1 - park) * mat).astype(np.float32), ((1 - park) * (1 - mat)).astype(np.float32), park))
+        put(
+            urban,
+            5,
+            (_EM["concrete"], _EM["asphalt_roof"], _EM["broadleaf"]),
+            (((1 - park) * mat).astype(np.float32), ((1 - park) * (1 - mat)).astype(np.float32), park),
+        )
         brightness = np.where(urban, 1.0 + 0.25 * (noise_b - 0.5), brightness).astype(np.float32)
 
         river = np.abs(self._sample("river", gy, gx)) < th["river"]
@@ -438,8 +454,7 @@ class Landscape:
         water = river | lake
         turb = np.clip(0.35 + 0.35 * self._sample("turbidity", gy, gx) + np.where(river, 0.3, 0.0), 0.0, 1.0)
         turb = turb.astype(np.float32)
-        put(water, 6, (_EM["clear_water"], _EM["turbid_water"], _EM["clear_water"]),
-            ((1 - turb), turb, 0.0))
+        put(water, 6, (_EM["clear_water"], _EM["turbid_water"], _EM["clear_water"]), ((1 - turb), turb, 0.0))
         brightness = np.where(water, 1.0 + 0.01 * (noise_a - 0.5), brightness).astype(np.float32)
 
         if "snow" in th:
@@ -450,8 +465,9 @@ class Landscape:
         return MixtureStrip(classes=classes, members=members, weights=weights, brightness=brightness)
 
 
-def _voronoi_parcels(row0: int, row1: int, ncols: int, pixel_m: float, cell_m: float, seed: int
-                     ) -> tuple[NDArray[np.int32], tuple[F32, F32, F32]]:
+def _voronoi_parcels(
+    row0: int, row1: int, ncols: int, pixel_m: float, cell_m: float, seed: int
+) -> tuple[NDArray[np.int32], tuple[F32, F32, F32]]:
     """Voronoi parcels from a jittered grid of seeds, on a grid of ``pixel_m`` pixels.
 
     Returns each pixel's parcel (flat index into the returned per-parcel uniforms) and
@@ -527,8 +543,13 @@ def make_landscape(seed: int, size: int, snow_percent: float, elevation_norm: F3
     }
     if snow_percent > 0:
         thresholds["snow"] = float(np.quantile(fields["snow"], 1 - snow_percent / 100.0))
-    return Landscape(seed=seed, size=size, fields={k: v.astype(np.float32) for k, v in fields.items()},
-                     thresholds=thresholds, elevation_norm=elevation_norm)
+    return Landscape(
+        seed=seed,
+        size=size,
+        fields={k: v.astype(np.float32) for k, v in fields.items()},
+        thresholds=thresholds,
+        elevation_norm=elevation_norm,
+    )
 
 
 def mix_band(members: NDArray[np.uint8], weights: F32, brightness: F32, band_index: int) -> F32:
@@ -631,9 +652,12 @@ class CloudObjects:
     def alpha_points(self, y_m: F64, x_m: F64) -> F32:
         """Cloud cover fraction at scattered tile coordinates (same interpolation)."""
         gy, gx = self.grid_coords(y_m, x_m)
-        d = ndimage.map_coordinates(self.density, [np.clip(gy, 0, self.density.shape[0] - 1),
-                                                   np.clip(gx, 0, self.density.shape[1] - 1)],
-                                    order=1, mode="nearest")
+        d = ndimage.map_coordinates(
+            self.density,
+            [np.clip(gy, 0, self.density.shape[0] - 1), np.clip(gx, 0, self.density.shape[1] - 1)],
+            order=1,
+            mode="nearest",
+        )
         return np.asarray(np.clip((d - self.threshold) / self.edge_width + 0.5, 0.0, 1.0), dtype=np.float32)
 
     def label_points(self, y_m: F64, x_m: F64) -> NDArray[np.int32]:
@@ -644,8 +668,14 @@ class CloudObjects:
         return self.labels[iy, ix]
 
 
-def make_clouds(seed: int, size: int, cover_percent: float, margin: int,
-                heights_m: tuple[float, float] = _HEIGHT_RANGE_M, physical: bool = False) -> CloudObjects:
+def make_clouds(
+    seed: int,
+    size: int,
+    cover_percent: float,
+    margin: int,
+    heights_m: tuple[float, float] = _HEIGHT_RANGE_M,
+    physical: bool = False,
+) -> CloudObjects:
     """Draw opaque clouds covering ``cover_percent`` of the tile (alpha >= 0.5).
 
     ``margin`` 60 m nodes are added around the tile so that clouds just outside it cast
@@ -662,7 +692,7 @@ def make_clouds(seed: int, size: int, cover_percent: float, margin: int,
         fine = fractal_field(shape, (150.0 / 60, 400.0 / 60), (0.5, 0.5), field_rng(seed, "cloud_edges"))
         dens = dens + 0.25 * fine
         w = _PHYSICAL_EDGE_WIDTH
-    inner = dens[margin:margin + n60, margin:margin + n60]
+    inner = dens[margin : margin + n60, margin : margin + n60]
     if cover_percent <= 0:
         thr = float(dens.max()) + 10.0 * w
     else:
@@ -683,14 +713,28 @@ def make_clouds(seed: int, size: int, cover_percent: float, margin: int,
         cx = np.asarray(ndimage.mean(np.indices(shape)[1], labels, idx))
         for k, sl in enumerate(slices, start=1):
             assert sl is not None
-            bbox[k] = (max(sl[0].start - 1, 0), min(sl[0].stop + 1, shape[0]),
-                       max(sl[1].start - 1, 0), min(sl[1].stop + 1, shape[1]))
+            bbox[k] = (
+                max(sl[0].start - 1, 0),
+                min(sl[0].stop + 1, shape[0]),
+                max(sl[1].start - 1, 0),
+                min(sl[1].stop + 1, shape[1]),
+            )
         centroid[1:, 0] = (cx - margin + 0.5) * 60.0
         centroid[1:, 1] = (cy - margin + 0.5) * 60.0
     dilated = ndimage.grey_dilation(labels, size=(3, 3)).astype(np.int32)
     labels = np.where(labels > 0, labels, dilated).astype(np.int32)
-    return CloudObjects(density=dens.astype(np.float32), threshold=thr, edge_width=w, labels=labels,
-                        margin=margin, height_m=heights, tau=taus, bbox=bbox, centroid_m=centroid, physical=physical)
+    return CloudObjects(
+        density=dens.astype(np.float32),
+        threshold=thr,
+        edge_width=w,
+        labels=labels,
+        margin=margin,
+        height_m=heights,
+        tau=taus,
+        bbox=bbox,
+        centroid_m=centroid,
+        physical=physical,
+    )
 
 
 @dataclass
@@ -717,8 +761,7 @@ def make_cirrus(seed: int, size: int, cover_percent: float) -> Cirrus:
     angle = float(props.uniform(0, 180))
     amplitude = float(props.uniform(0.02, 0.04))
     height = float(props.uniform(8000.0, 12000.0))
-    field = fractal_field((n60, n60), (1500.0 / 60, 6000.0 / 60), (0.4, 0.6), rng, anisotropy=4.0,
-                          angle_deg=angle)
+    field = fractal_field((n60, n60), (1500.0 / 60, 6000.0 / 60), (0.4, 0.6), rng, anisotropy=4.0, angle_deg=angle)
     ramp = 0.6
     if cover_percent <= 0:
         thr = float(field.max()) + 10.0

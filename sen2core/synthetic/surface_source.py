@@ -118,10 +118,8 @@ class SourceSurface:
                 pixel = float(abs(ds.transform.a))
             rho = dn / 10000.0 + offset
             # The SCL validity at this band's resolution (nearest).
-            zoom_y = np.clip(((np.arange(dn.shape[0]) + 0.5) * pixel / self.scl_pixel).astype(int), 0,
-                             scl.shape[0] - 1)
-            zoom_x = np.clip(((np.arange(dn.shape[1]) + 0.5) * pixel / self.scl_pixel).astype(int), 0,
-                             scl.shape[1] - 1)
+            zoom_y = np.clip(((np.arange(dn.shape[0]) + 0.5) * pixel / self.scl_pixel).astype(int), 0, scl.shape[0] - 1)
+            zoom_x = np.clip(((np.arange(dn.shape[1]) + 0.5) * pixel / self.scl_pixel).astype(int), 0, scl.shape[1] - 1)
             invalid = ~valid_scl[zoom_y][:, zoom_x] | (dn <= 0)
             if invalid.all():
                 raise ConfigurationError(f"--surface {self.folder}: band {band} has no valid pixel")
@@ -137,12 +135,15 @@ class SourceSurface:
         pixels = {layer.pixel_m for layer in self.layers.values()}
         gy = {p: pixel_coords(row0, row1, 10.0, p) for p in pixels}
         gx = {p: pixel_coords(0, self.size, 10.0, p) for p in pixels}
-        iy = np.clip(((np.arange(row0, row1) + 0.5) * 10.0 / self.scl_pixel).astype(np.intp), 0,
-                     self.classes.shape[0] - 1)
-        ix = np.clip(((np.arange(self.size) + 0.5) * 10.0 / self.scl_pixel).astype(np.intp), 0,
-                     self.classes.shape[1] - 1)
-        return SourceStrip(classes=np.asarray(self.classes[iy][:, ix], dtype=np.uint8), gy=gy, gx=gx,
-                           layers=self.layers)
+        iy = np.clip(
+            ((np.arange(row0, row1) + 0.5) * 10.0 / self.scl_pixel).astype(np.intp), 0, self.classes.shape[0] - 1
+        )
+        ix = np.clip(
+            ((np.arange(self.size) + 0.5) * 10.0 / self.scl_pixel).astype(np.intp), 0, self.classes.shape[1] - 1
+        )
+        return SourceStrip(
+            classes=np.asarray(self.classes[iy][:, ix], dtype=np.uint8), gy=gy, gx=gx, layers=self.layers
+        )
 
 
 def _fill_nearest(a: NDArray[np.generic], invalid: NDArray[np.bool_]) -> NDArray[np.generic]:

@@ -49,11 +49,15 @@ def gdal_env() -> rasterio.Env:
     files are flushed instead of piling up: memory stays bounded) and no ``.aux.xml``."""
     return rasterio.Env(GDAL_CACHEMAX=256, GDAL_PAM_ENABLED="NO")
 
+
 #: name -> (resolution m, dtype, band descriptions or None for one band).
 TRUTH_FILES: dict[str, tuple[int, str, tuple[str, ...] | None]] = {
     "SR_10m": (10, "float32", ("B02", "B03", "B04", "B08")),
-    "SR_20m": (20, "float32", ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
-                               "B11", "B12")),
+    "SR_20m": (
+        20,
+        "float32",
+        ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"),
+    ),
     "SCL_10m": (10, "uint8", None),
     "SCL_20m": (20, "uint8", None),
     "AOT_20m": (20, "float32", None),
@@ -82,10 +86,21 @@ class TruthWriter:
             block = 256 if n >= 256 else 16 * max(1, n // 16)
             tiled = n >= 256
             ds = rasterio.open(
-                folder / f"{name}.tif", "w", driver="GTiff", width=n, height=n, count=count, dtype=dtype,
-                crs=f"EPSG:{grid.epsg}", transform=Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
-                tiled=tiled, **({"blockxsize": block, "blockysize": block} if tiled else {}),
-                compress="ZSTD", zstd_level=1, predictor=3 if dtype == "float32" else 2, BIGTIFF="IF_SAFER",
+                folder / f"{name}.tif",
+                "w",
+                driver="GTiff",
+                width=n,
+                height=n,
+                count=count,
+                dtype=dtype,
+                crs=f"EPSG:{grid.epsg}",
+                transform=Affine(res, 0.0, grid.ulx, 0.0, -res, grid.uly),
+                tiled=tiled,
+                **({"blockxsize": block, "blockysize": block} if tiled else {}),
+                compress="ZSTD",
+                zstd_level=1,
+                predictor=3 if dtype == "float32" else 2,
+                BIGTIFF="IF_SAFER",
                 interleave="band",
             )
             if descriptions:
