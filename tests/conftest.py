@@ -46,6 +46,15 @@ _ANGLES_SOURCE = (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/data/golden/ from this run instead of comparing against it",
+    )
+
+
 def metadata_product_paths() -> list[Path]:
     """Every product of the metadata fixtures, as the path ``open_product`` takes."""
     roots: list[Path] = []
