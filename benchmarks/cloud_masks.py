@@ -33,7 +33,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sen2core.config import SceneClassificationConfig  # noqa: E402
-from sen2core.io.product import open_product  # noqa: E402
+from sen2core.io.read.opening import open_product  # noqa: E402
 from sen2core.kernels import scene_class as sc  # noqa: E402
 from sen2core.scl import classify  # noqa: E402
 from sen2core.synthetic import SynthConfig, synthesize  # noqa: E402

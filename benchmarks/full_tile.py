@@ -49,9 +49,9 @@ import logging, sys, tempfile, time
 from pathlib import Path
 import dask, dask.array as da, rasterio
 from distributed import Client, LocalCluster
-from sen2core.io.product import open_l1c
-from sen2core.io.metadata import GeoBox
-from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.io.read.opening import open_l1c
+from sen2core.io.read.metadata import GeoBox
+from sen2core.io.write.raster import RasterSpec, cog_tasks
 from sen2core.parallel import tune_malloc
 
 product = open_l1c({str(safe)!r})

@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 
 from sen2core.config import SceneClassificationConfig
-from sen2core.io.product import open_product
+from sen2core.io.read.opening import open_product
 from sen2core.kernels import scene_class as sc
 from sen2core.synthetic import SynthConfig, synthesize
 

@@ -26,7 +26,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # ``sen2core.load`` imports pystac and numpy: only when it is used, not with every ``import sen2core``.
     if name == "load":
-        from sen2core.io.load import load
+        from sen2core.io.stac.load import load
 
         return load
     raise AttributeError(f"module 'sen2core' has no attribute {name!r}")

@@ -16,7 +16,7 @@ a *logical name* (``B02_10m``, ``SCL_20m``, ``AOT_60m``, ``TCI_10m`` ...; see
 Everything is built in a hidden sibling folder (``.{name}.tmp-{host}-{pid}-{hex}``)
 and renamed into place once complete, so a crash never leaves anything that looks
 finished; the temporary folders of dead processes are removed by the next run.
-Adding the product to the output collection (:func:`sen2core.io.stac.update_collection`)
+Adding the product to the output collection (:func:`sen2core.io.stac.item.update_collection`)
 is a publishing step after the rename, not part of writing.
 """
 
@@ -39,14 +39,14 @@ import dask
 import dask.array as da
 
 from sen2core.errors import ConfigurationError, OutputError
-from sen2core.io import stac
-from sen2core.io.checksums import MANIFEST_NAME, digest_files, write_manifest
 from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
-from sen2core.io.product import Product
-from sen2core.io.quicklook import write_quicklook
+from sen2core.io.read.product import Product
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.write import RasterSpec, cog_tasks, collect_negative_fractions
+from sen2core.io.stac import item as stac
+from sen2core.io.write.checksums import MANIFEST_NAME, digest_files, write_manifest
+from sen2core.io.write.quicklook import write_quicklook
+from sen2core.io.write.raster import RasterSpec, cog_tasks, collect_negative_fractions
 from sen2core.kernels import encode
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def _write_mtd_xml(product: ProductRasters, folder: Path, selection: Mapping[str
     """``MTD_MSIL2A.xml`` through the SAFE layout's builder (always written: True)."""
     # Imported here, not at the top: io.mtd_l2a imports this module (issue #17 moves both apart).
     # An ImportError is a broken installation and must surface, not drop the file silently.
-    from sen2core.io.mtd_l2a import product_metadata_xml, safe_naming
+    from sen2core.io.write.mtd_l2a import product_metadata_xml, safe_naming
 
     # IMAGE_FILE entries name the COGs of this folder (without extension), as the SAFE names its JP2s.
     images = [Path(f).stem for f in selection]
@@ -341,13 +341,13 @@ def write_cog(
     """Write the COG layout into ``folder`` (an empty temporary folder); return the file names.
 
     With ``store=False`` the rasters are already in their staged files in ``folder``
-    (written window by window: :func:`sen2core.io.write.store_blocks`); they are
+    (written window by window: :func:`sen2core.io.write.raster.store_blocks`); they are
     encoded and the rest of the product is written.
 
     Order: rasters, quicklook, metadata (``L2A_SUMMARY.json``, ``MTD_MSIL2A.xml``),
     checksum manifest, and the STAC item (``item_file``, default ``{l2a_id}.json``) last.
     ``collection_href``: the output collection, relative to the item (see
-    :func:`sen2core.io.stac.build_item`).
+    :func:`sen2core.io.stac.item.build_item`).
 
     Raises
     ------
@@ -403,8 +403,8 @@ def layout_outputs(product: ProductRasters, fmt: str) -> tuple[dict[str, tuple[A
     """The rasters of layout ``fmt`` (relative file name -> (lazy array, spec)) and their staged files' spec."""
     if fmt == "cog":
         return cog_outputs(product), lambda spec: spec
-    from sen2core.io.safe_l2a import safe_outputs
-    from sen2core.io.write import jp2_stage_spec
+    from sen2core.io.write.raster import jp2_stage_spec
+    from sen2core.io.write.safe import safe_outputs
 
     return safe_outputs(product), jp2_stage_spec
 
@@ -442,7 +442,7 @@ def write_product(
         if fmt == "cog":
             files = write_cog(product, tmp, item_name(final), store=staged is None, collection_href=collection_href)
         else:
-            from sen2core.io.safe_l2a import write_safe
+            from sen2core.io.write.safe import write_safe
 
             files = write_safe(product, tmp, store=staged is None)
         publish_folder(tmp, final)

@@ -17,7 +17,7 @@ from sen2core import __version__
 from sen2core.config import SceneClassificationConfig
 from sen2core.correction import CorrectionConfig
 from sen2core.errors import ConfigurationError, InputProductError
-from sen2core.io.product import Product, granule_tiles
+from sen2core.io.read.product import Product, granule_tiles
 from sen2core.package import FORMATS
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ProcessingConfig:
     """MGRS tile of the granule to process in an old multi-granule product (default: the first)."""
     verify_checksums: bool = True
     """Check every input file read against the checksum ``manifest.safe`` lists for it before
-    decoding (:mod:`sen2core.io.integrity`); False for trusted archives."""
+    decoding (:mod:`sen2core.io.read.integrity`); False for trusted archives."""
 
     def __post_init__(self) -> None:
         if self.resolution not in (None, 10, 20, 60):

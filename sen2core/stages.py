@@ -66,10 +66,8 @@ from sen2core.correction import (
     ddv_layer_count,
 )
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
-from sen2core.io.auxdata import AuxiliaryData, read_product_auxiliary
-from sen2core.io.dem import dem_info, dem_on_grid
-from sen2core.io.integrity import verify_checksums
-from sen2core.io.lazy import (
+from sen2core.io.read.auxdata import AuxiliaryData, read_product_auxiliary
+from sen2core.io.read.bands import (
     CheckpointTarget,
     allocate_checkpoint,
     checkpoint_array,
@@ -78,10 +76,13 @@ from sen2core.io.lazy import (
     load_checkpoint,
     quality_grid,
 )
-from sen2core.io.product import Product, granule_tiles, open_l1c
+from sen2core.io.read.dem import dem_info, dem_on_grid
+from sen2core.io.read.integrity import verify_checksums
+from sen2core.io.read.opening import open_l1c
+from sen2core.io.read.product import Product, granule_tiles
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.stac import COLLECTION_NAME
-from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
+from sen2core.io.stac.item import COLLECTION_NAME
+from sen2core.io.write.raster import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
 from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
@@ -262,7 +263,7 @@ def skipped_result(product: Product, final: Path) -> L2AResult:
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text())
     else:  # SAFE layout: the figures are in its metadata
-        from sen2core.io.mtd_l2a import read_quality_indicators
+        from sen2core.io.write.mtd_l2a import read_quality_indicators
 
         summary = read_quality_indicators((final / "MTD_MSIL2A.xml").read_bytes(), product=str(final))
     files = tuple(sorted(str(p.relative_to(final)) for p in final.rglob("*") if p.is_file()))

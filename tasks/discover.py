@@ -116,7 +116,7 @@ def _inbox_ref(path: Path) -> L1CRef | None:
     if ref.tile is not None:
         return ref
     # Not a compact name (old multi-tile products, renamed files): read the metadata to place it.
-    from sen2core.io.product import open_l1c
+    from sen2core.io.read.opening import open_l1c
 
     try:
         with warnings.catch_warnings():

@@ -23,8 +23,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from sen2core.errors import MetadataWarning
-from sen2core.io.metadata import BAND_IDS, NOMINAL_RESOLUTION
-from sen2core.io.product import Product, open_product
+from sen2core.io.read.metadata import BAND_IDS, NOMINAL_RESOLUTION
+from sen2core.io.read.opening import open_product
+from sen2core.io.read.product import Product
 
 DATA = Path(__file__).parent / "data"
 METADATA = DATA / "metadata"

@@ -1,4 +1,4 @@
-"""CAMS and ECMWF auxiliary data of the L1C (``sen2core.io.auxdata``) and their use in the correction.
+"""CAMS and ECMWF auxiliary data of the L1C (``sen2core.io.read.auxdata``) and their use in the correction.
 
 The real files are the ``AUX_DATA`` of two T31TCJ products (baseline 05.10, January and
 March 2024, ``tests/data/aux``); the end-to-end checks use synthetic products whose
@@ -25,7 +25,7 @@ from rasterio.warp import transform as warp_transform
 from sen2core.atmosphere.lut import load_lut, relative_azimuth
 from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, correction_config_from_gipp
 from sen2core.errors import AuxDataError, SettingRangeError
-from sen2core.io.auxdata import (
+from sen2core.io.read.auxdata import (
     CAMS_FILE,
     CAMS_PARAMETERS,
     DU_KG_M2,
@@ -38,7 +38,7 @@ from sen2core.io.auxdata import (
     read_product_auxiliary,
     write_grib,
 )
-from sen2core.io.product import open_l1c
+from sen2core.io.read.opening import open_l1c
 from sen2core.kernels import adjacency, rt
 from sen2core.kernels.pressure import pressure_elevation_km, surface_pressure_hpa
 from sen2core.pipeline import ProcessingConfig, process_product

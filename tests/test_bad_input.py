@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from sen2core.cli import main
 from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning, Sen2CoreError
-from sen2core.io.product import Product, open_l1c, open_product
+from sen2core.io.read.opening import open_l1c, open_product
+from sen2core.io.read.product import Product
 
 DATA = Path(__file__).parent / "data"
 L2A_509 = (

@@ -24,7 +24,7 @@ import pytest
 from scipy import ndimage
 
 from sen2core.config import SceneClassificationConfig
-from sen2core.io.product import open_product
+from sen2core.io.read.opening import open_product
 from sen2core.kernels import scene_class as sc
 from sen2core.scl import classify
 from sen2core.synthetic import SynthConfig, synthesize

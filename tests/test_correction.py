@@ -130,7 +130,7 @@ def test_cams_prior_weight_blends_the_forecast_into_the_ddv_map() -> None:
     w = 0 (the default) leaves the DDV map bit for bit; the figures printed (map RMSE against the
     truth for a CAMS forecast right on the scene mean and one 0.05 too high) are the README's.
     """
-    from sen2core.io.auxdata import AuxiliaryData
+    from sen2core.io.read.auxdata import AuxiliaryData
 
     scene, scl, _, truth, _, cover = _scene(0.3, 2.0)
     land = cover != 6

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from sen2core.errors import BandReadError, DiskFullError, MetadataError, OutputError, TransientIOError
-from sen2core.io import lazy as io_lazy
-from sen2core.io.product import open_l1c
+from sen2core.io.read import bands as io_lazy
+from sen2core.io.read.opening import open_l1c
 from sen2core.parallel import CODEC_THREADS_ENV
 from sen2core.pipeline import ProcessingConfig, process_product
 
@@ -202,7 +202,7 @@ def test_a_disk_that_fills_up_while_the_cogs_are_encoded(
     the 20 m and 60 m ones, is encoded): GDAL's COG driver fails (it used to surface as a
     CPLE_AppDefinedError traceback); the run ends in one DiskFullError, publishes nothing and
     removes its temporary folder."""
-    from sen2core.io import write
+    from sen2core.io.write import raster as write
 
     root = small_tmpfs("12m")
     out = root / "l2a"

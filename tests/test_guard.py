@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sen2core.errors import InputProductError, MetadataWarning
-from sen2core.io.product import Product, open_product
+from sen2core.io.read.opening import open_product
+from sen2core.io.read.product import Product
 
 GRANULE = "GRANULE/L1C_T34UCF_A033753_20230823T095553"
 B04 = f"{GRANULE}/IMG_DATA/T34UCF_20230823T095559_B04.jp2"
@@ -315,7 +316,7 @@ def _tile_grid(l1c_safe: Path):
 
 def test_dem_of_another_place_is_refused(tmp_path: Path, l1c_safe: Path) -> None:
     from sen2core.errors import AuxDataError
-    from sen2core.io.dem import dem_on_grid
+    from sen2core.io.read.dem import dem_on_grid
 
     gb = _tile_grid(l1c_safe)
     dem = _write_dem(tmp_path / "alps.tif", "EPSG:4326", 6.0, 47.0, 0.001, (200, 200))
@@ -329,7 +330,7 @@ def test_dem_partly_covering_the_tile_is_used_with_a_warning(tmp_path: Path, l1c
                                                            caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     import numpy as np
 
-    from sen2core.io.dem import dem_info, dem_on_grid
+    from sen2core.io.read.dem import dem_info, dem_on_grid
 
     gb = _tile_grid(l1c_safe)
     left, bottom, right, top = gb.bounds
@@ -351,7 +352,7 @@ def test_dem_partly_covering_the_tile_is_used_with_a_warning(tmp_path: Path, l1c
 
 def test_dem_read_errors_give_gdals_reason(tmp_path: Path, l1c_safe: Path) -> None:
     from sen2core.errors import AuxDataError
-    from sen2core.io.dem import _dem_block, dem_on_grid
+    from sen2core.io.read.dem import _dem_block, dem_on_grid
 
     gb = _tile_grid(l1c_safe)
     left, _, _, top = gb.bounds
@@ -401,9 +402,9 @@ def test_dem_that_misses_the_tile_stops_processing(tmp_path: Path, l1c_safe: Pat
 
 
 def _item(l1c_safe: Path, summary: dict):
-    from sen2core.io.checksums import FileDigest
-    from sen2core.io.stac import RasterAsset, build_item
-    from sen2core.io.write import RasterSpec
+    from sen2core.io.stac.item import RasterAsset, build_item
+    from sen2core.io.write.checksums import FileDigest
+    from sen2core.io.write.raster import RasterSpec
 
     l1c = _open_quiet(l1c_safe)
     spec = RasterSpec(l1c.geobox(20), "uint8", 0, ("SCL",))
@@ -412,7 +413,7 @@ def _item(l1c_safe: Path, summary: dict):
 
 
 def test_dem_is_recorded_in_the_stac_item(l1c_safe: Path) -> None:
-    from sen2core.io.stac import validate_item
+    from sen2core.io.stac.item import validate_item
 
     dem = {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": 69.9}
     item = _item(l1c_safe, {"l1c_id": "L1C", "lut_id": "lut", "dem": dem})
@@ -426,7 +427,7 @@ def test_dem_is_recorded_in_the_stac_item(l1c_safe: Path) -> None:
 
 
 def test_no_valid_pixel_has_no_cloud_cover(l1c_safe: Path) -> None:
-    from sen2core.io.stac import NO_VALID_PIXEL_NOTE, validate_item
+    from sen2core.io.stac.item import NO_VALID_PIXEL_NOTE, validate_item
 
     empty = {"NODATA_PIXEL_PERCENTAGE": 100.0, "CLOUDY_PIXEL_PERCENTAGE": 0.0, "VEGETATION_PERCENTAGE": 0.0}
     item = _item(l1c_safe, {"class_percentages": empty, "atmosphere": {"GRANULE_MEAN_AOT": float("nan")}})
@@ -690,7 +691,7 @@ def test_workers_of_created_clusters_mask_their_logs() -> None:
 def test_dem_is_recorded_in_the_run_summary(tmp_path: Path, cloudy_l1c: Path) -> None:
     import json
 
-    from sen2core.io.product import open_l1c
+    from sen2core.io.read.opening import open_l1c
     from sen2core.pipeline import ProcessingConfig, process_product
 
     gb = open_l1c(cloudy_l1c).geobox(60)

@@ -11,8 +11,8 @@ from affine import Affine
 
 from sen2core import stages as stages_module
 from sen2core.errors import BandReadError, OutputError
-from sen2core.io import lazy as io_lazy
-from sen2core.io.lazy import BandSource, decode_to_files, dn_array, read_header
+from sen2core.io.read import bands as io_lazy
+from sen2core.io.read.bands import BandSource, decode_to_files, dn_array, read_header
 from sen2core.pipeline import INPUT_BANDS, ProcessingConfig, process_product
 
 # 1.8 km chunks: 3 x 3 chunk blocks on the 3.66 km scene, the last ones narrower.

@@ -44,7 +44,7 @@ def test_process_refuses_the_crops_naming_the_band(unit: str, tmp_path: Path) ->
 
 
 def test_manifest_checksums_parsed_from_real_products() -> None:
-    from sen2core.io.manifest import parse_manifest
+    from sen2core.io.read.manifest import parse_manifest
 
     m = parse_manifest((T31TCJ["S2A"] / "manifest.safe").read_bytes(), product="S2A")
     assert len(m.checksums) == 59
@@ -54,8 +54,8 @@ def test_manifest_checksums_parsed_from_real_products() -> None:
 
 @pytest.mark.parametrize("unit", sorted(T31TCJ))
 def test_real_metadata_files_match_their_manifest(unit: str) -> None:
-    from sen2core.io.integrity import verify_checksums
-    from sen2core.io.product import open_product
+    from sen2core.io.read.integrity import verify_checksums
+    from sen2core.io.read.opening import open_product
 
     p = open_product(T31TCJ[unit])
     files = [p.user_metadata.source, p.tile_metadata.source, "GRANULE/not-listed.xml"]
@@ -66,8 +66,8 @@ def test_real_metadata_files_match_their_manifest(unit: str) -> None:
 
 def test_cropped_band_fails_its_checksum() -> None:
     from sen2core.errors import ChecksumError
-    from sen2core.io.integrity import verify_checksums
-    from sen2core.io.product import open_product
+    from sen2core.io.read.integrity import verify_checksums
+    from sen2core.io.read.opening import open_product
 
     p = open_product(T31TCJ["S2A"])
     band = p.band_files["B04"].path
@@ -101,7 +101,7 @@ def _flip_a_byte(src: Path, dest: Path, band: str) -> tuple[Path, str]:
 def test_synthetic_manifest_lists_real_sha3_digests(small_l1c: Path) -> None:
     import hashlib
 
-    from sen2core.io.manifest import parse_manifest
+    from sen2core.io.read.manifest import parse_manifest
 
     m = parse_manifest((small_l1c / "manifest.safe").read_bytes(), product=str(small_l1c))
     band = next(rel for rel in m.checksums if rel.endswith("_B04.jp2"))
@@ -155,8 +155,8 @@ def _mask_counts(product: str, band: str) -> list[int]:
     """Flagged pixels of layers 3, 5, 7, 8 of a real full-tile mask, read as the decode stage reads it."""
     import numpy as np
 
-    from sen2core.io.lazy import read_layers
-    from sen2core.io.product import open_product
+    from sen2core.io.read.bands import read_layers
+    from sen2core.io.read.opening import open_product
     from sen2core.kernels.quality import QUALITY_LAYERS, split_quality
 
     p = open_product(T31TCJ[product])
@@ -213,8 +213,8 @@ def test_real_l1c_cloud_mask_against_an_scl() -> None:
     import numpy as np
     import rasterio
 
-    from sen2core.io.lazy import cloud_mask_table
-    from sen2core.io.product import open_product
+    from sen2core.io.read.bands import cloud_mask_table
+    from sen2core.io.read.opening import open_product
     from sen2core.kernels.quality import agreement_summary
 
     p = open_product(T31TCJ["S2B"])

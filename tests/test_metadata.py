@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from sen2core.errors import MetadataError
-from sen2core.io.manifest import parse_manifest
-from sen2core.io.metadata import BAND_IDS, GeoBox, ResolutionGrid, band_from_index, normalize_band
-from sen2core.io.mtd_product import baseline_from_name, parse_user_product
-from sen2core.io.mtd_tile import parse_epsg, parse_tile
-from sen2core.io.tileinfo import parse_tile_info
+from sen2core.io.read.manifest import parse_manifest
+from sen2core.io.read.metadata import BAND_IDS, GeoBox, ResolutionGrid, band_from_index, normalize_band
+from sen2core.io.read.mtd_product import baseline_from_name, parse_user_product
+from sen2core.io.read.mtd_tile import parse_epsg, parse_tile
+from sen2core.io.read.tileinfo import parse_tile_info
 
 DATA = Path(__file__).parent / "data" / "metadata"
 USER_FILES = sorted(

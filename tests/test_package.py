@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sen2core.io.checksums import verify_manifest
-from sen2core.io.stac import validate_item
+from sen2core.io.stac.item import validate_item
+from sen2core.io.write.checksums import verify_manifest
 from sen2core.package import _HOST, is_done, item_name, remove_stale_siblings
 
 #: Runs ``sen2core process`` with one library function replaced by a hook that signals

@@ -108,7 +108,7 @@ def _write_threads() -> tuple[str, str | None]:
     """The codec threads here and GDAL's ``GDAL_NUM_THREADS`` inside the writers' environment."""
     import rasterio.env
 
-    from sen2core.io.write import _write_env
+    from sen2core.io.write.raster import _write_env
 
     with _write_env():
         return parallel.codec_threads(), rasterio.env.getenv().get("GDAL_NUM_THREADS")

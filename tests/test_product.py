@@ -11,9 +11,9 @@ import pytest
 import rasterio
 
 from sen2core.errors import InputProductError
-from sen2core.io import lazy
-from sen2core.io.metadata import BAND_IDS
-from sen2core.io.product import open_l1c
+from sen2core.io.read import bands
+from sen2core.io.read.metadata import BAND_IDS
+from sen2core.io.read.opening import open_l1c
 from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_nearest
 
 DATA = Path(__file__).parent / "data"
@@ -62,13 +62,13 @@ def test_geobox_per_resolution(l1c_safe: Path, open_s2) -> None:
 def test_read_dn_is_lazy_and_exact(l1c_safe: Path, open_s2, monkeypatch, band_pattern) -> None:
     p = open_s2(l1c_safe, chunk_m=1200)
     calls: list[tuple[int, int, int, int]] = []
-    real = lazy.read_window
+    real = bands.read_window
 
     def counting(path: str, r0: int, r1: int, c0: int, c1: int, **kw):
         calls.append((r0, r1, c0, c1))
         return real(path, r0, r1, c0, c1, **kw)
 
-    monkeypatch.setattr(lazy, "read_window", counting)
+    monkeypatch.setattr(bands, "read_window", counting)
     dn = p.read_dn("B04")
     assert dn.dtype == np.uint16 and dn.shape == (366, 366)
     assert dn.chunks[0] == (120, 120, 120, 6)

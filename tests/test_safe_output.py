@@ -21,10 +21,11 @@ import pytest
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from sen2core.io.mtd_l2a import read_quality_indicators, safe_naming
-from sen2core.io.mtd_product import parse_user_product
-from sen2core.io.product import Product, open_l1c
-from sen2core.io.write import jp2_creation_options
+from sen2core.io.read.mtd_product import parse_user_product
+from sen2core.io.read.opening import open_l1c
+from sen2core.io.read.product import Product
+from sen2core.io.write.mtd_l2a import read_quality_indicators, safe_naming
+from sen2core.io.write.raster import jp2_creation_options
 from sen2core.package import ProductRasters, is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, l2a_id, process_product
 
@@ -261,7 +262,7 @@ def test_legacy_encoding_writes_zero_offsets(l1c: Path) -> None:
     product = open_l1c(l1c)
     summary = {"legacy_encoding": True, "class_percentages": {"CLOUDY_PIXEL_PERCENTAGE": 1.5}, "atmosphere": {}}
     rasters = ProductRasters(product, l2a_id(product), {}, summary)
-    from sen2core.io.mtd_l2a import product_metadata_xml
+    from sen2core.io.write.mtd_l2a import product_metadata_xml
 
     xml = product_metadata_xml(rasters, safe_naming(rasters), [], dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
     um = parse_user_product(xml, product="test", name="MTD_MSIL2A.xml")

@@ -2,7 +2,7 @@
 
 Synthetic Level-1C scenes from :mod:`sen2core.synthetic` (6S-based forward model,
 physical endmember spectra; seeds 1-8, none used to fit the calibrated probability,
-which used 1001-1016) are read back through :func:`sen2core.io.product.open_product`
+which used 1001-1016) are read back through :func:`sen2core.io.read.product.open_product`
 and classified chunked, at 20 m, with the default configuration and no cloud buffer.
 Scores are pooled over the scenes and the confusion matrix is printed.
 
@@ -27,7 +27,7 @@ import rasterio
 from scipy import ndimage
 
 from sen2core.config import SceneClassificationConfig
-from sen2core.io.product import open_product
+from sen2core.io.read.opening import open_product
 from sen2core.kernels import scene_class as sc
 from sen2core.scl import classify
 

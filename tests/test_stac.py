@@ -21,8 +21,7 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 
-from sen2core.io.checksums import MANIFEST_NAME, read_manifest, verify_manifest
-from sen2core.io.stac import (
+from sen2core.io.stac.item import (
     CLASSIFICATION_SCHEMA,
     COLLECTION_NAME,
     STACValidationError,
@@ -30,6 +29,7 @@ from sen2core.io.stac import (
     validate_collection,
     validate_item,
 )
+from sen2core.io.write.checksums import MANIFEST_NAME, read_manifest, verify_manifest
 from sen2core.package import MTD_NAME, SUMMARY_NAME, is_done, item_name, quicklook_name
 from sen2core.pipeline import L2AResult, process_product
 
@@ -172,7 +172,7 @@ def test_summary_and_product_metadata_hold_quality_figures(product: Processed) -
     assert md["Auxiliary_Data_Info"]["LUT_List"] == [summary["lut_id"]]
     mtd = product.folder / MTD_NAME
     if mtd.exists():  # written through the SAFE layout's builder
-        from sen2core.io.mtd_l2a import read_quality_indicators
+        from sen2core.io.write.mtd_l2a import read_quality_indicators
 
         back = read_quality_indicators(mtd.read_bytes())
         assert json.dumps(back)  # parses and is plain data
@@ -227,10 +227,10 @@ def test_validation_fails_offline_on_bad_or_unknown_schema(product: Processed, n
 
 
 def test_legacy_encoding_has_zero_offset(product: Processed) -> None:
-    from sen2core.io.checksums import FileDigest
-    from sen2core.io.product import open_l1c
-    from sen2core.io.stac import RasterAsset, build_item
-    from sen2core.io.write import RasterSpec
+    from sen2core.io.read.opening import open_l1c
+    from sen2core.io.stac.item import RasterAsset, build_item
+    from sen2core.io.write.checksums import FileDigest
+    from sen2core.io.write.raster import RasterSpec
     from sen2core.kernels.encode import boa_raster_scaling
 
     l1c = open_l1c(product.safe)
@@ -245,7 +245,7 @@ def test_legacy_encoding_has_zero_offset(product: Processed) -> None:
 _WRITER = """
 import json, sys
 from pathlib import Path
-from sen2core.io.stac import update_collection
+from sen2core.io.stac.item import update_collection
 root, template, worker, n = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), sys.argv[3], int(sys.argv[4])
 for i in range(n):
     item = dict(template, id=f"{template['id']}-{worker}-{i}")
@@ -383,7 +383,7 @@ def test_stac_validator_passes_offline_on_item_and_collection(product: Processed
     from pystac.validation.local_validator import get_local_schema_cache
     from stac_validator.validate import StacValidate
 
-    from sen2core.io.stac import EXTENSION_BASE
+    from sen2core.io.stac.item import EXTENSION_BASE
 
     schemas = Path(__file__).parents[1] / "sen2core" / "data" / "stac-schemas"
     schema_map = {f"{EXTENSION_BASE}/{p.parent.parent.name}/{p.parent.name}/schema.json": str(p)

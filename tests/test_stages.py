@@ -14,7 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from sen2core import lazy, stages
 from sen2core.errors import ConfigurationError, OutputError
-from sen2core.io.write import collect_negative_fractions
+from sen2core.io.write.raster import collect_negative_fractions
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.stages import (
     ProductPlan,
@@ -180,7 +180,7 @@ def test_later_stages_neither_decode_nor_classify_and_a_retried_stage_reruns_alo
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded or classified again")
 
-    monkeypatch.setattr("sen2core.io.lazy.read_window", forbidden)
+    monkeypatch.setattr("sen2core.io.read.bands.read_window", forbidden)
     monkeypatch.setattr(stages, "classify", forbidden)
     known.update(run_stage(plan, "atmosphere", known).totals)
     run_stage(plan, "atmosphere", known)  # a retry: the same files again

@@ -13,9 +13,9 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from sen2core.errors import OutputError
-from sen2core.io import write
-from sen2core.io.metadata import GeoBox
-from sen2core.io.write import RasterSpec, cog_tasks
+from sen2core.io.read.metadata import GeoBox
+from sen2core.io.write import raster as write
+from sen2core.io.write.raster import RasterSpec, cog_tasks
 
 
 def _outputs() -> dict[str, tuple[da.Array, RasterSpec]]:

@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 from sen2core.errors import MetadataWarning
-from sen2core.io.metadata import BAND_IDS
-from sen2core.io.product import Product, open_product
+from sen2core.io.read.metadata import BAND_IDS
+from sen2core.io.read.opening import open_product
+from sen2core.io.read.product import Product
 
 __all__ = ["check_bands", "info", "product_summary"]
 

@@ -1,39 +1,15 @@
-"""Input/output: metadata parsers, product opening and lazy band reading.
+"""Input/output of products, split by direction.
 
-This package is the only part of sen2core that touches files, XML, rasterio or GDAL.
+- :mod:`sen2core.io.read`: product stores (directory, zip, remote), the product model,
+  one parser per metadata file, the lazy band reader, GIPP files, DEM and auxiliary data.
+- :mod:`sen2core.io.write`: raster staging with COG and JPEG 2000 encoding, the SAFE
+  layout and its metadata files, quicklook, checksums, remote publication.
+- :mod:`sen2core.io.stac`: the STAC item and collection, their offline validation, the
+  ``sen2core`` STAC extension and loading items with odc-stac.
+
+Modules directly under ``sen2core.io`` serve every direction: I/O failure reporting
+(:mod:`~sen2core.io.failures`), safe XML parsing (:mod:`~sen2core.io.xmlutil`), strict
+JSON (:mod:`~sen2core.io.jsonutil`), remote object access (:mod:`~sen2core.io.remote`)
+and the scene classification legend (:mod:`~sen2core.io.scl_legend`). ``write`` may
+import ``read``, ``stac`` may import both; never the other way round.
 """
-
-from __future__ import annotations
-
-from sen2core.io.metadata import (
-    BAND_IDS,
-    AngleGrid,
-    GeoBox,
-    ManifestMetadata,
-    MeanAngles,
-    Radiometry,
-    ResolutionGrid,
-    TileInfo,
-    TileMetadata,
-    UserProductMetadata,
-)
-from sen2core.io.product import ANGLE_FALLBACK_WARNING, DEFAULT_CHUNK_M, BandFile, Product, open_l1c, open_product
-
-__all__ = [
-    "ANGLE_FALLBACK_WARNING",
-    "BAND_IDS",
-    "DEFAULT_CHUNK_M",
-    "AngleGrid",
-    "BandFile",
-    "GeoBox",
-    "ManifestMetadata",
-    "MeanAngles",
-    "Product",
-    "Radiometry",
-    "ResolutionGrid",
-    "TileInfo",
-    "TileMetadata",
-    "UserProductMetadata",
-    "open_l1c",
-    "open_product",
-]

@@ -2,7 +2,7 @@
 
 Products are read in place: rasters by GDAL through ``/vsis3/`` and ``/vsicurl/`` (block
 by block, HTTP range requests), metadata files here, also by range (the first
-:data:`~sen2core.io.store.METADATA_MAX_BYTES` + 1 bytes, so that an oversized file is
+:data:`~sen2core.io.read.store.METADATA_MAX_BYTES` + 1 bytes, so that an oversized file is
 refused without being downloaded). Both sides follow one :class:`RemoteSettings`, read
 from the usual environment variables: the endpoint, addressing style, requester-pays and
 retry policy that GDAL uses are the ones used here.

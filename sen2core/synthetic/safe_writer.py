@@ -683,11 +683,11 @@ def write_aux_data(
     of the tile's ``size_m`` x ``size_m`` upper-left part. The grid has ``points`` x ``points`` points
     and reaches one step beyond the part; each point takes the field at its place (the edge
     values outside). Sea-level pressure is the standard 1013.25 hPa, the generator's atmosphere.
-    Written as GRIB 2 coded 192 / GRIB 1 table / parameter (:func:`sen2core.io.auxdata.write_grib`).
+    Written as GRIB 2 coded 192 / GRIB 1 table / parameter (:func:`sen2core.io.read.auxdata.write_grib`).
     """
     from rasterio.warp import transform as warp_transform
 
-    from sen2core.io.auxdata import CAMS_FILE, CAMS_PARAMETERS, DU_KG_M2, ECMWF_FILE, ECMWF_PARAMETERS, write_grib
+    from sen2core.io.read.auxdata import CAMS_FILE, CAMS_PARAMETERS, DU_KG_M2, ECMWF_FILE, ECMWF_PARAMETERS, write_grib
     from sen2core.kernels.interp import multilinear
 
     crs = f"EPSG:{grid.epsg}"

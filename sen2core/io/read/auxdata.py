@@ -39,11 +39,11 @@ from rasterio.io import MemoryFile
 from rasterio.warp import transform as warp_transform
 
 from sen2core.errors import AuxDataError
-from sen2core.io.store import ProductStore
+from sen2core.io.read.store import ProductStore
 from sen2core.kernels.interp import multilinear
 
 if TYPE_CHECKING:
-    from sen2core.io.product import Product
+    from sen2core.io.read.product import Product
 
 __all__ = [
     "CAMS_FILE",

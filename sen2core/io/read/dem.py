@@ -28,7 +28,7 @@ from rasterio.windows import Window
 
 from sen2core.errors import AuxDataError, Sen2CoreError, TransientIOError
 from sen2core.io.failures import gdal_message, is_transient_os
-from sen2core.io.metadata import GeoBox
+from sen2core.io.read.metadata import GeoBox
 
 __all__ = ["COVERAGE_GRID_PX", "MIN_COVERAGE", "DemInfo", "dem_info", "dem_on_grid", "open_dem"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sen2core.errors import BandReadError, ChecksumError, TransientIOError
 from sen2core.io.failures import is_transient_os
-from sen2core.io.store import ProductStore
+from sen2core.io.read.store import ProductStore
 from sen2core.parallel import map_parallel
 
 __all__ = ["ALGORITHMS", "Verification", "verify_checksums"]
@@ -85,7 +85,7 @@ def verify_checksums(store: ProductStore, product: str, checksums: Mapping[str, 
         Product reference for messages.
     checksums
         ``manifest.safe``'s relative path to ``(algorithm, hex digest)``
-        (:attr:`~sen2core.io.metadata.ManifestMetadata.checksums`).
+        (:attr:`~sen2core.io.read.metadata.ManifestMetadata.checksums`).
     files
         The files to check, each at most once.
     workers

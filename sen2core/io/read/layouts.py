@@ -1,4 +1,4 @@
-"""Layout adapters: from a path to a :class:`~sen2core.io.product.Product`.
+"""Layout adapters: from a path to a :class:`~sen2core.io.read.product.Product`.
 
 Three layouts are recognised: a SAFE product (directory, ``.SAFE.zip`` archive read in
 place, or the path of its ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``), including old-style
@@ -19,9 +19,9 @@ from pathlib import Path
 import rasterio
 
 from sen2core.errors import BandReadError, InputProductError, MetadataError, RemoteAccessError
-from sen2core.io import lazy
-from sen2core.io.manifest import parse_manifest
-from sen2core.io.metadata import (
+from sen2core.io.read import bands as band_io
+from sen2core.io.read.manifest import parse_manifest
+from sen2core.io.read.metadata import (
     BAND_IDS,
     NOMINAL_RESOLUTION,
     NOMINAL_SOLAR_IRRADIANCE,
@@ -33,18 +33,18 @@ from sen2core.io.metadata import (
     UserProductMetadata,
     normalize_band,
 )
-from sen2core.io.mtd_product import baseline_from_name, parse_user_product
-from sen2core.io.mtd_tile import parse_tile
-from sen2core.io.product import (
+from sen2core.io.read.mtd_product import baseline_from_name, parse_user_product
+from sen2core.io.read.mtd_tile import parse_tile
+from sen2core.io.read.product import (
     ANGLE_FALLBACK_WARNING,
     DEFAULT_GDAL_OPTIONS,
     BandFile,
     Layout,
     Product,
 )
+from sen2core.io.read.store import DirStore, ProductStore, RemoteStore, ZipStore
+from sen2core.io.read.tileinfo import parse_tile_info
 from sen2core.io.remote import RangeOpener, RemoteSettings, objects_for
-from sen2core.io.store import DirStore, ProductStore, RemoteStore, ZipStore
-from sen2core.io.tileinfo import parse_tile_info
 from sen2core.solar import reflectance_conversion_factor
 
 __all__ = ["open_location", "open_remote"]
@@ -67,7 +67,7 @@ def open_location(path: Path, display: str, *, tile: str | None, chunk_m: float)
     Raises
     ------
     InputProductError, MetadataError
-        As :func:`sen2core.io.product.open_product`.
+        As :func:`sen2core.io.read.product.open_product`.
     """
     if path.is_dir():
         return _open_dir(DirStore(path), display, tile=tile, chunk_m=chunk_m, layout="SAFE")
@@ -573,7 +573,7 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
 
     band_files: dict[str, BandFile] = {}
     missing: dict[str, str] = {}
-    headers: dict[str, lazy.BandHeader] = {}
+    headers: dict[str, band_io.BandHeader] = {}
     candidates: dict[str, list[tuple[int | None, str]]] = {}
     for rel in store.glob("*.jp2") + store.glob("R*m/*.jp2") + store.glob("*.tif"):
         m = _AWS_BAND_RE.match(rel)
@@ -592,7 +592,7 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
         # Band pixel sizes are not in tileInfo.json: the file headers tell (60 m for B01 in
         # a real AWS folder, 900 m for every band of the coarse sample).
         try:
-            headers[band] = lazy.read_header(
+            headers[band] = band_io.read_header(
                 store.gdal_path(options[0][1]),
                 product=display,
                 band=band,

@@ -3,12 +3,12 @@
 Used for what the user-product metadata does not say: the product level when the
 ``MTD_*.xml`` file is missing (for a clear message), and the declared byte size of
 each file, which exposes truncated band files before GDAL fails deep in a decode, and
-its checksum (verified by :mod:`sen2core.io.integrity`).
+its checksum (verified by :mod:`sen2core.io.read.integrity`).
 """
 
 from __future__ import annotations
 
-from sen2core.io.metadata import Level, ManifestMetadata
+from sen2core.io.read.metadata import Level, ManifestMetadata
 from sen2core.io.xmlutil import find_text, parse_time, parse_xml
 
 __all__ = ["parse_manifest"]

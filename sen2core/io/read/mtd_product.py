@@ -13,7 +13,7 @@ import re
 from xml.etree.ElementTree import Element
 
 from sen2core.errors import MetadataError
-from sen2core.io.metadata import Level, UserProductMetadata, band_from_index, normalize_band
+from sen2core.io.read.metadata import Level, UserProductMetadata, band_from_index, normalize_band
 from sen2core.io.xmlutil import find_text, parse_float, parse_time, parse_xml
 
 __all__ = ["baseline_from_name", "parse_user_product"]

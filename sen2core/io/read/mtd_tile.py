@@ -14,7 +14,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from sen2core.errors import MetadataError
-from sen2core.io.metadata import (
+from sen2core.io.read.metadata import (
     AngleGrid,
     Level,
     MeanAngles,

@@ -1,10 +1,7 @@
-"""Opening Sentinel-2 products and the lazy pixel API.
+"""An opened Sentinel-2 product: its metadata model and the lazy pixel API.
 
-:func:`open_product` accepts a SAFE directory, a ``.SAFE.zip`` archive (read in place
-through ``/vsizip/``, never extracted), the path of ``MTD_MSIL1C.xml`` /
-``MTD_MSIL2A.xml``, or an AWS tile folder (``tileInfo.json`` plus ``B01.jp2``...,
-optionally ``metadata.xml`` and ``product_metadata.xml``). It reads metadata only;
-pixels are read lazily, window by window, when a dask array is computed.
+Products are opened by :func:`sen2core.io.read.opening.open_product`, which chooses the
+layout adapter (:mod:`sen2core.io.read.layouts`); this module does not know the layouts.
 
 Missing optional metadata never makes opening fail: a documented fallback is used and
 a warning is recorded in :attr:`Product.warnings` and emitted as
@@ -19,10 +16,8 @@ import math
 import os
 import posixpath
 import re
-import warnings as _warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
@@ -31,9 +26,9 @@ import numpy as np
 from affine import Affine
 from numpy.typing import NDArray
 
-from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning, RemoteAccessError
-from sen2core.io import lazy
-from sen2core.io.metadata import (
+from sen2core.errors import BandReadError, InputProductError, MetadataError
+from sen2core.io.read import bands as band_io
+from sen2core.io.read.metadata import (
     BAND_IDS,
     NOMINAL_RESOLUTION,
     GeoBox,
@@ -47,8 +42,7 @@ from sen2core.io.metadata import (
     UserProductMetadata,
     normalize_band,
 )
-from sen2core.io.remote import RemoteSettings, is_remote
-from sen2core.io.store import ProductStore
+from sen2core.io.read.store import ProductStore
 from sen2core.kernels.angles import circular_mean, fill_nan_nearest, merge_detector_grids, utm_to_lonlat
 from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_nearest
 from sen2core.solar import solar_position
@@ -60,8 +54,6 @@ __all__ = [
     "BandFile",
     "Product",
     "granule_tiles",
-    "open_l1c",
-    "open_product",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,7 +94,7 @@ def _cause(exc: BandReadError) -> str:
 
 
 def _size_problem(store: ProductStore, rel: str, actual: int, declared: int, link: str | None,
-                  header: Callable[[], lazy.BandHeader]) -> str:  # fmt: skip
+                  header: Callable[[], band_io.BandHeader]) -> str:  # fmt: skip
     """What a band file whose size differs from ``manifest.safe``'s really is.
 
     "Truncated" only when it is shorter and its JPEG 2000 codestream is cut; otherwise
@@ -249,7 +241,9 @@ class Product:
         """Default chunk edge in pixels at a resolution (``chunk_m / resolution``, at least 1)."""
         return max(1, math.floor(self.chunk_m / resolution_m + 1e-9))
 
-    def _chunks(self, shape: tuple[int, int], resolution_m: float, chunks: int | tuple[int, int] | None) -> lazy.Chunks:
+    def _chunks(
+        self, shape: tuple[int, int], resolution_m: float, chunks: int | tuple[int, int] | None
+    ) -> band_io.Chunks:
         if chunks is None:
             cy = cx = self.chunk_pixels(resolution_m)
         elif isinstance(chunks, int):
@@ -280,7 +274,7 @@ class Product:
 
     # ------------------------------------------------------------------ pixels
 
-    def band_source(self, band: str) -> lazy.BandSource:
+    def band_source(self, band: str) -> band_io.BandSource:
         """A band's raster, opened once here and checked against the tile grid.
 
         Raises
@@ -299,8 +293,8 @@ class Product:
         path = self.store.gdal_path(bf.path)
         link = self.store.link_target(bf.path)
 
-        def header() -> lazy.BandHeader:
-            return lazy.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
+        def header() -> band_io.BandHeader:
+            return band_io.read_header(path, product=self.href, band=b, display=display, gdal_options=self.gdal_options)
 
         if declared is not None and actual is not None and actual != declared:
             try:
@@ -322,7 +316,7 @@ class Product:
                                            f"readable raster ({_cause(exc)})") from None  # fmt: skip
         if head.shape != gb.shape:
             raise BandReadError(self.href, self._shape_problem(b, bf, head.shape, gb.shape))
-        return lazy.BandSource(path, self.href, b, display, dict(self.gdal_options), head.shape, head.block_rows)
+        return band_io.BandSource(path, self.href, b, display, dict(self.gdal_options), head.shape, head.block_rows)
 
     def _granule_dir(self) -> str | None:
         """The SAFE granule folder (``GRANULE/L1C_...``) the bands sit in, or None (another layout)."""
@@ -350,7 +344,7 @@ class Product:
         granule = self._granule_dir()
         return tuple(self.store.glob(f"{granule}/QI_DATA/MSK_*.gml")) if granule is not None else ()
 
-    def band_source_with_quality(self, band: str) -> lazy.BandSource:
+    def band_source_with_quality(self, band: str) -> band_io.BandSource:
         """:meth:`band_source`, with the band's ``MSK_QUALIT`` mask when the product has one.
 
         Raises
@@ -364,9 +358,9 @@ class Product:
         if rel is None:
             return src
         path, display = self.store.gdal_path(rel), f"{self.store.display}/{rel}"
-        head = lazy.read_header(path, product=self.href, band=src.band, display=display,
+        head = band_io.read_header(path, product=self.href, band=src.band, display=display,
                                 gdal_options=self.gdal_options)  # fmt: skip
-        layers = lazy.layer_count(path, product=self.href, display=display, gdal_options=self.gdal_options)
+        layers = band_io.layer_count(path, product=self.href, display=display, gdal_options=self.gdal_options)
         if head.shape != src.shape or layers < 8:
             raise BandReadError(self.href, f"band {src.band}: quality mask {rel} is {head.shape[0]}x{head.shape[1]} "
                                            f"px with {layers} layer(s), the band {src.shape[0]}x{src.shape[1]} px "
@@ -404,7 +398,7 @@ class Product:
             array is computed.
         """
         src = self.band_source(band)
-        return lazy.dn_array(
+        return band_io.dn_array(
             src.path,
             chunks=self._chunks(src.shape, self.band_resolution(src.band), chunks),
             product=self.href,
@@ -415,7 +409,7 @@ class Product:
 
     def keep_dn(self, bands: Sequence[str], folder: str | os.PathLike[str],
                 quality: bool = False) -> dict[str, da.Array]:  # fmt: skip
-        """Decode ``bands`` now into files under ``folder`` (see :func:`sen2core.io.lazy.decode_to_files`).
+        """Decode ``bands`` now into files under ``folder`` (see :func:`sen2core.io.read.band_io.decode_to_files`).
 
         With ``quality``, each band is read with its ``MSK_QUALIT`` mask when the product
         has one (:meth:`band_source_with_quality`): lost MSI packets become no data (DN 0)
@@ -436,7 +430,7 @@ class Product:
         """
         sources = {b: self.band_source_with_quality(b) if quality else self.band_source(b) for b in bands}
         chunks = {b: self._chunks(s.shape, self.band_resolution(b), None) for b, s in sources.items()}
-        return lazy.decode_to_files(sources, chunks, folder)
+        return band_io.decode_to_files(sources, chunks, folder)
 
     def kept_dn(self, bands: Sequence[str], folder: str | os.PathLike[str]) -> dict[str, da.Array]:
         """The bands :meth:`keep_dn` decoded into ``folder`` earlier (another task), read lazily.
@@ -449,8 +443,8 @@ class Product:
         out = {}
         for b in bands:
             path = os.path.join(os.fspath(folder), f"{b}.npy")
-            shape = lazy.kept_shape(path)
-            out[b] = lazy.kept_array(path, self._chunks((shape[0], shape[1]), self.band_resolution(b), None))
+            shape = band_io.kept_shape(path)
+            out[b] = band_io.kept_array(path, self._chunks((shape[0], shape[1]), self.band_resolution(b), None))
         return out
 
     def toa(
@@ -566,7 +560,7 @@ class Product:
         if tm is not None and tm.sun_grid is not None:
             g = tm.sun_grid
             x_off, y_off = self._grid_offsets(gb)
-            return lazy.angle_field(
+            return band_io.angle_field(
                 fill_nan_nearest(g.zenith),
                 fill_nan_nearest(g.azimuth),
                 row_step=g.row_step,
@@ -580,7 +574,7 @@ class Product:
             )
         if self.sensing_time is None:
             raise MetadataError(self.href, "no sun angle grid and no sensing time: sun angles unknown")
-        return lazy.solar_field(
+        return band_io.solar_field(
             self.sensing_time, epsg=gb.epsg, transform=tuple(gb.transform)[:6], chunks=ch, owner=self.href
         )
 
@@ -601,7 +595,7 @@ class Product:
         if merged is not None:
             zen, az, row_step, col_step, _ = merged
             x_off, y_off = self._grid_offsets(gb)
-            return lazy.angle_field(
+            return band_io.angle_field(
                 zen,
                 az,
                 row_step=row_step,
@@ -615,8 +609,8 @@ class Product:
             )
         mean = self._metadata_mean_view(b)
         if mean is not None:
-            return lazy.constant_field(mean.zenith, mean.azimuth, chunks=ch)
-        return lazy.constant_field(0.0, 0.0, chunks=ch)
+            return band_io.constant_field(mean.zenith, mean.azimuth, chunks=ch)
+        return band_io.constant_field(0.0, 0.0, chunks=ch)
 
     def _grid_offsets(self, gb: GeoBox) -> tuple[float, float]:
         # Angle grid node (0, 0) is the tile's upper-left corner, the common corner of
@@ -730,86 +724,3 @@ def granule_tiles(product: Product) -> tuple[str, ...]:
         if m and m.group(1) not in tiles:
             tiles.append(m.group(1))
     return tuple(tiles)
-
-
-def open_l1c(href: str | os.PathLike[str], *, tile: str | None = None, chunk_m: float = DEFAULT_CHUNK_M) -> Product:
-    """Open a product that must be Level-1C.
-
-    Parameters
-    ----------
-    href, tile, chunk_m
-        See :func:`open_product`.
-
-    Returns
-    -------
-    Product
-
-    Raises
-    ------
-    InputProductError
-        If the product is Level-2A (or any error of :func:`open_product`).
-    """
-    product = open_product(href, tile=tile, chunk_m=chunk_m)
-    if product.level != "L1C":
-        raise InputProductError(product.href, f"{product.product_id} is a Level-2A product; sen2core needs Level-1C")
-    return product
-
-
-def open_product(href: str | os.PathLike[str], *, tile: str | None = None, chunk_m: float = DEFAULT_CHUNK_M) -> Product:
-    """Open a Sentinel-2 L1C or L2A product; read its metadata, not its pixels.
-
-    Parameters
-    ----------
-    href
-        A SAFE directory, a ``.SAFE.zip`` archive, the path of ``MTD_MSIL1C.xml`` /
-        ``MTD_MSIL2A.xml``, or an AWS tile folder (or its ``tileInfo.json``); local, or
-        an ``s3://`` / ``http(s)://`` href read in place (see :mod:`sen2core.io.remote`).
-    tile
-        MGRS tile to use when an old multi-granule product holds several (``"32TQM"``).
-    chunk_m
-        Default chunk edge in metres of the lazy arrays (18 300 m: 1830 px at 10 m).
-
-    Returns
-    -------
-    Product
-
-    Raises
-    ------
-    InputProductError
-        If ``href`` does not exist or is not a Sentinel-2 product.
-    RemoteAccessError
-        A remote href, or a file its metadata names, is missing (404) or forbidden (403).
-    TransientIOError
-        A remote server kept failing (5xx, timeouts) after the retries.
-    MetadataError
-        If required metadata is missing, malformed, truncated or unsafe.
-
-    Warns
-    -----
-    MetadataWarning
-        Once per fallback used for missing optional metadata (also in ``warnings``).
-    """
-    if chunk_m <= 0:
-        raise ValueError(f"chunk_m must be positive, got {chunk_m!r}")
-    display = os.fspath(href)
-    # Imported here: the layout adapters build Product objects, so they import this module.
-    from sen2core.io.layouts import open_location, open_remote
-
-    if is_remote(display):
-        try:
-            product = open_remote(display, tile=tile, chunk_m=chunk_m, settings=RemoteSettings.from_env())
-        except FileNotFoundError as exc:
-            # A file the metadata names but the server does not have.
-            raise RemoteAccessError(str(exc), "HTTP 404: no such object", status=404) from None
-    else:
-        path = Path(display).expanduser()
-        if not path.exists():
-            raise InputProductError(display, "no such file or directory")
-        try:
-            product = open_location(path, display, tile=tile, chunk_m=chunk_m)
-        except OSError as exc:
-            raise InputProductError(display, f"cannot read product files ({exc})") from exc
-    for message in product.warnings:
-        _warnings.warn(f"{product.product_id}: {message}", MetadataWarning, stacklevel=2)
-    log.debug("opened %s (%s, %s) from %s", product.product_id, product.level, product.layout, display)
-    return product

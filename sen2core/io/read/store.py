@@ -354,7 +354,7 @@ class RemoteStore:
 
     def _learn_manifest(self) -> None:
         # Imported here: the manifest parser is a metadata module, not a storage one.
-        from sen2core.io.manifest import parse_manifest
+        from sen2core.io.read.manifest import parse_manifest
 
         try:
             listed = parse_manifest(self.read_bytes("manifest.safe"), product=self.display).file_sizes

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sen2core.errors import MetadataError
-from sen2core.io.metadata import TileInfo
-from sen2core.io.mtd_tile import parse_epsg
+from sen2core.io.read.metadata import TileInfo
+from sen2core.io.read.mtd_tile import parse_epsg
 from sen2core.io.xmlutil import parse_time
 
 __all__ = ["parse_tile_info"]

@@ -51,15 +51,15 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 
 from sen2core import __version__
 from sen2core.errors import OutputError, RemoteAccessError
-from sen2core.io.checksums import FileDigest
 from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
-from sen2core.io.metadata import GeoBox
-from sen2core.io.product import Product
+from sen2core.io.read.metadata import GeoBox
+from sen2core.io.read.product import Product
 from sen2core.io.remote import is_remote
-from sen2core.io.remote_output import output_objects
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.write import RasterSpec
+from sen2core.io.write.checksums import FileDigest
+from sen2core.io.write.raster import RasterSpec
+from sen2core.io.write.remote import output_objects
 from sen2core.kernels.angles import circular_mean
 
 EXTENSION_BASE = "https://stac-extensions.github.io"

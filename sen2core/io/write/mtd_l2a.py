@@ -6,7 +6,7 @@ The files follow the element names, order and namespaces of Sen2Cor's products
 read them as Level-2A products. They are built with :mod:`xml.etree.ElementTree`
 from:
 
-- the Level-1C :class:`~sen2core.io.product.Product` the run started from. What the
+- the Level-1C :class:`~sen2core.io.read.product.Product` the run started from. What the
   parsed metadata does not keep (datatake identifier, footprint, spectral responses,
   auxiliary data references, angle grids) is copied element by element from the
   Level-1C ``MTD_MSIL1C.xml`` / ``MTD_TL.xml``, read again with :mod:`defusedxml`;
@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sen2core.errors import MetadataError, OutputError
-from sen2core.io.metadata import BAND_IDS, AngleGrid
-from sen2core.io.mtd_product import baseline_from_name
+from sen2core.io.read.metadata import BAND_IDS, AngleGrid
+from sen2core.io.read.mtd_product import baseline_from_name
 from sen2core.io.xmlutil import find_text, parse_xml
 
 if TYPE_CHECKING:
-    from sen2core.io.product import Product
+    from sen2core.io.read.product import Product
     from sen2core.package import ProductRasters
 
 __all__ = [

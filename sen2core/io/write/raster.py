@@ -37,7 +37,7 @@ from rasterio.windows import Window
 
 from sen2core.errors import OutputError, Sen2CoreError
 from sen2core.io.failures import allocate, gdal_message, require_free, write_failure
-from sen2core.io.metadata import GeoBox
+from sen2core.io.read.metadata import GeoBox
 from sen2core.parallel import codec_threads
 
 #: GDAL options while writing (set inside each writing function: they do not travel with the graph).

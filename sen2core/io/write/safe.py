@@ -16,7 +16,7 @@ Only the rasters the run made are written, following Sen2Cor's band list of each
 resolution folder: a ``resolution=20`` run has R20m and R60m, a scene
 classification run only SCL and the masks. Layers Sen2Cor does not have (the
 calibrated cloud probability, B09 at 20 m) stay out of the SAFE. Every raster is
-lossless JPEG 2000 (:func:`sen2core.io.write.jp2_tasks`) with no ``.aux.xml``
+lossless JPEG 2000 (:func:`sen2core.io.write.raster.jp2_tasks`) with no ``.aux.xml``
 sidecar, as Sen2Cor writes them: no-data (0) and quantification are in
 ``MTD_MSIL2A.xml``. DATASTRIP, HTML, INSPIRE.xml and the Level-1C quality masks are
 not written.
@@ -40,7 +40,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 from sen2core.errors import OutputError
-from sen2core.io.mtd_l2a import (
+from sen2core.io.write.mtd_l2a import (
     IMAGE_ORDER,
     QI_MASKS,
     SafeNaming,
@@ -48,7 +48,7 @@ from sen2core.io.mtd_l2a import (
     safe_naming,
     tile_metadata_xml,
 )
-from sen2core.io.write import RasterSpec, jp2_creation_options, jp2_tasks
+from sen2core.io.write.raster import RasterSpec, jp2_creation_options, jp2_tasks
 from sen2core.package import ProductRasters, logical_name, store_group
 
 __all__ = ["PRODUCT_METADATA", "safe_outputs", "write_safe"]
