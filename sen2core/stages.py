@@ -82,20 +82,18 @@ from sen2core.io.read.opening import open_l1c
 from sen2core.io.read.product import Product, granule_tiles
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac.item import COLLECTION_NAME
+from sen2core.io.write.cog import SUMMARY_NAME
 from sen2core.io.write.raster import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
+from sen2core.io.write.rasters import ProductRasters, logical_name, store_group
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
 from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
 from sen2core.kernels.scene_class import probability_to_uint8
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
-    SUMMARY_NAME,
-    ProductRasters,
     is_done,
     layout_outputs,
-    logical_name,
     remove_stale_siblings,
-    store_group,
     temporary_sibling,
     write_product,
 )
@@ -280,7 +278,7 @@ def stage_names(config: ProcessingConfig, tile_blocks: int | None = None) -> tup
 
 
 def _groups(config: ProcessingConfig) -> tuple[int, ...]:
-    # Outputs stored apart (sen2core.package.store_group): the 10 m ones first, as the layouts list them.
+    # Outputs stored apart (sen2core.io.write.rasters.store_group): the 10 m ones first, as the layouts list them.
     if config.sc_only or config.resolution in (20, 60):
         return (config.working_resolution,)
     return (10, 20)

@@ -15,17 +15,18 @@ import pytest
 
 from sen2core.io.stac.item import validate_item
 from sen2core.io.write.checksums import verify_manifest
-from sen2core.package import _HOST, is_done, item_name, remove_stale_siblings
+from sen2core.io.write.cog import item_name
+from sen2core.package import _HOST, is_done, remove_stale_siblings
 
 #: Runs ``sen2core process`` with one library function replaced by a hook that signals
 #: (writes a file) and sleeps, so the test can kill the process at that exact moment.
 _HOOKED_CLI = """
 import os, sys, time
 from pathlib import Path
-import sen2core.package as package
+import importlib
 
 signal_file, module_name, attr = sys.argv[1], sys.argv[2], sys.argv[3]
-module = package if module_name == "package" else getattr(package, module_name)
+module = importlib.import_module(module_name)
 
 def hook(*args, **kwargs):
     Path(signal_file).write_text(str(os.getpid()))
@@ -36,12 +37,12 @@ from sen2core.cli import main
 main(sys.argv[4:])
 """
 
-#: Moments to kill a run at: (module of ``sen2core.package`` namespace, function replaced).
+#: Moments to kill a run at: (module whose global is replaced, function replaced).
 _MOMENTS = [
-    ("package", "write_quicklook"),  # every COG written, no metadata yet
-    ("package", "write_manifest"),  # metadata written, checksums not
-    ("stac", "write_item"),  # checksums written, the item not
-    ("package", "publish_folder"),  # item written in the temporary folder, not renamed into place
+    ("sen2core.io.write.cog", "write_quicklook"),  # every COG written, no metadata yet
+    ("sen2core.io.write.cog", "write_manifest"),  # metadata written, checksums not
+    ("sen2core.io.stac.item", "write_item"),  # checksums written, the item not
+    ("sen2core.package", "publish_folder"),  # item written in the temporary folder, not renamed into place
 ]
 
 

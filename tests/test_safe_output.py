@@ -26,7 +26,8 @@ from sen2core.io.read.opening import open_l1c
 from sen2core.io.read.product import Product
 from sen2core.io.write.mtd_l2a import read_quality_indicators, safe_naming
 from sen2core.io.write.raster import jp2_creation_options
-from sen2core.package import ProductRasters, is_done
+from sen2core.io.write.rasters import ProductRasters
+from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, l2a_id, process_product
 
 pytestmark = pytest.mark.timeout(240)

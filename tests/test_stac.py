@@ -30,7 +30,8 @@ from sen2core.io.stac.item import (
     validate_item,
 )
 from sen2core.io.write.checksums import MANIFEST_NAME, read_manifest, verify_manifest
-from sen2core.package import MTD_NAME, SUMMARY_NAME, is_done, item_name, quicklook_name
+from sen2core.io.write.cog import MTD_NAME, SUMMARY_NAME, item_name, quicklook_name
+from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, process_product
 
 SR_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")

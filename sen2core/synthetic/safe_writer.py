@@ -25,7 +25,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
@@ -36,6 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from sen2core.atmosphere.srf import BANDS, nominal_srf
+from sen2core.io.write.xmlbuild import XSI, grid_value, iso_ms, iso_us, sub, xml_bytes
 from sen2core.synthetic.config import Acquisition, SynthConfig
 from sen2core.synthetic.mgrs import TileGrid
 
@@ -80,7 +80,6 @@ _NOMINAL_CENTRE_NM: dict[str, tuple[float, ...]] = {
     "S2A": (442.7, 492.7, 559.8, 664.6, 704.1, 740.5, 782.8, 832.8, 864.7, 945.1, 1373.5, 1613.7, 2202.4),
     "S2B": (442.3, 492.3, 559.0, 665.0, 703.8, 739.1, 779.7, 833.0, 864.0, 943.2, 1376.9, 1610.4, 2185.7),
 }  # fmt: skip
-_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _NS_UP = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-1C.xsd"
 _NS_TL = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-1C_Tile_Metadata.xsd"
 _NS_DS = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-1C_Datastrip_Metadata.xsd"
@@ -130,41 +129,12 @@ class ProductMetadata:
 # ---------------------------------------------------------------------------- formatting
 
 
-def _iso_ms(t: _dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def _iso_us(t: _dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _num(v: float) -> str:
-    """Six significant digits, ``NaN`` for NaN (as in ``MTD_TL.xml`` angle grids)."""
-    return "NaN" if not np.isfinite(v) else f"{v:.6g}"
-
-
 def _pct(v: float) -> str:
     return repr(round(float(v), 6))
 
 
-def _sub(parent: ET.Element, tag: str, text: Any = None, **attrib: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, attrib)
-    if text is not None:
-        el.text = str(text)
-    return el
-
-
-def _xml_bytes(root: ET.Element, comment: str | None = None) -> bytes:
-    ET.indent(root, space="  ")
-    body = ET.tostring(root, encoding="unicode")
-    head = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
-    if comment:
-        head += f"<!-- {comment} -->\n"
-    return (head + body + "\n").encode("utf-8")
-
-
 def _register() -> None:
-    for prefix, uri in (("xsi", _XSI), ("xfdu", _NS_XFDU), ("safe", _NS_SAFE), ("gml", _NS_GML)):
+    for prefix, uri in (("xsi", XSI), ("xfdu", _NS_XFDU), ("safe", _NS_SAFE), ("gml", _NS_GML)):
         ET.register_namespace(prefix, uri)
 
 
@@ -188,99 +158,97 @@ def user_product_xml(meta: ProductMetadata) -> bytes:
     cfg, acq = meta.config, meta.acq
     n1 = f"{{{_NS_UP}}}"
     ET.register_namespace("n1", _NS_UP)
-    root = ET.Element(f"{n1}Level-1C_User_Product", {f"{{{_XSI}}}schemaLocation": _NS_UP})
-    gi = _sub(root, f"{n1}General_Info")
-    pi = _sub(gi, "Product_Info")
-    _sub(pi, "PRODUCT_START_TIME", _iso_ms(acq.datatake_start))
-    _sub(pi, "PRODUCT_STOP_TIME", _iso_ms(acq.datatake_start))
-    _sub(pi, "PRODUCT_URI", f"{acq.product_id}.SAFE")
-    _sub(pi, "PROCESSING_LEVEL", "Level-1C")
-    _sub(pi, "PRODUCT_TYPE", "S2MSI1C")
-    _sub(pi, "PROCESSING_BASELINE", cfg.baseline)
+    root = ET.Element(f"{n1}Level-1C_User_Product", {f"{{{XSI}}}schemaLocation": _NS_UP})
+    gi = sub(root, f"{n1}General_Info")
+    pi = sub(gi, "Product_Info")
+    sub(pi, "PRODUCT_START_TIME", iso_ms(acq.datatake_start))
+    sub(pi, "PRODUCT_STOP_TIME", iso_ms(acq.datatake_start))
+    sub(pi, "PRODUCT_URI", f"{acq.product_id}.SAFE")
+    sub(pi, "PROCESSING_LEVEL", "Level-1C")
+    sub(pi, "PRODUCT_TYPE", "S2MSI1C")
+    sub(pi, "PROCESSING_BASELINE", cfg.baseline)
     if meta.post4:
-        _sub(pi, "PRODUCT_DOI", _PRODUCT_DOI)
-    _sub(pi, "GENERATION_TIME", _iso_us(acq.generation_time))
-    _sub(pi, "PREVIEW_IMAGE_URL", "Not applicable")
-    _sub(pi, "PREVIEW_GEO_INFO", "Not applicable")
-    dt = _sub(pi, "Datatake", datatakeIdentifier=acq.datatake_id)
-    _sub(dt, "SPACECRAFT_NAME", f"Sentinel-2{cfg.spacecraft[-1]}")
-    _sub(dt, "DATATAKE_TYPE", "INS-NOBS")
-    _sub(dt, "DATATAKE_SENSING_START", _iso_ms(acq.datatake_start))
-    _sub(dt, "SENSING_ORBIT_NUMBER", acq.relative_orbit)
-    _sub(dt, "SENSING_ORBIT_DIRECTION", "DESCENDING")
-    qo = _sub(pi, "Query_Options", completeSingleTile="true")
-    _sub(qo, "PRODUCT_FORMAT", "SAFE_COMPACT")
-    org = _sub(pi, "Product_Organisation")
-    gl = _sub(org, "Granule_List")
-    gr = _sub(
-        gl, "Granule", datastripIdentifier=acq.datastrip_id, granuleIdentifier=acq.tile_id, imageFormat="JPEG2000"
-    )
+        sub(pi, "PRODUCT_DOI", _PRODUCT_DOI)
+    sub(pi, "GENERATION_TIME", iso_us(acq.generation_time))
+    sub(pi, "PREVIEW_IMAGE_URL", "Not applicable")
+    sub(pi, "PREVIEW_GEO_INFO", "Not applicable")
+    dt = sub(pi, "Datatake", datatakeIdentifier=acq.datatake_id)
+    sub(dt, "SPACECRAFT_NAME", f"Sentinel-2{cfg.spacecraft[-1]}")
+    sub(dt, "DATATAKE_TYPE", "INS-NOBS")
+    sub(dt, "DATATAKE_SENSING_START", iso_ms(acq.datatake_start))
+    sub(dt, "SENSING_ORBIT_NUMBER", acq.relative_orbit)
+    sub(dt, "SENSING_ORBIT_DIRECTION", "DESCENDING")
+    qo = sub(pi, "Query_Options", completeSingleTile="true")
+    sub(qo, "PRODUCT_FORMAT", "SAFE_COMPACT")
+    org = sub(pi, "Product_Organisation")
+    gl = sub(org, "Granule_List")
+    gr = sub(gl, "Granule", datastripIdentifier=acq.datastrip_id, granuleIdentifier=acq.tile_id, imageFormat="JPEG2000")
     for f in meta.image_files:
-        _sub(gr, "IMAGE_FILE", f)
+        sub(gr, "IMAGE_FILE", f)
 
-    pic = _sub(gi, "Product_Image_Characteristics")
+    pic = sub(gi, "Product_Image_Characteristics")
     for text, index in (("NODATA", 0), ("SATURATED", 65535)):
-        sv = _sub(pic, "Special_Values")
-        _sub(sv, "SPECIAL_VALUE_TEXT", text)
-        _sub(sv, "SPECIAL_VALUE_INDEX", index)
-    ido = _sub(pic, "Image_Display_Order")
-    _sub(ido, "RED_CHANNEL", 3)
-    _sub(ido, "GREEN_CHANNEL", 2)
-    _sub(ido, "BLUE_CHANNEL", 1)
-    _sub(pic, "QUANTIFICATION_VALUE", 10000, unit="none")
+        sv = sub(pic, "Special_Values")
+        sub(sv, "SPECIAL_VALUE_TEXT", text)
+        sub(sv, "SPECIAL_VALUE_INDEX", index)
+    ido = sub(pic, "Image_Display_Order")
+    sub(ido, "RED_CHANNEL", 3)
+    sub(ido, "GREEN_CHANNEL", 2)
+    sub(ido, "BLUE_CHANNEL", 1)
+    sub(pic, "QUANTIFICATION_VALUE", 10000, unit="none")
     if meta.post4:
-        rol = _sub(pic, "Radiometric_Offset_List")
+        rol = sub(pic, "Radiometric_Offset_List")
         for i in range(len(BANDS)):
-            _sub(rol, "RADIO_ADD_OFFSET", cfg.offset, band_id=str(i))
-    rc = _sub(pic, "Reflectance_Conversion")
-    _sub(rc, "U", repr(meta.u))
-    sil = _sub(rc, "Solar_Irradiance_List")
+            sub(rol, "RADIO_ADD_OFFSET", cfg.offset, band_id=str(i))
+    rc = sub(pic, "Reflectance_Conversion")
+    sub(rc, "U", repr(meta.u))
+    sil = sub(rc, "Solar_Irradiance_List")
     for i, e0 in enumerate(SOLAR_IRRADIANCE[cfg.spacecraft]):
-        _sub(sil, "SOLAR_IRRADIANCE", f"{e0:g}", bandId=str(i), unit="W/m²/µm")
-    spl = _sub(pic, "Spectral_Information_List")
+        sub(sil, "SOLAR_IRRADIANCE", f"{e0:g}", bandId=str(i), unit="W/m²/µm")
+    spl = sub(pic, "Spectral_Information_List")
     for i, band in enumerate(BANDS):
         _spectral_information(spl, cfg.spacecraft, i, band)
     for i, gain in enumerate(PHYSICAL_GAINS[cfg.spacecraft]):
-        _sub(pic, "PHYSICAL_GAINS", repr(gain), bandId=str(i))
+        sub(pic, "PHYSICAL_GAINS", repr(gain), bandId=str(i))
 
-    geo = _sub(root, f"{n1}Geometric_Info")
-    pf = _sub(geo, "Product_Footprint")
-    pf2 = _sub(pf, "Product_Footprint")
-    gf = _sub(pf2, "Global_Footprint")
-    _sub(gf, "EXT_POS_LIST", _footprint_text(meta.footprint_latlon))
-    _sub(pf, "RASTER_CS_TYPE", "POINT")
-    _sub(pf, "PIXEL_ORIGIN", 1)
-    crs = _sub(geo, "Coordinate_Reference_System")
-    _sub(crs, "GEO_TABLES", "EPSG", version="1")
-    _sub(crs, "HORIZONTAL_CS_TYPE", "GEOGRAPHIC")
+    geo = sub(root, f"{n1}Geometric_Info")
+    pf = sub(geo, "Product_Footprint")
+    pf2 = sub(pf, "Product_Footprint")
+    gf = sub(pf2, "Global_Footprint")
+    sub(gf, "EXT_POS_LIST", _footprint_text(meta.footprint_latlon))
+    sub(pf, "RASTER_CS_TYPE", "POINT")
+    sub(pf, "PIXEL_ORIGIN", 1)
+    crs = sub(geo, "Coordinate_Reference_System")
+    sub(crs, "GEO_TABLES", "EPSG", version="1")
+    sub(crs, "HORIZONTAL_CS_TYPE", "GEOGRAPHIC")
 
-    aux = _sub(root, f"{n1}Auxiliary_Data_Info")
-    _sub(aux, "GIPP_List")
-    _sub(aux, "PRODUCTION_DEM_TYPE", "S2__OPER_DEM_GLOBEF_PDMC_19800101T000000_S19800101T000000")
+    aux = sub(root, f"{n1}Auxiliary_Data_Info")
+    sub(aux, "GIPP_List")
+    sub(aux, "PRODUCTION_DEM_TYPE", "S2__OPER_DEM_GLOBEF_PDMC_19800101T000000_S19800101T000000")
     day = acq.datatake_start.date()
-    _sub(
+    sub(
         aux,
         "IERS_BULLETIN_FILENAME",
         f"S2__OPER_AUX_UT1UTC_PDMC_{day - _dt.timedelta(days=6):%Y%m%d}T000000_V{day - _dt.timedelta(days=5):%Y%m%d}"
         f"T000000_{day + _dt.timedelta(days=360):%Y%m%d}T000000",
     )
-    _sub(aux, "GRI_List")
-    _sub(
+    sub(aux, "GRI_List")
+    sub(
         aux,
         "ECMWF_DATA_REF",
         f"S2__OPER_AUX_ECMWFD_ADG__{day:%Y%m%d}T000000_V{day:%Y%m%d}T090000_{day + _dt.timedelta(days=2):%Y%m%d}"
         "T030000",
     )
 
-    qii = _sub(root, f"{n1}Quality_Indicators_Info")
-    _sub(qii, "Cloud_Coverage_Assessment", _pct(meta.cloudy_percent))
+    qii = sub(root, f"{n1}Quality_Indicators_Info")
+    sub(qii, "Cloud_Coverage_Assessment", _pct(meta.cloudy_percent))
     if meta.post4:
-        _sub(qii, "Snow_Coverage_Assessment", _pct(meta.snow_percent))
-    tqa = _sub(qii, "Technical_Quality_Assessment")
-    _sub(tqa, "DEGRADED_ANC_DATA_PERCENTAGE", "0.0")
-    _sub(tqa, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
-    qcc = _sub(qii, "Quality_Control_Checks")
-    qin = _sub(qcc, "Quality_Inspections")
+        sub(qii, "Snow_Coverage_Assessment", _pct(meta.snow_percent))
+    tqa = sub(qii, "Technical_Quality_Assessment")
+    sub(tqa, "DEGRADED_ANC_DATA_PERCENTAGE", "0.0")
+    sub(tqa, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
+    qcc = sub(qii, "Quality_Control_Checks")
+    qin = sub(qcc, "Quality_Inspections")
     for check in (
         "FORMAT_CORRECTNESS",
         "GENERAL_QUALITY",
@@ -288,9 +256,9 @@ def user_product_xml(meta: ProductMetadata) -> bytes:
         "RADIOMETRIC_QUALITY",
         "SENSOR_QUALITY",
     ):
-        _sub(qin, "quality_check", "PASSED", checkType=check)
-    _sub(qcc, "Failed_Inspections")
-    return _xml_bytes(root, _synthetic_comment(meta))
+        sub(qin, "quality_check", "PASSED", checkType=check)
+    sub(qcc, "Failed_Inspections")
+    return xml_bytes(root, _synthetic_comment(meta))
 
 
 def _spectral_information(parent: ET.Element, spacecraft: str, index: int, band: str) -> None:
@@ -301,31 +269,31 @@ def _spectral_information(parent: ET.Element, spacecraft: str, index: int, band:
     grid = np.arange(lo, hi + 1, dtype=np.float64)
     values = np.interp(grid, wl_nm, np.asarray(srf.values))
     values = values / values.max()
-    si = _sub(parent, "Spectral_Information", bandId=str(index), physicalBand=_PHYSICAL_BAND[band])
-    _sub(si, "RESOLUTION", BAND_RESOLUTION[band])
-    wl = _sub(si, "Wavelength")
-    _sub(wl, "MIN", lo, unit="nm")
-    _sub(wl, "MAX", hi, unit="nm")
-    _sub(wl, "CENTRAL", f"{_NOMINAL_CENTRE_NM[spacecraft][index]:g}", unit="nm")
-    sr = _sub(si, "Spectral_Response")
-    _sub(sr, "STEP", 1, unit="nm")
-    _sub(sr, "VALUES", " ".join(f"{v:.8g}" for v in values))
+    si = sub(parent, "Spectral_Information", bandId=str(index), physicalBand=_PHYSICAL_BAND[band])
+    sub(si, "RESOLUTION", BAND_RESOLUTION[band])
+    wl = sub(si, "Wavelength")
+    sub(wl, "MIN", lo, unit="nm")
+    sub(wl, "MAX", hi, unit="nm")
+    sub(wl, "CENTRAL", f"{_NOMINAL_CENTRE_NM[spacecraft][index]:g}", unit="nm")
+    sr = sub(si, "Spectral_Response")
+    sub(sr, "STEP", 1, unit="nm")
+    sub(sr, "VALUES", " ".join(f"{v:.8g}" for v in values))
 
 
 # ---------------------------------------------------------------------------- MTD_TL.xml
 
 
 def _values_list(parent: ET.Element, grid: NDArray[np.float64]) -> None:
-    vl = _sub(parent, "Values_List")
+    vl = sub(parent, "Values_List")
     for row in grid:
-        _sub(vl, "VALUES", " ".join(_num(v) for v in row))
+        sub(vl, "VALUES", " ".join(grid_value(v) for v in row))
 
 
 def _angle_pair(parent: ET.Element, zen: NDArray[np.float64], az: NDArray[np.float64]) -> None:
     for tag, grid in (("Zenith", zen), ("Azimuth", az)):
-        el = _sub(parent, tag)
-        _sub(el, "COL_STEP", 5000, unit="m")
-        _sub(el, "ROW_STEP", 5000, unit="m")
+        el = sub(parent, tag)
+        sub(el, "COL_STEP", 5000, unit="m")
+        sub(el, "ROW_STEP", 5000, unit="m")
         _values_list(el, grid)
 
 
@@ -335,62 +303,62 @@ def tile_xml(meta: ProductMetadata) -> bytes:
     acq, g = meta.acq, meta.grid
     n1 = f"{{{_NS_TL}}}"
     ET.register_namespace("n1", _NS_TL)
-    root = ET.Element(f"{n1}Level-1C_Tile_ID", {f"{{{_XSI}}}schemaLocation": _NS_TL})
-    gi = _sub(root, f"{n1}General_Info")
-    _sub(gi, "TILE_ID", acq.tile_id, metadataLevel="Brief")
-    _sub(gi, "DATASTRIP_ID", acq.datastrip_id, metadataLevel="Standard")
-    _sub(gi, "DOWNLINK_PRIORITY", "NOMINAL", metadataLevel="Standard")
-    _sub(gi, "SENSING_TIME", _iso_us(acq.sensing_time), metadataLevel="Standard")
-    ai = _sub(gi, "Archiving_Info", metadataLevel="Expertise")
+    root = ET.Element(f"{n1}Level-1C_Tile_ID", {f"{{{XSI}}}schemaLocation": _NS_TL})
+    gi = sub(root, f"{n1}General_Info")
+    sub(gi, "TILE_ID", acq.tile_id, metadataLevel="Brief")
+    sub(gi, "DATASTRIP_ID", acq.datastrip_id, metadataLevel="Standard")
+    sub(gi, "DOWNLINK_PRIORITY", "NOMINAL", metadataLevel="Standard")
+    sub(gi, "SENSING_TIME", iso_us(acq.sensing_time), metadataLevel="Standard")
+    ai = sub(gi, "Archiving_Info", metadataLevel="Expertise")
     centre = acq.datastrip_dir.split("_")[1]
-    _sub(ai, "ARCHIVING_CENTRE", centre if len(centre) == 4 else f"{centre}_")
-    _sub(ai, "ARCHIVING_TIME", _iso_us(acq.generation_time + _dt.timedelta(minutes=23, seconds=17)))
+    sub(ai, "ARCHIVING_CENTRE", centre if len(centre) == 4 else f"{centre}_")
+    sub(ai, "ARCHIVING_TIME", iso_us(acq.generation_time + _dt.timedelta(minutes=23, seconds=17)))
 
-    geo = _sub(root, f"{n1}Geometric_Info")
-    tg = _sub(geo, "Tile_Geocoding", metadataLevel="Brief")
-    _sub(tg, "HORIZONTAL_CS_NAME", g.crs_name)
-    _sub(tg, "HORIZONTAL_CS_CODE", f"EPSG:{g.epsg}")
+    geo = sub(root, f"{n1}Geometric_Info")
+    tg = sub(geo, "Tile_Geocoding", metadataLevel="Brief")
+    sub(tg, "HORIZONTAL_CS_NAME", g.crs_name)
+    sub(tg, "HORIZONTAL_CS_CODE", f"EPSG:{g.epsg}")
     for res in (10, 20, 60):
-        size = _sub(tg, "Size", resolution=str(res))
+        size = sub(tg, "Size", resolution=str(res))
         n = meta.size * 10 // res
-        _sub(size, "NROWS", n)
-        _sub(size, "NCOLS", n)
+        sub(size, "NROWS", n)
+        sub(size, "NCOLS", n)
     for res in (10, 20, 60):
-        pos = _sub(tg, "Geoposition", resolution=str(res))
-        _sub(pos, "ULX", g.ulx)
-        _sub(pos, "ULY", g.uly)
-        _sub(pos, "XDIM", res)
-        _sub(pos, "YDIM", -res)
-    ta = _sub(geo, "Tile_Angles", metadataLevel="Standard")
-    sag = _sub(ta, "Sun_Angles_Grid")
+        pos = sub(tg, "Geoposition", resolution=str(res))
+        sub(pos, "ULX", g.ulx)
+        sub(pos, "ULY", g.uly)
+        sub(pos, "XDIM", res)
+        sub(pos, "YDIM", -res)
+    ta = sub(geo, "Tile_Angles", metadataLevel="Standard")
+    sag = sub(ta, "Sun_Angles_Grid")
     _angle_pair(sag, *meta.sun)
-    msa = _sub(ta, "Mean_Sun_Angle")
-    _sub(msa, "ZENITH_ANGLE", repr(meta.mean_sun[0]), unit="deg")
-    _sub(msa, "AZIMUTH_ANGLE", repr(meta.mean_sun[1]), unit="deg")
+    msa = sub(ta, "Mean_Sun_Angle")
+    sub(msa, "ZENITH_ANGLE", repr(meta.mean_sun[0]), unit="deg")
+    sub(msa, "AZIMUTH_ANGLE", repr(meta.mean_sun[1]), unit="deg")
     for i, band in enumerate(BANDS):
         for det, (zen, az) in sorted(meta.view[band].items()):
-            vg = _sub(ta, "Viewing_Incidence_Angles_Grids", bandId=str(i), detectorId=str(det))
+            vg = sub(ta, "Viewing_Incidence_Angles_Grids", bandId=str(i), detectorId=str(det))
             _angle_pair(vg, zen, az)
-    mvl = _sub(ta, "Mean_Viewing_Incidence_Angle_List")
+    mvl = sub(ta, "Mean_Viewing_Incidence_Angle_List")
     for i, band in enumerate(BANDS):
-        mv = _sub(mvl, "Mean_Viewing_Incidence_Angle", bandId=str(i))
-        _sub(mv, "ZENITH_ANGLE", repr(meta.mean_view[band][0]), unit="deg")
-        _sub(mv, "AZIMUTH_ANGLE", repr(meta.mean_view[band][1]), unit="deg")
+        mv = sub(mvl, "Mean_Viewing_Incidence_Angle", bandId=str(i))
+        sub(mv, "ZENITH_ANGLE", repr(meta.mean_view[band][0]), unit="deg")
+        sub(mv, "AZIMUTH_ANGLE", repr(meta.mean_view[band][1]), unit="deg")
 
-    qii = _sub(root, f"{n1}Quality_Indicators_Info", metadataLevel="Standard")
-    ic = _sub(qii, "Image_Content_QI")
-    _sub(ic, "CLOUDY_PIXEL_PERCENTAGE", _pct(meta.cloudy_percent))
-    _sub(ic, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
+    qii = sub(root, f"{n1}Quality_Indicators_Info", metadataLevel="Standard")
+    ic = sub(qii, "Image_Content_QI")
+    sub(ic, "CLOUDY_PIXEL_PERCENTAGE", _pct(meta.cloudy_percent))
+    sub(ic, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
     if meta.post4:
-        _sub(ic, "SNOW_PIXEL_PERCENTAGE", _pct(meta.snow_percent))
+        sub(ic, "SNOW_PIXEL_PERCENTAGE", _pct(meta.snow_percent))
     if meta.mask_files:
-        plq = _sub(qii, "Pixel_Level_QI", geometry="FULL_RESOLUTION")
+        plq = sub(qii, "Pixel_Level_QI", geometry="FULL_RESOLUTION")
         for rel in meta.mask_files:
             kind, band = rel.rsplit("/", 1)[-1][:-4].rsplit("_", 1)
             attrs = {"bandId": str(BANDS.index(band))} if band in BANDS else {}
-            _sub(plq, "MASK_FILENAME", rel, **attrs, type=kind)
-    _sub(qii, "PVI_FILENAME", meta.preview_file)
-    return _xml_bytes(root, _synthetic_comment(meta))
+            sub(plq, "MASK_FILENAME", rel, **attrs, type=kind)
+    sub(qii, "PVI_FILENAME", meta.preview_file)
+    return xml_bytes(root, _synthetic_comment(meta))
 
 
 # ---------------------------------------------------------------------------- MTD_DS.xml
@@ -402,36 +370,36 @@ def datastrip_xml(meta: ProductMetadata) -> bytes:
     cfg, acq = meta.config, meta.acq
     n1 = f"{{{_NS_DS}}}"
     ET.register_namespace("n1", _NS_DS)
-    root = ET.Element(f"{n1}Level-1C_DataStrip_ID", {f"{{{_XSI}}}schemaLocation": _NS_DS})
-    gi = _sub(root, f"{n1}General_Info")
-    _sub(gi, "DATASTRIP_ID", acq.datastrip_id, metadataLevel="Brief")
-    _sub(gi, "DOWNLINK_PRIORITY", "NOMINAL", metadataLevel="Standard")
-    dti = _sub(gi, "Datatake_Info", datatakeIdentifier=acq.datatake_id, metadataLevel="Brief")
-    _sub(dti, "DATATAKE_TYPE", "INS-NOBS")
-    _sub(dti, "DATATAKE_SENSING_START", _iso_ms(acq.datatake_start))
-    _sub(dti, "SENSING_ORBIT_NUMBER", acq.relative_orbit)
-    _sub(dti, "SENSING_ORBIT_DIRECTION", "DESCENDING")
-    _sub(dti, "SPACECRAFT_NAME", f"Sentinel-2{cfg.spacecraft[-1]}")
-    ti = _sub(gi, "Datastrip_Time_Info", metadataLevel="Brief")
-    _sub(ti, "DATASTRIP_SENSING_START", _iso_us(acq.datastrip_start))
+    root = ET.Element(f"{n1}Level-1C_DataStrip_ID", {f"{{{XSI}}}schemaLocation": _NS_DS})
+    gi = sub(root, f"{n1}General_Info")
+    sub(gi, "DATASTRIP_ID", acq.datastrip_id, metadataLevel="Brief")
+    sub(gi, "DOWNLINK_PRIORITY", "NOMINAL", metadataLevel="Standard")
+    dti = sub(gi, "Datatake_Info", datatakeIdentifier=acq.datatake_id, metadataLevel="Brief")
+    sub(dti, "DATATAKE_TYPE", "INS-NOBS")
+    sub(dti, "DATATAKE_SENSING_START", iso_ms(acq.datatake_start))
+    sub(dti, "SENSING_ORBIT_NUMBER", acq.relative_orbit)
+    sub(dti, "SENSING_ORBIT_DIRECTION", "DESCENDING")
+    sub(dti, "SPACECRAFT_NAME", f"Sentinel-2{cfg.spacecraft[-1]}")
+    ti = sub(gi, "Datastrip_Time_Info", metadataLevel="Brief")
+    sub(ti, "DATASTRIP_SENSING_START", iso_us(acq.datastrip_start))
     stop = acq.sensing_time + (acq.sensing_time - acq.datastrip_start)
-    _sub(ti, "DATASTRIP_SENSING_STOP", _iso_us(stop))
-    pi = _sub(gi, "Processing_Info", metadataLevel="Brief")
-    _sub(pi, "UTC_DATE_TIME", _iso_us(acq.generation_time))
-    _sub(pi, "PROCESSING_BASELINE", cfg.baseline)
-    idi = _sub(root, f"{n1}Image_Data_Info")
-    ri = _sub(idi, "Radiometric_Info", metadataLevel="Standard")
-    _sub(ri, "QUANTIFICATION_VALUE", 10000, unit="none")
+    sub(ti, "DATASTRIP_SENSING_STOP", iso_us(stop))
+    pi = sub(gi, "Processing_Info", metadataLevel="Brief")
+    sub(pi, "UTC_DATE_TIME", iso_us(acq.generation_time))
+    sub(pi, "PROCESSING_BASELINE", cfg.baseline)
+    idi = sub(root, f"{n1}Image_Data_Info")
+    ri = sub(idi, "Radiometric_Info", metadataLevel="Standard")
+    sub(ri, "QUANTIFICATION_VALUE", 10000, unit="none")
     if meta.post4:
-        rol = _sub(ri, "Radiometric_Offset_List")
+        rol = sub(ri, "Radiometric_Offset_List")
         for i in range(len(BANDS)):
-            _sub(rol, "RADIO_ADD_OFFSET", cfg.offset, band_id=str(i))
-    rc = _sub(ri, "Reflectance_Conversion")
-    _sub(rc, "U", repr(meta.u))
-    sil = _sub(rc, "Solar_Irradiance_List")
+            sub(rol, "RADIO_ADD_OFFSET", cfg.offset, band_id=str(i))
+    rc = sub(ri, "Reflectance_Conversion")
+    sub(rc, "U", repr(meta.u))
+    sil = sub(rc, "Solar_Irradiance_List")
     for i, e0 in enumerate(SOLAR_IRRADIANCE[cfg.spacecraft]):
-        _sub(sil, "SOLAR_IRRADIANCE", f"{e0:g}", bandId=str(i), unit="W/m²/µm")
-    return _xml_bytes(root, _synthetic_comment(meta))
+        sub(sil, "SOLAR_IRRADIANCE", f"{e0:g}", bandId=str(i), unit="W/m²/µm")
+    return xml_bytes(root, _synthetic_comment(meta))
 
 
 # ---------------------------------------------------------------------------- manifest.safe
@@ -484,8 +452,8 @@ def manifest_xml(meta: ProductMetadata, files: Iterable[tuple[str, int, str]]) -
     algorithm = "MD5" if cfg.baseline_value < 3.0 else "SHA3-256"
     files = list(files)
     root = ET.Element(f"{x}XFDU", version="esa/safe/sentinel/1.1/sentinel-2/msi/archive_l1c_user_product")
-    ipm = _sub(root, "informationPackageMap")
-    top = _sub(
+    ipm = sub(root, "informationPackageMap")
+    top = sub(
         ipm,
         f"{x}contentUnit",
         dmdID="acquisitionPeriod platform",
@@ -495,58 +463,58 @@ def manifest_xml(meta: ProductMetadata, files: Iterable[tuple[str, int, str]]) -
     )
     for rel, _, _ in files:
         ident, _ = _data_object_id(rel)
-        unit = _sub(
+        unit = sub(
             top,
             f"{x}contentUnit",
             ID=ident.replace("_Data", "_Unit").replace("_Metadata", "_Metadata_Unit"),
             unitType="Metadata Unit" if rel.endswith(".xml") else "Measurement Data Unit",
         )
-        _sub(unit, "dataObjectPointer", dataObjectID=ident)
-    ms = _sub(root, "metadataSection")
-    mo = _sub(ms, "metadataObject", ID="acquisitionPeriod", category="DMD", classification="DESCRIPTION")
-    xd = _sub(
-        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Acquisition Period", vocabularyName="Sentinel-SAFE"),
+        sub(unit, "dataObjectPointer", dataObjectID=ident)
+    ms = sub(root, "metadataSection")
+    mo = sub(ms, "metadataObject", ID="acquisitionPeriod", category="DMD", classification="DESCRIPTION")
+    xd = sub(
+        sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Acquisition Period", vocabularyName="Sentinel-SAFE"),
         "xmlData",
     )
-    _sub(_sub(xd, f"{s}acquisitionPeriod"), f"{s}startTime", _iso_ms(acq.datatake_start))
-    mo = _sub(ms, "metadataObject", ID="measurementOrbitReference", category="DMD", classification="DESCRIPTION")
-    xd = _sub(
-        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Orbit Reference", vocabularyName="Sentinel-SAFE"),
+    sub(sub(xd, f"{s}acquisitionPeriod"), f"{s}startTime", iso_ms(acq.datatake_start))
+    mo = sub(ms, "metadataObject", ID="measurementOrbitReference", category="DMD", classification="DESCRIPTION")
+    xd = sub(
+        sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Orbit Reference", vocabularyName="Sentinel-SAFE"),
         "xmlData",
     )
-    orb = _sub(xd, f"{s}orbitReference")
-    _sub(orb, f"{s}orbitNumber", f"{acq.absolute_orbit:06d}", groundTrackDirection="descending", type="start")
-    _sub(orb, f"{s}relativeOrbitNumber", acq.relative_orbit, type="start")
-    mo = _sub(ms, "metadataObject", ID="platform", category="DMD", classification="DESCRIPTION")
-    xd = _sub(
-        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Platform Description", vocabularyName="Sentinel-SAFE"),
+    orb = sub(xd, f"{s}orbitReference")
+    sub(orb, f"{s}orbitNumber", f"{acq.absolute_orbit:06d}", groundTrackDirection="descending", type="start")
+    sub(orb, f"{s}relativeOrbitNumber", acq.relative_orbit, type="start")
+    mo = sub(ms, "metadataObject", ID="platform", category="DMD", classification="DESCRIPTION")
+    xd = sub(
+        sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Platform Description", vocabularyName="Sentinel-SAFE"),
         "xmlData",
     )
-    pl = _sub(xd, f"{s}platform")
-    _sub(pl, f"{s}nssdcIdentifier", _NSSDC[cfg.spacecraft])
-    _sub(pl, f"{s}familyName", "SENTINEL")
-    _sub(pl, f"{s}number", cfg.spacecraft[1:])
-    ins = _sub(pl, f"{s}instrument")
-    _sub(ins, f"{s}familyName", "Multi-Spectral Instrument", abbreviation="MSI")
-    mo = _sub(ms, "metadataObject", ID="processing", category="PDI", classification="PROVENANCE")
-    xd = _sub(
-        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Processing", vocabularyName="Sentinel-SAFE"), "xmlData"
+    pl = sub(xd, f"{s}platform")
+    sub(pl, f"{s}nssdcIdentifier", _NSSDC[cfg.spacecraft])
+    sub(pl, f"{s}familyName", "SENTINEL")
+    sub(pl, f"{s}number", cfg.spacecraft[1:])
+    ins = sub(pl, f"{s}instrument")
+    sub(ins, f"{s}familyName", "Multi-Spectral Instrument", abbreviation="MSI")
+    mo = sub(ms, "metadataObject", ID="processing", category="PDI", classification="PROVENANCE")
+    xd = sub(
+        sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Processing", vocabularyName="Sentinel-SAFE"), "xmlData"
     )
-    _sub(xd, f"{s}processing", name="Generation of Level-1C User Product", start=_iso_us(acq.generation_time))
-    mo = _sub(ms, "metadataObject", ID="measurementFrameSet", category="DMD", classification="DESCRIPTION")
-    xd = _sub(
-        _sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Frame Set", vocabularyName="Sentinel-SAFE"), "xmlData"
+    sub(xd, f"{s}processing", name="Generation of Level-1C User Product", start=iso_us(acq.generation_time))
+    mo = sub(ms, "metadataObject", ID="measurementFrameSet", category="DMD", classification="DESCRIPTION")
+    xd = sub(
+        sub(mo, "metadataWrap", mimeType="text/xml", textInfo="Frame Set", vocabularyName="Sentinel-SAFE"), "xmlData"
     )
-    fp = _sub(_sub(xd, f"{s}frameSet"), f"{s}footPrint", srsName="http://www.opengis.net/gml/srs/epsg.xml#4326")
-    _sub(fp, f"{gml}coordinates", _footprint_text(meta.footprint_latlon))
-    dos = _sub(root, "dataObjectSection")
+    fp = sub(sub(xd, f"{s}frameSet"), f"{s}footPrint", srsName="http://www.opengis.net/gml/srs/epsg.xml#4326")
+    sub(fp, f"{gml}coordinates", _footprint_text(meta.footprint_latlon))
+    dos = sub(root, "dataObjectSection")
     for rel, size, digest in files:
         ident, mime = _data_object_id(rel)
-        do = _sub(dos, "dataObject", ID=ident)
-        bs = _sub(do, "byteStream", mimeType=mime, size=str(size))
-        _sub(bs, "fileLocation", href=f"./{rel}", locatorType="URL")
-        _sub(bs, "checksum", digest, checksumName=algorithm)
-    return _xml_bytes(root)
+        do = sub(dos, "dataObject", ID=ident)
+        bs = sub(do, "byteStream", mimeType=mime, size=str(size))
+        sub(bs, "fileLocation", href=f"./{rel}", locatorType="URL")
+        sub(bs, "checksum", digest, checksumName=algorithm)
+    return xml_bytes(root)
 
 
 # ---------------------------------------------------------------------------- rasters

@@ -12,7 +12,7 @@ from:
   Level-1C ``MTD_MSIL1C.xml`` / ``MTD_TL.xml``, read again with :mod:`defusedxml`;
   when they cannot be read (an AWS tile folder without them), it is rebuilt from
   the parsed values;
-- the run summary of :class:`~sen2core.package.ProductRasters` (scene
+- the run summary of :class:`~sen2core.io.write.rasters.ProductRasters` (scene
   classification percentages, atmosphere: AOT retrieval method, granule mean AOT
   and water vapour, ozone; LUT id; processor; BOA encoding).
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,11 +36,12 @@ import numpy as np
 from sen2core.errors import MetadataError, OutputError
 from sen2core.io.read.metadata import BAND_IDS, AngleGrid
 from sen2core.io.read.mtd_product import baseline_from_name
+from sen2core.io.write.xmlbuild import XSI, grid_value, iso_ms, iso_us, sub, xml_bytes
 from sen2core.io.xmlutil import find_text, parse_xml
 
 if TYPE_CHECKING:
     from sen2core.io.read.product import Product
-    from sen2core.package import ProductRasters
+    from sen2core.io.write.rasters import ProductRasters
 
 __all__ = [
     "CLASS_PERCENTAGE_KEYS",
@@ -55,7 +55,6 @@ __all__ = [
     "tile_metadata_xml",
 ]
 
-_XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _NS_UP = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd"
 _NS_TL = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"
 
@@ -220,39 +219,9 @@ def _l2a_id_from_l1c(l1c_id: str | None, naming: SafeNaming, generated: _dt.date
 # ----------------------------------------------------------------------------- formatting
 
 
-def _iso_ms(t: _dt.datetime) -> str:
-    t = t.astimezone(_dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def _iso_us(t: _dt.datetime) -> str:
-    return t.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _fixed(v: float) -> str:
     """Six decimals, as Sen2Cor writes percentages and means."""
     return f"{float(v):.6f}"
-
-
-def _num(v: float) -> str:
-    """Angle grid value: six significant digits, ``NaN`` for NaN (as ``MTD_TL.xml``)."""
-    return "NaN" if not math.isfinite(v) else f"{v:.6g}"
-
-
-def _sub(parent: ET.Element, tag: str, text: Any = None, **attrib: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, attrib)
-    if text is not None:
-        el.text = str(text)
-    return el
-
-
-def _xml_bytes(root: ET.Element, comment: str) -> bytes:
-    ET.indent(root, space="  ")
-    body = ET.tostring(root, encoding="unicode")
-    # GDAL's SENTINEL2 driver identifies the file by the root element within the first
-    # kilobyte: keep the comment short and before nothing else.
-    head = f'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<!-- {comment} -->\n'
-    return (head + body + "\n").encode("utf-8")
 
 
 def _root(tag: str, namespace: str) -> tuple[ET.Element, str]:
@@ -262,7 +231,7 @@ def _root(tag: str, namespace: str) -> tuple[ET.Element, str]:
     different threads could swap ``n1`` between the product and tile namespaces.
     Literal ``n1:`` names and ``xmlns`` attributes serialise the same everywhere.
     """
-    attrib = {"xmlns:n1": namespace, "xmlns:xsi": _XSI, "xsi:schemaLocation": namespace}
+    attrib = {"xmlns:n1": namespace, "xmlns:xsi": XSI, "xsi:schemaLocation": namespace}
     return ET.Element(f"n1:{tag}", attrib), "n1:"
 
 
@@ -328,94 +297,94 @@ def product_metadata_xml(
     start = _datatake_start(l1c)
 
     root, n1 = _root("Level-2A_User_Product", _NS_UP)
-    gi = _sub(root, f"{n1}General_Info")
-    pi = _sub(gi, "Product_Info")
+    gi = sub(root, f"{n1}General_Info")
+    pi = sub(gi, "Product_Info")
     um = l1c.user_metadata
-    _sub(pi, "PRODUCT_START_TIME", _iso_ms((um.product_start_time if um else None) or start))
-    _sub(pi, "PRODUCT_STOP_TIME", find_text(src_info, "PRODUCT_STOP_TIME") or _iso_ms(start))
-    _sub(pi, "PRODUCT_URI", f"{product.l2a_id}.SAFE")
-    _sub(pi, "PROCESSING_LEVEL", "Level-2A")
-    _sub(pi, "PRODUCT_TYPE", "S2MSI2A")
-    _sub(pi, "PROCESSING_BASELINE", naming.baseline)
-    _sub(pi, "GENERATION_TIME", _iso_us(generated))
-    _sub(pi, "PREVIEW_IMAGE_URL", "Not applicable")
-    _sub(pi, "PREVIEW_GEO_INFO", "Not applicable")
+    sub(pi, "PRODUCT_START_TIME", iso_ms((um.product_start_time if um else None) or start))
+    sub(pi, "PRODUCT_STOP_TIME", find_text(src_info, "PRODUCT_STOP_TIME") or iso_ms(start))
+    sub(pi, "PRODUCT_URI", f"{product.l2a_id}.SAFE")
+    sub(pi, "PROCESSING_LEVEL", "Level-2A")
+    sub(pi, "PRODUCT_TYPE", "S2MSI2A")
+    sub(pi, "PROCESSING_BASELINE", naming.baseline)
+    sub(pi, "GENERATION_TIME", iso_us(generated))
+    sub(pi, "PREVIEW_IMAGE_URL", "Not applicable")
+    sub(pi, "PREVIEW_GEO_INFO", "Not applicable")
     datatake = src_info.find("Datatake") if src_info is not None else None
     if datatake is not None:
         pi.append(copy.deepcopy(datatake))
     else:
         _datatake(pi, l1c, start)
-    qo = _sub(pi, "Query_Options", completeSingleTile="true")
-    _sub(qo, "PRODUCT_FORMAT", "SAFE_COMPACT")
-    gl = _sub(_sub(pi, "Product_Organisation"), "Granule_List")
+    qo = sub(pi, "Query_Options", completeSingleTile="true")
+    sub(qo, "PRODUCT_FORMAT", "SAFE_COMPACT")
+    gl = sub(sub(pi, "Product_Organisation"), "Granule_List")
     datastrip = _l2a_id_from_l1c(_datastrip_id(l1c), naming, generated) or f"{naming.l2a_id}_DS"
     granule_id = _l2a_id_from_l1c(_tile_id(l1c), naming, generated) or naming.granule
-    gr = _sub(gl, "Granule", datastripIdentifier=datastrip, granuleIdentifier=granule_id, imageFormat="JPEG2000")
+    gr = sub(gl, "Granule", datastripIdentifier=datastrip, granuleIdentifier=granule_id, imageFormat="JPEG2000")
     for f in image_files:
-        _sub(gr, "IMAGE_FILE", f)
+        sub(gr, "IMAGE_FILE", f)
 
-    pic = _sub(gi, "Product_Image_Characteristics")
+    pic = sub(gi, "Product_Image_Characteristics")
     for text, index in (("NODATA", 0), ("SATURATED", 65535)):
-        sv = _sub(pic, "Special_Values")
-        _sub(sv, "SPECIAL_VALUE_TEXT", text)
-        _sub(sv, "SPECIAL_VALUE_INDEX", index)
-    ido = _sub(pic, "Image_Display_Order")
+        sv = sub(pic, "Special_Values")
+        sub(sv, "SPECIAL_VALUE_TEXT", text)
+        sub(sv, "SPECIAL_VALUE_INDEX", index)
+    ido = sub(pic, "Image_Display_Order")
     for channel, index in (("RED_CHANNEL", 3), ("GREEN_CHANNEL", 2), ("BLUE_CHANNEL", 1)):
-        _sub(ido, channel, index)
-    qvl = _sub(pic, "QUANTIFICATION_VALUES_LIST")
-    _sub(qvl, "BOA_QUANTIFICATION_VALUE", 10000, unit="none")
-    _sub(qvl, "AOT_QUANTIFICATION_VALUE", "1000.0", unit="none")
-    _sub(qvl, "WVP_QUANTIFICATION_VALUE", "1000.0", unit="cm")
+        sub(ido, channel, index)
+    qvl = sub(pic, "QUANTIFICATION_VALUES_LIST")
+    sub(qvl, "BOA_QUANTIFICATION_VALUE", 10000, unit="none")
+    sub(qvl, "AOT_QUANTIFICATION_VALUE", "1000.0", unit="none")
+    sub(qvl, "WVP_QUANTIFICATION_VALUE", "1000.0", unit="cm")
     # The processing baseline (9x.yy) is above 04.00, where readers assume -1000 when
     # the list is absent: the legacy encoding therefore writes 0 explicitly.
     offset = 0 if summary.get("legacy_encoding") else -1000
-    bol = _sub(pic, "BOA_ADD_OFFSET_VALUES_LIST")
+    bol = sub(pic, "BOA_ADD_OFFSET_VALUES_LIST")
     for i in range(len(BAND_IDS)):
-        _sub(bol, "BOA_ADD_OFFSET", offset, band_id=str(i))
-    rc = _sub(pic, "Reflectance_Conversion")
-    _sub(rc, "U", repr(float(l1c.radiometry.u)))
-    sil = _sub(rc, "Solar_Irradiance_List")
+        sub(bol, "BOA_ADD_OFFSET", offset, band_id=str(i))
+    rc = sub(pic, "Reflectance_Conversion")
+    sub(rc, "U", repr(float(l1c.radiometry.u)))
+    sil = sub(rc, "Solar_Irradiance_List")
     for i, band in enumerate(BAND_IDS):
         if band in l1c.radiometry.solar_irradiance:
-            _sub(sil, "SOLAR_IRRADIANCE", f"{l1c.radiometry.solar_irradiance[band]:g}", bandId=str(i), unit="W/m²/µm")
+            sub(sil, "SOLAR_IRRADIANCE", f"{l1c.radiometry.solar_irradiance[band]:g}", bandId=str(i), unit="W/m²/µm")
     _copy_children(src_chars, pic, ("Spectral_Information_List", "PHYSICAL_GAINS", "REFERENCE_BAND"))
-    scl = _sub(pic, "Scene_Classification_List")
+    scl = sub(pic, "Scene_Classification_List")
     for index, text in enumerate(SCENE_CLASSES):
-        sc = _sub(scl, "Scene_Classification_ID")
-        _sub(sc, "SCENE_CLASSIFICATION_TEXT", text)
-        _sub(sc, "SCENE_CLASSIFICATION_INDEX", index)
+        sc = sub(scl, "Scene_Classification_ID")
+        sub(sc, "SCENE_CLASSIFICATION_TEXT", text)
+        sub(sc, "SCENE_CLASSIFICATION_INDEX", index)
 
-    geo = _sub(root, f"{n1}Geometric_Info")
+    geo = sub(root, f"{n1}Geometric_Info")
     _copy_children(src.find("Geometric_Info") if src is not None else None, geo)
     if not len(geo):
-        crs = _sub(geo, "Coordinate_Reference_System")
-        _sub(crs, "GEO_TABLES", "EPSG", version="1")
-        _sub(crs, "HORIZONTAL_CS_TYPE", "GEOGRAPHIC")
+        crs = sub(geo, "Coordinate_Reference_System")
+        sub(crs, "GEO_TABLES", "EPSG", version="1")
+        sub(crs, "HORIZONTAL_CS_TYPE", "GEOGRAPHIC")
 
-    aux = _sub(root, f"{n1}Auxiliary_Data_Info")
+    aux = sub(root, f"{n1}Auxiliary_Data_Info")
     l1c_aux = ("GIPP_List", "PRODUCTION_DEM_TYPE", "IERS_BULLETIN_FILENAME", "GRI_List", "ECMWF_DATA_REF")
     _copy_children(src.find("Auxiliary_Data_Info") if src is not None else None, aux, l1c_aux)
-    lut = _sub(aux, "LUT_List")
-    _sub(lut, "LUT_FILENAME", summary.get("lut_id") or "None")
+    lut = sub(aux, "LUT_List")
+    sub(lut, "LUT_FILENAME", summary.get("lut_id") or "None")
     # sen2core uses none of Sen2Cor's climatology maps.
     for tag in ("SNOW_CLIMATOLOGY_MAP", "ESACCI_WaterBodies_Map", "ESACCI_LandCover_Map",
                 "ESACCI_SnowCondition_Map_Dir"):  # fmt: skip
-        _sub(aux, tag, "None")
+        sub(aux, tag, "None")
 
-    qii = _sub(root, f"{n1}Quality_Indicators_Info")
+    qii = sub(root, f"{n1}Quality_Indicators_Info")
     percentages: Mapping[str, Any] = summary.get("class_percentages") or {}
     if "CLOUDY_PIXEL_PERCENTAGE" in percentages:
-        _sub(qii, "Cloud_Coverage_Assessment", _fixed(percentages["CLOUDY_PIXEL_PERCENTAGE"]))
+        sub(qii, "Cloud_Coverage_Assessment", _fixed(percentages["CLOUDY_PIXEL_PERCENTAGE"]))
     src_qii = src.find("Quality_Indicators_Info") if src is not None else None
     tqa = src_qii.find("Technical_Quality_Assessment") if src_qii is not None else None
     if tqa is not None:
         qii.append(copy.deepcopy(tqa))
     else:
-        tqa = _sub(qii, "Technical_Quality_Assessment")
-        _sub(tqa, "DEGRADED_ANC_DATA_PERCENTAGE", "0.0")
-        _sub(tqa, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
+        tqa = sub(qii, "Technical_Quality_Assessment")
+        sub(tqa, "DEGRADED_ANC_DATA_PERCENTAGE", "0.0")
+        sub(tqa, "DEGRADED_MSI_DATA_PERCENTAGE", 0)
     _image_content_qi(qii, summary)
-    return _xml_bytes(root, _comment(product))
+    return xml_bytes(root, _comment(product))
 
 
 def _datatake(parent: ET.Element, l1c: Product, start: _dt.datetime) -> None:
@@ -423,37 +392,37 @@ def _datatake(parent: ET.Element, l1c: Product, start: _dt.datetime) -> None:
     sat = (l1c.spacecraft or l1c.product_id or "S2A")[-1:].upper()
     baseline = l1c.processing_baseline or "00.00"
     ident = f"GS2{sat}_{start:%Y%m%dT%H%M%S}_{_absolute_orbit(l1c):06d}_N{baseline}"
-    dt = _sub(parent, "Datatake", datatakeIdentifier=ident)
-    _sub(dt, "SPACECRAFT_NAME", l1c.spacecraft or f"Sentinel-2{sat}")
-    _sub(dt, "DATATAKE_TYPE", "INS-NOBS")
-    _sub(dt, "DATATAKE_SENSING_START", _iso_ms(start))
+    dt = sub(parent, "Datatake", datatakeIdentifier=ident)
+    sub(dt, "SPACECRAFT_NAME", l1c.spacecraft or f"Sentinel-2{sat}")
+    sub(dt, "DATATAKE_TYPE", "INS-NOBS")
+    sub(dt, "DATATAKE_SENSING_START", iso_ms(start))
     rel = _match(_REL_ORBIT_RE, l1c.product_id)
     if rel is not None:
-        _sub(dt, "SENSING_ORBIT_NUMBER", int(rel))
+        sub(dt, "SENSING_ORBIT_NUMBER", int(rel))
     # Sentinel-2 acquires on the descending (day-side) pass.
-    _sub(dt, "SENSING_ORBIT_DIRECTION", "DESCENDING")
+    sub(dt, "SENSING_ORBIT_DIRECTION", "DESCENDING")
 
 
 def _image_content_qi(parent: ET.Element, summary: Mapping[str, Any], tile: bool = False,
                       degraded: str | None = None) -> None:  # fmt: skip
     percentages: Mapping[str, Any] = summary.get("class_percentages") or {}
     atmosphere: Mapping[str, Any] = summary.get("atmosphere") or {}
-    ic = _sub(parent, "Image_Content_QI")
+    ic = sub(parent, "Image_Content_QI")
     keys: list[str] = list(CLASS_PERCENTAGE_KEYS)
     if tile:
         keys = ["CLOUDY_PIXEL_PERCENTAGE", keys[0], "DEGRADED_MSI_DATA_PERCENTAGE"] + keys[1:]
     for key in keys:
         if key == "DEGRADED_MSI_DATA_PERCENTAGE":
-            _sub(ic, key, degraded if degraded is not None else _fixed(0.0))
+            sub(ic, key, degraded if degraded is not None else _fixed(0.0))
         elif percentages.get(key) is not None:
-            _sub(ic, key, _fixed(percentages[key]))
+            sub(ic, key, _fixed(percentages[key]))
     for key in _ACCURACY_KEYS:
-        _sub(ic, key, "0.0")
+        sub(ic, key, "0.0")
     for key in _ATMOSPHERE_KEYS:
         value = atmosphere.get(key)
         if value is None:
             continue
-        _sub(ic, key, str(value) if key in _TEXT_KEYS else _fixed(value))
+        sub(ic, key, str(value) if key in _TEXT_KEYS else _fixed(value))
 
 
 # ----------------------------------------------------------------------------- MTD_TL.xml
@@ -496,34 +465,34 @@ def tile_metadata_xml(
     src_gi = src.find("General_Info") if src is not None else None
 
     root, n1 = _root("Level-2A_Tile_ID", _NS_TL)
-    gi = _sub(root, f"{n1}General_Info")
+    gi = sub(root, f"{n1}General_Info")
     l1c_tile = _tile_id(l1c)
     if l1c_tile:
-        _sub(gi, "L1C_TILE_ID", l1c_tile, metadataLevel="Brief")
-    _sub(gi, "TILE_ID", _l2a_id_from_l1c(l1c_tile, naming, generated) or naming.granule, metadataLevel="Brief")
+        sub(gi, "L1C_TILE_ID", l1c_tile, metadataLevel="Brief")
+    sub(gi, "TILE_ID", _l2a_id_from_l1c(l1c_tile, naming, generated) or naming.granule, metadataLevel="Brief")
     ds = _l2a_id_from_l1c(_datastrip_id(l1c), naming, generated)
     if ds:
-        _sub(gi, "DATASTRIP_ID", ds, metadataLevel="Standard")
-    _sub(gi, "DOWNLINK_PRIORITY", find_text(src_gi, "DOWNLINK_PRIORITY") or "NOMINAL", metadataLevel="Standard")
+        sub(gi, "DATASTRIP_ID", ds, metadataLevel="Standard")
+    sub(gi, "DOWNLINK_PRIORITY", find_text(src_gi, "DOWNLINK_PRIORITY") or "NOMINAL", metadataLevel="Standard")
     sensing = tm.sensing_time if tm is not None and tm.sensing_time else l1c.sensing_time
     assert sensing is not None
-    _sub(gi, "SENSING_TIME", _iso_us(sensing), metadataLevel="Standard")
+    sub(gi, "SENSING_TIME", iso_us(sensing), metadataLevel="Standard")
 
-    geo = _sub(root, f"{n1}Geometric_Info")
-    tg = _sub(geo, "Tile_Geocoding", metadataLevel="Brief")
-    _sub(tg, "HORIZONTAL_CS_NAME", (tm.cs_name if tm is not None else None) or _cs_name(l1c.epsg))
-    _sub(tg, "HORIZONTAL_CS_CODE", f"EPSG:{l1c.epsg}")
+    geo = sub(root, f"{n1}Geometric_Info")
+    tg = sub(geo, "Tile_Geocoding", metadataLevel="Brief")
+    sub(tg, "HORIZONTAL_CS_NAME", (tm.cs_name if tm is not None else None) or _cs_name(l1c.epsg))
+    sub(tg, "HORIZONTAL_CS_CODE", f"EPSG:{l1c.epsg}")
     grids = [l1c.grids[r] for r in sorted(l1c.grids)]
     for g in grids:
-        size = _sub(tg, "Size", resolution=str(g.resolution))
-        _sub(size, "NROWS", g.nrows)
-        _sub(size, "NCOLS", g.ncols)
+        size = sub(tg, "Size", resolution=str(g.resolution))
+        sub(size, "NROWS", g.nrows)
+        sub(size, "NCOLS", g.ncols)
     for g in grids:
-        pos = _sub(tg, "Geoposition", resolution=str(g.resolution))
-        _sub(pos, "ULX", f"{g.ulx:.10g}")
-        _sub(pos, "ULY", f"{g.uly:.10g}")
-        _sub(pos, "XDIM", f"{g.xdim:g}")
-        _sub(pos, "YDIM", f"{g.ydim:g}")
+        pos = sub(tg, "Geoposition", resolution=str(g.resolution))
+        sub(pos, "ULX", f"{g.ulx:.10g}")
+        sub(pos, "ULY", f"{g.uly:.10g}")
+        sub(pos, "XDIM", f"{g.xdim:g}")
+        sub(pos, "YDIM", f"{g.ydim:g}")
     src_geo = src.find("Geometric_Info") if src is not None else None
     angles = src_geo.find("Tile_Angles") if src_geo is not None else None
     if angles is not None:
@@ -532,16 +501,16 @@ def tile_metadata_xml(
     elif tm is not None:
         _tile_angles(geo, l1c)
 
-    qii = _sub(root, f"{n1}Quality_Indicators_Info", metadataLevel="Standard")
+    qii = sub(root, f"{n1}Quality_Indicators_Info", metadataLevel="Standard")
     src_qi = src.find("Quality_Indicators_Info/Image_Content_QI") if src is not None else None
     _image_content_qi(qii, product.summary, tile=True, degraded=find_text(src_qi, "DEGRADED_MSI_DATA_PERCENTAGE"))
     if masks:
-        plq = _sub(qii, "Pixel_Level_QI", geometry="FULL_RESOLUTION")
+        plq = sub(qii, "Pixel_Level_QI", geometry="FULL_RESOLUTION")
         for kind, path in masks:
-            _sub(plq, "MASK_FILENAME", path, type=kind)
+            sub(plq, "MASK_FILENAME", path, type=kind)
     if pvi:
-        _sub(qii, "PVI_FILENAME", pvi)
-    return _xml_bytes(root, _comment(product))
+        sub(qii, "PVI_FILENAME", pvi)
+    return xml_bytes(root, _comment(product))
 
 
 def _cs_name(epsg: int) -> str:
@@ -552,36 +521,36 @@ def _cs_name(epsg: int) -> str:
 
 def _angle_pair(parent: ET.Element, grid: AngleGrid) -> None:
     for tag, values in (("Zenith", grid.zenith), ("Azimuth", grid.azimuth)):
-        el = _sub(parent, tag)
-        _sub(el, "COL_STEP", f"{grid.col_step:g}", unit="m")
-        _sub(el, "ROW_STEP", f"{grid.row_step:g}", unit="m")
-        vl = _sub(el, "Values_List")
+        el = sub(parent, tag)
+        sub(el, "COL_STEP", f"{grid.col_step:g}", unit="m")
+        sub(el, "ROW_STEP", f"{grid.row_step:g}", unit="m")
+        vl = sub(el, "Values_List")
         for row in np.asarray(values, dtype=np.float64):
-            _sub(vl, "VALUES", " ".join(_num(float(v)) for v in row))
+            sub(vl, "VALUES", " ".join(grid_value(float(v)) for v in row))
 
 
 def _tile_angles(parent: ET.Element, l1c: Product) -> None:
     """``Tile_Angles`` rebuilt from the parsed grids (no Level-1C MTD_TL.xml to copy from)."""
     tm = l1c.tile_metadata
     assert tm is not None
-    ta = _sub(parent, "Tile_Angles", metadataLevel="Standard")
+    ta = sub(parent, "Tile_Angles", metadataLevel="Standard")
     if tm.sun_grid is not None:
-        _angle_pair(_sub(ta, "Sun_Angles_Grid"), tm.sun_grid)
+        _angle_pair(sub(ta, "Sun_Angles_Grid"), tm.sun_grid)
     if tm.mean_sun is not None:
-        msa = _sub(ta, "Mean_Sun_Angle")
-        _sub(msa, "ZENITH_ANGLE", repr(tm.mean_sun.zenith), unit="deg")
-        _sub(msa, "AZIMUTH_ANGLE", repr(tm.mean_sun.azimuth), unit="deg")
+        msa = sub(ta, "Mean_Sun_Angle")
+        sub(msa, "ZENITH_ANGLE", repr(tm.mean_sun.zenith), unit="deg")
+        sub(msa, "AZIMUTH_ANGLE", repr(tm.mean_sun.azimuth), unit="deg")
     for i, band in enumerate(BAND_IDS):
         for detector, grid in tm.view_grids.get(band, ()):
-            _angle_pair(_sub(ta, "Viewing_Incidence_Angles_Grids", bandId=str(i), detectorId=str(detector)), grid)
+            _angle_pair(sub(ta, "Viewing_Incidence_Angles_Grids", bandId=str(i), detectorId=str(detector)), grid)
     if tm.mean_view:
-        mvl = _sub(ta, "Mean_Viewing_Incidence_Angle_List")
+        mvl = sub(ta, "Mean_Viewing_Incidence_Angle_List")
         for i, band in enumerate(BAND_IDS):
             m = tm.mean_view.get(band)
             if m is not None:
-                mv = _sub(mvl, "Mean_Viewing_Incidence_Angle", bandId=str(i))
-                _sub(mv, "ZENITH_ANGLE", repr(m.zenith), unit="deg")
-                _sub(mv, "AZIMUTH_ANGLE", repr(m.azimuth), unit="deg")
+                mv = sub(mvl, "Mean_Viewing_Incidence_Angle", bandId=str(i))
+                sub(mv, "ZENITH_ANGLE", repr(m.zenith), unit="deg")
+                sub(mv, "AZIMUTH_ANGLE", repr(m.azimuth), unit="deg")
 
 
 # ----------------------------------------------------------------------------- reading back

@@ -49,7 +49,8 @@ from sen2core.io.write.mtd_l2a import (
     tile_metadata_xml,
 )
 from sen2core.io.write.raster import RasterSpec, jp2_creation_options, jp2_tasks
-from sen2core.package import ProductRasters, logical_name, store_group
+from sen2core.io.write.rasters import ProductRasters, logical_name, record_negative_fractions, store_group
+from sen2core.io.write.xmlbuild import iso_ms, iso_us, xml_bytes
 
 __all__ = ["PRODUCT_METADATA", "safe_outputs", "write_safe"]
 
@@ -111,8 +112,6 @@ def write_safe(product: ProductRasters, folder: Path, store: bool = True) -> lis
             raise OutputError(f"{rel}: raster grid is {spec.geobox.resolution:g} m, not {res} m")
     log.info("%s: writing %d JPEG 2000 files", product.l2a_id, len(outputs))
     dask.compute(*jp2_tasks(outputs, folder, group=store_group, store=store))
-    from sen2core.package import record_negative_fractions
-
     finest: dict[str, tuple[int, str]] = {}
     for rel in outputs:
         kind, res = Path(rel).stem.split("_")[-2], _resolution_of(rel)
@@ -247,10 +246,6 @@ def _data_object_id(rel: str) -> tuple[str, str]:
     return f"IMG_DATA_Band_{band}_{res}_Tile1_Data", "application/octet-stream"
 
 
-def _iso_us(t: _dt.datetime) -> str:
-    return t.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def manifest_xml(product: ProductRasters, files: Iterable[tuple[str, int, str]], generated: _dt.datetime) -> bytes:
     """``manifest.safe`` listing ``files`` as ``(relative path, size, SHA3-256)``.
 
@@ -285,9 +280,7 @@ def manifest_xml(product: ProductRasters, files: Iterable[tuple[str, int, str]],
     start = start or l1c.sensing_time
     if start is not None:
         period = ET.SubElement(wrap("acquisitionPeriod", "Acquisition Period"), f"{s}acquisitionPeriod")
-        ET.SubElement(period, f"{s}startTime").text = (
-            start.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        )
+        ET.SubElement(period, f"{s}startTime").text = iso_ms(start)
     sat = (l1c.spacecraft or "")[-1:].upper()
     if sat:
         pl = ET.SubElement(wrap("platform", "Platform Description"), f"{s}platform")
@@ -296,7 +289,7 @@ def manifest_xml(product: ProductRasters, files: Iterable[tuple[str, int, str]],
         ins = ET.SubElement(pl, f"{s}instrument")
         ET.SubElement(ins, f"{s}familyName", abbreviation="MSI").text = "Multi-Spectral Instrument"
     proc = ET.SubElement(wrap("processing", "Processing", "PDI", "PROVENANCE"), f"{s}processing",
-                         name="Generation of Level-2A User Product", start=_iso_us(generated))  # fmt: skip
+                         name="Generation of Level-2A User Product", start=iso_us(generated))  # fmt: skip
     facility = ET.SubElement(proc, f"{s}facility", name="sen2core")
     processor = str(product.summary.get("processor") or "sen2core").split()
     ET.SubElement(facility, f"{s}software", name=processor[0], version=processor[-1] if len(processor) > 1 else "")
@@ -309,6 +302,4 @@ def manifest_xml(product: ProductRasters, files: Iterable[tuple[str, int, str]],
         bs = ET.SubElement(do, "byteStream", mimeType=mime, size=str(size))
         ET.SubElement(bs, "fileLocation", href=f"./{rel}", locatorType="URL")
         ET.SubElement(bs, "checksum", checksumName="SHA3-256").text = digest
-    ET.indent(root, space="  ")
-    head = '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
-    return (head + ET.tostring(root, encoding="unicode") + "\n").encode("utf-8")
+    return xml_bytes(root)
