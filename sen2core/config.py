@@ -9,7 +9,7 @@ fixes, per-pixel view parallax in the shadow projection) are documented where th
 are declared.
 
 A configuration is built from the defaults, from Sen2Cor's own files
-(:meth:`SceneClassificationConfig.from_gipp`: ``L2A_CAL_SC_GIPP.xml`` for thresholds,
+(:func:`sen2core.io.read.gipp.scene_classification_from_gipp`: ``L2A_CAL_SC_GIPP.xml`` for thresholds,
 the user ``L2A_GIPP.xml`` for the scene-classification switches) or from the
 project's TOML/JSON file (:meth:`SceneClassificationConfig.from_file`).
 """
@@ -24,10 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element
-
-import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
-from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 
 from sen2core.errors import ConfigurationError, SettingRangeError
 from sen2core.settings import Range, check_ranges
@@ -82,19 +78,6 @@ SC_GIPP_TAGS: Mapping[str, str] = {
     "T22_B12": "t22_b12",
 }
 """``Scene_Classification/Thresholds`` elements of ``L2A_CAL_SC_GIPP.xml`` and the field each sets."""
-
-# Entries of L2A_CAL_SC_GIPP.xml that Sen2Cor 2.8's classification does not use: the
-# legacy shadow reference vector RV_* (replaced by a hard-coded spectrum, here
-# ``shadow_reference``), T_SDW, and the second snow and B12 thresholds. They are
-# accepted so that any genuine Sen2Cor file loads, and have no effect.
-_SC_GIPP_UNUSED = frozenset({"T2_SNOW", "T2_B12", "RV_B2", "RV_B3", "RV_B4", "RV_B8", "RV_B11", "RV_B12", "T_SDW"})
-
-# Switches of the user L2A_GIPP.xml that concern the scene classification (path
-# below the root element) and the field each sets.
-_USER_GIPP_PATHS: Mapping[str, str] = {
-    "Scene_Classification/Filters/Median_Filter": "median_filter",
-    "Common_Section/Handle_L1C_QLT_Mask": "handle_l1c_quality_mask",
-}
 
 # Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
 _RAMPS: tuple[tuple[str, str], ...] = (
@@ -518,6 +501,20 @@ class SceneClassificationConfig:
         """
         return dataclasses.replace(self, **_coerce_fields(changes, source="replace()"))
 
+    def updated_from(
+        self, changes: Mapping[str, Any], *, source: str, labels: Mapping[str, str] | None = None
+    ) -> SceneClassificationConfig:
+        """A copy with ``changes`` read from the file ``source`` (values checked and converted).
+
+        ``labels`` maps a field to the file's own name of the setting, for the messages.
+
+        Raises
+        ------
+        ConfigurationError
+            Unknown setting, wrong type or out of range, naming ``source`` and the setting.
+        """
+        return _replace_from(self, _coerce_fields(changes, source=source, labels=labels), source, labels)
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain Python values (tuples as lists), for JSON or TOML."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -565,49 +562,11 @@ class SceneClassificationConfig:
                 raise ConfigurationError(f"{p}: unknown configuration section(s): {', '.join(sorted(extra))}")
         return _replace_from(base or cls(), _coerce_fields(section, source=str(p)), str(p))
 
-    @classmethod
-    def from_gipp(
-        cls, *paths: str | os.PathLike[str], base: SceneClassificationConfig | None = None
-    ) -> SceneClassificationConfig:
-        """Read Sen2Cor configuration files, applied in the order given.
-
-        Each file is recognised by its root element: ``L2A_CAL_SC_GIPP.xml`` sets the
-        thresholds of ``Scene_Classification/Thresholds`` (see :data:`SC_GIPP_TAGS`);
-        the user ``L2A_GIPP.xml`` sets ``Median_Filter`` and ``Handle_L1C_QLT_Mask``
-        (its other settings concern the atmospheric correction and are ignored here).
-
-        Raises
-        ------
-        ConfigurationError
-            If a file cannot be read, is not well-formed or unsafe XML, is neither of
-            the two Sen2Cor files, has an unknown threshold or a value that is not a
-            number, or gives inconsistent thresholds.
-        """
-        if not paths:
-            raise ConfigurationError("from_gipp needs at least one file")
-        config = base or cls()
-        for path in paths:
-            root = _parse_xml(Path(path))
-            tag = _local(root.tag)
-            if tag == SC_GIPP_ROOT:
-                changes, labels = _read_sc_gipp(root, Path(path)), _SC_GIPP_LABELS
-            elif tag == USER_GIPP_ROOT:
-                changes, labels = _read_user_gipp(root, Path(path)), _USER_GIPP_LABELS
-            else:
-                raise ConfigurationError(
-                    f"{path}: not a Sen2Cor L2A_CAL_SC_GIPP.xml or L2A_GIPP.xml (root element {tag!r})"
-                )
-            config = _replace_from(config, _coerce_fields(changes, source=str(path), labels=labels), str(path),
-                                   labels)  # fmt: skip
-        return config
 
 
 # ---------------------------------------------------------------------- helpers
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SceneClassificationConfig)}
-# A setting's name in Sen2Cor's files, for messages about those files.
-_SC_GIPP_LABELS = {name: tag for tag, name in SC_GIPP_TAGS.items()}
-_USER_GIPP_LABELS = {name: rel.rsplit("/", 1)[-1] for rel, name in _USER_GIPP_PATHS.items()}
 
 
 def _replace_from(config: SceneClassificationConfig, changes: dict[str, Any], source: str,
@@ -676,66 +635,3 @@ def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
         except (TypeError, ValueError):
             raise bad("a list of numbers") from None
     raise bad(type(default).__name__)  # pragma: no cover - every field type is handled above
-
-
-def _parse_xml(path: Path) -> Element:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read Sen2Cor configuration: {exc}") from exc
-    try:
-        root: Element = SafeET.fromstring(raw)
-    except DefusedXmlException as exc:
-        raise ConfigurationError(f"{path}: unsafe XML refused ({type(exc).__name__})") from exc
-    except SafeET.ParseError as exc:
-        raise ConfigurationError(f"{path}: not well-formed XML: {exc}") from exc
-    return root
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _child(element: Element, name: str) -> Element | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return child
-    return None
-
-
-def _read_sc_gipp(root: Element, path: Path) -> dict[str, Any]:
-    sc = _child(root, "Scene_Classification")
-    thresholds = _child(sc, "Thresholds") if sc is not None else None
-    if thresholds is None:
-        raise ConfigurationError(f"{path}: no Scene_Classification/Thresholds in L2A_CAL_SC_GIPP.xml")
-    changes: dict[str, Any] = {}
-    for element in thresholds:
-        if not isinstance(element.tag, str):
-            continue  # comments and processing instructions
-        tag = _local(element.tag)
-        if tag in _SC_GIPP_UNUSED:
-            continue
-        name = SC_GIPP_TAGS.get(tag)
-        if name is None:
-            raise ConfigurationError(f"{path}: unknown threshold {tag} in L2A_CAL_SC_GIPP.xml")
-        text = (element.text or "").strip()
-        try:
-            changes[name] = float(text)
-        except ValueError:
-            raise ConfigurationError(f"{path}: threshold {tag} is not a number: {text!r}") from None
-    return changes
-
-
-def _read_user_gipp(root: Element, path: Path) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for rel, name in _USER_GIPP_PATHS.items():
-        node: Element | None = root
-        for part in rel.split("/"):
-            node = _child(node, part) if node is not None else None
-        if node is None:
-            continue
-        text = (node.text or "").strip()
-        if not text:
-            raise ConfigurationError(f"{path}: {rel} is empty")
-        changes[name] = text
-    return changes

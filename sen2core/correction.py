@@ -847,12 +847,14 @@ def correction_config_from_gipp(
         allowed words, or outside its valid range (:data:`CORRECTION_RANGES`); the
         message names the file, the setting and the range.
     """
-    from sen2core.config import USER_GIPP_ROOT, _local, _parse_xml
+    from sen2core.config import USER_GIPP_ROOT
+    from sen2core.io.read.gipp import read_gipp
+    from sen2core.io.xmlutil import local_name
 
-    root = _parse_xml(Path(path))
-    if _local(root.tag) != USER_GIPP_ROOT:
-        raise ConfigurationError(f"{path}: not a Sen2Cor L2A_GIPP.xml (root element {_local(root.tag)!r})")
-    values = {_local(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
+    root = read_gipp(path)
+    if local_name(root.tag) != USER_GIPP_ROOT:
+        raise ConfigurationError(f"{path}: not a Sen2Cor L2A_GIPP.xml (root element {local_name(root.tag)!r})")
+    values = {local_name(e.tag): (e.text or "").strip() for e in root.iter() if len(e) == 0}
     cfg = base or CorrectionConfig()
 
     def number(tag: str) -> float:

@@ -11,6 +11,7 @@ import pytest
 
 from sen2core.config import SC_GIPP_TAGS, SceneClassificationConfig
 from sen2core.errors import ConfigurationError
+from sen2core.io.read.gipp import scene_classification_from_gipp
 
 GIPP = Path(__file__).parent / "data" / "gipp"
 
@@ -71,7 +72,7 @@ def test_sen2cor_preset_turns_improvements_off() -> None:
 
 
 def test_from_sc_gipp_reads_thresholds() -> None:
-    config = SceneClassificationConfig.from_gipp(GIPP / "L2A_CAL_SC_GIPP.xml")
+    config = scene_classification_from_gipp(GIPP / "L2A_CAL_SC_GIPP.xml")
     assert config.t2_b04 == 0.30
     assert config.t_cloud_mp == 0.25
     assert config.t2_ndvi == 0.40
@@ -82,7 +83,7 @@ def test_from_sc_gipp_reads_thresholds() -> None:
 
 @pytest.mark.parametrize("name", ["sen2cor_L2A_GIPP_DEM_ON.xml", "sen2cor_L2A_GIPP_DEM_OFF.xml"])
 def test_from_user_gipp_reads_switches(name: str) -> None:
-    config = SceneClassificationConfig.from_gipp(GIPP / name)
+    config = scene_classification_from_gipp(GIPP / name)
     assert config.median_filter == 0
     assert config.handle_l1c_quality_mask is True
 
@@ -93,7 +94,7 @@ def test_gipps_apply_in_order(tmp_path: Path) -> None:
     user = user.replace("<Handle_L1C_QLT_Mask>TRUE<", "<Handle_L1C_QLT_Mask>FALSE<")
     path = tmp_path / "L2A_GIPP.xml"
     path.write_text(user, encoding="utf-8")
-    config = SceneClassificationConfig.from_gipp(GIPP / "L2A_CAL_SC_GIPP.xml", path)
+    config = scene_classification_from_gipp(GIPP / "L2A_CAL_SC_GIPP.xml", path)
     assert (config.median_filter, config.handle_l1c_quality_mask, config.t2_b04) == (3, False, 0.30)
 
 
@@ -134,14 +135,14 @@ def test_bad_gipp(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "gipp.xml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigurationError, match=message):
-        SceneClassificationConfig.from_gipp(path)
+        scene_classification_from_gipp(path)
 
 
 def test_missing_gipp_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read"):
-        SceneClassificationConfig.from_gipp(tmp_path / "absent.xml")
+        scene_classification_from_gipp(tmp_path / "absent.xml")
     with pytest.raises(ConfigurationError, match="at least one"):
-        SceneClassificationConfig.from_gipp()
+        scene_classification_from_gipp()
 
 
 def test_from_toml_and_json(tmp_path: Path) -> None:

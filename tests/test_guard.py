@@ -210,6 +210,7 @@ def test_out_of_range_settings_through_the_cli(tmp_path: Path) -> None:
 def test_scene_classification_files_name_file_setting_and_range(tmp_path: Path) -> None:
     from sen2core.config import SceneClassificationConfig
     from sen2core.errors import ConfigurationError
+    from sen2core.io.read.gipp import scene_classification_from_gipp
 
     sc = (GIPP_DIR / "L2A_CAL_SC_GIPP.xml").read_text(encoding="utf-8")
     start, end = sc.index("<T2_B04>"), sc.index("</T2_B04>")
@@ -218,10 +219,10 @@ def test_scene_classification_files_name_file_setting_and_range(tmp_path: Path) 
     with pytest.raises(
         ConfigurationError, match=rf"^{gipp}: T2_B04 \(t2_b04\) must be in \[0, 2\] TOA reflectance, got 7.0$"
     ):
-        SceneClassificationConfig.from_gipp(gipp)
+        scene_classification_from_gipp(gipp)
     user = _user_gipp(tmp_path, Median_Filter="abc")
     with pytest.raises(ConfigurationError, match=rf"^{user}: Median_Filter \(median_filter\) must be an integer"):
-        SceneClassificationConfig.from_gipp(user)
+        scene_classification_from_gipp(user)
     toml = tmp_path / "sen2core.toml"
     toml.write_text("[scene_classification]\nthin_cloud_probability = 1.5\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=rf"^{toml}: thin_cloud_probability must be in \(0, 1\), got 1.5$"):

@@ -160,17 +160,19 @@ def process(product: str, output_dir: str, resolution: str | None, fmt: str, sc_
     https://) to Level-2A."""
     import dataclasses
 
-    from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig, _local, _parse_xml
+    from sen2core.config import USER_GIPP_ROOT, SceneClassificationConfig
     from sen2core.correction import CorrectionConfig, correction_config_from_gipp
+    from sen2core.io.read.gipp import read_gipp, scene_classification_from_gipp
+    from sen2core.io.xmlutil import local_name
     from sen2core.parallel import local_cluster, set_malloc_thresholds, tune_malloc
     from sen2core.pipeline import ProcessingConfig, process_product
     from sen2core.redact import redact_worker_logs
 
     correction, classification = CorrectionConfig(), SceneClassificationConfig()
     if gipp:
-        classification = SceneClassificationConfig.from_gipp(*gipp)
+        classification = scene_classification_from_gipp(*gipp)
         for path in gipp:
-            if _local(_parse_xml(Path(path)).tag) == USER_GIPP_ROOT:
+            if local_name(read_gipp(path).tag) == USER_GIPP_ROOT:
                 correction, extra = correction_config_from_gipp(path, correction)
                 if "DEM_Directory" in extra and not dem:
                     logging.getLogger("sen2core").warning(

@@ -25,6 +25,7 @@ __all__ = [
     "parse_float",
     "parse_time",
     "parse_xml",
+    "safe_fromstring",
 ]
 
 
@@ -33,6 +34,26 @@ def local_name(tag: object) -> str:
     if not isinstance(tag, str):
         return ""
     return tag.rsplit("}", 1)[-1]
+
+
+def safe_fromstring(data: bytes) -> Element:
+    """Parse XML bytes with entity declarations and external references refused (namespaces kept).
+
+    The one place sen2core calls an XML parser: :func:`parse_xml` (product metadata) and
+    :func:`sen2core.io.read.gipp.read_gipp` (configuration files) wrap its errors in
+    their own exception.
+
+    Raises
+    ------
+    defusedxml.DefusedXmlException
+        The document declares entities or references external resources.
+    xml.etree.ElementTree.ParseError
+        The document is empty, truncated or malformed.
+    """
+    root: Element = defusedxml.ElementTree.fromstring(
+        data, forbid_dtd=False, forbid_entities=True, forbid_external=True
+    )
+    return root
 
 
 def parse_xml(data: bytes, *, product: str, name: str) -> Element:
@@ -59,9 +80,7 @@ def parse_xml(data: bytes, *, product: str, name: str) -> Element:
         external references.
     """
     try:
-        root: Element = defusedxml.ElementTree.fromstring(
-            data, forbid_dtd=False, forbid_entities=True, forbid_external=True
-        )
+        root = safe_fromstring(data)
     except defusedxml.DefusedXmlException as exc:
         raise MetadataError(
             product,
