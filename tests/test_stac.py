@@ -3,6 +3,7 @@ metadata, and the bands loaded through the item with odc-stac against the synthe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import socket
@@ -21,6 +22,7 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 
+from sen2core.io.stac.extension import SCHEMA_URI, Sen2CoreExtension
 from sen2core.io.stac.item import (
     CLASSIFICATION_SCHEMA,
     COLLECTION_NAME,
@@ -83,7 +85,7 @@ def test_item_is_last_marker_and_validates_offline(product: Processed, no_networ
     checked = validate_item(product.item_path)
     ext = {u.split("/")[3] + "/" + u.split("/")[4] for u in item["stac_extensions"]}
     assert ext == {"eo/v1.1.0", "projection/v2.0.0", "raster/v1.1.0", "view/v1.0.0", "file/v2.1.0", "mgrs/v1.0.0",
-                   "processing/v1.2.0", "classification/v1.1.0"}  # fmt: skip
+                   "processing/v1.2.0", "classification/v1.1.0", "sen2core/v1.0.0"}  # fmt: skip
     assert len(checked) == len(ext) + 1  # core item schema too
     assert item["id"] == product.result.l2a_id == product.folder.name
     props = item["properties"]
@@ -225,6 +227,62 @@ def test_validation_fails_offline_on_bad_or_unknown_schema(product: Processed, n
     projjson["properties"]["proj:projjson"] = {"type": "ProjectedCRS"}
     with pytest.raises(STACValidationError, match="offline"):
         validate_item(projjson)
+
+
+def test_sen2core_extension_fields_are_checked_against_the_shipped_schema(product: Processed, no_network: None) -> None:
+    item = json.loads(product.item_path.read_text())
+    assert SCHEMA_URI in item["stac_extensions"]
+    checked = validate_item(item)
+    assert SCHEMA_URI in checked
+    own = Sen2CoreExtension.ext(pystac.Item.from_dict(item))
+    assert (
+        own.l1c_id == product.result.l1c_id and own.lut_id == item["properties"]["processing:software"]["sen2core-lut"]
+    )
+    assert own.dem is None and own.cloud_cover_note is None
+    for field, value in [
+        ("sen2core:l1c_id", 5),
+        ("sen2core:lut_id", ""),
+        ("sen2core:unknown_field", "x"),
+        ("sen2core:dem", {"name": "dem.tif", "crs": "EPSG:4326", "coverage_percent": 150.0}),
+    ]:
+        bad = json.loads(json.dumps(item))
+        bad["properties"][field] = value
+        with pytest.raises(STACValidationError, match=r"sen2core/v1\.0\.0/schema\.json: properties"):
+            validate_item(bad)
+    missing = json.loads(json.dumps(item))
+    del missing["properties"]["sen2core:l1c_id"]
+    with pytest.raises(STACValidationError, match="sen2core:l1c_id"):
+        validate_item(missing)
+    on_asset = json.loads(json.dumps(item))
+    on_asset["assets"]["B04"]["sen2core:lut_id"] = "x"
+    with pytest.raises(STACValidationError, match=r"sen2core/v1\.0\.0/schema\.json: assets/B04"):
+        validate_item(on_asset)
+
+
+def test_sen2core_extension_follows_pystac_extension_protocol() -> None:
+    item = pystac.Item("x", None, None, dt.datetime(2023, 7, 15, tzinfo=dt.UTC), {})
+    with pytest.raises(pystac.ExtensionNotImplemented):
+        Sen2CoreExtension.ext(item)
+    assert not Sen2CoreExtension.has_extension(item)
+    own = Sen2CoreExtension.ext(item, add_if_missing=True)
+    assert item.stac_extensions == [SCHEMA_URI] and Sen2CoreExtension.has_extension(item)
+    own.l1c_id, own.dem = "S2A_MSIL1C_X", {"name": "dem.tif", "crs": "EPSG:4326", "coverage_percent": 99.5}
+    own.cloud_cover_note = "no pixel with data"
+    assert item.properties == {"sen2core:l1c_id": "S2A_MSIL1C_X",
+                               "sen2core:dem": {"name": "dem.tif", "crs": "EPSG:4326", "coverage_percent": 99.5},
+                               "sen2core:cloud_cover_note": "no pixel with data"}  # fmt: skip
+    own.cloud_cover_note = None
+    assert "sen2core:cloud_cover_note" not in item.properties and own.lut_id is None
+    with pytest.raises(pystac.ExtensionTypeError):
+        Sen2CoreExtension.ext(
+            pystac.Collection(
+                "c",
+                "d",
+                pystac.Extent.from_dict(
+                    {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}}
+                ),
+            )
+        )  # type: ignore[arg-type]
 
 
 def test_legacy_encoding_has_zero_offset(product: Processed) -> None:

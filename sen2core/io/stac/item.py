@@ -2,14 +2,15 @@
 
 The item describes one finished product folder. Its asset hrefs are relative (the
 folder is built under a temporary name and renamed afterwards), it carries the eo,
-projection, raster, view, file, processing, mgrs and classification extensions, and it
-is the last file written: its presence marks the product done.
+projection, raster, view, file, processing, mgrs and classification extensions and
+sen2core's own (:mod:`sen2core.io.stac.extension`), and it is the last file written: its
+presence marks the product done.
 
 Extension versions are those whose schemas ship in ``sen2core/data/stac-schemas``, so
 validation never needs the network: eo v1.1.0, projection v2.0.0, raster v1.1.0, view
 v1.0.0, file v2.1.0, mgrs v1.0.0 (as pystac writes them), processing v1.2.0 and
 classification v1.1.0 (written by hand: pystac has no processing support and writes
-classification v2.0.0, whose schema is not shipped).
+classification v2.0.0, whose schema is not shipped), and sen2core v1.0.0.
 
 :func:`update_collection` maintains ``collection.json`` at the output root; it is a
 publishing step run after a product is in place, safe with concurrent callers in
@@ -57,6 +58,7 @@ from sen2core.io.read.metadata import GeoBox
 from sen2core.io.read.product import Product
 from sen2core.io.remote import is_remote
 from sen2core.io.scl_legend import SCL_CLASSES
+from sen2core.io.stac.extension import Sen2CoreExtension
 from sen2core.io.write.checksums import FileDigest
 from sen2core.io.write.raster import RasterSpec
 from sen2core.io.write.remote import output_objects
@@ -345,15 +347,16 @@ def build_item(
                                + _dem_lineage(summary.get("dem"))),
         "s2:product_type": "S2MSI2A",
         "s2:mgrs_tile": product.tile_id,
-        "sen2core:l1c_id": summary.get("l1c_id") or product.product_id,
     })  # fmt: skip
+    own = Sen2CoreExtension.ext(item, add_if_missing=True)
+    own.l1c_id = summary.get("l1c_id") or product.product_id
     if lut_id:
         # The LUT is versioned data the result depends on as much as on the code: recorded beside it.
         item.properties["processing:software"]["sen2core-lut"] = lut_id
-        item.properties["sen2core:lut_id"] = lut_id
+        own.lut_id = lut_id
     if summary.get("dem"):
         # The elevation the correction used is an input like the LUT: recorded with it.
-        item.properties["sen2core:dem"] = dict(summary["dem"])
+        own.dem = summary["dem"]
     item.properties.update(_s2_properties(summary))
     item.stac_extensions.append(PROCESSING_SCHEMA)
 
@@ -361,7 +364,7 @@ def build_item(
     if _no_valid_pixel(percentages):
         # 0 % would match every "cloud_cover < x" search; the eo schema has no null, so the
         # field is left out (unknown) and the item says why.
-        item.properties["sen2core:cloud_cover_note"] = NO_VALID_PIXEL_NOTE
+        own.cloud_cover_note = NO_VALID_PIXEL_NOTE
     elif "CLOUDY_PIXEL_PERCENTAGE" in percentages:
         cloudy = float(percentages["CLOUDY_PIXEL_PERCENTAGE"])
         EOExtension.ext(item).cloud_cover = round(min(max(cloudy, 0.0), 100.0), 4)
