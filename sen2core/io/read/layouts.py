@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from sen2core.io.read.metadata import (
     ManifestMetadata,
     Radiometry,
     ResolutionGrid,
+    TileInfo,
     TileMetadata,
     UserProductMetadata,
     normalize_band,
@@ -521,36 +523,8 @@ def _open_safe(
 def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
     """AWS tile folder: ``tileInfo.json`` + ``B01.jp2``..., optional ``metadata.xml`` and
     ``product_metadata.xml``."""
-    ti = parse_tile_info(store.read_bytes("tileInfo.json"), product=display)
-    warnings: list[str] = []
-    tm = (
-        parse_tile(store.read_bytes("metadata.xml"), product=display, name="metadata.xml")
-        if store.exists("metadata.xml")
-        else None
-    )
-    um = (
-        parse_user_product(store.read_bytes("product_metadata.xml"), product=display, name="product_metadata.xml")
-        if store.exists("product_metadata.xml")
-        else None
-    )
-    if tm is not None:
-        warnings.extend(tm.warnings)
-    if um is not None:
-        warnings.extend(w for w in um.warnings if "IMAGE_FILE" not in w)
-
-    names = [ti.product_name, ti.datastrip_id, tm.tile_id if tm else None]
-    level: Level | None = um.level if um else (tm.level if tm else None)
-    if level is None:
-        for n in names:
-            if n and re.search(r"MSI_?L1C", n):
-                level = "L1C"
-                break
-            if n and re.search(r"MSI_?L2A", n):
-                level = "L2A"
-                break
-    if level is None:
-        raise MetadataError(display, "tileInfo.json: cannot tell the processing level (no productName or datastrip id)")
-
+    ti, tm, um, warnings = _aws_metadata(store, display)
+    level = _aws_level(um, tm, ti, display)
     root_name = getattr(store, "root", None)
     product_id = (
         _product_id(
@@ -571,6 +545,85 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
         warnings.append(f"tileInfo.json says tile {ti.tile_id} but the tile metadata says {tile_id}; using {tile_id}")
     epsg = (tm.epsg if tm else None) or ti.epsg or _epsg_from_tile(tile_id)
 
+    band_files, missing, headers = _aws_band_files(store, display, level, warnings)
+    grids, epsg = _aws_grids(tm, ti, headers, epsg, warnings)
+    if not band_files:
+        warnings.append("no band raster files found (metadata only)")
+    elif missing:
+        warnings.append(f"band raster files missing for {', '.join(missing)}")
+
+    radiometry = _radiometry(
+        level, um, baseline=baseline, spacecraft=spacecraft, sensing_time=sensing, warnings=warnings
+    )
+    _angle_warnings(tm, level, warnings)
+    return Product(
+        href=display,
+        layout="AWS",
+        product_id=product_id,
+        level=level,
+        product_type=um.product_type if um else None,
+        spacecraft=spacecraft,
+        sensing_time=sensing,
+        processing_baseline=baseline,
+        tile_id=tile_id,
+        epsg=epsg,
+        grids=grids,
+        band_files=band_files,
+        missing_bands=missing,
+        radiometry=radiometry,
+        user_metadata=um,
+        tile_metadata=tm,
+        manifest=None,
+        tile_info=ti,
+        warnings=tuple(dict.fromkeys(warnings)),
+        chunk_m=chunk_m,
+        store=store,
+    )
+
+
+def _aws_metadata(
+    store: ProductStore, display: str
+) -> tuple[TileInfo, TileMetadata | None, UserProductMetadata | None, list[str]]:
+    """``tileInfo.json``, then ``metadata.xml`` and ``product_metadata.xml`` where present, and their warnings."""
+    ti = parse_tile_info(store.read_bytes("tileInfo.json"), product=display)
+    warnings: list[str] = []
+    tm = (
+        parse_tile(store.read_bytes("metadata.xml"), product=display, name="metadata.xml")
+        if store.exists("metadata.xml")
+        else None
+    )
+    um = (
+        parse_user_product(store.read_bytes("product_metadata.xml"), product=display, name="product_metadata.xml")
+        if store.exists("product_metadata.xml")
+        else None
+    )
+    if tm is not None:
+        warnings.extend(tm.warnings)
+    if um is not None:
+        warnings.extend(w for w in um.warnings if "IMAGE_FILE" not in w)
+    return ti, tm, um, warnings
+
+
+def _aws_level(um: UserProductMetadata | None, tm: TileMetadata | None, ti: TileInfo, display: str) -> Level:
+    """The processing level: from the metadata files, else from the product, datastrip or tile name."""
+    level: Level | None = um.level if um else (tm.level if tm else None)
+    if level is None:
+        for n in (ti.product_name, ti.datastrip_id, tm.tile_id if tm else None):
+            if n and re.search(r"MSI_?L1C", n):
+                level = "L1C"
+                break
+            if n and re.search(r"MSI_?L2A", n):
+                level = "L2A"
+                break
+    if level is None:
+        raise MetadataError(display, "tileInfo.json: cannot tell the processing level (no productName or datastrip id)")
+    return level
+
+
+def _aws_band_files(
+    store: ProductStore, display: str, level: Level, warnings: list[str]
+) -> tuple[dict[str, BandFile], dict[str, str], dict[str, band_io.BandHeader]]:
+    """The band files found (``B01.jp2`` or ``R60m/B01.jp2``...), the bands missing, and the headers read."""
     band_files: dict[str, BandFile] = {}
     missing: dict[str, str] = {}
     headers: dict[str, band_io.BandHeader] = {}
@@ -611,7 +664,20 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
             # band fails on the file rather than on a grid mismatch.
             res = res_hint or common_res or NOMINAL_RESOLUTION[band]
         band_files[band] = BandFile(band=band, path=rel, resolution=res)
+    return band_files, missing, headers
 
+
+def _aws_grids(
+    tm: TileMetadata | None,
+    ti: TileInfo,
+    headers: Mapping[str, band_io.BandHeader],
+    epsg: int | None,
+    warnings: list[str],
+) -> tuple[dict[int, ResolutionGrid], int | None]:
+    """Pixel grids per resolution: the tile metadata's, else the band headers', else the tile geometry's.
+
+    Returns the grids and the EPSG code (the headers' when no metadata gave one).
+    """
     grids: dict[int, ResolutionGrid] = dict(tm.grids) if tm is not None else {}
     for header in headers.values():
         a, _, c, _, e, f = header.transform
@@ -635,35 +701,4 @@ def _open_aws(store: ProductStore, display: str, *, chunk_m: float) -> Product:
                 ydim=-float(res),
             )
         warnings.append("pixel grids derived from the tileInfo.json tile geometry")
-    if not band_files:
-        warnings.append("no band raster files found (metadata only)")
-    elif missing:
-        warnings.append(f"band raster files missing for {', '.join(missing)}")
-
-    radiometry = _radiometry(
-        level, um, baseline=baseline, spacecraft=spacecraft, sensing_time=sensing, warnings=warnings
-    )
-    _angle_warnings(tm, level, warnings)
-    return Product(
-        href=display,
-        layout="AWS",
-        product_id=product_id,
-        level=level,
-        product_type=um.product_type if um else None,
-        spacecraft=spacecraft,
-        sensing_time=sensing,
-        processing_baseline=baseline,
-        tile_id=tile_id,
-        epsg=epsg,
-        grids=grids,
-        band_files=band_files,
-        missing_bands=missing,
-        radiometry=radiometry,
-        user_metadata=um,
-        tile_metadata=tm,
-        manifest=None,
-        tile_info=ti,
-        warnings=tuple(dict.fromkeys(warnings)),
-        chunk_m=chunk_m,
-        store=store,
-    )
+    return grids, epsg
