@@ -99,8 +99,8 @@ class GribFields:
     def at(self, name: str, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> NDArray[np.float64]:
         """Bilinear value of field ``name`` at the points (clamped to the grid's edges)."""
         values = self.fields[name]
-        rows = self.lat0 + self.dlat * np.arange(values.shape[0])
-        cols = self.lon0 + self.dlon * np.arange(values.shape[1])
+        rows = np.asarray(self.lat0 + self.dlat * np.arange(values.shape[0]), dtype=np.float64)
+        cols = np.asarray(self.lon0 + self.dlon * np.arange(values.shape[1]), dtype=np.float64)
         # Longitudes on the grid's own convention (0-360 or -180-180).
         lon = np.where(lon < cols.min() - 180.0, lon + 360.0, np.where(lon > cols.max() + 180.0, lon - 360.0, lon))
         if rows[0] > rows[-1]:

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import rasterio
-from dask.base import tokenize
+from dask.base import compute, tokenize
+from dask.delayed import delayed
 from numpy.typing import NDArray
 from rasterio.windows import Window
 
@@ -396,14 +396,16 @@ def _stored_block(path: str, dtype: Any, block_info: dict[Any, Any] | None = Non
         failure = TransientIOError(what) if is_transient_os(exc) else OutputError(what)
     if failure is not None:
         raise failure  # outside the except block: no unpicklable chain (see sen2core.errors)
-    return data.astype(dtype, copy=False)
+    out: NDArray[Any] = data.astype(dtype, copy=False)
+    return out
 
 
 def stored_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
     """A 2-D raster written by the processor itself (a stored intermediate), read lazily on ``chunks``."""
     name = f"stored-{tokenize(path, chunks, str(dtype))}"
-    return da.map_blocks(_stored_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
-                         meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+    arr: da.Array = da.map_blocks(_stored_block, path, np.dtype(dtype), chunks=chunks, dtype=dtype,
+                                  meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+    return arr
 
 
 # ---------------------------------------------------------------------------- bands decoded to files
@@ -542,7 +544,7 @@ def decode_to_files(
     # Header included: a .npy header is at most a few hundred bytes (np.lib.format pads it to 64).
     sizes = {name: int(np.prod(src.shape)) * np.dtype(np.uint16).itemsize + 4096 for name, src in sources.items()}
     require_free(root, sum(sizes.values()), f"the {len(sources)} band(s) decoded for the later stages (uncompressed)")
-    decode = dask.delayed(_decode_strip, pure=True)
+    decode = delayed(_decode_strip, pure=True)
     tasks = []
     owners: list[str] = []
     targets = {}
@@ -566,7 +568,7 @@ def decode_to_files(
         tasks += [decode(src, r0, r1, target, dask_key_name=f"decode-{name}-{r0}-{tokenize(target)}")
                   for r0, r1 in src.strips()]  # fmt: skip
         owners += [name] * len(src.strips())
-    strips = dask.compute(*tasks)
+    strips = compute(*tasks)
     by_band: dict[str, list[StripQuality]] = {}
     for name, strip in zip(owners, strips, strict=True):
         if strip is not None:
@@ -619,7 +621,8 @@ def cloud_mask_table(path: str, scl: da.Array, grid_m: int, *, product: str, dis
         gdal_options=dict(gdal_options), new_axis=[2, 3], dtype=np.int64,
         chunks=((1,) * len(rows), (1,) * len(cols), (3,), (3,)), meta=np.empty((0, 0, 0, 0), dtype=np.int64),
     )  # fmt: skip
-    return per_block.sum(axis=(0, 1))
+    counts: da.Array = per_block.sum(axis=(0, 1))
+    return counts
 
 
 #: Suffix of the record :func:`decode_to_files` writes for a band read with its quality mask.
@@ -637,7 +640,8 @@ def _write_quality(path: str, parts: list[StripQuality], shape: tuple[int, int])
         arrays["flags"] = packed
     try:
         with open(path, "wb") as f:
-            np.savez(f, **arrays)
+            # numpy's stub types **kwds as if a key could be its allow_pickle flag; these are arrays.
+            np.savez(f, **arrays)  # type: ignore[arg-type]
     except OSError as exc:
         raise OutputError(f"{path}: cannot keep the quality mask record ({exc})") from exc
 
@@ -698,8 +702,9 @@ def quality_grid(folder: str | os.PathLike[str], bands: Mapping[str, int], grid_
 def kept_array(path: str, chunks: Chunks) -> da.Array:
     """A band kept by :func:`decode_to_files`, read lazily on ``chunks``."""
     key = f"kept-{tokenize(path, chunks)}"
-    return da.map_blocks(_npy_block, path, np.dtype(np.uint16), "kept", chunks=chunks, dtype=np.uint16,
-                         meta=np.empty((0, 0), dtype=np.uint16), name=key)  # fmt: skip
+    arr: da.Array = da.map_blocks(_npy_block, path, np.dtype(np.uint16), "kept", chunks=chunks, dtype=np.uint16,
+                                  meta=np.empty((0, 0), dtype=np.uint16), name=key)  # fmt: skip
+    return arr
 
 
 def kept_shape(path: str) -> tuple[int, ...]:
@@ -771,8 +776,9 @@ class CheckpointTarget:
 def checkpoint_array(path: str, chunks: Chunks, dtype: Any) -> da.Array:
     """A 2-D checkpoint layer stored by an earlier stage, read lazily on ``chunks`` as ``dtype``."""
     name = f"checkpoint-{tokenize(path, chunks, str(dtype))}"
-    return da.map_blocks(_npy_block, path, np.dtype(dtype), "stored", chunks=chunks, dtype=dtype,
-                         meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+    arr: da.Array = da.map_blocks(_npy_block, path, np.dtype(dtype), "stored", chunks=chunks, dtype=dtype,
+                                  meta=np.empty((0, 0), dtype=dtype), name=name)  # fmt: skip
+    return arr
 
 
 def load_checkpoint(path: str) -> NDArray[Any]:

@@ -90,7 +90,9 @@ def _crs_name(crs: Any) -> str:
     return str(name)
 
 
-def _dem_block(path: str, epsg: int, transform: tuple[float, ...], block_info: dict | None = None) -> np.ndarray:
+def _dem_block(
+    path: str, epsg: int, transform: tuple[float, ...], block_info: dict[Any, Any] | None = None
+) -> np.ndarray:
     assert block_info is not None
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     shape = block_info[None]["shape"]
@@ -109,7 +111,8 @@ def _dem_block(path: str, epsg: int, transform: tuple[float, ...], block_info: d
         # Outside the except block: a block read runs on Dask workers, and GDAL's exceptions in
         # the chain would not unpickle (see sen2core.errors).
         raise failure
-    return data.astype(np.float32)
+    out: np.ndarray = data.astype(np.float32)
+    return out
 
 
 def _coverage_grid(geobox: GeoBox) -> tuple[Affine, int, int]:

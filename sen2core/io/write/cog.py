@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import dask
+from dask.base import compute
 
 from sen2core.errors import OutputError
 from sen2core.io.failures import write_failure
@@ -175,7 +175,7 @@ def write_cog(
     """
     selection = cog_selection(product.rasters, product.resolution)
     outputs = cog_outputs(product)
-    dask.compute(*cog_tasks(outputs, folder, group=store_group, store=store))
+    compute(*cog_tasks(outputs, folder, group=store_group, store=store))
     kinds = {fname: split_name(name)[0] for fname, name in selection.items()}
     record_negative_fractions(product, kinds, folder)
     by_kind = {kind: fname for fname, kind in kinds.items()}

@@ -33,6 +33,8 @@ import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
+from dask.base import compute
+from dask.delayed import delayed
 from rasterio.windows import Window
 
 from sen2core.errors import OutputError, Sen2CoreError
@@ -395,7 +397,8 @@ def store_delayed(
     create_staged(outputs, folder, stage_spec)
     staged = _staged(outputs, folder)
     sources = [arr.astype(s.spec.dtype) for s, (arr, _) in zip(staged, outputs.values(), strict=True)]
-    return da.store(sources, [_target(s) for s in staged], lock=False, compute=False)
+    targets: list[Any] = [_target(s) for s in staged]
+    return da.store(sources, targets, lock=False, compute=False)
 
 
 def _target(s: _Staged) -> _WindowTarget:
@@ -468,8 +471,8 @@ def _finalisations(finalise: Callable[[str, str, RasterSpec], str], files: Seque
     would recreate files there, debris that looks like a product being written. Each
     finalisation returns its failure instead, and the batch raises the first one at the end.
     """
-    settled = [dask.delayed(_settle, pure=False)(finalise, f.tmp, f.final, f.spec) for f in files]
-    return dask.delayed(_all_ended, pure=False)(*settled)
+    settled = [delayed(_settle, pure=False)(finalise, f.tmp, f.final, f.spec) for f in files]
+    return delayed(_all_ended, pure=False)(*settled)
 
 
 def _staged_tasks(
@@ -500,9 +503,9 @@ def _staged_tasks(
             raise OutputError(f"staged file(s) missing: {', '.join(missing)}")
         pending = [i for i, s in enumerate(staged) if os.path.exists(s.tmp)]
         batch = _finalisations(finalise, [staged[i] for i in pending])
-        results: list[Any] = [dask.delayed(s.final) for s in staged]
+        results: list[Any] = [delayed(s.final) for s in staged]
         for k, i in enumerate(pending):
-            results[i] = dask.delayed(operator.getitem, pure=True)(batch, k)
+            results[i] = delayed(operator.getitem, pure=True)(batch, k)
         return results
     create_staged(outputs, folder, stage_spec)
     stores: dict[Hashable, tuple[list[Any], list[Any], list[int]]] = {}
@@ -518,16 +521,16 @@ def _staged_tasks(
     # computed: the cores that the store leaves idle (its last chunks, waits on neighbours)
     # encode, and only the last group's files remain to encode at the end.
     done: dict[int, Any] = {}
-    pending: list[int] = []
+    pending = []
     for sources, targets, members in stores.values():
-        finalised = dask.compute(da.store(sources, targets, lock=False, compute=False),
+        finalised = compute(da.store(sources, targets, lock=False, compute=False),
                                  _finalisations(finalise, [staged[i] for i in pending]))[1]  # fmt: skip
         done.update(zip(pending, finalised, strict=True))
         pending = members
     # Already encoded files are returned as computed values, so callers compute every result alike.
     batch = _finalisations(finalise, [staged[i] for i in pending])
-    last = {i: dask.delayed(operator.getitem, pure=True)(batch, k) for k, i in enumerate(pending)}
-    return [dask.delayed(done[i]) if i in done else last[i] for i in range(len(staged))]
+    last = {i: delayed(operator.getitem, pure=True)(batch, k) for k, i in enumerate(pending)}
+    return [delayed(done[i]) if i in done else last[i] for i in range(len(staged))]
 
 
 def cog_tasks(

@@ -31,12 +31,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from dask.base import compute
 from rasterio.enums import Resampling
 
 from sen2core.errors import OutputError
@@ -111,7 +111,7 @@ def write_safe(product: ProductRasters, folder: Path, store: bool = True) -> lis
         if abs(spec.geobox.resolution - res) > 1e-6:
             raise OutputError(f"{rel}: raster grid is {spec.geobox.resolution:g} m, not {res} m")
     log.info("%s: writing %d JPEG 2000 files", product.l2a_id, len(outputs))
-    dask.compute(*jp2_tasks(outputs, folder, group=store_group, store=store))
+    compute(*jp2_tasks(outputs, folder, group=store_group, store=store))
     finest: dict[str, tuple[int, str]] = {}
     for rel in outputs:
         kind, res = Path(rel).stem.split("_")[-2], _resolution_of(rel)
