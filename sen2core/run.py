@@ -17,7 +17,8 @@ from sen2core import __version__
 from sen2core.config import SceneClassificationConfig
 from sen2core.correction import CorrectionConfig
 from sen2core.errors import ConfigurationError, InputProductError
-from sen2core.io.read.product import Product, granule_tiles
+from sen2core.io.read.model import granule_tiles
+from sen2core.io.read.product import Product
 from sen2core.package import FORMATS
 
 log = logging.getLogger(__name__)

@@ -78,8 +78,9 @@ from sen2core.io.read.bands import (
 )
 from sen2core.io.read.dem import dem_info, dem_on_grid
 from sen2core.io.read.integrity import verify_checksums
+from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.opening import open_l1c
-from sen2core.io.read.product import Product, granule_tiles
+from sen2core.io.read.product import Product
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac.item import COLLECTION_NAME
 from sen2core.io.write.cog import SUMMARY_NAME

@@ -171,8 +171,8 @@ def screen_products(
     the library itself decides it. A product that cannot be opened is left to
     process, where it fails (or is retried, for a transient error) and is reported.
     """
+    from sen2core.io.read.model import granule_tiles
     from sen2core.io.read.opening import open_l1c
-    from sen2core.io.read.product import granule_tiles
     from sen2core.pipeline import l2a_id
 
     fmt = (options or ProcessingOptions()).output_format

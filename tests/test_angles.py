@@ -11,8 +11,8 @@ import pytest
 from rasterio.warp import transform as warp_transform
 
 from sen2core.errors import MetadataWarning
+from sen2core.io.read.model import ANGLE_FALLBACK_WARNING
 from sen2core.io.read.opening import open_product
-from sen2core.io.read.product import ANGLE_FALLBACK_WARNING
 from sen2core.kernels.angles import (
     bilinear,
     circular_mean,

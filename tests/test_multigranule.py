@@ -12,8 +12,8 @@ import pytest
 import rasterio
 
 from sen2core.errors import InputProductError
+from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.opening import open_l1c
-from sen2core.io.read.product import granule_tiles
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 from tasks.models import L1CRef, ProcessingOptions

@@ -18,8 +18,9 @@ from sen2core.io.read.metadata import (
     TileMetadata,
     UserProductMetadata,
 )
+from sen2core.io.read.model import ANGLE_FALLBACK_WARNING, DEFAULT_CHUNK_M, BandFile, ProductModel
 from sen2core.io.read.opening import open_l1c, open_product
-from sen2core.io.read.product import ANGLE_FALLBACK_WARNING, DEFAULT_CHUNK_M, BandFile, Product
+from sen2core.io.read.product import Product
 
 __all__ = [
     "ANGLE_FALLBACK_WARNING",
@@ -31,6 +32,7 @@ __all__ = [
     "ManifestMetadata",
     "MeanAngles",
     "Product",
+    "ProductModel",
     "Radiometry",
     "ResolutionGrid",
     "TileInfo",

@@ -35,15 +35,10 @@ from sen2core.io.read.metadata import (
     UserProductMetadata,
     normalize_band,
 )
+from sen2core.io.read.model import ANGLE_FALLBACK_WARNING, DEFAULT_GDAL_OPTIONS, BandFile, Layout
 from sen2core.io.read.mtd_product import baseline_from_name, parse_user_product
 from sen2core.io.read.mtd_tile import parse_tile
-from sen2core.io.read.product import (
-    ANGLE_FALLBACK_WARNING,
-    DEFAULT_GDAL_OPTIONS,
-    BandFile,
-    Layout,
-    Product,
-)
+from sen2core.io.read.product import Product
 from sen2core.io.read.store import DirStore, ProductStore, RemoteStore, ZipStore
 from sen2core.io.read.tileinfo import parse_tile_info
 from sen2core.io.remote import RangeOpener, RemoteSettings, objects_for

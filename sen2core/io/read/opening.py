@@ -20,7 +20,8 @@ from pathlib import Path
 
 from sen2core.errors import InputProductError, MetadataWarning, RemoteAccessError
 from sen2core.io.read.layouts import open_location, open_remote
-from sen2core.io.read.product import DEFAULT_CHUNK_M, Product
+from sen2core.io.read.model import DEFAULT_CHUNK_M
+from sen2core.io.read.product import Product
 from sen2core.io.remote import RemoteSettings, is_remote
 
 __all__ = ["open_l1c", "open_product"]
