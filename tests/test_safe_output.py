@@ -12,7 +12,9 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from sen2core.io.read.product import Product
 from sen2core.io.write.mtd_l2a import read_quality_indicators, safe_naming
 from sen2core.io.write.raster import jp2_creation_options
 from sen2core.io.write.rasters import ProductRasters
+from sen2core.io.write.xmlbuild import grid_value, iso_ms, iso_us, sub, xml_bytes
 from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, l2a_id, process_product
 
@@ -269,3 +272,27 @@ def test_legacy_encoding_writes_zero_offsets(l1c: Path) -> None:
     um = parse_user_product(xml, product="test", name="MTD_MSIL2A.xml")
     assert set(um.boa_add_offset.values()) == {0.0} and len(um.boa_add_offset) == 13
     assert read_quality_indicators(xml)["class_percentages"] == {"CLOUDY_PIXEL_PERCENTAGE": 1.5}
+
+
+def test_xml_building_helpers_write_utc_times_and_sen2cor_number_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One helper module formats the Level-2A metadata, the SAFE manifest and the synthetic Level-1C.
+    t = dt.datetime(2023, 7, 15, 11, 37, 10, 26461, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert iso_ms(t) == "2023-07-15T09:37:10.026Z" and iso_us(t) == "2023-07-15T09:37:10.026461Z"
+    # A naive time is UTC whatever the machine's zone (products hold UTC only).
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert iso_ms(dt.datetime(2023, 7, 15, 9, 37, 10, 999999)) == "2023-07-15T09:37:10.999Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert [grid_value(v) for v in (12.3456789, float("nan"), 1e-7)] == ["12.3457", "NaN", "1e-07"]
+    root = ET.Element("n1:Root", {"xmlns:n1": "urn:x"})
+    sub(sub(root, "A", x="1"), "B", 0.5)
+    sub(root, "C")
+    expected = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<!-- made by a test -->\n'
+        '<n1:Root xmlns:n1="urn:x">\n  <A x="1">\n    <B>0.5</B>\n  </A>\n  <C />\n</n1:Root>\n'
+    )
+    assert xml_bytes(root, "made by a test") == expected.encode("utf-8")
+    assert xml_bytes(ET.Element("R")) == b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<R />\n'
