@@ -10,6 +10,10 @@
 Modules directly under ``sen2core.io`` serve every direction: I/O failure reporting
 (:mod:`~sen2core.io.failures`), safe XML parsing (:mod:`~sen2core.io.xmlutil`), strict
 JSON (:mod:`~sen2core.io.jsonutil`), remote object access (:mod:`~sen2core.io.remote`)
-and the scene classification legend (:mod:`~sen2core.io.scl_legend`). ``write`` may
-import ``read``, ``stac`` may import both; never the other way round.
+and the scene classification legend (:mod:`~sen2core.io.scl_legend`).
+
+Imports run one way: ``read`` imports none of the others; ``write``'s encoders and
+metadata builders import ``read``; ``stac`` imports ``read`` and those encoders (it
+describes what they wrote); the two layout writers on top, :mod:`~sen2core.io.write.cog`
+(which writes the STAC item last) and :mod:`~sen2core.io.write.safe`, import all of them.
 """
