@@ -56,7 +56,7 @@ def _already_done(product: str, output_root: str, cfg: ProcessingConfig) -> bool
     """Whether ``product``'s Level-2A output is already complete under ``output_root`` (its metadata only is read)."""
     from sen2core.io.read.opening import open_l1c
     from sen2core.io.remote import is_remote, join
-    from sen2core.io.write.remote import published
+    from sen2core.io.write.upload import published
     from sen2core.package import is_done
     from sen2core.pipeline import output_dir
 

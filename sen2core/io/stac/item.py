@@ -61,7 +61,7 @@ from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac.extension import Sen2CoreExtension
 from sen2core.io.write.checksums import FileDigest
 from sen2core.io.write.raster import RasterSpec
-from sen2core.io.write.remote import output_objects
+from sen2core.io.write.upload import output_objects
 from sen2core.kernels.angles import circular_mean
 
 EXTENSION_BASE = "https://stac-extensions.github.io"

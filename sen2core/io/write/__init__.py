@@ -2,6 +2,6 @@
 
 Rasters are staged chunk by chunk into tiled GeoTIFFs (:mod:`~sen2core.io.write.raster`),
 then encoded; :mod:`~sen2core.io.write.safe` and :mod:`~sen2core.io.write.mtd_l2a` build
-Sen2Cor's SAFE layout and its XML files; :mod:`~sen2core.io.write.remote` publishes a
+Sen2Cor's SAFE layout and its XML files; :mod:`~sen2core.io.write.upload` publishes a
 finished product folder to object storage.
 """
