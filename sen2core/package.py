@@ -8,7 +8,7 @@ module chooses one and makes the result appear atomically.
 Everything is built in a hidden sibling folder (``.{name}.tmp-{host}-{pid}-{hex}``)
 and renamed into place once complete, so a crash never leaves anything that looks
 finished; the temporary folders of dead processes are removed by the next run.
-Adding the product to the output collection (:func:`sen2core.io.stac.item.update_collection`)
+Adding the product to the output collection (:func:`sen2core.io.stac.collection.update_collection`)
 is a publishing step after the rename, not part of writing.
 """
 

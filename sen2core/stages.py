@@ -82,7 +82,7 @@ from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.opening import open_l1c
 from sen2core.io.read.product import Product
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.stac.item import COLLECTION_NAME
+from sen2core.io.stac.collection import COLLECTION_NAME
 from sen2core.io.write.cog import SUMMARY_NAME
 from sen2core.io.write.raster import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.io.write.rasters import ProductRasters, logical_name, store_group

@@ -80,7 +80,7 @@ def publish_products(output_root: str, outcomes: list[ProductOutcome]) -> str | 
         if not items:
             log.info("no STAC item to publish")
             return None
-        from sen2core.io.stac.item import update_collection
+        from sen2core.io.stac.collection import update_collection
 
         collection = update_collection(output_root, items)
         log.info("published %d item(s) in %s", len(items), collection)

@@ -414,7 +414,7 @@ def _item(l1c_safe: Path, summary: dict):
 
 
 def test_dem_is_recorded_in_the_stac_item(l1c_safe: Path) -> None:
-    from sen2core.io.stac.item import validate_item
+    from sen2core.io.stac.validation import validate_item
 
     dem = {"name": "east.tif", "crs": "EPSG:32634", "coverage_percent": 69.9}
     item = _item(l1c_safe, {"l1c_id": "L1C", "lut_id": "lut", "dem": dem})
@@ -428,7 +428,8 @@ def test_dem_is_recorded_in_the_stac_item(l1c_safe: Path) -> None:
 
 
 def test_no_valid_pixel_has_no_cloud_cover(l1c_safe: Path) -> None:
-    from sen2core.io.stac.item import NO_VALID_PIXEL_NOTE, validate_item
+    from sen2core.io.stac.item import NO_VALID_PIXEL_NOTE
+    from sen2core.io.stac.validation import validate_item
 
     empty = {"NODATA_PIXEL_PERCENTAGE": 100.0, "CLOUDY_PIXEL_PERCENTAGE": 0.0, "VEGETATION_PERCENTAGE": 0.0}
     item = _item(l1c_safe, {"class_percentages": empty, "atmosphere": {"GRANULE_MEAN_AOT": float("nan")}})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sen2core.io.stac.item import validate_item
+from sen2core.io.stac.validation import validate_item
 from sen2core.io.write.checksums import verify_manifest
 from sen2core.io.write.cog import item_name
 from sen2core.package import _HOST, is_done, remove_stale_siblings

@@ -38,7 +38,7 @@ from remote_servers import (
 from sen2core.errors import ConfigurationError, OutputError, RemoteAccessError
 from sen2core.io.read.opening import open_product
 from sen2core.io.remote import RemoteSettings, S3Objects
-from sen2core.io.stac.item import COLLECTION_NAME, update_collection
+from sen2core.io.stac.collection import COLLECTION_NAME, update_collection
 from sen2core.io.write.upload import published, upload_product
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize

@@ -22,15 +22,10 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 
+from sen2core.io.stac.collection import COLLECTION_NAME, update_collection
 from sen2core.io.stac.extension import SCHEMA_URI, Sen2CoreExtension
-from sen2core.io.stac.item import (
-    CLASSIFICATION_SCHEMA,
-    COLLECTION_NAME,
-    STACValidationError,
-    update_collection,
-    validate_collection,
-    validate_item,
-)
+from sen2core.io.stac.item import CLASSIFICATION_SCHEMA
+from sen2core.io.stac.validation import STACValidationError, validate_collection, validate_item
 from sen2core.io.write.checksums import MANIFEST_NAME, read_manifest, verify_manifest
 from sen2core.io.write.cog import MTD_NAME, SUMMARY_NAME, item_name, quicklook_name
 from sen2core.package import is_done
@@ -304,7 +299,7 @@ def test_legacy_encoding_has_zero_offset(product: Processed) -> None:
 _WRITER = """
 import json, sys
 from pathlib import Path
-from sen2core.io.stac.item import update_collection
+from sen2core.io.stac.collection import update_collection
 root, template, worker, n = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), sys.argv[3], int(sys.argv[4])
 for i in range(n):
     item = dict(template, id=f"{template['id']}-{worker}-{i}")
@@ -442,7 +437,7 @@ def test_stac_validator_passes_offline_on_item_and_collection(product: Processed
     from pystac.validation.local_validator import get_local_schema_cache
     from stac_validator.validate import StacValidate
 
-    from sen2core.io.stac.item import EXTENSION_BASE
+    from sen2core.io.stac.extension import EXTENSION_BASE
 
     schemas = Path(__file__).parents[1] / "sen2core" / "data" / "stac-schemas"
     schema_map = {f"{EXTENSION_BASE}/{p.parent.parent.name}/{p.parent.name}/schema.json": str(p)

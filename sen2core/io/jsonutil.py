@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["finite_or_none", "strict_json_dumps"]
+from sen2core.io.failures import write_failure
+
+__all__ = ["atomic_write_json", "finite_or_none", "strict_json_dumps"]
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -57,3 +62,18 @@ def strict_json_dumps(obj: Any, **kwargs: Any) -> str:
     """
     kwargs["allow_nan"] = False
     return json.dumps(finite_or_none(obj), **kwargs)
+
+
+def atomic_write_json(path: Path, content: Mapping[str, Any]) -> None:
+    """Write JSON through a temporary file in the same folder, flushed to disk, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(strict_json_dumps(content, indent=1, ensure_ascii=False))
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_failure(exc, path, "cannot write") from exc

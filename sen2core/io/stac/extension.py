@@ -13,7 +13,7 @@ Fields (item properties), all optional except ``sen2core:l1c_id``:
     Why ``eo:cloud_cover`` is absent (no pixel with data).
 
 The JSON schema ships with the package (``sen2core/data/stac-schemas/sen2core/v1.0.0``) and
-is what :func:`sen2core.io.stac.item.validate_item` checks items against, offline. Its
+is what :func:`sen2core.io.stac.validation.validate_item` checks items against, offline. Its
 identifier follows the STAC extension naming (``.../<name>/v<version>/schema.json``); the
 copy in the package is the reference, nothing is fetched from that address.
 """
@@ -29,13 +29,16 @@ from pystac.extensions.base import ExtensionManagementMixin, PropertiesExtension
 __all__ = [
     "CLOUD_COVER_NOTE_PROP",
     "DEM_PROP",
+    "EXTENSION_BASE",
     "L1C_ID_PROP",
     "LUT_ID_PROP",
     "SCHEMA_URI",
     "Sen2CoreExtension",
 ]
 
-SCHEMA_URI = "https://stac-extensions.github.io/sen2core/v1.0.0/schema.json"
+#: Host of the STAC extensions' schemas: ``{EXTENSION_BASE}/<name>/<version>/schema.json``.
+EXTENSION_BASE = "https://stac-extensions.github.io"
+SCHEMA_URI = f"{EXTENSION_BASE}/sen2core/v1.0.0/schema.json"
 PREFIX = "sen2core:"
 L1C_ID_PROP = PREFIX + "l1c_id"
 LUT_ID_PROP = PREFIX + "lut_id"

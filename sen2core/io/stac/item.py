@@ -1,4 +1,4 @@
-"""STAC metadata of Level-2A COG products: the item, the output collection and offline validation.
+"""STAC item of a Level-2A COG product: properties, extensions and assets of one finished product folder.
 
 The item describes one finished product folder. Its asset hrefs are relative (the
 folder is built under a temporary name and renamed afterwards), it carries the eo,
@@ -12,72 +12,48 @@ v1.0.0, file v2.1.0, mgrs v1.0.0 (as pystac writes them), processing v1.2.0 and
 classification v1.1.0 (written by hand: pystac has no processing support and writes
 classification v2.0.0, whose schema is not shipped), and sen2core v1.0.0.
 
-:func:`update_collection` maintains ``collection.json`` at the output root; it is a
-publishing step run after a product is in place, safe with concurrent callers in
-several processes (an ``fcntl`` lock) and atomic for readers (``os.replace``).
+Validation is :mod:`sen2core.io.stac.validation`'s, the output collection
+:mod:`sen2core.io.stac.collection`'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import functools
-import json
 import math
 import os
-import posixpath
-import random
 import re
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pystac
-from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.file import FileExtension
 from pystac.extensions.mgrs import MgrsExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from pystac.extensions.view import ViewExtension
-from pystac.validation.local_validator import get_local_schema_cache
 from rasterio.warp import transform_geom
-from referencing import Registry, Resource
-from referencing.exceptions import NoSuchResource, Unresolvable
 
 from sen2core import __version__
-from sen2core.errors import OutputError, RemoteAccessError
-from sen2core.io.failures import write_failure
-from sen2core.io.jsonutil import strict_json_dumps
+from sen2core.errors import OutputError
+from sen2core.io.jsonutil import atomic_write_json
 from sen2core.io.read.metadata import GeoBox
 from sen2core.io.read.product import Product
-from sen2core.io.remote import is_remote
 from sen2core.io.scl_legend import SCL_CLASSES
-from sen2core.io.stac.extension import Sen2CoreExtension
+from sen2core.io.stac.extension import EXTENSION_BASE, Sen2CoreExtension
 from sen2core.io.write.checksums import FileDigest
 from sen2core.io.write.raster import RasterSpec
-from sen2core.io.write.upload import output_objects
 from sen2core.kernels.angles import circular_mean
 
-EXTENSION_BASE = "https://stac-extensions.github.io"
 PROCESSING_SCHEMA = f"{EXTENSION_BASE}/processing/v1.2.0/schema.json"
 CLASSIFICATION_SCHEMA = f"{EXTENSION_BASE}/classification/v1.1.0/schema.json"
-COLLECTION_NAME = "collection.json"
-"""File name of the collection at the output root."""
 COLLECTION_ID = "sentinel-2-l2a-sen2core"
 """Id of the output collection."""
-_LOCK_NAME = ".collection.json.lock"
 _COG = pystac.MediaType.COG
 _DATA_TYPES = {t.value: t for t in DataType}
-
-
-class STACValidationError(OutputError, ValueError):
-    """A STAC document does not validate against its (offline) JSON schemas."""
 
 
 # ----------------------------------------------------------------------------- band metadata
@@ -308,8 +284,8 @@ def build_item(
     processed
         Processing time (default: now).
     collection_href
-        Where the item's collection (:func:`update_collection`) is, relative to the item: the
-        item then names it (``collection``: :data:`COLLECTION_ID`) and links to it as its
+        Where the item's collection (:func:`sen2core.io.stac.collection.update_collection`) is,
+        relative to the item: the item then names it (``collection``: :data:`COLLECTION_ID`) and links to it as its
         ``collection``, ``parent`` and ``root``.
 
     Returns
@@ -435,338 +411,24 @@ def item_dict(item: pystac.Item) -> dict[str, Any]:
     return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 
-def _atomic_write_json(path: Path, content: Mapping[str, Any]) -> None:
-    """Write JSON through a temporary file in the same folder, flushed to disk, then ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(strict_json_dumps(content, indent=1, ensure_ascii=False))
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_failure(exc, path, "cannot write") from exc
-
-
 def write_item(item: pystac.Item, path: str | os.PathLike[str]) -> Path:
     """Write ``item`` to ``path`` (atomically: readers see no file or the whole item); return the path."""
     path = Path(path)
-    _atomic_write_json(path, item_dict(item))
-    return path
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-@functools.cache
-def _extension_schemas() -> dict[str, dict[str, Any]]:
-    """Canonical URI -> schema of every extension schema shipped as package data."""
-    root = resources.files("sen2core").joinpath("data", "stac-schemas")
-    out = {}
-    for name in root.iterdir():
-        if not name.is_dir():
-            continue
-        for version in name.iterdir():
-            schema = version.joinpath("schema.json")
-            if schema.is_file():
-                out[f"{EXTENSION_BASE}/{name.name}/{version.name}/schema.json"] = json.loads(schema.read_text("utf-8"))
-    return out
-
-
-def _offline(uri: str) -> Resource[Any]:
-    # Any reference not shipped locally is an error, never a download.
-    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
-
-
-@functools.cache
-def _registry() -> Registry[Any]:
-    schemas = {**get_local_schema_cache(), **_extension_schemas()}
-    resources_ = []
-    for uri, schema in schemas.items():
-        resource = Resource.from_contents(schema)
-        resources_ += [(uri, resource), (uri + "#", resource)]
-    return Registry(retrieve=_offline).with_resources(resources_)  # type: ignore[call-arg]
-
-
-def _core_schema_uri(kind: str, version: str) -> str:
-    spec = "item-spec" if kind == "item" else f"{kind}-spec"
-    return f"https://schemas.stacspec.org/v{version}/{spec}/json-schema/{kind}.json"
-
-
-def _load(obj: pystac.STACObject | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    if isinstance(obj, pystac.Item):
-        return item_dict(obj)
-    if isinstance(obj, pystac.STACObject):
-        return obj.to_dict(include_self_link=False, transform_hrefs=False)
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    try:
-        loaded = json.loads(Path(obj).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise STACValidationError(f"{obj}: cannot read STAC JSON: {exc}") from exc
-    if not isinstance(loaded, dict):
-        raise STACValidationError(f"{obj}: not a JSON object")
-    return loaded
-
-
-def _validate(doc: Mapping[str, Any], kind: str) -> list[str]:
-    expected = {"item": "Feature", "collection": "Collection"}[kind]
-    name = doc.get("id", "?")
-    if doc.get("type") != expected:
-        raise STACValidationError(f"{name}: type is {doc.get('type')!r}, expected {expected!r}")
-    version = str(doc.get("stac_version"))
-    uris = [_core_schema_uri(kind, version)] + list(doc.get("stac_extensions") or [])
-    registry = _registry()
-    problems: list[str] = []
-    for uri in uris:
-        try:
-            schema = registry.contents(uri)
-        except NoSuchResource:
-            problems.append(f"{uri}: schema not available offline")
-            continue
-        validator = Draft7Validator(schema, registry=registry, format_checker=Draft7Validator.FORMAT_CHECKER)
-        try:
-            errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
-        except Unresolvable as exc:
-            problems.append(f"{uri}: reference not available offline: {exc}")
-            continue
-        for err in errors[:10]:
-            where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-            problems.append(f"{uri}: {where}: {err.message[:300]}")
-    if problems:
-        raise STACValidationError(f"{name}: invalid STAC {kind}:\n  " + "\n  ".join(problems))
-    return uris
-
-
-def validate_item(item_or_path: pystac.Item | Mapping[str, Any] | str | os.PathLike[str]) -> list[str]:
-    """Validate a STAC item against the core schema and each of its extensions, offline.
-
-    Parameters
-    ----------
-    item_or_path
-        A pystac item, its JSON as a mapping, or the path of its JSON file.
-
-    Returns
-    -------
-    list of str
-        The schema URIs checked.
-
-    Raises
-    ------
-    STACValidationError
-        The item is invalid, or uses a schema that is not available offline.
-    """
-    return _validate(_load(item_or_path), "item")
-
-
-def validate_collection(
-    collection_or_path: pystac.Collection | Mapping[str, Any] | str | os.PathLike[str],
-) -> list[str]:
-    """Validate a STAC collection offline (see :func:`validate_item`)."""
-    return _validate(_load(collection_or_path), "collection")
-
-
-# ----------------------------------------------------------------------------- collection
-
-
-_OPEN_INTERVAL: list[list[dt.datetime | None]] = [[None, None]]
-
-
-def _new_collection() -> dict[str, Any]:
-    coll = pystac.Collection(
-        id=COLLECTION_ID,
-        title="Sentinel-2 Level-2A (sen2core)",
-        description=(
-            "Sentinel-2 MSI bottom-of-atmosphere reflectance, scene classification, aerosol optical "
-            "thickness and water vapour, processed from Level-1C by sen2core (Sen2Cor-compatible "
-            "Level-2A algorithms) as Cloud-Optimised GeoTIFFs."
-        ),  # fmt: skip
-        extent=pystac.Extent(
-            pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]), pystac.TemporalExtent(_OPEN_INTERVAL)
-        ),  # fmt: skip
-        license="other",
-        providers=[
-            pystac.Provider(
-                "ESA",
-                roles=[pystac.ProviderRole.PRODUCER, pystac.ProviderRole.LICENSOR],
-                url="https://sentinel.esa.int/web/sentinel/missions/sentinel-2",
-            ),
-            pystac.Provider("sen2core", roles=[pystac.ProviderRole.PROCESSOR]),
-        ],  # fmt: skip
-        keywords=["sentinel", "copernicus", "esa", "msi", "level-2a", "reflectance", "sen2core"],
-    )
-    d = coll.to_dict(include_self_link=False, transform_hrefs=False)
-    d["links"] = [
-        {"rel": "root", "href": f"./{COLLECTION_NAME}", "type": pystac.MediaType.JSON},
-        {"rel": "license", "href": "https://sentinels.copernicus.eu/documents/247904/690755/Sentinel_Data_Legal_Notice",
-         "title": "Legal notice on the use of Copernicus Sentinel Data and Service Information"},
-    ]  # fmt: skip
-    d["summaries"] = {"constellation": ["sentinel-2"], "instruments": ["msi"]}
-    return d
-
-
-def _item_interval(item: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime]:
-    props = item.get("properties", {})
-    start = props.get("start_datetime") or props.get("datetime")
-    end = props.get("end_datetime") or props.get("datetime")
-    if not start or not end:
-        raise OutputError(f"{item.get('id')}: item without datetime")
-    return pystac.utils.str_to_datetime(start), pystac.utils.str_to_datetime(end)
-
-
-def _merge_item(coll: dict[str, Any], item: Mapping[str, Any], href: str) -> None:
-    bbox = [float(v) for v in item["bbox"]]
-    if len(bbox) == 6:  # 3-D bbox: keep the horizontal part
-        bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
-    start, end = _item_interval(item)
-    links = coll.get("links", [])
-    # Until the first item the extent is a placeholder (whole globe, open interval): replace it.
-    if any(ln.get("rel") == "item" for ln in links):
-        old = coll["extent"]["spatial"]["bbox"][0]
-        bbox = [min(old[0], bbox[0]), min(old[1], bbox[1]), max(old[2], bbox[2]), max(old[3], bbox[3])]
-        old_start, old_end = (pystac.utils.str_to_datetime(v) for v in coll["extent"]["temporal"]["interval"][0])
-        start, end = min(start, old_start), max(end, old_end)
-    coll["extent"] = {
-        "spatial": {"bbox": [bbox]},
-        "temporal": {"interval": [[pystac.utils.datetime_to_str(start), pystac.utils.datetime_to_str(end)]]},
-    }
-    summaries = coll.setdefault("summaries", {})
-    props = item.get("properties", {})
-    for key in ("platform", "gsd"):
-        if props.get(key) is not None:
-            summaries[key] = sorted(set(summaries.get(key, [])) | {props[key]})
-    # One link per item id: a reprocessed product replaces its old link.
-    same = {href, item.get("id")}
-    links = [ln for ln in links if ln.get("rel") != "item" or not ({ln.get("href"), ln.get("title")} & same)]
-    links.append({"rel": "item", "href": href, "type": pystac.MediaType.GEOJSON, "title": item.get("id")})
-    items = sorted((ln for ln in links if ln.get("rel") == "item"), key=lambda ln: ln["href"])
-    coll["links"] = [ln for ln in links if ln.get("rel") != "item"] + items
-
-
-#: Attempts of a conditional collection write before giving up (each loses only to another writer's success).
-COLLECTION_WRITE_ATTEMPTS = 20
-
-
-def _update_remote_collection(root: str, item_hrefs: Sequence[str]) -> str:
-    """:func:`update_collection` on object storage: read with its ETag, merge, write only if unchanged.
-
-    The write is conditional (``If-Match`` the ETag read, ``If-None-Match: *`` when there was
-    no collection): when another writer updated it in between, the write is refused (412)
-    and the merge is done again on the new content, so no writer loses another's items.
-    """
-    objects, key = output_objects(root)
-    items = []
-    for href in item_hrefs:
-        item_objects, item_key = output_objects(href)
-        got = item_objects.get_with_etag(item_key)
-        if got is None:
-            raise OutputError(f"{href}: no STAC item there")
-        try:
-            items.append((json.loads(got[0]), item_key))
-        except ValueError as exc:
-            raise OutputError(f"{href}: cannot read the STAC item: {exc}") from exc
-    coll_key = f"{key}/{COLLECTION_NAME}" if key else COLLECTION_NAME
-    href = objects.href(coll_key)
-    for attempt in range(COLLECTION_WRITE_ATTEMPTS):
-        got = objects.get_with_etag(coll_key)
-        try:
-            coll = json.loads(got[0]) if got is not None else _new_collection()
-        except ValueError as exc:
-            raise OutputError(f"{href}: existing collection is not valid JSON: {exc}") from exc
-        for item, item_key in items:
-            rel = posixpath.relpath(item_key, key or ".")
-            _merge_item(coll, item, rel if rel.startswith("../") else f"./{rel}")
-        body = strict_json_dumps(coll, indent=1, ensure_ascii=False).encode("utf-8")
-        try:
-            objects.put(coll_key, body, content_type="application/json",
-                        if_match=got[1] if got is not None else None, if_none_match=got is None)  # fmt: skip
-            return href
-        except RemoteAccessError as exc:
-            if exc.status not in (409, 412):
-                raise OutputError(f"{href}: cannot write the collection: {exc}") from None
-            # Another writer got there first: read its version and merge again.
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-    raise OutputError(f"{href}: collection still changed by other writers after {COLLECTION_WRITE_ATTEMPTS} attempts")
-
-
-def update_collection(output_root: str | Path, item_paths: Sequence[str | Path]) -> Path | str:
-    """Create or update ``collection.json`` at ``output_root`` with the items at ``item_paths``.
-
-    The extent grows to cover the items and each gets one relative ``item`` link. Callers
-    in several processes may run at once: an exclusive ``fcntl`` lock on a lock file
-    beside the collection serialises the read-modify-write, and the new collection
-    replaces the old in one ``os.replace`` (readers see the old or the new file whole).
-    On object storage (``s3://`` root and item hrefs) the write is conditional on the
-    ETag read instead, and redone on a fresh read when another writer came first.
-
-    Parameters
-    ----------
-    output_root
-        Root of the output tree (created if missing).
-    item_paths
-        STAC item JSON files (normally under ``output_root``).
-
-    Returns
-    -------
-    Path or str
-        The collection file (its href on object storage).
-
-    Raises
-    ------
-    OutputError
-        An item cannot be read, or the collection cannot be written.
-    """
-    if is_remote(os.fspath(output_root)):
-        return _update_remote_collection(os.fspath(output_root), [os.fspath(p) for p in item_paths])
-    root = Path(output_root)
-    root.mkdir(parents=True, exist_ok=True)
-    items = []
-    for p in item_paths:
-        p = Path(p)
-        try:
-            items.append((json.loads(p.read_text(encoding="utf-8")), p))
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"{p}: cannot read the STAC item: {exc}") from exc
-    path = root / COLLECTION_NAME
-    with open(root / _LOCK_NAME, "a+") as lock:
-        # Blocking exclusive lock: held only for a small read-merge-write. Released when the
-        # file is closed, also if this process dies (the kernel drops flock locks).
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            if path.is_file():
-                try:
-                    coll = json.loads(path.read_text(encoding="utf-8"))
-                except ValueError as exc:
-                    raise OutputError(f"{path}: existing collection is not valid JSON: {exc}") from exc
-            else:
-                coll = _new_collection()
-            for item, p in items:
-                rel = os.path.relpath(p.resolve(), root.resolve()).replace(os.sep, "/")
-                _merge_item(coll, item, rel if rel.startswith("../") else f"./{rel}")
-            _atomic_write_json(path, coll)
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    atomic_write_json(path, item_dict(item))
     return path
 
 
 __all__ = [
     "CLASSIFICATION_SCHEMA",
     "COLLECTION_ID",
-    "COLLECTION_NAME",
     "MSI_BANDS",
     "NO_VALID_PIXEL_NOTE",
     "PROCESSING_SCHEMA",
     "FileAsset",
     "MsiBand",
     "RasterAsset",
-    "STACValidationError",
     "build_item",
     "footprint",
     "item_dict",
-    "update_collection",
-    "validate_collection",
-    "validate_item",
     "write_item",
 ]

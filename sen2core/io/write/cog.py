@@ -22,6 +22,7 @@ from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac import item as stac
+from sen2core.io.stac.validation import validate_item
 from sen2core.io.write.checksums import MANIFEST_NAME, digest_files, write_manifest
 from sen2core.io.write.mtd_l2a import product_metadata_xml, safe_naming
 from sen2core.io.write.quicklook import write_quicklook
@@ -212,7 +213,7 @@ def write_cog(
         product.product, product.l2a_id, product.summary, rasters, files, digests, collection_href=collection_href
     )
     # Validated before it is written: an invalid item must not mark the product done.
-    stac.validate_item(item)
+    validate_item(item)
     item_file = item_file or f"{product.l2a_id}.json"
     stac.write_item(item, folder / item_file)
     return sorted(p.name for p in folder.iterdir() if p.is_file())
