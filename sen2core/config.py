@@ -563,7 +563,6 @@ class SceneClassificationConfig:
         return _replace_from(base or cls(), _coerce_fields(section, source=str(p)), str(p))
 
 
-
 # ---------------------------------------------------------------------- helpers
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SceneClassificationConfig)}
