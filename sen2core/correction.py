@@ -23,12 +23,13 @@ from dask.graph_manipulation import clone
 from numpy.typing import NDArray
 
 from sen2core import lazy
-from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
+from sen2core.atmosphere.lut import RadiativeTransferLUT, load_lut
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, SettingRangeError
 from sen2core.io.auxdata import AuxiliaryData
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
+from sen2core.kernels.lut import AtmosphericTerms, DenseTable, relative_azimuth
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells

@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from sen2core.atmosphere import sixs
-from sen2core.atmosphere.lut import AtmosphericTerms, load_lut, surface_reflectance, toa_reflectance
+from sen2core.atmosphere.lut import load_lut
 from sen2core.atmosphere.profile import column_above_ground, sixs_input
 from sen2core.atmosphere.srf import BANDS, nominal_srf
 from sen2core.cli import main
 from sen2core.errors import LUTError, RadiativeTransferError
+from sen2core.kernels.lut import AtmosphericTerms, surface_reflectance, toa_reflectance
 
 SURFACES = (0.05, 0.2, 0.5)
 STRONG_ABSORPTION = ("B09", "B10")

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import DenseTable, GeometryTable
 from sen2core.kernels import rt
+from sen2core.kernels.lut import AtmosphericTerms, DenseTable, GeometryTable
 from sen2core.kernels.solve import bisect
 
 Array = NDArray[np.float64]
@@ -76,7 +76,7 @@ def ddv_candidates(
     return level
 
 
-def corrected_reflectance(toa: Array, bg_toa: Array | None, t: rt.AtmosphericTerms, cos_sza: Array) -> Array:
+def corrected_reflectance(toa: Array, bg_toa: Array | None, t: AtmosphericTerms, cos_sza: Array) -> Array:
     e = rt.irradiance_factor(t, cos_sza)
     if bg_toa is None:
         return rt.surface_from_toa_uniform(toa, t, e)

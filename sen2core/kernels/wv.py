@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import DenseTable, GeometryTable, toa_reflectance
 from sen2core.kernels import rt
+from sen2core.kernels.lut import DenseTable, GeometryTable, toa_reflectance
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.solve import bisect
 
