@@ -45,9 +45,9 @@ from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
 from sen2core.io.product import Product
 from sen2core.io.quicklook import write_quicklook
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.write import RasterSpec, cog_tasks, collect_negative_fractions
 from sen2core.kernels import encode
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 
 log = logging.getLogger(__name__)
 

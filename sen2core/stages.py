@@ -79,13 +79,13 @@ from sen2core.io.lazy import (
     quality_grid,
 )
 from sen2core.io.product import Product, granule_tiles, open_l1c
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac import COLLECTION_NAME
 from sen2core.io.write import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
 from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
 from sen2core.kernels.scene_class import probability_to_uint8
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
     SUMMARY_NAME,

@@ -58,9 +58,9 @@ from sen2core.io.metadata import GeoBox
 from sen2core.io.product import Product
 from sen2core.io.remote import is_remote
 from sen2core.io.remote_output import output_objects
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.write import RasterSpec
 from sen2core.kernels.angles import circular_mean
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 
 EXTENSION_BASE = "https://stac-extensions.github.io"
 PROCESSING_SCHEMA = f"{EXTENSION_BASE}/processing/v1.2.0/schema.json"
