@@ -20,11 +20,11 @@ from numpy.typing import NDArray
 
 from sen2core.kernels import rt
 from sen2core.kernels.lut import AtmosphericTerms, DenseTable, GeometryTable
+from sen2core.kernels.scene_class.legend import SCL
 from sen2core.kernels.solve import bisect
 
 Array = NDArray[np.float64]
 
-VEGETATION = 4
 #: Upper B12 surface-reflectance thresholds tried in turn until enough DDV pixels are found.
 DDV_B12_UPPER = (0.05, 0.10, 0.12)
 
@@ -66,7 +66,7 @@ def ddv_candidates(
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = (toa_b8a - toa_b04) / (toa_b8a + toa_b04)
     base = (
-        usable & (scl == VEGETATION) & (rho_b12 > settings.b12_lower) & (toa_b04 <= settings.red_toa_max)
+        usable & (scl == SCL.VEGETATION) & (rho_b12 > settings.b12_lower) & (toa_b04 <= settings.red_toa_max)
         & (ndvi > settings.ndvi_min) & (toa_b8a < settings.nir_max)
         & (cos_sza > np.cos(np.radians(settings.max_sza)))
     )  # fmt: skip
