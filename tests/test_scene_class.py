@@ -503,3 +503,23 @@ def test_leakage_histogram_has_a_fixed_length_whatever_the_ratios() -> None:
               "B10": (b11 * np.linspace(0.0, 0.5, n)).astype(np.float32)}  # fmt: skip
     hist = scene_class.leakage_histogram(bands)
     assert hist.shape == (scene_class.LEAKAGE_BINS,) and hist.sum() == n and hist[-1] > 0
+
+
+def test_legend_is_the_one_table_of_codes_names_and_colours() -> None:
+    """Every SCL code, its names, Sen2Cor text, colour and percentage come from one table, and
+    the modules that filter on codes (the atmospheric correction, the DDV search) use it."""
+    from sen2core import correction
+    from sen2core.kernels import aot
+    from sen2core.kernels.scene_class.legend import PERCENTAGE_NAMES, SCL_BY_VALUE, SCL_CLASSES
+
+    assert [c.value for c in SCL_CLASSES] == list(range(12)) == [int(code) for code in SCL]
+    assert [c.name for c in SCL_CLASSES] == [code.name.lower() for code in SCL]
+    assert SCL_BY_VALUE[4].sen2cor_text == "SC_VEGETATION" and SCL_BY_VALUE[4].color_hint == "00A000"
+    assert SCL_BY_VALUE[9].rgb == (255, 255, 255) and SCL_BY_VALUE[3].color_hint == "643200"
+    assert SCL_BY_VALUE[0].percentage_name is None
+    assert {c.value: c.percentage_name for c in SCL_CLASSES if c.percentage_name} == dict(PERCENTAGE_NAMES)
+    assert len({c.rgb for c in SCL_CLASSES}) == 12
+    codes = (correction.NODATA, correction.SHADOW, correction.VEGETATION, correction.NOT_VEGETATED, correction.WATER,
+             correction.CLOUD_MEDIUM, correction.CLOUD_HIGH, correction.THIN_CIRRUS, correction.SNOW)  # fmt: skip
+    assert codes == (0, 3, 4, 5, 6, 8, 9, 10, 11)
+    assert not hasattr(correction, "SATURATED") and not hasattr(aot, "VEGETATION")
