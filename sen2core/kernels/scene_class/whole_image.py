@@ -47,6 +47,50 @@ class SceneClassificationArrays:
     """Pixels the cloud buffer turned into cloud."""
 
 
+def shadow_zones(
+    cloud: BoolArray,
+    dark: BoolArray,
+    sun_zenith: ArrayLike,
+    sun_azimuth: ArrayLike,
+    view_zenith: ArrayLike | None,
+    view_azimuth: ArrayLike | None,
+    resolution_m: float,
+    config: SceneClassificationConfig,
+    dem: ArrayLike | None = None,
+) -> tuple[BoolArray, BoolArray | None, BoolArray | None]:
+    """The zones of a whole image where shadows can be: projected, matched, cast by the terrain.
+
+    The projection and the terrain shadows run on the shadow grid, the height matching on
+    the matching grid, each brought back to the pixels. ``matched`` is None when the
+    height matching is off, ``cast`` None without a DEM.
+    """
+    shape = np.shape(cloud)
+    k = shadow_grid_factor(resolution_m, config)
+    drow, dcol = shadow_displacement_field(sun_zenith, sun_azimuth, view_zenith, view_azimuth, config)
+    projected_c = project_cloud_shadow(
+        morphology.block_any(cloud, k), block_mean(drow, k), block_mean(dcol, k), resolution_m * k, config
+    )
+    projected = morphology.upsample_blocks(projected_c, k, shape)
+    matched = None
+    if config.shadow_height_matching:
+        m = match_grid_factor(resolution_m, config)
+        zone_m = match_cloud_shadow(*match_counts(cloud, dark, drow, dcol, m), resolution_m * m, config)
+        matched = morphology.upsample_blocks(zone_m, m, shape)
+    cast = None
+    if dem is not None:
+        sz, sin_az, cos_az = sun_components(sun_zenith, sun_azimuth)
+        sz_c, sa_c = coarse_sun(sz, sin_az, cos_az, k)
+        cast_c = shadow_kernels.cast_shadow(
+            block_mean(np.asarray(dem, dtype=np.float32), k),
+            sz_c,
+            sa_c,
+            resolution_m * k,
+            config.terrain_shadow_max_distance_m,
+        )
+        cast = morphology.upsample_blocks(cast_c, k, shape)
+    return projected, matched, cast
+
+
 def scene_classification(
     bands: Mapping[str, ArrayLike],
     sun_zenith: ArrayLike,
@@ -84,29 +128,9 @@ def scene_classification(
     )
     probability = calibrated_cloud_probability(bands, cm, cmc, leakage)
     csd1, cloud, dark = shadow_inputs(bands, cm, cmc, config)
-    k = shadow_grid_factor(resolution_m, config)
-    drow, dcol = shadow_displacement_field(sun_zenith, sun_azimuth, view_zenith, view_azimuth, config)
-    projected_c = project_cloud_shadow(
-        morphology.block_any(cloud, k), block_mean(drow, k), block_mean(dcol, k), resolution_m * k, config
+    projected, matched, cast = shadow_zones(
+        cloud, dark, sun_zenith, sun_azimuth, view_zenith, view_azimuth, resolution_m, config, dem
     )
-    projected = morphology.upsample_blocks(projected_c, k, cm.shape)
-    matched = None
-    if config.shadow_height_matching:
-        m = match_grid_factor(resolution_m, config)
-        zone_m = match_cloud_shadow(*match_counts(cloud, dark, drow, dcol, m), resolution_m * m, config)
-        matched = morphology.upsample_blocks(zone_m, m, cm.shape)
-    cast = None
-    if dem is not None:
-        sz, sin_az, cos_az = sun_components(sun_zenith, sun_azimuth)
-        sz_c, sa_c = coarse_sun(sz, sin_az, cos_az, k)
-        cast_c = shadow_kernels.cast_shadow(
-            block_mean(np.asarray(dem, dtype=np.float32), k),
-            sz_c,
-            sa_c,
-            resolution_m * k,
-            config.terrain_shadow_max_distance_m,
-        )
-        cast = morphology.upsample_blocks(cast_c, k, cm.shape)
     statistics = None
     if land_cover is not None:
         sums = scene_statistics(bands, cm, hpc_blob_mask(cm, resolution_m, config), land_cover)
