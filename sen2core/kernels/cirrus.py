@@ -1,4 +1,4 @@
-"""Cirrus correction with the 1.375 um band B10 (Sen2Cor A4.3).
+"""Cirrus correction with the 1.375 um band B10, as in Sen2Cor.
 
 Thin cirrus adds to every band a reflectance proportional to the one it shows
 in B10, where the vapour below it hides the surface: ``rho*(band) = rho(band) -

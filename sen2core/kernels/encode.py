@@ -1,4 +1,4 @@
-"""Level-2A output encoding (Sen2Cor A4.7 and A5)."""
+"""Level-2A output encoding as Sen2Cor writes it (processing baselines before 04.00 and from 04.00 on)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def classify_pixels(
     snow_condition_mean: float | None = None,
     b10_leakage: float = 0.0,
 ) -> tuple[U8, F32, F32]:
-    """Steps 0 to 7 of A3: no data, saturation, cloud confidence, snow, soils, water, clouds, cirrus.
+    """Steps 0 to 7 of Sen2Cor: no data, saturation, cloud confidence, snow, soils, water, clouds, cirrus.
 
     Parameters
     ----------
