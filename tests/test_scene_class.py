@@ -523,3 +523,30 @@ def test_legend_is_the_one_table_of_codes_names_and_colours() -> None:
              correction.CLOUD_MEDIUM, correction.CLOUD_HIGH, correction.THIN_CIRRUS, correction.SNOW)  # fmt: skip
     assert codes == (0, 3, 4, 5, 6, 8, 9, 10, 11)
     assert not hasattr(correction, "SATURATED") and not hasattr(aot, "VEGETATION")
+
+
+def test_kernels_read_the_configuration_through_their_protocol() -> None:
+    """The kernels sit below sen2core.config (issue #17): they import nothing from it and read only the
+    settings their protocol names, each a field of SceneClassificationConfig with the same type."""
+    import ast
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from sen2core.kernels.scene_class.parameters import ClassificationParameters
+
+    members = {
+        n: v.fget.__annotations__["return"]
+        for n, v in vars(ClassificationParameters).items()
+        if isinstance(v, property) and v.fget is not None
+    }
+    fields = {f.name: f.type for f in dataclasses.fields(SceneClassificationConfig)}
+    assert len(members) > 100 and all(fields[n] == t for n, t in members.items())
+    root = Path(scene_class.__file__).parent
+    read: set[str] = set()
+    for path in root.parent.rglob("*.py"):
+        text = path.read_text()
+        modules = [n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [m for m in modules if m.startswith("sen2core.config")], path
+        read |= set(re.findall(r"\bconfig\.([a-z_0-9]+)", text)) if path.parent == root else set()
+    assert read == set(members)

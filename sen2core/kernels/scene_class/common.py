@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.errors import InputProductError
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -101,11 +101,11 @@ def probability_to_uint8(p: ArrayLike) -> U8:
     return np.asarray(x * np.float32(100.0) + np.float32(0.5), dtype=np.float32).astype(np.uint8)
 
 
-def background_window_px(resolution_m: float, config: SceneClassificationConfig) -> int:
+def background_window_px(resolution_m: float, config: ClassificationParameters) -> int:
     """Odd edge (pixels) of the local background window, ``config.background_window_m`` on this grid."""
     return 2 * int(round(config.background_window_m / resolution_m / 2.0)) + 1
 
 
-def cloud_edge_growth_px(resolution_m: float, config: SceneClassificationConfig) -> int:
+def cloud_edge_growth_px(resolution_m: float, config: ClassificationParameters) -> int:
     """Steps (pixels) of the cloud edge growth, ``config.cloud_edge_growth_m`` on this grid."""
     return int(round(config.cloud_edge_growth_m / resolution_m))

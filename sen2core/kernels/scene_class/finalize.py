@@ -15,7 +15,6 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels.scene_class.common import (
     CLOUDY_CODES,
@@ -30,6 +29,7 @@ from sen2core.kernels.scene_class.common import (
 )
 from sen2core.kernels.scene_class.leakage import cirrus_signal
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 from sen2core.kernels.scene_class.recovery import (
     clean_with_dem,
     r9_max_px,
@@ -44,7 +44,7 @@ from sen2core.kernels.scene_class.shadows import classify_cloud_shadows
 from sen2core.kernels.scene_class.statistics import SceneStatistics
 
 
-def finalize_reach(resolution_m: float, config: SceneClassificationConfig, *, land_cover: bool = False) -> int:
+def finalize_reach(resolution_m: float, config: ClassificationParameters, *, land_cover: bool = False) -> int:
     """Reach (pixels) of :func:`finalize`: the sum of its successive neighbourhood steps."""
     half = background_window_px(resolution_m, config) // 2
     # Shadow smoothing and the relative shadow test's background, side by side.
@@ -68,7 +68,7 @@ def finalize(
     cloud: ArrayLike,
     projected: ArrayLike,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     *,
     dark: ArrayLike | None = None,
     matched: ArrayLike | None = None,
@@ -155,7 +155,7 @@ def finalize(
     return cm, buffered
 
 
-def post_process(cm: U8, valid: BoolArray, config: SceneClassificationConfig) -> U8:
+def post_process(cm: U8, valid: BoolArray, config: ClassificationParameters) -> U8:
     """What no rule classified becomes UNCLASSIFIED; optional median filter; NO_DATA restored."""
     cm[cm == NC] = SCL.UNCLASSIFIED
     if config.median_filter > 1:
@@ -164,7 +164,7 @@ def post_process(cm: U8, valid: BoolArray, config: SceneClassificationConfig) ->
     return cm
 
 
-def fix_bright_surfaces(b: Mapping[str, F32], cm: U8, config: SceneClassificationConfig, b10_leakage: float) -> None:
+def fix_bright_surfaces(b: Mapping[str, F32], cm: U8, config: ClassificationParameters, b10_leakage: float) -> None:
     """Bright ground taken for cloud becomes NOT_VEGETATED, in place.
 
     A white cloud is at least as bright in the blue as in the red at the top of the
@@ -179,7 +179,7 @@ def fix_bright_surfaces(b: Mapping[str, F32], cm: U8, config: SceneClassificatio
     cm[ground & np.isin(cm, (SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY))] = SCL.NOT_VEGETATED
 
 
-def fix_thin_cloud(cm: U8, probability: ArrayLike, config: SceneClassificationConfig) -> None:
+def fix_thin_cloud(cm: U8, probability: ArrayLike, config: ClassificationParameters) -> None:
     """Thin cloud that Sen2Cor's brightness test misses, seen by the calibrated probability, in place."""
     p = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
     thin = (p >= config.thin_cloud_probability) & np.isin(
@@ -188,7 +188,7 @@ def fix_thin_cloud(cm: U8, probability: ArrayLike, config: SceneClassificationCo
     cm[thin] = SCL.CLOUD_MEDIUM_PROBABILITY
 
 
-def buffer_clouds(cm: U8, valid: BoolArray, resolution_m: float, config: SceneClassificationConfig) -> BoolArray:
+def buffer_clouds(cm: U8, valid: BoolArray, resolution_m: float, config: ClassificationParameters) -> BoolArray:
     """The cloud buffer, in place: ``config.cloud_buffer_m`` around the buffered classes becomes cloud.
 
     Returns the mask of the pixels the buffer turned into cloud (all False without a buffer).
@@ -202,7 +202,7 @@ def buffer_clouds(cm: U8, valid: BoolArray, resolution_m: float, config: SceneCl
 
 
 def grow_cloud_edges(
-    cm: U8, b: Mapping[str, F32], valid: BoolArray, resolution_m: float, config: SceneClassificationConfig
+    cm: U8, b: Mapping[str, F32], valid: BoolArray, resolution_m: float, config: ClassificationParameters
 ) -> None:
     """Grow the cloud classes 8/9 into their dim edges, in place (grown pixels become 8).
 

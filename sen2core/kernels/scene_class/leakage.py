@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels.scene_class.common import F32, normalized_difference, prepare_bands
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 
 LEAKAGE_BINS = 400
 """Bins of the B10/B11 histogram of :func:`leakage_histogram` (0 to 0.2, steps of 0.0005)."""
@@ -49,7 +49,7 @@ def leakage_histogram(bands: Mapping[str, ArrayLike]) -> NDArray[np.int64]:
     return np.bincount(index, minlength=LEAKAGE_BINS).astype(np.int64)
 
 
-def leakage_from_histogram(histogram: ArrayLike, config: SceneClassificationConfig) -> float:
+def leakage_from_histogram(histogram: ArrayLike, config: ClassificationParameters) -> float:
     """The scene's B10 leakage coefficient: a low quantile of B10/B11 on bright land.
 
     Cirrus only adds to B10, so the lower tail of the ratio is the ground's own

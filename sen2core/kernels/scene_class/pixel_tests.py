@@ -14,7 +14,6 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels.scene_class.common import (
     F32,
@@ -31,11 +30,12 @@ from sen2core.kernels.scene_class.common import (
 )
 from sen2core.kernels.scene_class.leakage import cirrus_signal
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 
 
 def classify_pixels(
     bands: Mapping[str, ArrayLike],
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     *,
     dem: ArrayLike | None = None,
     quality_mask: ArrayLike | None = None,
@@ -103,7 +103,7 @@ def classify_pixels(
 
 
 def mark_invalid(
-    b: Mapping[str, F32], valid: BoolArray, config: SceneClassificationConfig, quality_mask: ArrayLike | None
+    b: Mapping[str, F32], valid: BoolArray, config: ClassificationParameters, quality_mask: ArrayLike | None
 ) -> U8:
     """Step 0: a new class map, NO_DATA and SATURATED_OR_DEFECTIVE set, every other pixel ``NC``."""
     shape = valid.shape
@@ -120,7 +120,7 @@ def mark_invalid(
     return cm
 
 
-def brightness_confidence(b: Mapping[str, F32], cm: U8, config: SceneClassificationConfig) -> F32:
+def brightness_confidence(b: Mapping[str, F32], cm: U8, config: ClassificationParameters) -> F32:
     """Step 1.1: the first cloud confidence, from the brightness on B4; dark features set in ``cm``."""
     b4, b8a = b["B04"], b["B8A"]
     free = cm == NC
@@ -137,7 +137,7 @@ def classify_snow(
     ndsi: F32,
     cm: U8,
     cmc: F32,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     snow_condition: ArrayLike | None,
     snow_condition_mean: float | None,
 ) -> F32:
@@ -172,7 +172,7 @@ def classify_snow(
     return cms
 
 
-def classify_vegetation(b: Mapping[str, F32], cm: U8, cmc: F32, config: SceneClassificationConfig) -> None:
+def classify_vegetation(b: Mapping[str, F32], cm: U8, cmc: F32, config: ClassificationParameters) -> None:
     """Step 3, in place: NDVI -- vegetation, and less cloud confidence for green pixels."""
     b2, b4, b8a = b["B02"], b["B04"], b["B8A"]
     free = cm == NC
@@ -187,7 +187,7 @@ def classify_vegetation(b: Mapping[str, F32], cm: U8, cmc: F32, config: SceneCla
     cmc[partial] *= 1.0 - r[partial]
 
 
-def classify_soil(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config: SceneClassificationConfig) -> None:
+def classify_soil(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config: ClassificationParameters) -> None:
     """Step 5.1, in place: soils, R = B2/B11 -- soils are darker in the blue than in the SWIR."""
     b2 = b["B02"]
     free = cm == NC
@@ -199,7 +199,7 @@ def classify_soil(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config:
     cmc[partial] *= ramp(r_b2_b11[partial], config.t11_r_b02_b11, config.t12_r_b02_b11)
 
 
-def classify_water(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config: SceneClassificationConfig) -> None:
+def classify_water(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config: ClassificationParameters) -> None:
     """Step 5.2, in place: water -- dark in the SWIR, NIR below red, not bright in the blue."""
     b2, b4, b8a, b12 = b["B02"], b["B04"], b["B8A"], b["B12"]
     free = cm == NC
@@ -213,7 +213,7 @@ def classify_water(b: Mapping[str, F32], r_b2_b11: F32, cm: U8, cmc: F32, config
     cmc[water] = 0.0
 
 
-def classify_rocks(b: Mapping[str, F32], cm: U8, cmc: F32, config: SceneClassificationConfig) -> None:
+def classify_rocks(b: Mapping[str, F32], cm: U8, cmc: F32, config: ClassificationParameters) -> None:
     """Steps 6 and 6bis, in place: rocks and sand, and red pixels that are not water clouds."""
     b2, b4, b8a, b11 = b["B02"], b["B04"], b["B8A"], b["B11"]
     free = cm == NC
@@ -235,7 +235,7 @@ def classify_rocks(b: Mapping[str, F32], cm: U8, cmc: F32, config: SceneClassifi
     cmc[partial] *= 1.0 - r[partial]
 
 
-def classify_clouds(cm: U8, cmc: F32, config: SceneClassificationConfig) -> None:
+def classify_clouds(cm: U8, cmc: F32, config: ClassificationParameters) -> None:
     """Step 7, in place: cloud classes of the pixels still unclassified, from the confidence."""
     free = cm == NC
     cm[free & (cmc > config.t_cloud_lp) & (cmc < config.t_cloud_mp)] = LOW
@@ -248,7 +248,7 @@ def classify_cirrus(
     valid: BoolArray,
     cm: U8,
     cmc: F32,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     dem: ArrayLike | None,
     b10_leakage: float,
 ) -> None:

@@ -13,7 +13,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.scene_class.common import (
@@ -33,17 +32,18 @@ from sen2core.kernels.scene_class.common import (
     normalized_difference,
 )
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 from sen2core.kernels.scene_class.statistics import SceneStatistics
 
 
-def recover_dark_vegetation(b: Mapping[str, F32], cm: U8, config: SceneClassificationConfig) -> None:
+def recover_dark_vegetation(b: Mapping[str, F32], cm: U8, config: ClassificationParameters) -> None:
     """R1, in place: dark or unclassified pixels green in NIR/red or NIR/green are VEGETATION."""
     ndvi = normalized_difference(b["B8A"], b["B04"])
     green = (ndvi > config.t2_ndvi) | (band_ratio(b["B8A"], b["B03"]) > config.t2_r_b8a_b03)
     cm[green & np.isin(cm, (SCL.DARK_AREA_PIXELS, LOW, NC))] = SCL.VEGETATION
 
 
-def recover_water(b: Mapping[str, F32], cm: U8, config: SceneClassificationConfig) -> None:
+def recover_water(b: Mapping[str, F32], cm: U8, config: ClassificationParameters) -> None:
     """R2, in place: blue far above SWIR and NIR below red is WATER (dark and unclassified pixels)."""
     b2, b4, b8a, b11 = b["B02"], b["B04"], b["B8A"], b["B11"]
     watery = (band_ratio(b2, b11) > config.t22_r_b02_b11) & (b8a < b4)
@@ -64,7 +64,7 @@ def clean_with_dem(
     sun_zenith: ArrayLike | None,
     sun_azimuth: ArrayLike | None,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     *,
     water_bodies: ArrayLike | None = None,
     cast: ArrayLike | None = None,
@@ -103,7 +103,7 @@ def recover_snow(b: Mapping[str, F32], cm: U8) -> None:
     cm[near_snow & (b["B11"] < b["B03"]) & np.isin(cm, UNCLASSIFIED_CODES)] = SCL.SNOW_ICE
 
 
-def recover_soil(b: Mapping[str, F32], cm: U8, config: SceneClassificationConfig) -> None:
+def recover_soil(b: Mapping[str, F32], cm: U8, config: ClassificationParameters) -> None:
     """R6, in place: dark pixels with a low B2/B11 are soil (NOT_VEGETATED)."""
     cm[(cm == SCL.DARK_AREA_PIXELS) & (band_ratio(b["B02"], b["B11"]) < config.recovery_soil_ratio)] = SCL.NOT_VEGETATED
 
@@ -129,7 +129,7 @@ def recover_cirrus(
     land: BoolArray,
     statistics: SceneStatistics,
     z: F64 | None,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> None:
     """R8, in place: clear land or water with more B10 than the scene's clear land or water shows is THIN_CIRRUS."""
     b10 = b["B10"]
@@ -141,7 +141,7 @@ def recover_cirrus(
     cm[cirrus] = SCL.THIN_CIRRUS
 
 
-def recover_urban_bare(cm: U8, land_cover: ArrayLike, resolution_m: float, config: SceneClassificationConfig) -> None:
+def recover_urban_bare(cm: U8, land_cover: ArrayLike, resolution_m: float, config: ClassificationParameters) -> None:
     """R9, in place: on urban and bare land, unclassified is bare, and so are isolated cloud blobs."""
     lc = np.asarray(land_cover)
     urban_bare = (lc == LC_URBAN) | np.isin(lc, LC_BARE)
@@ -155,7 +155,7 @@ def recover_with_land_cover(
     land_cover: ArrayLike,
     z: F64 | None,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     statistics: SceneStatistics | None,
 ) -> None:
     """R7 to R9, in place, with the CCI land cover (R7 and R8 only with the scene's statistics)."""
@@ -167,12 +167,12 @@ def recover_with_land_cover(
     recover_urban_bare(cm, lc, resolution_m, config)
 
 
-def r9_max_px(resolution_m: float, config: SceneClassificationConfig) -> int:
+def r9_max_px(resolution_m: float, config: ClassificationParameters) -> int:
     """Largest extent (pixels) of a cloud blob R9 may recover, ``config.r9_max_blob_m`` on this grid."""
     return max(1, int(config.r9_max_blob_m // resolution_m))
 
 
-def recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float, config: SceneClassificationConfig) -> None:
+def recover_bright_blobs(cm: U8, candidate: BoolArray, resolution_m: float, config: ClassificationParameters) -> None:
     """R9 blob test, in place: cloud blobs on urban/bare land with a mostly clear ring."""
     labels, n = ndimage.label(candidate, structure=morphology.CROSS)
     if n == 0:

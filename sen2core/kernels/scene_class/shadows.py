@@ -14,7 +14,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
@@ -30,9 +29,10 @@ from sen2core.kernels.scene_class.common import (
     prepare_bands,
 )
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 
 
-def shadow_grid_factor(resolution_m: float, config: SceneClassificationConfig) -> int:
+def shadow_grid_factor(resolution_m: float, config: ClassificationParameters) -> int:
     """Integer ratio between the shadow projection grid and the classification grid (>= 1)."""
     return max(1, int(round(config.shadow_grid_m / resolution_m)))
 
@@ -41,7 +41,7 @@ def shadow_inputs(
     bands: Mapping[str, ArrayLike],
     cm: ArrayLike,
     cmc: ArrayLike,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> tuple[F32, BoolArray, BoolArray]:
     """Radiometric shadow tests and the cloud mask to project (Sen2Cor L2A_CSHD, and sen2core's).
 
@@ -82,7 +82,7 @@ def shadow_displacement_field(
     sun_azimuth: ArrayLike,
     view_zenith: ArrayLike | None,
     view_azimuth: ArrayLike | None,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> tuple[F32, F32]:
     """Per-pixel cloud-to-shadow displacement (m per m of cloud height), rows then columns.
 
@@ -106,7 +106,7 @@ def project_cloud_shadow(
     drow: ArrayLike,
     dcol: ArrayLike,
     pixel_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> BoolArray:
     """Geometric cloud-shadow zone: the cloud mask swept over the cloud heights.
 
@@ -124,12 +124,12 @@ def project_cloud_shadow(
     )
 
 
-def _max_displacement(config: SceneClassificationConfig) -> float:
+def _max_displacement(config: ClassificationParameters) -> float:
     view = config.shadow_max_view_zenith_deg if config.view_parallax else 0.0
     return math.tan(math.radians(config.shadow_max_sun_zenith_deg)) + math.tan(math.radians(view))
 
 
-def shadow_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zenith_deg: float | None = None) -> int:
+def shadow_reach(pixel_m: float, config: ClassificationParameters, max_sun_zenith_deg: float | None = None) -> int:
     """Reach (pixels of a grid of ``pixel_m``) of :func:`project_cloud_shadow`.
 
     ``max_sun_zenith_deg``: an upper bound of the sun zenith over the image, when
@@ -145,12 +145,12 @@ def shadow_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zeni
     )
 
 
-def terrain_shadow_reach(pixel_m: float, config: SceneClassificationConfig) -> int:
+def terrain_shadow_reach(pixel_m: float, config: ClassificationParameters) -> int:
     """Reach (pixels) of the terrain cast-shadow ray march."""
     return int(math.ceil(config.terrain_shadow_max_distance_m / pixel_m))
 
 
-def match_grid_factor(resolution_m: float, config: SceneClassificationConfig) -> int:
+def match_grid_factor(resolution_m: float, config: ClassificationParameters) -> int:
     """Integer ratio between the height-matching grid and the classification grid (>= 1)."""
     return max(1, int(round(config.shadow_match_grid_m / resolution_m)))
 
@@ -178,7 +178,7 @@ def match_cloud_shadow(
     drow: ArrayLike,
     dcol: ArrayLike,
     pixel_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> BoolArray:
     """Shadow zone with matched cloud heights on the matching grid (reach: :func:`match_zone_reach`)."""
     return shadow_kernels.match_shadow_zone(
@@ -199,7 +199,7 @@ def match_cloud_shadow(
     )
 
 
-def match_zone_reach(pixel_m: float, config: SceneClassificationConfig, max_sun_zenith_deg: float | None = None) -> int:
+def match_zone_reach(pixel_m: float, config: ClassificationParameters, max_sun_zenith_deg: float | None = None) -> int:
     """Reach (cells of the matching grid) of :func:`match_cloud_shadow`."""
     clip = config.shadow_max_sun_zenith_deg
     bound = clip if max_sun_zenith_deg is None else min(clip, max_sun_zenith_deg)
@@ -220,7 +220,7 @@ def relative_shadow(
     cloud: BoolArray,
     zone: BoolArray,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
 ) -> BoolArray:
     """Cloud shadow by darkness relative to the local sunlit background, inside the geometric zone.
 
@@ -254,7 +254,7 @@ def classify_cloud_shadows(
     cloud: ArrayLike,
     projected: ArrayLike,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     *,
     dark: ArrayLike | None = None,
     matched: ArrayLike | None = None,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels.scene_class.common import F64, LC_WATER, BoolArray, band_ratio, prepare_bands
 from sen2core.kernels.scene_class.legend import SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ N_STATISTICS = 21
 """Length of the vector of :func:`scene_statistics`."""
 
 
-def hpc_blob_mask(cm: ArrayLike, resolution_m: float, config: SceneClassificationConfig) -> BoolArray:
+def hpc_blob_mask(cm: ArrayLike, resolution_m: float, config: ClassificationParameters) -> BoolArray:
     """High-probability cloud inside blobs at least ``hpc_blob_m`` wide (R7 statistics).
 
     Erosion by a square of ``hpc_blob_m``: what remains lies at least half that
@@ -50,7 +50,7 @@ def hpc_blob_mask(cm: ArrayLike, resolution_m: float, config: SceneClassificatio
     return np.asarray(morphology.erode_square(hpc, size) & hpc, dtype=bool)
 
 
-def hpc_blob_reach(resolution_m: float, config: SceneClassificationConfig) -> int:
+def hpc_blob_reach(resolution_m: float, config: ClassificationParameters) -> int:
     """Reach (pixels) of :func:`hpc_blob_mask`."""
     return max(1, int(round(config.hpc_blob_m / resolution_m))) // 2
 
@@ -103,7 +103,7 @@ def _mean_std(n: float, s: float, s2: float) -> tuple[float, float]:
     return mean, math.sqrt(max(s2 / n - mean * mean, 0.0))
 
 
-def statistics_from_sums(sums: ArrayLike, resolution_m: float, config: SceneClassificationConfig) -> SceneStatistics:
+def statistics_from_sums(sums: ArrayLike, resolution_m: float, config: ClassificationParameters) -> SceneStatistics:
     """Thresholds of R7 and R8 from the sums of :func:`scene_statistics`."""
     v = np.asarray(sums, dtype=np.float64)
     n_valid, n_land, n_hpc = v[0], v[1], v[2]

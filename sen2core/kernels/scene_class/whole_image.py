@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sen2core.config import SceneClassificationConfig
 from sen2core.kernels import morphology
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.scene_class.common import F32, U8, BoolArray, prepare_bands, probability_to_uint8
 from sen2core.kernels.scene_class.finalize import finalize
 from sen2core.kernels.scene_class.leakage import leakage_from_histogram, leakage_histogram
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 from sen2core.kernels.scene_class.pixel_tests import classify_pixels, snow_condition_mean
 from sen2core.kernels.scene_class.probability import calibrated_cloud_probability
 from sen2core.kernels.scene_class.shadows import (
@@ -55,7 +55,7 @@ def shadow_zones(
     view_zenith: ArrayLike | None,
     view_azimuth: ArrayLike | None,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     dem: ArrayLike | None = None,
 ) -> tuple[BoolArray, BoolArray | None, BoolArray | None]:
     """The zones of a whole image where shadows can be: projected, matched, cast by the terrain.
@@ -98,7 +98,7 @@ def scene_classification(
     view_zenith: ArrayLike | None,
     view_azimuth: ArrayLike | None,
     resolution_m: float,
-    config: SceneClassificationConfig,
+    config: ClassificationParameters,
     *,
     dem: ArrayLike | None = None,
     quality_mask: ArrayLike | None = None,
