@@ -1,4 +1,5 @@
-"""Aerosol optical thickness by the dark dense vegetation (DDV) method, as in Sen2Cor.
+"""Aerosol optical thickness by the dark dense vegetation (DDV) method of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 Over dense dark vegetation the surface reflectance of the red band is tied to
 that of the 2.2 um band (B12), which aerosols barely affect:

@@ -1,4 +1,5 @@
-"""Level-2A output encoding as Sen2Cor writes it (processing baselines before 04.00 and from 04.00 on)."""
+"""Level-2A output encoding (as Sen2Cor writes it; Sentinel-2 Products Specification Document, ESA
+S2-PDGS-TAS-DI-PSD)."""
 
 from __future__ import annotations
 

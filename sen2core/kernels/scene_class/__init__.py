@@ -2,8 +2,8 @@
 
 Pure numpy (and scipy.ndimage): top-of-atmosphere reflectance arrays in (float32,
 NaN = no data, all on one grid: 20 m or 60 m), arrays out; no I/O, no dask. The
-steps follow Sen2Cor 2.8's scene classification as ESA publishes it (the Sentinel-2
-Level-2A ATBD, S2PAD-ATBD-0001, and the defaults of Sen2Cor's ``L2A_CAL_SC_GIPP.xml``)
+steps follow Sen2Cor 2.8's scene classification as ESA publishes it (the Sen2Cor Level-2A
+ATBD, ESA S2-PDGS-MPC-ATBD-L2A, and the defaults of Sen2Cor's ``L2A_CAL_SC_GIPP.xml``)
 and are named in comments (``step 1.1``, ``R5``...). Thresholds come from
 :class:`~sen2core.config.SceneClassificationConfig`.
 
