@@ -60,6 +60,7 @@ from sen2core.kernels.scene_class.counts import class_counts, class_percentages
 from sen2core.kernels.scene_class.finalize import finalize, finalize_reach, grow_cloud_edges
 from sen2core.kernels.scene_class.leakage import LEAKAGE_BINS, cirrus_signal, leakage_from_histogram, leakage_histogram
 from sen2core.kernels.scene_class.legend import PERCENTAGE_NAMES, SCL
+from sen2core.kernels.scene_class.parameters import ClassificationParameters
 from sen2core.kernels.scene_class.pixel_tests import classify_pixels, snow_condition_mean
 from sen2core.kernels.scene_class.probability import (
     CIRRUS_KNOTS,
@@ -98,6 +99,7 @@ __all__ = [
     "CIRRUS_KNOTS",
     "CLOUDY_CODES",
     "CLOUD_PROBABILITY_MODEL",
+    "ClassificationParameters",
     "CloudProbabilityModel",
     "FEATURES",
     "LEAKAGE_BINS",
