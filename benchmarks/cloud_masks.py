@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sen2core.config import SceneClassificationConfig  # noqa: E402
 from sen2core.io.read.opening import open_product  # noqa: E402
-from sen2core.kernels import scene_class as sc  # noqa: E402
+from sen2core.kernels import scene_class  # noqa: E402
 from sen2core.scl import classify  # noqa: E402
 from sen2core.synthetic import SynthConfig, synthesize  # noqa: E402
 from sen2core.synthetic.truth import castable_shadows, read_truth  # noqa: E402
@@ -120,7 +120,7 @@ def main() -> None:
         edge = read_truth(truth_dir, "EDG_20m") == 1
         scored = (truth != 0) & ~((truth == 3) & ~castable_shadows(truth_dir, truth))
         product = open_product(next(out.glob("*.SAFE")))
-        bands = {b: product.toa(b, 20) for b in (*sc.REQUIRED_BANDS, "B09")}
+        bands = {b: product.toa(b, 20) for b in (*scene_class.REQUIRED_BANDS, "B09")}
         sz, sa = product.sun_angles(20)
         vz, va = product.view_angles("B8A", 20)
         preds: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}

@@ -32,7 +32,7 @@ import rasterio
 
 from sen2core.config import SceneClassificationConfig
 from sen2core.io.read.opening import open_product
-from sen2core.kernels import scene_class as sc
+from sen2core.kernels import scene_class
 from sen2core.synthetic import SynthConfig, synthesize
 
 SURFACE = Path(__file__).resolve().parent.parent / "tests" / "data" / "synthetic" / "l2a-T29RKH-subset"
@@ -101,12 +101,12 @@ def scene_samples(out: Path, per_scene: int, rng: np.random.Generator) -> tuple[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         product = open_product(safe)
-    bands = {b: product.toa(b, 20).compute() for b in sc.REQUIRED_BANDS}
+    bands = {b: product.toa(b, 20).compute() for b in scene_class.REQUIRED_BANDS}
     config = SceneClassificationConfig()
-    leakage = sc.leakage_from_histogram(sc.leakage_histogram(bands), config)
-    cm, cmc, _ = sc.classify_pixels(bands, config, b10_leakage=leakage)
+    leakage = scene_class.leakage_from_histogram(scene_class.leakage_histogram(bands), config)
+    cm, cmc, _ = scene_class.classify_pixels(bands, config, b10_leakage=leakage)
     clean = {k: np.nan_to_num(v, nan=0.0).astype(np.float32) for k, v in bands.items()}
-    features = sc.cloud_features(clean, cm, cmc, leakage)
+    features = scene_class.cloud_features(clean, cm, cmc, leakage)
     with rasterio.open(truth_dir / "SCL_20m.tif") as ds:
         truth = ds.read(1)
     valid = (truth != 0) & (cm != 0)
@@ -202,7 +202,7 @@ def main() -> None:
     print("\nCLOUD_PROBABILITY_MODEL = CloudProbabilityModel(")
     print(f"    intercept={b0:.6g},")
     print(f"    coefficients=({', '.join(f'{c:.6g}' for c in b)}),")
-    print(f"    # features: {', '.join(sc.FEATURES)}")
+    print(f"    # features: {', '.join(scene_class.FEATURES)}")
     print(
         f'    provenance="scripts/fit_cloud_probability.py, {len(specs)} synthetic scenes '
         f"(seeds {specs[0][0][0]}-{specs[-1][0][0]}), {len(y_all)} pixels; held-out Brier "

@@ -23,13 +23,15 @@ from dask.graph_manipulation import clone
 from numpy.typing import NDArray
 
 from sen2core import lazy
-from sen2core.atmosphere.lut import AtmosphericTerms, DenseTable, RadiativeTransferLUT, load_lut, relative_azimuth
+from sen2core.atmosphere.lut import RadiativeTransferLUT, load_lut
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, SettingRangeError
 from sen2core.io.read.auxdata import AuxiliaryData
 from sen2core.kernels import adjacency, cirrus, rt
 from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance, ddv_candidates, visibility_to_aot
+from sen2core.kernels.lut import AtmosphericTerms, DenseTable, relative_azimuth
 from sen2core.kernels.radiometry import block_mean
+from sen2core.kernels.scene_class.legend import SCL
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
 from sen2core.settings import Range, check_ranges
@@ -37,8 +39,19 @@ from sen2core.settings import Range, check_ranges
 log = logging.getLogger(__name__)
 
 F32 = np.float32
-NODATA, SATURATED, SHADOW, VEGETATION, NOT_VEGETATED, WATER = 0, 1, 3, 4, 5, 6
-CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS, SNOW = 8, 9, 10, 11
+NODATA, SHADOW, VEGETATION, NOT_VEGETATED, WATER = (
+    int(SCL.NO_DATA),
+    int(SCL.CLOUD_SHADOWS),
+    int(SCL.VEGETATION),
+    int(SCL.NOT_VEGETATED),
+    int(SCL.WATER),
+)
+CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS, SNOW = (
+    int(SCL.CLOUD_MEDIUM_PROBABILITY),
+    int(SCL.CLOUD_HIGH_PROBABILITY),
+    int(SCL.THIN_CIRRUS),
+    int(SCL.SNOW_ICE),
+)
 WAVELENGTH_UM = dict(
     zip(
         BANDS, (0.443, 0.490, 0.560, 0.665, 0.705, 0.740, 0.783, 0.842, 0.865, 0.945, 1.375, 1.610, 2.190), strict=False
@@ -208,7 +221,7 @@ def _table(lut_path: str, sc: str, band: str, aerosol: str, ozone: float, sza: N
     return _lut(lut_path).geometry_table(sc, band, aerosol, *geometry, ozone).dense()
 
 
-def _irradiance(t: rt.AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
+def _irradiance(t: AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
     cos_sza = np.cos(np.radians(sza))
     if terrain is None:
         return rt.irradiance_factor(t, cos_sza)

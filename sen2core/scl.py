@@ -1,9 +1,9 @@
 """Scene classification on dask arrays: a thin adapter over :mod:`sen2core.kernels.scene_class`.
 
 :func:`classify` builds a lazy graph; nothing is computed until the caller computes or
-stores the arrays of the returned :class:`SceneClassification`. Each kernel stage runs
+stores the arrays of the returned :class:`SceneClassification`. Each kernel pass runs
 per chunk, through ``map_blocks`` or, where it looks at neighbours, on chunks extended
-by exactly the stage's reach (``dask.array.overlap``), so the chunked result equals the
+by exactly the pass's reach (``dask.array.overlap``), so the chunked result equals the
 whole-image reference :func:`sen2core.kernels.scene_class.scene_classification`:
 
 - pixel rules (steps 0-7): overlap = snow-ring dilations (3 px);
@@ -33,19 +33,49 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed
+from dask.base import is_dask_collection
+from dask.delayed import Delayed, delayed
 from dask.graph_manipulation import bind, clone
 
 from sen2core import lazy
 from sen2core.config import SceneClassificationConfig
 from sen2core.errors import ConfigurationError, InputProductError
 from sen2core.kernels import morphology
-from sen2core.kernels import scene_class as sc
 from sen2core.kernels import shadow as shadow_kernels
 from sen2core.kernels.radiometry import block_mean
+from sen2core.kernels.scene_class import (
+    OPTIONAL_BANDS,
+    REQUIRED_BANDS,
+    SCL,
+    SceneStatistics,
+    calibrated_cloud_probability,
+    class_counts,
+    class_percentages,
+    classify_pixels,
+    coarse_sun,
+    finalize,
+    finalize_reach,
+    hpc_blob_mask,
+    hpc_blob_reach,
+    leakage_from_histogram,
+    leakage_histogram,
+    match_cloud_shadow,
+    match_counts,
+    match_grid_factor,
+    match_zone_reach,
+    probability_to_uint8,
+    project_cloud_shadow,
+    scene_statistics,
+    shadow_displacement_field,
+    shadow_grid_factor,
+    shadow_inputs,
+    shadow_reach,
+    statistics_from_sums,
+    sun_components,
+    terrain_shadow_reach,
+)
 
 __all__ = [
     "INPUT_SUMS",
@@ -137,17 +167,18 @@ class SceneClassification:
 
     def class_counts(self) -> da.Array:
         """Lazy (3, 12) int64 table of :func:`~sen2core.kernels.scene_class.class_counts`: a small reduction."""
-        return self.class_counts_per_block().sum(axis=(0, 1))
+        total: da.Array = self.class_counts_per_block().sum(axis=(0, 1))
+        return total
 
     def class_counts_per_block(self) -> da.Array:
         """Lazy (block rows, block columns, 3, 12) table: the counts of each chunk block."""
         arrays = [self.scl, self.cloud_buffer] + ([self.water_bodies] if self.water_bodies is not None else [])
 
         def counts(scl: np.ndarray, buffered: np.ndarray, *wb: np.ndarray) -> np.ndarray:
-            return sc.class_counts(scl, wb[0] if wb else None, buffered)[None, None]
+            return class_counts(scl, wb[0] if wb else None, buffered)[None, None]
 
         rows, cols = self.scl.chunks
-        per_block = da.map_blocks(
+        per_block: da.Array = da.map_blocks(
             counts,
             *arrays,
             new_axis=[2, 3],
@@ -161,12 +192,13 @@ class SceneClassification:
         """Lazy dict of Sen2Cor's percentages (:func:`~sen2core.kernels.scene_class.class_percentages`:
         ``CLOUDY_PIXEL_PERCENTAGE``, ``CLOUDY_PIXEL_OVER_LAND_PERCENTAGE``...) plus
         ``CLOUD_BUFFER_M`` (the buffer used) and ``CLOUD_BUFFER_PERCENTAGE``."""
-        return dask.delayed(percentages_from_counts, pure=True)(self.class_counts(), self.config)
+        result: Delayed = delayed(percentages_from_counts, pure=True)(self.class_counts(), self.config)
+        return result
 
 
 def percentages_from_counts(counts: np.ndarray, config: SceneClassificationConfig) -> dict[str, float]:
     """Sen2Cor's percentages from a (3, 12) table of :meth:`SceneClassification.class_counts` (or a sum of them)."""
-    out = sc.class_percentages(np.asarray(counts))
+    out = class_percentages(np.asarray(counts))
     out["CLOUD_BUFFER_M"] = float(config.cloud_buffer_m)
     return out
 
@@ -254,7 +286,8 @@ def _to_fine(coarse: da.Array, factor: int, chunks: Chunks, dtype: Any) -> da.Ar
         shape = (block_info or {})[None]["chunk-shape"]
         return np.asarray(morphology.upsample_blocks(a, factor, shape), dtype=dtype)
 
-    return da.map_blocks(up, coarse, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+    fine: da.Array = da.map_blocks(up, coarse, chunks=chunks, dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
+    return fine
 
 
 def _aligned_chunks(chunks: Chunks, unit: int) -> Chunks:
@@ -291,17 +324,18 @@ def _scene_mean_below_100(snc: da.Array, known: Mapping[str, Any]) -> Delayed | 
     if "snow_condition_mean" in known:
         return _mean_from_sums(np.asarray(known["snow_condition_mean"]))
     total = lazy.block_sums(_below_100_sums, snc, name="snow_condition_mean").total()
-    return dask.delayed(_mean_from_sums, pure=True)(total)
+    mean: Delayed = delayed(_mean_from_sums, pure=True)(total)
+    return mean
 
 
 def _leakage_histogram(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    return sc.leakage_histogram(dict(zip(names, blocks, strict=True))).astype(np.float64)
+    return leakage_histogram(dict(zip(names, blocks, strict=True))).astype(np.float64)
 
 
 def _statistics_sums(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     nb = len(names)
     b = dict(zip(names, blocks[:nb], strict=True))
-    return np.asarray(sc.scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2]), dtype=np.float64)
+    return np.asarray(scene_statistics(b, blocks[nb], blocks[nb + 1], blocks[nb + 2]), dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- classify
@@ -310,10 +344,10 @@ def _statistics_sums(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 def _classification_chunks(ref: Any, resolution_m: float, cfg: SceneClassificationConfig) -> Chunks:
     """The chunks :func:`classify` works on: the caller's, rounded up to its coarse grids' cells."""
     shape = tuple(np.shape(ref))
-    k = sc.shadow_grid_factor(resolution_m, cfg)
+    k = shadow_grid_factor(resolution_m, cfg)
     unit = math.lcm(
         k,
-        sc.match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
+        match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
         3 if math.isclose(resolution_m, 20.0) else 1,
     )
     base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
@@ -348,7 +382,7 @@ def scene_sums(
     cfg = config if config is not None else SceneClassificationConfig()
     maps = aux if aux is not None else AuxiliaryMaps()
     known = known or {}
-    names = [*sc.REQUIRED_BANDS, *(b for b in sc.OPTIONAL_BANDS if b in bands)]
+    names = [*REQUIRED_BANDS, *(b for b in OPTIONAL_BANDS if b in bands)]
     ref = bands["B02"]
     shape = tuple(np.shape(ref))
     chunks = _classification_chunks(ref, resolution_m, cfg)
@@ -359,6 +393,345 @@ def scene_sums(
         snc = _as_dask(maps.snow_condition, chunks, "snow_condition", shape).astype(np.uint8)
         return lazy.block_sums(_below_100_sums, snc, name="snow_condition_mean")
     return None
+
+
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """:func:`classify`'s inputs on its chunks, and how each pass gets the bands."""
+
+    cfg: SceneClassificationConfig
+    maps: AuxiliaryMaps
+    resolution_m: float
+    names: tuple[str, ...]
+    """Bands used, in kernel order (``REQUIRED_BANDS`` then the optional ones given)."""
+    shape: tuple[int, ...]
+    chunks: Chunks
+    """The classification's chunks (:func:`_classification_chunks`)."""
+    in_chunks: Chunks
+    """The caller's chunks, which the outputs go back to."""
+    band_inputs: list[da.Array]
+    band_arrays: list[da.Array]
+    private_bands: bool
+    sz: da.Array
+    sa: da.Array
+    vz: da.Array | None
+    va: da.Array | None
+    dem: da.Array | None
+    qm: da.Array | None
+    wb: da.Array | None
+    lc: da.Array | None
+    snc: da.Array | None
+
+    @property
+    def k(self) -> int:
+        """Shadow-grid factor."""
+        return shadow_grid_factor(self.resolution_m, self.cfg)
+
+    @property
+    def nbk(self) -> int:
+        """Number of blocks a pass with an overlap gets for the bands: one stack when they are private."""
+        return 1 if self.private_bands else len(self.names)
+
+    def prep(self, a: Any, name: str, dtype: Any = np.float32) -> da.Array:
+        """``a`` as a dask array of ``dtype`` on the classification's chunks."""
+        x: da.Array = _as_dask(a, self.chunks, name, self.shape).astype(dtype)
+        return x
+
+    def band_dict(self, blocks: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """The bands by name from a pass's blocks (the first ``nbk`` of them)."""
+        return dict(zip(self.names, blocks[0] if self.private_bands else blocks[: len(self.names)], strict=True))
+
+    def bands_for(self, pass_name: str, after: Sequence[Any] = (), stacked: bool = False) -> list[da.Array]:
+        """The bands one pass reads: shared, or with ``private_bands`` that pass's own copy."""
+        # A private copy is computed when its pass is about to run, not as soon as the
+        # data it derives from are there: it waits for what that pass also needs, which
+        # takes a scene-wide reduction or wide overlaps to compute.
+        if not self.private_bands:
+            return self.band_arrays
+        # Copies of the caller's arrays, prepared as the shared ones: a cloned rechunk lost
+        # keys of its graph (dask 2026.8).
+        inputs = self.band_inputs
+        own = list(bind(inputs, list(after), seed=pass_name) if after else clone(*inputs, seed=pass_name))
+        own = [self.prep(a, n) for n, a in zip(self.names, own, strict=True)]
+        if not stacked:
+            return own
+        # For an overlap: one task per chunk computes every band (the copies fuse into it) and
+        # the neighbours wait for one block, not one per band that the scheduler computes in
+        # any order (measured: with a block per band, those of 30 chunks waited at once).
+        nb = len(self.names)
+        return [da.map_blocks(_stack, *own, new_axis=0, chunks=((nb,), *own[0].chunks), dtype=np.float32,
+                              meta=np.empty((0, 0, 0), dtype=np.float32))]  # fmt: skip
+
+
+def _prepare_inputs(
+    bands: Mapping[str, da.Array],
+    sun_zenith: da.Array,
+    sun_azimuth: da.Array,
+    view_zenith: da.Array | None,
+    view_azimuth: da.Array | None,
+    resolution_m: float,
+    cfg: SceneClassificationConfig,
+    dem: da.Array | None,
+    quality_mask: da.Array | None,
+    maps: AuxiliaryMaps,
+    private_bands: bool,
+) -> _Inputs:
+    """Check the inputs and put them on the classification's chunks."""
+    missing = [b for b in REQUIRED_BANDS if b not in bands]
+    if missing:
+        raise InputProductError("scene classification", f"missing band(s) {', '.join(missing)}")
+    names = (*REQUIRED_BANDS, *(b for b in OPTIONAL_BANDS if b in bands))
+    ref = bands["B02"]
+    shape = tuple(np.shape(ref))
+    if len(shape) != 2:
+        raise InputProductError("scene classification", f"bands must be 2-D, B02 is {shape}")
+    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
+    chunks = _classification_chunks(ref, resolution_m, cfg)
+
+    def prep(a: Any, name: str, dtype: Any = np.float32) -> da.Array:
+        x: da.Array = _as_dask(a, chunks, name, shape).astype(dtype)
+        return x
+
+    band_inputs = [bands[n] if isinstance(bands[n], da.Array) else prep(bands[n], n) for n in names]
+    use_view = view_zenith is not None and view_azimuth is not None
+    return _Inputs(
+        cfg=cfg,
+        maps=maps,
+        resolution_m=resolution_m,
+        names=names,
+        shape=shape,
+        chunks=chunks,
+        in_chunks=(tuple(base[0]), tuple(base[1])),
+        band_inputs=band_inputs,
+        band_arrays=[prep(a, n) for n, a in zip(names, band_inputs, strict=True)],
+        private_bands=private_bands,
+        sz=prep(sun_zenith, "sun_zenith"),
+        sa=prep(sun_azimuth, "sun_azimuth"),
+        vz=prep(view_zenith, "view_zenith") if use_view else None,
+        va=prep(view_azimuth, "view_azimuth") if use_view else None,
+        dem=prep(dem, "dem") if dem is not None else None,
+        qm=prep(quality_mask, "quality_mask", bool) if quality_mask is not None else None,
+        wb=prep(maps.water_bodies, "water_bodies", np.uint8) if maps.water_bodies is not None else None,
+        lc=prep(maps.land_cover, "land_cover", np.uint16) if maps.land_cover is not None else None,
+        snc=prep(maps.snow_condition, "snow_condition", np.uint8) if maps.snow_condition is not None else None,
+    )
+
+
+def _b10_leakage(inp: _Inputs, known: Mapping[str, Any]) -> Delayed | float:
+    """Scene-wide B10 leakage of bright ground (a histogram reduction), or 0 when not corrected."""
+    cfg = inp.cfg
+    if cfg.cirrus_leakage_correction and "b10_leakage" in known:
+        return leakage_from_histogram(np.asarray(known["b10_leakage"]), cfg)
+    if cfg.cirrus_leakage_correction:
+        hist = lazy.block_sums(_leakage_histogram, *inp.bands_for("leakage"), name="b10_leakage",
+                               names=inp.names).total()  # fmt: skip
+        result: Delayed = delayed(leakage_from_histogram, pure=True)(hist, cfg)
+        return result
+    return 0.0
+
+
+def _pixel_pass(inp: _Inputs, leakage: Delayed | float, snc_mean: Delayed | float | None) -> list[da.Array]:
+    """Steps 0-7, the calibrated probability and the shadow inputs: the :data:`PIXEL_LAYERS`, in order.
+
+    One pass so that neither the bands nor the float outputs of steps 0-7 are held in
+    between. On blocks extended by both reaches (snow ring and shadow inputs) steps 0-7
+    are exact but within their reach of the extension's edge, and the shadow inputs
+    within their own reach of that: on the block itself.
+    """
+    cfg, maps, nbk = inp.cfg, inp.maps, inp.nbk
+    has_dem, has_qm, has_snc = inp.dem is not None, inp.qm is not None, inp.snc is not None
+
+    def pixel_rules(
+        *blocks: np.ndarray, snow_condition_mean: float | None = None, b10_leakage: float = 0.0
+    ) -> tuple[np.ndarray, ...]:
+        b = inp.band_dict(blocks)
+        rest = iter(blocks[nbk:])
+        dem_b = next(rest) if has_dem else None
+        qm_b = next(rest) if has_qm else None
+        snc_b = next(rest) if has_snc else None
+        cm, cmc, cms = classify_pixels(
+            b,
+            cfg,
+            dem=dem_b,
+            quality_mask=qm_b,
+            snow_possible=maps.snow_possible,
+            snow_condition=snc_b,
+            snow_condition_mean=snow_condition_mean,
+            b10_leakage=b10_leakage,
+        )
+        p = calibrated_cloud_probability(b, cm, cmc, b10_leakage)
+        p[cm == SCL.NO_DATA] = np.nan
+        csd1, cloud, dark = shadow_inputs(b, cm, cmc, cfg)
+        return cm, probability_to_uint8(cmc), probability_to_uint8(cms), p, csd1, cloud, dark
+
+    kw: dict[str, Any] = {"b10_leakage": leakage}
+    if snc_mean is not None:
+        kw["snow_condition_mean"] = snc_mean
+    extras = [a for a in (inp.dem, inp.qm, inp.snc) if a is not None]
+    bands = inp.bands_for("pixels", [leakage] if isinstance(leakage, Delayed) else [], stacked=True)
+    return _overlap_map(
+        pixel_rules, [*bands, *extras], cfg.snow_ring_iterations + 2, len(PIXEL_LAYERS),
+        dtypes=tuple(PIXEL_LAYERS.values()), **kw,
+    )  # fmt: skip
+
+
+def _displacement(inp: _Inputs, max_sun_zenith_deg: float | None) -> list[da.Array]:
+    """Per-pixel cloud-to-shadow displacement, rows then columns (reach 0)."""
+    cfg = inp.cfg
+    use_view = inp.vz is not None and inp.va is not None
+
+    def displacement(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+        if max_sun_zenith_deg is not None and np.nanmax(blocks[0], initial=0.0) > max_sun_zenith_deg:
+            raise ConfigurationError(
+                f"sun zenith {float(np.nanmax(blocks[0])):.2f} exceeds max_sun_zenith_deg={max_sun_zenith_deg}: "
+                "the shadow projection would need a larger chunk overlap"
+            )
+        if use_view:
+            return shadow_displacement_field(blocks[0], blocks[1], blocks[2], blocks[3], cfg)
+        return shadow_displacement_field(blocks[0], blocks[1], None, None, cfg)
+
+    angles = [inp.sz, inp.sa] + ([inp.vz, inp.va] if inp.vz is not None and inp.va is not None else [])
+    return _overlap_map(displacement, angles, 0, 2)
+
+
+def _projected_shadow(
+    inp: _Inputs, cloud: da.Array, drow: da.Array, dcol: da.Array, max_sun_zenith_deg: float | None
+) -> da.Array:
+    """Sen2Cor's geometric shadow zone, projected on the shadow grid and brought back to the pixels."""
+    cfg, k = inp.cfg, inp.k
+    pixel_c = inp.resolution_m * k
+    cloud_c, drow_c, dcol_c = _to_coarse(
+        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
+        [cloud, drow, dcol],
+        k,
+        3,
+        np.float32,
+    )
+    (projected_c,) = _overlap_map(
+        lambda c, r, co: (project_cloud_shadow(c, r, co, pixel_c, cfg),),
+        [cloud_c.astype(bool), drow_c, dcol_c],
+        shadow_reach(pixel_c, cfg, max_sun_zenith_deg),
+        1,
+    )
+    return _to_fine(projected_c.astype(bool), k, inp.chunks, bool)
+
+
+def _matched_shadow(
+    inp: _Inputs, cloud: da.Array, dark: da.Array, drow: da.Array, dcol: da.Array, max_sun_zenith_deg: float | None
+) -> da.Array | None:
+    """Cloud heights matched with dark pixels, on the matching grid (None: matching off)."""
+    cfg = inp.cfg
+    if not cfg.shadow_height_matching:
+        return None
+    m = match_grid_factor(inp.resolution_m, cfg)
+    pixel_m = inp.resolution_m * m
+    counts = _to_coarse(lambda c, d, r, co: match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5, np.float64)
+    (zone_m,) = _overlap_map(
+        lambda cc, dk, nn, r, co: (match_cloud_shadow(cc, dk, nn, r, co, pixel_m, cfg),),
+        [
+            counts[0].astype(np.int64),
+            counts[1].astype(np.int64),
+            counts[2].astype(np.int64),
+            counts[3].astype(np.float32),
+            counts[4].astype(np.float32),
+        ],
+        match_zone_reach(pixel_m, cfg, max_sun_zenith_deg),
+        1,
+    )
+    return _to_fine(zone_m.astype(bool), m, inp.chunks, bool)
+
+
+def _terrain_shadow(inp: _Inputs) -> da.Array | None:
+    """Terrain cast shadows on the shadow grid, brought back to the pixels (None without a DEM)."""
+    if inp.dem is None:
+        return None
+    cfg, k = inp.cfg, inp.k
+    pixel_c = inp.resolution_m * k
+
+    def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
+        zen_f, sin_az, cos_az = sun_components(zen, azi)
+        zen_c, az_c = coarse_sun(zen_f, sin_az, cos_az, k)
+        return block_mean(z, k), zen_c, az_c
+
+    dem_c, sz_c, sa_c = _to_coarse(coarse_terrain, [inp.dem, inp.sz, inp.sa], k, 3, np.float64)
+    (cast_c,) = _overlap_map(
+        lambda z, zen, azi: (shadow_kernels.cast_shadow(z, zen, azi, pixel_c, cfg.terrain_shadow_max_distance_m),),
+        [dem_c.astype(np.float32), sz_c, sa_c],
+        terrain_shadow_reach(pixel_c, cfg),
+        1,
+    )
+    return _to_fine(cast_c.astype(bool), k, inp.chunks, bool)
+
+
+def _recovery_statistics(inp: _Inputs, cm: da.Array, known: Mapping[str, Any]) -> Delayed | SceneStatistics | None:
+    """Scene statistics for R7/R8 (with a land-cover map only; None without)."""
+    if inp.lc is None:
+        return None
+    cfg, resolution_m = inp.cfg, inp.resolution_m
+    (blob,) = _overlap_map(lambda c: (hpc_blob_mask(c, resolution_m, cfg),), [cm], hpc_blob_reach(resolution_m, cfg), 1)
+    if "r7_r8_statistics" in known:
+        return statistics_from_sums(np.asarray(known["r7_r8_statistics"]), resolution_m, cfg)
+    sums = lazy.block_sums(_statistics_sums, *inp.bands_for("statistics"), cm, blob.astype(bool), inp.lc,
+                           name="r7_r8_statistics", names=inp.names).total()  # fmt: skip
+    result: Delayed = delayed(statistics_from_sums, pure=True)(sums, resolution_m, cfg)
+    return result
+
+
+def _final_pass(
+    inp: _Inputs,
+    pixels: Mapping[str, da.Array],
+    projected: da.Array,
+    matched: da.Array | None,
+    cast: da.Array | None,
+    statistics: Delayed | SceneStatistics | None,
+    leakage: Delayed | float,
+) -> list[da.Array]:
+    """Shadows, recoveries, post-processing and improvements: the SCL and the cloud-buffer mask."""
+    cfg, resolution_m, nbk = inp.cfg, inp.resolution_m, inp.nbk
+    optional = {"dem": inp.dem, "cast": cast, "water_bodies": inp.wb, "land_cover": inp.lc, "matched": matched}
+    present = {key: a for key, a in optional.items() if a is not None}
+    sun = [inp.sz, inp.sa] if inp.dem is not None else []
+
+    def final(
+        *blocks: np.ndarray, statistics: SceneStatistics | None = None, b10_leakage: float = 0.0
+    ) -> tuple[np.ndarray, ...]:
+        b = inp.band_dict(blocks)
+        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nbk : nbk + 6]
+        rest = list(blocks[nbk + 6 :])
+        sun_b = rest[:2] if sun else [None, None]
+        kw = dict(zip(present, rest[len(sun) :], strict=True))
+        return finalize(
+            b,
+            cm_b,
+            csd1_b,
+            cloud_b,
+            proj_b,
+            resolution_m,
+            cfg,
+            dark=dark_b,
+            probability=p_b,
+            sun_zenith=sun_b[0],
+            sun_azimuth=sun_b[1],
+            statistics=statistics,
+            b10_leakage=b10_leakage,
+            **kw,
+        )
+
+    kw: dict[str, Any] = {"b10_leakage": leakage}
+    if statistics is not None:
+        kw["statistics"] = statistics
+    after = [a for a in (projected, matched, cast, statistics) if is_dask_collection(a)]
+    bands = inp.bands_for("finalize", after, stacked=True)
+    per_pixel = [pixels[n] for n in ("classes", "shadow_test", "cloud", "probability", "dark")]
+    cm, csd1, cloud, probability, dark = per_pixel
+    return _overlap_map(
+        final,
+        [*bands, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
+        finalize_reach(resolution_m, cfg, land_cover=inp.lc is not None),
+        2,
+        dtypes=(np.uint8, bool),
+        **kw,
+    )
 
 
 def classify(
@@ -413,7 +786,7 @@ def classify(
         (:func:`dask.graph_manipulation.clone`), recomputed per pass. For bands derived
         cheaply from persisted data (TOA from kept digital numbers): shared, they are
         held whole across the scene-wide histogram and the wide overlaps of the shadow
-        stages; private, each pass computes a chunk's bands when it needs them. Results
+        passes; private, each pass computes a chunk's bands when it needs them. Results
         do not depend on it.
     known
         Totals of scene-wide sums already added up (:func:`scene_sums`: ``b10_leakage``,
@@ -444,259 +817,39 @@ def classify(
     """
     cfg = config if config is not None else SceneClassificationConfig()
     maps = aux if aux is not None else AuxiliaryMaps()
-    missing = [b for b in sc.REQUIRED_BANDS if b not in bands]
-    if missing:
-        raise InputProductError("scene classification", f"missing band(s) {', '.join(missing)}")
-    names = [*sc.REQUIRED_BANDS, *(b for b in sc.OPTIONAL_BANDS if b in bands)]
-    ref = bands["B02"]
-    shape = tuple(np.shape(ref))
-    if len(shape) != 2:
-        raise InputProductError("scene classification", f"bands must be 2-D, B02 is {shape}")
-    k = sc.shadow_grid_factor(resolution_m, cfg)
-    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
-    chunks = _classification_chunks(ref, resolution_m, cfg)
+    inp = _prepare_inputs(
+        bands, sun_zenith, sun_azimuth, view_zenith, view_azimuth, resolution_m, cfg, dem, quality_mask, maps,
+        private_bands,
+    )  # fmt: skip
     known = known or {}
-
-    def prep(a: Any, name: str, dtype: Any = np.float32) -> da.Array:
-        return _as_dask(a, chunks, name, shape).astype(dtype)
-
-    band_inputs = [bands[n] if isinstance(bands[n], da.Array) else prep(bands[n], n) for n in names]
-    band_arrays = [prep(a, n) for n, a in zip(names, band_inputs, strict=True)]
-    nb = len(names)
-    sz = prep(sun_zenith, "sun_zenith")
-    sa = prep(sun_azimuth, "sun_azimuth")
-    use_view = view_zenith is not None and view_azimuth is not None
-    vz = prep(view_zenith, "view_zenith") if use_view else None
-    va = prep(view_azimuth, "view_azimuth") if use_view else None
-    dem_a = prep(dem, "dem") if dem is not None else None
-    qm = prep(quality_mask, "quality_mask", bool) if quality_mask is not None else None
-    wb = prep(maps.water_bodies, "water_bodies", np.uint8) if maps.water_bodies is not None else None
-    lc = prep(maps.land_cover, "land_cover", np.uint16) if maps.land_cover is not None else None
-    snc = prep(maps.snow_condition, "snow_condition", np.uint8) if maps.snow_condition is not None else None
-
-    def bands_for(stage: str, after: Sequence[Any] = (), stacked: bool = False) -> list[da.Array]:
-        # A private copy is computed when its pass is about to run, not as soon as the
-        # data it derives from are there: it waits for what that pass also needs, which
-        # takes a scene-wide reduction or wide overlaps to compute.
-        if not private_bands:
-            return band_arrays
-        # Copies of the caller's arrays, prepared as the shared ones: a cloned rechunk lost
-        # keys of its graph (dask 2026.8).
-        own = list(bind(band_inputs, list(after), seed=stage) if after else clone(*band_inputs, seed=stage))
-        own = [prep(a, n) for n, a in zip(names, own, strict=True)]
-        if not stacked:
-            return own
-        # For an overlap: one task per chunk computes every band (the copies fuse into it) and
-        # the neighbours wait for one block, not one per band that the scheduler computes in
-        # any order (measured: with a block per band, those of 30 chunks waited at once).
-        return [da.map_blocks(_stack, *own, new_axis=0, chunks=((nb,), *own[0].chunks), dtype=np.float32,
-                              meta=np.empty((0, 0, 0), dtype=np.float32))]  # fmt: skip
-
-    # The passes with an overlap get the bands as one stack when they are private.
-    nbk = 1 if private_bands else nb
-
-    def band_dict(blocks: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, blocks[0] if private_bands else blocks[:nb], strict=True))
-
-    # Stage 1: steps 0-7 and the calibrated probability (pixel rules, snow ring).
-    extras1 = [a for a in (dem_a, qm, snc) if a is not None]
-    snc_mean = _scene_mean_below_100(snc, known) if snc is not None else None
-
-    def stage1(
-        *blocks: np.ndarray, snow_condition_mean: float | None = None, b10_leakage: float = 0.0
-    ) -> tuple[np.ndarray, ...]:
-        b = band_dict(blocks)
-        rest = iter(blocks[nbk:])
-        dem_b = next(rest) if dem_a is not None else None
-        qm_b = next(rest) if qm is not None else None
-        snc_b = next(rest) if snc is not None else None
-        cm, cmc, cms = sc.classify_pixels(
-            b,
-            cfg,
-            dem=dem_b,
-            quality_mask=qm_b,
-            snow_possible=maps.snow_possible,
-            snow_condition=snc_b,
-            snow_condition_mean=snow_condition_mean,
-            b10_leakage=b10_leakage,
-        )
-        p = sc.calibrated_cloud_probability(b, cm, cmc, b10_leakage)
-        p[cm == sc.SCL.NO_DATA] = np.nan
-        return cm, cmc, cms, p
-
-    # Stage 2: radiometric shadow test and the cloud mask to project, in one pass with
-    # stage 1 so that neither the bands nor stage 1's float outputs are held in between.
-    # On blocks extended by both reaches stage 1 is exact but within its reach of the
-    # extension's edge, and stage 2 within its own reach of that: on the block itself.
-    def stage12(*blocks: np.ndarray, **kw: Any) -> tuple[np.ndarray, ...]:
-        cm, cmc, cms, p = stage1(*blocks, **kw)
-        csd1, cloud, dark = sc.shadow_inputs(band_dict(blocks), cm, cmc, cfg)
-        return cm, sc.probability_to_uint8(cmc), sc.probability_to_uint8(cms), p, csd1, cloud, dark
-
-    # Scene-wide B10 leakage of bright ground (a histogram reduction).
-    leakage: Delayed | float = 0.0
-    if cfg.cirrus_leakage_correction and "b10_leakage" in known:
-        leakage = sc.leakage_from_histogram(np.asarray(known["b10_leakage"]), cfg)
-    elif cfg.cirrus_leakage_correction:
-        hist = lazy.block_sums(_leakage_histogram, *bands_for("leakage"), name="b10_leakage",
-                               names=tuple(names)).total()  # fmt: skip
-        leakage = dask.delayed(sc.leakage_from_histogram, pure=True)(hist, cfg)
-
-    kw1: dict[str, Any] = {"b10_leakage": leakage}
-    if snc_mean is not None:
-        kw1["snow_condition_mean"] = snc_mean
-    u8, f32 = np.uint8, np.float32
-    bands1 = bands_for("pixels", [leakage] if isinstance(leakage, Delayed) else [], stacked=True)
-    cm, cmc_u8, cms_u8, probability, csd1, cloud, dark = _overlap_map(
-        stage12, [*bands1, *extras1], cfg.snow_ring_iterations + 2, 7, dtypes=(u8, u8, u8, f32, f32, bool, bool), **kw1
-    )
+    snc_mean = _scene_mean_below_100(inp.snc, known) if inp.snc is not None else None
+    leakage = _b10_leakage(inp, known)
+    layers = _pixel_pass(inp, leakage, snc_mean)
     stored = stored or {}
     if all(f"pixels.{n}" in stored for n in PIXEL_LAYERS):
-        cm, cmc_u8, cms_u8, probability, csd1, cloud, dark = (
-            prep(stored[f"pixels.{n}"], n, dtype) for n, dtype in PIXEL_LAYERS.items())  # fmt: skip
+        layers = [inp.prep(stored[f"pixels.{n}"], n, dtype) for n, dtype in PIXEL_LAYERS.items()]
+    pixels = dict(zip(PIXEL_LAYERS, layers, strict=True))
     if want == "pixels":
-        return dict(zip(PIXEL_LAYERS, (cm, cmc_u8, cms_u8, probability, csd1, cloud, dark), strict=True))
+        return pixels
 
-    # Stage 3: projection on the shadow grid.
-    def displacement(*blocks: np.ndarray) -> tuple[np.ndarray, ...]:
-        if max_sun_zenith_deg is not None and np.nanmax(blocks[0], initial=0.0) > max_sun_zenith_deg:
-            raise ConfigurationError(
-                f"sun zenith {float(np.nanmax(blocks[0])):.2f} exceeds max_sun_zenith_deg={max_sun_zenith_deg}: "
-                "the shadow projection would need a larger chunk overlap"
-            )
-        if use_view:
-            return sc.shadow_displacement_field(blocks[0], blocks[1], blocks[2], blocks[3], cfg)
-        return sc.shadow_displacement_field(blocks[0], blocks[1], None, None, cfg)
-
-    angles = [sz, sa] + ([vz, va] if vz is not None and va is not None else [])
-    drow, dcol = _overlap_map(displacement, angles, 0, 2)
-    pixel_c = resolution_m * k
-    cloud_c, drow_c, dcol_c = _to_coarse(
-        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
-        [cloud, drow, dcol],
-        k,
-        3,
-        np.float32,
-    )
-    (projected_c,) = _overlap_map(
-        lambda c, r, co: (sc.project_cloud_shadow(c, r, co, pixel_c, cfg),),
-        [cloud_c.astype(bool), drow_c, dcol_c],
-        sc.shadow_reach(pixel_c, cfg, max_sun_zenith_deg),
-        1,
-    )
-    projected = _to_fine(projected_c.astype(bool), k, chunks, bool)
-
-    # Stage 3b: cloud heights matched with dark pixels, on the matching grid.
-    matched = None
-    if cfg.shadow_height_matching:
-        m = sc.match_grid_factor(resolution_m, cfg)
-        pixel_m = resolution_m * m
-        counts = _to_coarse(
-            lambda c, d, r, co: sc.match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5, np.float64
-        )
-        (zone_m,) = _overlap_map(
-            lambda cc, dk, nn, r, co: (sc.match_cloud_shadow(cc, dk, nn, r, co, pixel_m, cfg),),
-            [
-                counts[0].astype(np.int64),
-                counts[1].astype(np.int64),
-                counts[2].astype(np.int64),
-                counts[3].astype(np.float32),
-                counts[4].astype(np.float32),
-            ],
-            sc.match_zone_reach(pixel_m, cfg, max_sun_zenith_deg),
-            1,
-        )
-        matched = _to_fine(zone_m.astype(bool), m, chunks, bool)
-
-    cast = None
-    if dem_a is not None:
-
-        def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
-            zen_f, sin_az, cos_az = sc.sun_components(zen, azi)
-            zen_c, az_c = sc.coarse_sun(zen_f, sin_az, cos_az, k)
-            return block_mean(z, k), zen_c, az_c
-
-        dem_c, sz_c, sa_c = _to_coarse(coarse_terrain, [dem_a, sz, sa], k, 3, np.float64)
-        (cast_c,) = _overlap_map(
-            lambda z, zen, azi: (shadow_kernels.cast_shadow(z, zen, azi, pixel_c, cfg.terrain_shadow_max_distance_m),),
-            [dem_c.astype(np.float32), sz_c, sa_c],
-            sc.terrain_shadow_reach(pixel_c, cfg),
-            1,
-        )
-        cast = _to_fine(cast_c.astype(bool), k, chunks, bool)
-
-    # Stage 4: scene statistics for R7/R8 (land cover only).
-    statistics = None
-    if lc is not None:
-        (blob,) = _overlap_map(
-            lambda c: (sc.hpc_blob_mask(c, resolution_m, cfg),), [cm], sc.hpc_blob_reach(resolution_m, cfg), 1
-        )
-
-        if "r7_r8_statistics" in known:
-            statistics = sc.statistics_from_sums(np.asarray(known["r7_r8_statistics"]), resolution_m, cfg)
-        else:
-            sums = lazy.block_sums(_statistics_sums, *bands_for("statistics"), cm, blob.astype(bool), lc,
-                                   name="r7_r8_statistics", names=tuple(names)).total()  # fmt: skip
-            statistics = dask.delayed(sc.statistics_from_sums, pure=True)(sums, resolution_m, cfg)
-
-    # Stage 5: shadows, recoveries, post-processing, improvements.
-    optional = {"dem": dem_a, "cast": cast, "water_bodies": wb, "land_cover": lc, "matched": matched}
-    present = {key: a for key, a in optional.items() if a is not None}
-    sun = [sz, sa] if dem_a is not None else []
-
-    def stage5(
-        *blocks: np.ndarray, statistics: sc.SceneStatistics | None = None, b10_leakage: float = 0.0
-    ) -> tuple[np.ndarray, ...]:
-        b = band_dict(blocks)
-        cm_b, csd1_b, cloud_b, proj_b, p_b, dark_b = blocks[nbk : nbk + 6]
-        rest = list(blocks[nbk + 6 :])
-        sun_b = rest[:2] if sun else [None, None]
-        kw = dict(zip(present, rest[len(sun) :], strict=True))
-        return sc.finalize(
-            b,
-            cm_b,
-            csd1_b,
-            cloud_b,
-            proj_b,
-            resolution_m,
-            cfg,
-            dark=dark_b,
-            probability=p_b,
-            sun_zenith=sun_b[0],
-            sun_azimuth=sun_b[1],
-            statistics=statistics,
-            b10_leakage=b10_leakage,
-            **kw,
-        )
-
-    kw5: dict[str, Any] = {"b10_leakage": leakage}
-    if statistics is not None:
-        kw5["statistics"] = statistics
-    bands5 = bands_for(
-        "finalize", [a for a in (projected, matched, cast, statistics) if dask.is_dask_collection(a)], stacked=True
-    )
-    scl, buffered = _overlap_map(
-        stage5,
-        [*bands5, cm, csd1, cloud, projected, probability, dark, *sun, *present.values()],
-        sc.finalize_reach(resolution_m, cfg, land_cover=lc is not None),
-        2,
-        dtypes=(u8, bool),
-        **kw5,
-    )
-
-    in_chunks = (tuple(base[0]), tuple(base[1]))
+    drow, dcol = _displacement(inp, max_sun_zenith_deg)
+    projected = _projected_shadow(inp, pixels["cloud"], drow, dcol, max_sun_zenith_deg)
+    matched = _matched_shadow(inp, pixels["cloud"], pixels["dark"], drow, dcol, max_sun_zenith_deg)
+    cast = _terrain_shadow(inp)
+    statistics = _recovery_statistics(inp, pixels["classes"], known)
+    scl, buffered = _final_pass(inp, pixels, projected, matched, cast, statistics, leakage)
 
     def back(x: da.Array) -> da.Array:
         # Outputs on the caller's chunks: callers pair them block by block with their inputs.
-        return x.rechunk(in_chunks) if x.chunks != in_chunks else x
+        return x.rechunk(inp.in_chunks) if x.chunks != inp.in_chunks else x
 
     return SceneClassification(
         scl=back(scl),
-        cloud_probability=back(cmc_u8),
-        snow_probability=back(cms_u8),
-        calibrated_cloud_probability=back(probability),
+        cloud_probability=back(pixels["cloud_confidence"]),
+        snow_probability=back(pixels["snow_confidence"]),
+        calibrated_cloud_probability=back(pixels["probability"]),
         cloud_buffer=back(buffered),
         resolution_m=float(resolution_m),
         config=cfg,
-        water_bodies=None if wb is None else back(wb),
+        water_bodies=None if inp.wb is None else back(inp.wb),
     )

@@ -81,7 +81,6 @@ from sen2core.io.read.integrity import verify_checksums
 from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.opening import open_l1c
 from sen2core.io.read.product import Product
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac.collection import COLLECTION_NAME
 from sen2core.io.write.cog import SUMMARY_NAME
 from sen2core.io.write.raster import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
@@ -90,6 +89,7 @@ from sen2core.kernels import encode, terrain
 from sen2core.kernels.pressure import pressure_elevation_km
 from sen2core.kernels.quality import CLASSI_CATEGORIES, QUALITY_LAYERS, agreement_summary
 from sen2core.kernels.scene_class import probability_to_uint8
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.package import (
     is_done,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sen2core.atmosphere.lut import load_lut, toa_reflectance
+from sen2core.atmosphere.lut import load_lut
 from sen2core.kernels import adjacency, aot, cirrus, encode, rt, terrain, wv
+from sen2core.kernels.lut import toa_reflectance
 from sen2core.kernels.shadow import cast_shadow
 from sen2core.kernels.solve import bisect
 

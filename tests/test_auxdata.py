@@ -22,7 +22,7 @@ import rasterio
 from conftest import read_rasters
 from rasterio.warp import transform as warp_transform
 
-from sen2core.atmosphere.lut import load_lut, relative_azimuth
+from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene, correction_config_from_gipp
 from sen2core.errors import AuxDataError, SettingRangeError
 from sen2core.io.read.auxdata import (
@@ -40,6 +40,7 @@ from sen2core.io.read.auxdata import (
 )
 from sen2core.io.read.opening import open_l1c
 from sen2core.kernels import adjacency, rt
+from sen2core.kernels.lut import relative_azimuth
 from sen2core.kernels.pressure import pressure_elevation_km, surface_pressure_hpa
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.stages import ProductPlan, plan_product

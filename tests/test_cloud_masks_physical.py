@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from sen2core.config import SceneClassificationConfig
 from sen2core.io.read.opening import open_product
-from sen2core.kernels import scene_class as sc
+from sen2core.kernels import scene_class
 from sen2core.scl import classify
 from sen2core.synthetic import SynthConfig, synthesize
 from sen2core.synthetic.truth import castable_shadows, read_truth
@@ -70,7 +70,7 @@ def _synthesize(root: Path, name: str) -> Path:
 
 def _classify(out: Path, configs: dict[str, SceneClassificationConfig]) -> dict[str, Any]:
     product = open_product(next(out.glob("*.SAFE")))
-    bands = {b: product.toa(b, 20) for b in (*sc.REQUIRED_BANDS, "B09")}
+    bands = {b: product.toa(b, 20) for b in (*scene_class.REQUIRED_BANDS, "B09")}
     sz, sa = product.sun_angles(20)
     vz, va = product.view_angles("B8A", 20)
     r: dict[str, Any] = {}
@@ -299,7 +299,7 @@ def test_relative_shadow_finds_grey_not_water_nor_outside_zone() -> None:
     cloud[0:8, 0:8] = True
     valid = np.ones(shape, dtype=bool)
     cfg = SceneClassificationConfig()
-    found = sc.relative_shadow(b, valid, cloud, zone, 20.0, cfg)
+    found = scene_class.relative_shadow(b, valid, cloud, zone, 20.0, cfg)
     assert found[20:30, 20:30].all()
     assert not found[35:40, 20:30].any()  # water: NIR below red
     assert not found[20:30, 50:58].any()  # dark but outside the zone
@@ -307,19 +307,19 @@ def test_relative_shadow_finds_grey_not_water_nor_outside_zone() -> None:
     # 80 % of the light is not dark enough at the default 0.75.
     for k in ("B8A", "B11"):
         b[k][20:30, 20:30] *= 0.8 / 0.6
-    assert not sc.relative_shadow(b, valid, cloud, zone, 20.0, cfg)[20:30, 20:30].any()
-    assert not sc.relative_shadow(b, valid, cloud, zone, 20.0, cfg.replace(relative_shadow_darkness=0.7)).any()
+    assert not scene_class.relative_shadow(b, valid, cloud, zone, 20.0, cfg)[20:30, 20:30].any()
+    assert not scene_class.relative_shadow(b, valid, cloud, zone, 20.0, cfg.replace(relative_shadow_darkness=0.7)).any()
     lenient = cfg.replace(relative_shadow_darkness=0.85)
-    assert sc.relative_shadow(b, valid, cloud, zone, 20.0, lenient)[20:30, 20:30].all()
+    assert scene_class.relative_shadow(b, valid, cloud, zone, 20.0, lenient)[20:30, 20:30].all()
 
 
 def test_edge_growth_takes_dim_white_edges_not_red_ground() -> None:
     shape = (40, 40)
     b = _flat_bands(shape)
-    cm = np.full(shape, int(sc.SCL.VEGETATION), dtype=np.uint8)
-    cm[10:20, 10:20] = sc.SCL.CLOUD_HIGH_PROBABILITY
+    cm = np.full(shape, int(scene_class.SCL.VEGETATION), dtype=np.uint8)
+    cm[10:20, 10:20] = scene_class.SCL.CLOUD_HIGH_PROBABILITY
     # A dim, white ring two (4-connected) steps wide around the cloud (B2 0.05 above the ground) ...
-    cloud = cm == sc.SCL.CLOUD_HIGH_PROBABILITY
+    cloud = cm == scene_class.SCL.CLOUD_HIGH_PROBABILITY
     ring = ndimage.binary_dilation(cloud, ndimage.generate_binary_structure(2, 1), iterations=2) & ~cloud
     b["B02"][ring] += 0.05
     b["B04"][ring] += 0.04
@@ -330,13 +330,13 @@ def test_edge_growth_takes_dim_white_edges_not_red_ground() -> None:
     valid = np.ones(shape, dtype=bool)
     cfg = SceneClassificationConfig()
     grown = cm.copy()
-    sc.grow_cloud_edges(grown, b, valid, 20.0, cfg)
-    assert (grown[ring] == sc.SCL.CLOUD_MEDIUM_PROBABILITY).all()
-    assert (grown[10:20, 20:23] == sc.SCL.VEGETATION).all()
-    assert (grown[10:20, 10:20] == sc.SCL.CLOUD_HIGH_PROBABILITY).all()
+    scene_class.grow_cloud_edges(grown, b, valid, 20.0, cfg)
+    assert (grown[ring] == scene_class.SCL.CLOUD_MEDIUM_PROBABILITY).all()
+    assert (grown[10:20, 20:23] == scene_class.SCL.VEGETATION).all()
+    assert (grown[10:20, 10:20] == scene_class.SCL.CLOUD_HIGH_PROBABILITY).all()
     assert int((grown != cm).sum()) == int(ring.sum())
     one = cm.copy()
-    sc.grow_cloud_edges(one, b, valid, 20.0, cfg.replace(cloud_edge_growth_m=20.0))
+    scene_class.grow_cloud_edges(one, b, valid, 20.0, cfg.replace(cloud_edge_growth_m=20.0))
     assert int((one != cm).sum()) == 10 * 3  # the ring's inner row only, not on the soil side
     # Sen2Cor's behaviour stays available: no growth.
     assert SceneClassificationConfig.sen2cor().cloud_edge_growth_m == 0.0
@@ -345,12 +345,15 @@ def test_edge_growth_takes_dim_white_edges_not_red_ground() -> None:
 
 def test_finalize_reach_covers_new_steps() -> None:
     cfg = SceneClassificationConfig()
-    assert sc.background_window_px(20.0, cfg) == 51 and sc.background_window_px(60.0, cfg) == 17
-    assert sc.cloud_edge_growth_px(20.0, cfg) == 2 and sc.cloud_edge_growth_px(60.0, cfg) == 1
-    assert sc.cloud_edge_growth_px(900.0, cfg) == 0
+    assert scene_class.background_window_px(20.0, cfg) == 51 and scene_class.background_window_px(60.0, cfg) == 17
+    assert scene_class.cloud_edge_growth_px(20.0, cfg) == 2 and scene_class.cloud_edge_growth_px(60.0, cfg) == 1
+    assert scene_class.cloud_edge_growth_px(900.0, cfg) == 0
     off = cfg.replace(cloud_edge_growth_m=0.0, relative_shadow=False)
-    gauss = sc.finalize_reach(20.0, off) - 2  # shadow smoothing alone
-    assert sc.finalize_reach(20.0, cfg) == sc.finalize_reach(20.0, off) + (max(gauss, 25) - gauss) + 2 + 25
+    gauss = scene_class.finalize_reach(20.0, off) - 2  # shadow smoothing alone
+    assert (
+        scene_class.finalize_reach(20.0, cfg)
+        == scene_class.finalize_reach(20.0, off) + (max(gauss, 25) - gauss) + 2 + 25
+    )
 
 
 def test_cloud_model_is_validated() -> None:

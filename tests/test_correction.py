@@ -14,9 +14,10 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from sen2core.atmosphere.lut import load_lut, relative_azimuth
+from sen2core.atmosphere.lut import load_lut
 from sen2core.correction import AtmosphericCorrection, CorrectionConfig, Scene
 from sen2core.kernels import adjacency, rt
+from sen2core.kernels.lut import relative_azimuth
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 # Typical spectra (surface reflectance): a dense conifer forest (red = 0.5 x B12, the DDV

@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from sen2core.atmosphere import sixs
-from sen2core.atmosphere.lut import AtmosphericTerms, load_lut, surface_reflectance, toa_reflectance
+from sen2core.atmosphere.lut import load_lut
 from sen2core.atmosphere.profile import column_above_ground, sixs_input
 from sen2core.atmosphere.srf import BANDS, nominal_srf
 from sen2core.cli import main
 from sen2core.errors import LUTError, RadiativeTransferError
+from sen2core.kernels.lut import AtmosphericTerms, surface_reflectance, toa_reflectance
 
 SURFACES = (0.05, 0.2, 0.5)
 STRONG_ABSORPTION = ("B09", "B10")
@@ -174,6 +175,34 @@ def test_terms_are_physical(lut) -> None:
     # S2A and S2B differ most in the vapour band B09 (live 6S: gas 0.2473 vs 0.2405 here).
     a, b = (lut.terms(sc, "B09", "continental", 35.0, 5.0, 0.0, 0.1, 0.0, 2.0, 0.33).gas for sc in ("S2A", "S2B"))
     assert float(a) - float(b) > 3e-3
+
+
+def test_kernels_sit_below_the_lut_loader(lut) -> None:
+    """The kernels hold the LUT's value types and never import ``sen2core.atmosphere`` (issue #17):
+    the loader hands them a ``kernels.lut.GeometryTable`` that evaluates as ``terms`` does."""
+    import ast
+    from pathlib import Path
+
+    import sen2core.kernels
+    from sen2core.kernels.lut import DenseTable, GeometryTable
+
+    root = Path(sen2core.kernels.__file__).parent
+    imported = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert any(m.startswith("sen2core.kernels") for m in imported)
+    assert not [m for m in imported if m.startswith(("sen2core.atmosphere", "sen2core.io"))]
+    table = lut.geometry_table("S2B", "B04", "continental", 40.0, 6.0, 120.0, 0.3)
+    assert isinstance(table, GeometryTable) and isinstance(table.dense(), DenseTable)
+    aot, z, wv = np.array([0.05, 0.3, 0.9]), np.array([0.0, 0.7, 2.0]), np.array([0.5, 1.5, 3.0])
+    t = lut.terms("S2B", "B04", "continental", 40.0, 6.0, 120.0, aot, z, wv, 0.3)
+    g = table.at(aot, z, wv)
+    for name, value in vars(t).items():
+        np.testing.assert_allclose(getattr(g, name), value, rtol=1e-12, atol=1e-15)
 
 
 def test_unknown_band_is_a_clear_error(lut) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sen2core.atmosphere.lut import load_lut, toa_reflectance
+from sen2core.atmosphere.lut import load_lut
 from sen2core.kernels import rt
+from sen2core.kernels.lut import toa_reflectance
 
 
 def _terms(n: int, rng: np.random.Generator):

@@ -17,8 +17,7 @@ import pytest
 
 from sen2core.config import SceneClassificationConfig
 from sen2core.errors import InputProductError
-from sen2core.kernels import morphology, shadow
-from sen2core.kernels import scene_class as sc
+from sen2core.kernels import morphology, scene_class, shadow
 from sen2core.kernels.scene_class import SCL
 
 SPECTRA: dict[str, tuple[float, ...]] = {
@@ -52,9 +51,9 @@ SEN2COR = SceneClassificationConfig.sen2cor()
 
 def scene(layout: np.ndarray, legend: dict[int, str]) -> dict[str, np.ndarray]:
     """Band arrays from an integer layout and a legend code -> spectrum name."""
-    out = {b: np.zeros(layout.shape, dtype=np.float32) for b in sc.REQUIRED_BANDS}
+    out = {b: np.zeros(layout.shape, dtype=np.float32) for b in scene_class.REQUIRED_BANDS}
     for code, name in legend.items():
-        for band, value in zip(sc.REQUIRED_BANDS, SPECTRA[name], strict=True):
+        for band, value in zip(scene_class.REQUIRED_BANDS, SPECTRA[name], strict=True):
             out[band][layout == code] = value
     return out
 
@@ -65,10 +64,10 @@ def uniform(name: str, shape: tuple[int, int] = (6, 6)) -> dict[str, np.ndarray]
 
 def classify(
     bands: dict[str, np.ndarray], config: SceneClassificationConfig = SEN2COR, **kw: object
-) -> sc.SceneClassificationArrays:
+) -> scene_class.SceneClassificationArrays:
     shape = bands["B02"].shape
     sz, sa = np.full(shape, 40.0), np.full(shape, 150.0)
-    return sc.scene_classification(bands, sz, sa, None, None, 20.0, config, **kw)  # type: ignore[arg-type]
+    return scene_class.scene_classification(bands, sz, sa, None, None, 20.0, config, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -112,17 +111,17 @@ def test_step0_no_data_and_saturation() -> None:
 
 
 def test_step1_brightness_and_dark_features() -> None:
-    cm, cmc, _ = sc.classify_pixels(uniform("dark_soil"), SEN2COR)
+    cm, cmc, _ = scene_class.classify_pixels(uniform("dark_soil"), SEN2COR)
     # B4 0.06 is at T1_B04: no cloud confidence; dark in red with some NIR: dark feature.
     assert (cm == SCL.DARK_AREA_PIXELS).all() and (cmc == 0).all()
     # Brightness ramp, squared: B4 halfway between T1 and T2 gives 0.25.
     half = SEN2COR.t1_b04 + 0.5 * (SEN2COR.t2_b04 - SEN2COR.t1_b04)
-    assert sc.ramp(np.float32(half), SEN2COR.t1_b04, SEN2COR.t2_b04) ** 2 == pytest.approx(0.25, abs=1e-6)
+    assert scene_class.ramp(np.float32(half), SEN2COR.t1_b04, SEN2COR.t2_b04) ** 2 == pytest.approx(0.25, abs=1e-6)
 
 
 def test_step1_2_ndsi_filter_clears_soil() -> None:
     # Sand: B11 much brighter than B3 (NDSI -0.33 < T1_NDSI_CLD): no cloud confidence left.
-    _, cmc, _ = sc.classify_pixels(uniform("sand"), SEN2COR)
+    _, cmc, _ = scene_class.classify_pixels(uniform("sand"), SEN2COR)
     assert (cmc == 0).all()
 
 
@@ -132,7 +131,7 @@ def test_step2_snow_chain_and_climatology() -> None:
     # Snow in shadow is dark in the NIR: the B8A ramp removes the snow confidence.
     dim = uniform("snow")
     dim["B8A"][:] = 0.12
-    _, _, cms = sc.classify_pixels(dim, SEN2COR)
+    _, _, cms = scene_class.classify_pixels(dim, SEN2COR)
     assert (cms == 0).all()
 
 
@@ -140,7 +139,7 @@ def test_step2_5_snow_ring_clears_cloud_confidence() -> None:
     layout = np.zeros((9, 9), dtype=int)
     layout[3:6, 3:6] = 1
     bands = scene(layout, {0: "thin_cloud", 1: "snow"})
-    cm, cmc, _ = sc.classify_pixels(bands, SEN2COR)
+    cm, cmc, _ = scene_class.classify_pixels(bands, SEN2COR)
     ring = morphology.dilate(layout == 1, 3) & (layout == 0)
     assert (cm[layout == 1] == SCL.SNOW_ICE).all()
     assert (cmc[ring] == 0).all()  # B12 0.14 < T1_B12 next to snow
@@ -148,11 +147,11 @@ def test_step2_5_snow_ring_clears_cloud_confidence() -> None:
 
 
 def test_step3_ndvi_lowers_cloud_confidence_of_green_haze() -> None:
-    _, cmc, _ = sc.classify_pixels(uniform("thin_cloud"), SEN2COR)
+    _, cmc, _ = scene_class.classify_pixels(uniform("thin_cloud"), SEN2COR)
     b = SPECTRA["thin_cloud"]
     ndvi = (b[4] - b[2]) / (b[4] + b[2])
     assert SEN2COR.t1_ndvi < ndvi < SEN2COR.t2_ndvi
-    brightness = sc.ramp(np.float32(b[2]), SEN2COR.t1_b04, SEN2COR.t2_b04) ** 2
+    brightness = scene_class.ramp(np.float32(b[2]), SEN2COR.t1_b04, SEN2COR.t2_b04) ** 2
     r = (ndvi - SEN2COR.t1_ndvi) / (SEN2COR.t2_ndvi - SEN2COR.t1_ndvi)
     assert cmc[0, 0] <= brightness * (1 - r) + 1e-6
 
@@ -162,45 +161,45 @@ def test_step5_water_by_blue_minus_red() -> None:
     bands = uniform("water")
     bands["B04"][:] = 0.05
     bands["B11"][:] = 0.03  # B2/B11 = 3: the ratio test alone would not say water
-    assert (sc.classify_pixels(bands, SEN2COR)[0] == SCL.WATER).all()
+    assert (scene_class.classify_pixels(bands, SEN2COR)[0] == SCL.WATER).all()
 
 
 def test_step7_cloud_probability_classes() -> None:
     medium = uniform("cloud")
-    for band, value in zip(sc.REQUIRED_BANDS, (0.20, 0.19, 0.17, 0.18, 0.20, 0.003, 0.15, 0.10), strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, (0.20, 0.19, 0.17, 0.18, 0.20, 0.003, 0.15, 0.10), strict=True):
         medium[band][:] = value  # a grey, optically thin cloud over bare ground
-    cm, cmc, _ = sc.classify_pixels(medium, SEN2COR)
+    cm, cmc, _ = scene_class.classify_pixels(medium, SEN2COR)
     assert SEN2COR.t_cloud_mp <= cmc[0, 0] < SEN2COR.t_cloud_hp
     assert (cm == SCL.CLOUD_MEDIUM_PROBABILITY).all()
     faint = medium.copy()
     faint["B04"] = np.full((6, 6), 0.10, dtype=np.float32)
-    cm, cmc, _ = sc.classify_pixels(faint, SEN2COR)
-    assert 0 < cmc[0, 0] < SEN2COR.t_cloud_mp and (cm == sc.LOW).all()
+    cm, cmc, _ = scene_class.classify_pixels(faint, SEN2COR)
+    assert 0 < cmc[0, 0] < SEN2COR.t_cloud_mp and (cm == scene_class.LOW).all()
 
 
 def test_step7_cirrus() -> None:
     thick = uniform("cirrus_over_vegetation")
     thick["B10"][:] = 0.06
-    assert (sc.classify_pixels(thick, SEN2COR)[0] == SCL.CLOUD_MEDIUM_PROBABILITY).all()
+    assert (scene_class.classify_pixels(thick, SEN2COR)[0] == SCL.CLOUD_MEDIUM_PROBABILITY).all()
     # With a DEM, high ground (B10 sees it through the dry air) is not thin cirrus.
     bands = uniform("cirrus_over_vegetation")
     dem = np.full((6, 6), 2500.0)
-    assert (sc.classify_pixels(bands, SEN2COR, dem=dem)[0] == SCL.VEGETATION).all()
+    assert (scene_class.classify_pixels(bands, SEN2COR, dem=dem)[0] == SCL.VEGETATION).all()
 
 
 def test_recoveries() -> None:
     layout = np.arange(4).repeat(9).reshape(6, 6)
     bands = scene(layout, {0: "vegetation", 1: "vegetation", 2: "vegetation", 3: "vegetation"})
     # R1: dense dark forest, dark in red and NIR (dark feature) but NDVI 0.6.
-    for band, value in zip(sc.REQUIRED_BANDS, (0.05, 0.05, 0.03, 0.06, 0.12, 0.0, 0.06, 0.03), strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, (0.05, 0.05, 0.03, 0.06, 0.12, 0.0, 0.06, 0.03), strict=True):
         bands[band][layout == 0] = value
     # R2: shallow turbid water, NIR above 0.04 (a dark feature first), B2/B11 = 5.
-    for band, value in zip(sc.REQUIRED_BANDS, (0.10, 0.09, 0.09, 0.07, 0.06, 0.0, 0.02, 0.01), strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, (0.10, 0.09, 0.09, 0.07, 0.06, 0.0, 0.02, 0.01), strict=True):
         bands[band][layout == 1] = value
     # R6: dark moist soil: dark feature first, then B2/B11 < 0.65.
-    for band, value in zip(sc.REQUIRED_BANDS, SPECTRA["dark_soil"], strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, SPECTRA["dark_soil"], strict=True):
         bands[band][layout == 2] = value
-    cm = sc.classify_pixels(bands, SEN2COR)[0]
+    cm = scene_class.classify_pixels(bands, SEN2COR)[0]
     assert (cm[layout < 3] == SCL.DARK_AREA_PIXELS).all()
     scl = classify(bands).scl
     assert (scl[layout == 0] == SCL.VEGETATION).all()
@@ -215,7 +214,7 @@ def test_r5_snow_recovery() -> None:
     # Patchy snow over soil at the edge of a snow field: bright and flat in the
     # visible-NIR, NDSI 0.36 (snow confidence below T1_SNOW), ice still darkens B11.
     patchy = (0.30, 0.30, 0.29, 0.28, 0.30, 0.0, 0.14, 0.12)
-    for band, value in zip(sc.REQUIRED_BANDS, patchy, strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, patchy, strict=True):
         bands[band][:, 3] = value
         bands[band][:, 8] = value
     scl = classify(bands).scl
@@ -252,13 +251,17 @@ def shadow_scene(
 def test_cloud_shadow_projection() -> None:
     bands, layout, shade = shadow_scene(50.0, 150.0, 1000.0)
     n = layout.shape[0]
-    result = sc.scene_classification(bands, np.full((n, n), 50.0), np.full((n, n), 150.0), None, None, 20.0, SEN2COR)
+    result = scene_class.scene_classification(
+        bands, np.full((n, n), 50.0), np.full((n, n), 150.0), None, None, 20.0, SEN2COR
+    )
     found = result.scl == SCL.CLOUD_SHADOWS
     assert found[shade].mean() > 0.95
     assert not found[layout == 0].any()
     # The same dark patch on the sunny side of the cloud is not a cloud shadow.
     bands, layout, shade = shadow_scene(50.0, 150.0, 1000.0, offset_sign=-1.0)
-    result = sc.scene_classification(bands, np.full((n, n), 50.0), np.full((n, n), 150.0), None, None, 20.0, SEN2COR)
+    result = scene_class.scene_classification(
+        bands, np.full((n, n), 50.0), np.full((n, n), 150.0), None, None, 20.0, SEN2COR
+    )
     assert not (result.scl[shade] == SCL.CLOUD_SHADOWS).any()
 
 
@@ -268,8 +271,8 @@ def test_matched_shadow_finds_what_sen2cor_misses() -> None:
     bands, layout, mask = shadow_scene(45.0, 150.0, 1200.0, ground="sand", shade="shadowed_sand")
     n = layout.shape[0]
     angles = (np.full((n, n), 45.0), np.full((n, n), 150.0), None, None)
-    sen2cor = sc.scene_classification(bands, *angles, 20.0, SEN2COR)
-    ours = sc.scene_classification(bands, *angles, 20.0, SceneClassificationConfig())
+    sen2cor = scene_class.scene_classification(bands, *angles, 20.0, SEN2COR)
+    ours = scene_class.scene_classification(bands, *angles, 20.0, SceneClassificationConfig())
     assert (sen2cor.scl[mask] == SCL.CLOUD_SHADOWS).mean() < 0.05
     assert (ours.scl[mask] == SCL.CLOUD_SHADOWS).mean() > 0.95
     assert not (ours.scl[layout == 0] == SCL.CLOUD_SHADOWS).any()
@@ -281,10 +284,10 @@ def test_matched_zone_leaves_distant_water_alone() -> None:
     bands, layout, mask = shadow_scene(45.0, 150.0, 1200.0)
     lake = np.zeros_like(mask)
     lake[100:140, 100:140] = True
-    for band, value in zip(sc.REQUIRED_BANDS, SPECTRA["water"], strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, SPECTRA["water"], strict=True):
         bands[band][lake] = value
     n = layout.shape[0]
-    ours = sc.scene_classification(
+    ours = scene_class.scene_classification(
         bands, np.full((n, n), 45.0), np.full((n, n), 150.0), None, None, 20.0, SceneClassificationConfig()
     )
     assert (ours.scl[lake] == SCL.WATER).all()
@@ -304,7 +307,7 @@ def test_b10_leakage_of_bright_ground() -> None:
     # Dry air: bright sand leaks 5 % of its SWIR brightness into B10 (0.0275 here).
     bands = uniform("sand", (60, 60))
     bands["B10"][:] = 0.05 * bands["B11"]
-    leakage = sc.leakage_from_histogram(sc.leakage_histogram(bands), SceneClassificationConfig())
+    leakage = scene_class.leakage_from_histogram(scene_class.leakage_histogram(bands), SceneClassificationConfig())
     assert leakage == pytest.approx(0.05, abs=0.001)
     assert (classify(bands).scl == SCL.THIN_CIRRUS).all()  # Sen2Cor's raw-B10 test
     # Real cirrus over part of it still shows: +0.02 in B10, a little in the visible.
@@ -320,13 +323,13 @@ def test_calibrated_probability() -> None:
     layout = np.zeros((20, 20), dtype=int)
     layout[:, 10:] = 1
     bands = scene(layout, {0: "vegetation", 1: "cloud"})
-    cm, cmc, _ = sc.classify_pixels(bands, SEN2COR)
-    p = sc.calibrated_cloud_probability(bands, cm, cmc)
+    cm, cmc, _ = scene_class.classify_pixels(bands, SEN2COR)
+    p = scene_class.calibrated_cloud_probability(bands, cm, cmc)
     assert p.dtype == np.float32 and ((p >= 0) & (p <= 1)).all()
     # Clear vegetation 0.07 since the fit on physical clouds, whose truth counts faint edges
     # (cover from 0.2) as cloud (0.0005 before).
     assert (p[layout == 0] < 0.1).all() and (p[layout == 1] > 0.95).all()
-    assert len(sc.CLOUD_PROBABILITY_MODEL.coefficients) == len(sc.FEATURES)
+    assert len(scene_class.CLOUD_PROBABILITY_MODEL.coefficients) == len(scene_class.FEATURES)
 
 
 def test_shadow_displacement_geometry() -> None:
@@ -352,22 +355,22 @@ def test_project_mask_covers_the_height_range() -> None:
 def test_terrain_dem_steps() -> None:
     n = 60
     bands = uniform("vegetation", (n, n))
-    for band, value in zip(sc.REQUIRED_BANDS, SPECTRA["shadowed_vegetation"], strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, SPECTRA["shadowed_vegetation"], strict=True):
         bands[band][:, :30] = value
     # A north-south ridge east of the dark strip, the sun low in the south-east.
     cols = np.arange(n, dtype=np.float64)
     dem = np.tile(np.where(cols < 35, 0.0, (cols - 35) * 150.0), (n, 1))
     dem[:, 45:] = dem[:, 44:45]
     sz, sa = np.full((n, n), 75.0), np.full((n, n), 100.0)
-    result = sc.scene_classification(bands, sz, sa, None, None, 20.0, SEN2COR, dem=dem)
+    result = scene_class.scene_classification(bands, sz, sa, None, None, 20.0, SEN2COR, dem=dem)
     # The dark strip west of the ridge lies in its cast shadow: DARK_AREA (cast shadow).
     assert (result.scl[:, 20:30] == SCL.DARK_AREA_PIXELS).all()
-    no_dem = sc.scene_classification(bands, sz, sa, None, None, 20.0, SEN2COR)
+    no_dem = scene_class.scene_classification(bands, sz, sa, None, None, 20.0, SEN2COR)
     assert (no_dem.scl[:, 20:30] == SCL.DARK_AREA_PIXELS).all()  # still dark, but not from the DEM
     # Water on a steep shaded slope is a dark area (R4).
     water = uniform("water", (n, n))
     slope = np.tile(cols * 20.0, (n, 1))  # 45 degrees, facing west, the sun in the east
-    shaded = sc.scene_classification(
+    shaded = scene_class.scene_classification(
         water, np.full((n, n), 60.0), np.full((n, n), 100.0), None, None, 20.0, SEN2COR, dem=slope
     )
     assert (shaded.scl[5:-5, 5:-5] == SCL.DARK_AREA_PIXELS).all()
@@ -391,7 +394,7 @@ def test_land_cover_recoveries() -> None:
     layout[30:58, 2:58] = 1  # a large real cloud
     bands = scene(layout, {0: "sand", 1: "cloud", 2: "sand"})
     # Grey concrete: flat spectrum, B4 0.19 gives a medium cloud confidence.
-    for band, value in zip(sc.REQUIRED_BANDS, (0.20, 0.20, 0.19, 0.20, 0.22, 0.0, 0.19, 0.17), strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, (0.20, 0.20, 0.19, 0.20, 0.22, 0.0, 0.19, 0.17), strict=True):
         bands[band][layout == 2] = value
     land_cover = np.full((n, n), 200, dtype=np.uint16)  # bare land
     land_cover[10:14, 10:14] = 190  # urban
@@ -406,11 +409,11 @@ def test_statistics_from_sums() -> None:
     layout = np.zeros((30, 30), dtype=int)
     layout[:10] = 1
     bands = scene(layout, {0: "sand", 1: "water"})
-    cm = sc.classify_pixels(bands, SEN2COR)[0]
+    cm = scene_class.classify_pixels(bands, SEN2COR)[0]
     land_cover = np.where(layout == 1, 210, 200).astype(np.uint16)
-    sums = sc.scene_statistics(bands, cm, np.zeros((30, 30), bool), land_cover)
-    assert sums.shape == (sc.N_STATISTICS,)
-    stats = sc.statistics_from_sums(sums, 20.0, SEN2COR)
+    sums = scene_class.scene_statistics(bands, cm, np.zeros((30, 30), bool), land_cover)
+    assert sums.shape == (scene_class.N_STATISTICS,)
+    stats = scene_class.statistics_from_sums(sums, 20.0, SEN2COR)
     assert stats.r8_land_threshold == pytest.approx(max(0.002, SEN2COR.r8_land_floor))
     assert stats.r8_water_threshold == pytest.approx(max(0.0005, SEN2COR.r8_water_floor))
     assert not stats.r7_enabled  # 0.4 km2 of land is far below 121 km2
@@ -436,9 +439,9 @@ def test_bright_surface_fix() -> None:
     # Very bright salt-crusted sand: B2 above every soil/rock B2 line, so Sen2Cor keeps
     # its high brightness confidence; it is red and brighter in B11 than in B8A.
     bands = uniform("sand")
-    for band, value in zip(sc.REQUIRED_BANDS, (0.36, 0.42, 0.48, 0.50, 0.52, 0.004, 0.60, 0.50), strict=True):
+    for band, value in zip(scene_class.REQUIRED_BANDS, (0.36, 0.42, 0.48, 0.50, 0.52, 0.004, 0.60, 0.50), strict=True):
         bands[band][:] = value
-    assert np.isin(classify(bands).scl, sc._CLOUDY).all()
+    assert np.isin(classify(bands).scl, scene_class.CLOUDY_CODES).all()
     fixed = SEN2COR.replace(bright_surface_fix=True)
     assert (classify(bands, fixed).scl == SCL.NOT_VEGETATED).all()
     # A white cloud stays a cloud.
@@ -459,7 +462,7 @@ def test_percentages() -> None:
     scl = np.array([[0, 0, 4, 4, 4], [8, 9, 10, 6, 6], [3, 11, 5, 7, 2]], dtype=np.uint8)
     water_bodies = np.zeros_like(scl)
     water_bodies[1, 0] = 2  # a cloud over a lake
-    pct = sc.class_percentages(sc.class_counts(scl, water_bodies))
+    pct = scene_class.class_percentages(scene_class.class_counts(scl, water_bodies))
     assert pct["NODATA_PIXEL_PERCENTAGE"] == pytest.approx(100 * 2 / 15)
     assert pct["VEGETATION_PERCENTAGE"] == pytest.approx(100 * 3 / 13)
     assert pct["CLOUDY_PIXEL_PERCENTAGE"] == pytest.approx(100 * 3 / 13)
@@ -467,29 +470,83 @@ def test_percentages() -> None:
     assert pct["CLOUDY_PIXEL_OVER_LAND_PERCENTAGE"] == pytest.approx(20.0)
     assert pct["CLOUD_SHADOW_PERCENTAGE"] == pytest.approx(100 / 13)
     assert pct["SNOW_ICE_PERCENTAGE"] == pytest.approx(100 / 13)
-    assert sum(v for k, v in pct.items() if k in sc.PERCENTAGE_NAMES.values()) == pytest.approx(100.0)
+    assert sum(v for k, v in pct.items() if k in scene_class.PERCENTAGE_NAMES.values()) == pytest.approx(100.0)
 
 
 def test_probability_encoding() -> None:
-    assert sc.probability_to_uint8(np.array([0.0, 0.004, 0.005, 0.5, 1.0, np.nan])).tolist() == [0, 0, 1, 50, 100, 0]
+    assert scene_class.probability_to_uint8(np.array([0.0, 0.004, 0.005, 0.5, 1.0, np.nan])).tolist() == [
+        0,
+        0,
+        1,
+        50,
+        100,
+        0,
+    ]
 
 
 def test_missing_band_is_an_input_error() -> None:
     bands = uniform("vegetation")
     del bands["B10"]
     with pytest.raises(InputProductError, match="B10"):
-        sc.classify_pixels(bands, SEN2COR)
+        scene_class.classify_pixels(bands, SEN2COR)
 
 
 def test_leakage_histogram_has_a_fixed_length_whatever_the_ratios() -> None:
     """B10/B11 at or above the top of the histogram (float32) lands in the last bin, not a new one:
     chunks of one scene must give histograms of one length to be added up."""
-    from sen2core.kernels import scene_class as sc
+    from sen2core.kernels import scene_class
 
     n = 50
     b11 = np.full(n, 0.3, dtype=np.float32)
-    bands = {b: np.full(n, 0.3, dtype=np.float32) for b in sc.REQUIRED_BANDS}
+    bands = {b: np.full(n, 0.3, dtype=np.float32) for b in scene_class.REQUIRED_BANDS}
     bands |= {"B03": np.full(n, 0.2, dtype=np.float32), "B11": b11,
               "B10": (b11 * np.linspace(0.0, 0.5, n)).astype(np.float32)}  # fmt: skip
-    hist = sc.leakage_histogram(bands)
-    assert hist.shape == (sc.LEAKAGE_BINS,) and hist.sum() == n and hist[-1] > 0
+    hist = scene_class.leakage_histogram(bands)
+    assert hist.shape == (scene_class.LEAKAGE_BINS,) and hist.sum() == n and hist[-1] > 0
+
+
+def test_legend_is_the_one_table_of_codes_names_and_colours() -> None:
+    """Every SCL code, its names, Sen2Cor text, colour and percentage come from one table, and
+    the modules that filter on codes (the atmospheric correction, the DDV search) use it."""
+    from sen2core import correction
+    from sen2core.kernels import aot
+    from sen2core.kernels.scene_class.legend import PERCENTAGE_NAMES, SCL_BY_VALUE, SCL_CLASSES
+
+    assert [c.value for c in SCL_CLASSES] == list(range(12)) == [int(code) for code in SCL]
+    assert [c.name for c in SCL_CLASSES] == [code.name.lower() for code in SCL]
+    assert SCL_BY_VALUE[4].sen2cor_text == "SC_VEGETATION" and SCL_BY_VALUE[4].color_hint == "00A000"
+    assert SCL_BY_VALUE[9].rgb == (255, 255, 255) and SCL_BY_VALUE[3].color_hint == "643200"
+    assert SCL_BY_VALUE[0].percentage_name is None
+    assert {c.value: c.percentage_name for c in SCL_CLASSES if c.percentage_name} == dict(PERCENTAGE_NAMES)
+    assert len({c.rgb for c in SCL_CLASSES}) == 12
+    codes = (correction.NODATA, correction.SHADOW, correction.VEGETATION, correction.NOT_VEGETATED, correction.WATER,
+             correction.CLOUD_MEDIUM, correction.CLOUD_HIGH, correction.THIN_CIRRUS, correction.SNOW)  # fmt: skip
+    assert codes == (0, 3, 4, 5, 6, 8, 9, 10, 11)
+    assert not hasattr(correction, "SATURATED") and not hasattr(aot, "VEGETATION")
+
+
+def test_kernels_read_the_configuration_through_their_protocol() -> None:
+    """The kernels sit below sen2core.config (issue #17): they import nothing from it and read only the
+    settings their protocol names, each a field of SceneClassificationConfig with the same type."""
+    import ast
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from sen2core.kernels.scene_class.parameters import ClassificationParameters
+
+    members = {
+        n: v.fget.__annotations__["return"]
+        for n, v in vars(ClassificationParameters).items()
+        if isinstance(v, property) and v.fget is not None
+    }
+    fields = {f.name: f.type for f in dataclasses.fields(SceneClassificationConfig)}
+    assert len(members) > 100 and all(fields[n] == t for n, t in members.items())
+    root = Path(scene_class.__file__).parent
+    read: set[str] = set()
+    for path in root.parent.rglob("*.py"):
+        text = path.read_text()
+        modules = [n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [m for m in modules if m.startswith("sen2core.config")], path
+        read |= set(re.findall(r"\bconfig\.([a-z_0-9]+)", text)) if path.parent == root else set()
+    assert read == set(members)

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from sen2core.config import SceneClassificationConfig
 from sen2core.io.read.opening import open_product
-from sen2core.kernels import scene_class as sc
+from sen2core.kernels import scene_class
 from sen2core.scl import classify
 
 DATA = Path(__file__).parent / "data"
@@ -75,7 +75,7 @@ def classify_scene(out: Path, config: SceneClassificationConfig) -> dict[str, An
     safe = next(out.glob("*.SAFE"))
     truth_dir = next(out.glob("*.truth"))
     product = open_product(safe)
-    bands = {b: product.toa(b, 20) for b in (*sc.REQUIRED_BANDS, "B09")}
+    bands = {b: product.toa(b, 20) for b in (*scene_class.REQUIRED_BANDS, "B09")}
     sz, sa = product.sun_angles(20)
     vz, va = product.view_angles("B8A", 20)
     result = classify(bands, sz, sa, vz, va, 20.0, config)
@@ -146,7 +146,7 @@ def test_synthetic_scene_accuracy(results: list[dict[str, Any]], capsys: pytest.
     for r in results:
         truth = r["truth"]
         # Shadows of clouds outside the image: not scored (see the module docstring).
-        keep = ~((truth == sc.SCL.CLOUD_SHADOWS) & ~r["castable"])
+        keep = ~((truth == scene_class.SCL.CLOUD_SHADOWS) & ~r["castable"])
         total += confusion(np.where(keep, truth, 0), np.where(keep, r["scl"], 0))
     scores = {
         "cloud (8, 9, 10)": f1(total, (8, 9, 10)),
@@ -227,7 +227,7 @@ def test_real_l1c_t19udp(capsys: pytest.CaptureFixture[str]) -> None:
         warnings.simplefilter("ignore")  # no SAFE metadata: documented fallbacks
         product = open_product(T19UDP)
     res = 900.0
-    bands = {b: product.toa(b, res) for b in (*sc.REQUIRED_BANDS, "B09")}
+    bands = {b: product.toa(b, res) for b in (*scene_class.REQUIRED_BANDS, "B09")}
     sz, sa = product.sun_angles(res)
     vz, va = product.view_angles("B8A", res)
     result = classify(bands, sz, sa, vz, va, res, SceneClassificationConfig())
@@ -243,4 +243,4 @@ def test_real_l1c_t19udp(capsys: pytest.CaptureFixture[str]) -> None:
     assert pct["WATER_PERCENTAGE"] > 10.0  # the St. Lawrence estuary
     assert pct["VEGETATION_PERCENTAGE"] > 10.0
     assert 0.0 < pct["CLOUDY_PIXEL_PERCENTAGE"] < 60.0
-    assert sum(pct[name] for name in sc.PERCENTAGE_NAMES.values()) == pytest.approx(100.0)
+    assert sum(pct[name] for name in scene_class.PERCENTAGE_NAMES.values()) == pytest.approx(100.0)

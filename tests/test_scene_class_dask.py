@@ -12,8 +12,7 @@ from scipy import ndimage
 
 from sen2core.config import SceneClassificationConfig
 from sen2core.errors import ConfigurationError, InputProductError
-from sen2core.kernels import morphology
-from sen2core.kernels import scene_class as sc
+from sen2core.kernels import morphology, scene_class
 from sen2core.scl import AuxiliaryMaps, SceneClassification, classify
 
 # Typical TOA spectra (B02 B03 B04 B05 B8A B10 B11 B12), see test_scene_class.py.
@@ -41,13 +40,13 @@ def make_scene(n: int = 150, seed: int = 3) -> dict[str, Any]:
     opacity = np.clip((field - 0.02) / 0.06, 0, 1).astype(np.float32)
     sz = np.full((n, n), 55.0) + np.linspace(-1, 1, n)[None, :]
     sa = np.full((n, n), 160.0) + np.linspace(0, 2, n)[:, None]
-    drow, dcol = sc.shadow_displacement_field(sz, sa, None, None, SceneClassificationConfig())
+    drow, dcol = scene_class.shadow_displacement_field(sz, sa, None, None, SceneClassificationConfig())
     dr, dc = int(round(drow.mean() * 1500 / 20)), int(round(dcol.mean() * 1500 / 20))
     cast = np.roll(np.roll(opacity, dr, axis=0), dc, axis=1)
     lit = 1.0 - cast[None] * (1.0 - SHADOW_FACTOR[:, None, None])
     toa = (surface * lit) * (1 - opacity[None]) + CLOUD[:, None, None] * opacity[None]
     toa *= 1.0 + 0.01 * rng.standard_normal(toa.shape)
-    bands = {b: toa[i].astype(np.float32) for i, b in enumerate(sc.REQUIRED_BANDS)}
+    bands = {b: toa[i].astype(np.float32) for i, b in enumerate(scene_class.REQUIRED_BANDS)}
     bands["B09"] = (0.3 * bands["B8A"]).astype(np.float32)
     for b in bands.values():
         b[:, :4] = np.nan  # swath edge
@@ -107,7 +106,7 @@ def lazy(
 
 def reference(
     s: dict[str, Any], config: SceneClassificationConfig, *, full: bool = True
-) -> sc.SceneClassificationArrays:
+) -> scene_class.SceneClassificationArrays:
     extra: dict[str, Any] = {}
     if full:
         extra = {
@@ -117,7 +116,7 @@ def reference(
             "land_cover": s["land_cover"],
             "snow_condition": s["snow_condition"],
         }
-    return sc.scene_classification(s["bands"], s["sz"], s["sa"], s["vz"], s["va"], 20.0, config, **extra)
+    return scene_class.scene_classification(s["bands"], s["sz"], s["sa"], s["vz"], s["va"], 20.0, config, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +152,9 @@ def test_chunked_equals_whole_image(scene: dict[str, Any], chunks: int, full: bo
     np.testing.assert_allclose(prob, ref.calibrated_cloud_probability, rtol=0, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(scl60, morphology.downsample_classes(ref.scl))
     assert cld60.shape == (50, 50) and cld60.dtype == np.uint8
-    expected = sc.class_percentages(sc.class_counts(ref.scl, scene["water_bodies"] if full else None, ref.buffered))
+    expected = scene_class.class_percentages(
+        scene_class.class_counts(ref.scl, scene["water_bodies"] if full else None, ref.buffered)
+    )
     for name, value in expected.items():
         assert pct[name] == pytest.approx(value), name
     assert pct["CLOUD_BUFFER_M"] == 60.0
@@ -212,9 +213,9 @@ def test_sun_zenith_bound_shortens_the_overlap(scene: dict[str, Any]) -> None:
     bounded = classify(d, sz, sa, None, None, 20.0, config, max_sun_zenith_deg=57.0)
     unbounded = classify(d, sz, sa, None, None, 20.0, config)
     # A high sun: shadows are shorter, so is the overlap (60 m pixels of the shadow grid).
-    assert sc.shadow_reach(60.0, config, 57.0) < 0.65 * sc.shadow_reach(60.0, config)
+    assert scene_class.shadow_reach(60.0, config, 57.0) < 0.65 * scene_class.shadow_reach(60.0, config)
     assert len(bounded.scl.__dask_graph__()) == len(unbounded.scl.__dask_graph__())  # same stages
-    no_view = sc.scene_classification(scene["bands"], scene["sz"], scene["sa"], None, None, 20.0, config)
+    no_view = scene_class.scene_classification(scene["bands"], scene["sz"], scene["sa"], None, None, 20.0, config)
     with dask.config.set(scheduler="synchronous"):
         np.testing.assert_array_equal(bounded.scl.compute(), no_view.scl)
         with pytest.raises(ConfigurationError, match="exceeds max_sun_zenith_deg"):

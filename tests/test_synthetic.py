@@ -21,11 +21,12 @@ import rasterio
 from click.testing import CliRunner
 from scipy import ndimage
 
-from sen2core.atmosphere.lut import load_lut, relative_azimuth
+from sen2core.atmosphere.lut import load_lut
 from sen2core.atmosphere.srf import BANDS
 from sen2core.cli import main
 from sen2core.io.read.opening import open_product
 from sen2core.io.read.product import Product
+from sen2core.kernels.lut import relative_azimuth
 from sen2core.kernels.rt import irradiance_factor, surface_from_toa
 from sen2core.synthetic import SynthConfig, SynthResult, synthesize
 

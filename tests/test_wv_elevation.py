@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from sen2core.atmosphere import sixs
-from sen2core.atmosphere.lut import load_lut, toa_reflectance
+from sen2core.atmosphere.lut import load_lut
 from sen2core.atmosphere.profile import column_above_ground, fraction_above, sixs_input
 from sen2core.atmosphere.srf import nominal_srf
+from sen2core.kernels.lut import toa_reflectance
 from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
 
 # Share of the US62 water vapour above z as 6S itself integrates it (mixing ratios over

@@ -248,7 +248,8 @@ def write_lut(path: Path, grid: LUTGrid, tables: dict[str, np.ndarray], provenan
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_npz = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp_npz, **tables)
+    # numpy's stubs type the arrays given by keyword as savez's own keyword parameters (allow_pickle).
+    np.savez_compressed(tmp_npz, **tables)  # type: ignore[arg-type]
     tmp_json = path.with_suffix(".json.tmp")
     tmp_json.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_npz, path)

@@ -58,7 +58,7 @@ class SpectralResponse:
     @property
     def wavelengths_um(self) -> NDArray[np.float64]:
         """Sample wavelengths in micrometres."""
-        return self.start_um + np.arange(len(self.values)) * STEP_NM / 1000.0
+        return np.asarray(self.start_um + np.arange(len(self.values)) * STEP_NM / 1000.0, dtype=np.float64)
 
     @property
     def centre_um(self) -> float:

@@ -9,8 +9,8 @@
 
 Modules directly under ``sen2core.io`` serve every direction: I/O failure reporting
 (:mod:`~sen2core.io.failures`), safe XML parsing (:mod:`~sen2core.io.xmlutil`), strict
-JSON (:mod:`~sen2core.io.jsonutil`), remote object access (:mod:`~sen2core.io.remote`)
-and the scene classification legend (:mod:`~sen2core.io.scl_legend`).
+JSON (:mod:`~sen2core.io.jsonutil`), remote object access (:mod:`~sen2core.io.remote`). The scene
+classification legend lives with the kernels (:mod:`~sen2core.kernels.scene_class.legend`).
 
 Imports run one way: ``read`` imports none of the others; ``write``'s encoders and
 metadata builders import ``read``; ``stac`` imports ``read`` and those encoders (it

@@ -1,4 +1,5 @@
-"""Aerosol optical thickness by the dark dense vegetation (DDV) method (Sen2Cor A4.4).
+"""Aerosol optical thickness by the dark dense vegetation (DDV) method of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 Over dense dark vegetation the surface reflectance of the red band is tied to
 that of the 2.2 um band (B12), which aerosols barely affect:
@@ -18,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import DenseTable, GeometryTable
 from sen2core.kernels import rt
+from sen2core.kernels.lut import AtmosphericTerms, DenseTable, GeometryTable
+from sen2core.kernels.scene_class.legend import SCL
 from sen2core.kernels.solve import bisect
 
 Array = NDArray[np.float64]
 
-VEGETATION = 4
 #: Upper B12 surface-reflectance thresholds tried in turn until enough DDV pixels are found.
 DDV_B12_UPPER = (0.05, 0.10, 0.12)
 
@@ -66,7 +67,7 @@ def ddv_candidates(
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = (toa_b8a - toa_b04) / (toa_b8a + toa_b04)
     base = (
-        usable & (scl == VEGETATION) & (rho_b12 > settings.b12_lower) & (toa_b04 <= settings.red_toa_max)
+        usable & (scl == SCL.VEGETATION) & (rho_b12 > settings.b12_lower) & (toa_b04 <= settings.red_toa_max)
         & (ndvi > settings.ndvi_min) & (toa_b8a < settings.nir_max)
         & (cos_sza > np.cos(np.radians(settings.max_sza)))
     )  # fmt: skip
@@ -76,7 +77,7 @@ def ddv_candidates(
     return level
 
 
-def corrected_reflectance(toa: Array, bg_toa: Array | None, t: rt.AtmosphericTerms, cos_sza: Array) -> Array:
+def corrected_reflectance(toa: Array, bg_toa: Array | None, t: AtmosphericTerms, cos_sza: Array) -> Array:
     e = rt.irradiance_factor(t, cos_sza)
     if bg_toa is None:
         return rt.surface_from_toa_uniform(toa, t, e)
@@ -108,7 +109,7 @@ def aot_at_ddv(
 
 
 def visibility_to_aot(visibility_km: float, elevation_km: float = 0.0) -> float:
-    """AOT550 of a Sen2Cor visibility (A4.1 fit, linear in elevation between 0, 0.7 and 2.5 km)."""
+    """AOT550 of a Sen2Cor visibility (Sen2Cor's fit, linear in elevation between 0, 0.7 and 2.5 km)."""
     z = np.clip(elevation_km, 0.0, 2.5)
     a = np.interp(z, [0.0, 0.7, 2.5], [1.54641, 1.40593, 0.926640])
     b = np.interp(z, [0.0, 0.7, 2.5], [-0.854022, -0.844382, -0.805663])

@@ -1,4 +1,5 @@
-"""Cirrus correction with the 1.375 um band B10 (Sen2Cor A4.3).
+"""Cirrus correction with the 1.375 um band B10 of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 Thin cirrus adds to every band a reflectance proportional to the one it shows
 in B10, where the vapour below it hides the surface: ``rho*(band) = rho(band) -

@@ -30,4 +30,4 @@ def pressure_elevation_km(elevation_km: ArrayLike, msl_hpa: float) -> NDArray[np
     """Elevation of the standard atmosphere whose pressure is the surface pressure (km)."""
     z = np.asarray(elevation_km, dtype=np.float64)
     ratio = (float(msl_hpa) / STANDARD_MSL_HPA) ** (1.0 / _N)
-    return _H_KM * (1.0 - ratio * (1.0 - z / _H_KM))
+    return np.asarray(_H_KM * (1.0 - ratio * (1.0 - z / _H_KM)), dtype=np.float64)

@@ -15,7 +15,7 @@ total downward transmittance ``t_down``; on a slope (terrain correction)::
 with ``cos_i`` the cosine of the local solar incidence angle, ``sunlit`` 0 in
 cast shadow and ``sky_view`` the sky-view factor. A cloud shadow is a pixel with
 ``sunlit = 0``. With ``rho_bg = rho`` and flat ground this is the homogeneous
-model of :func:`sen2core.atmosphere.lut.toa_reflectance`.
+model of :func:`sen2core.kernels.lut.toa_reflectance`.
 
 All functions are pure numpy and broadcast over their inputs.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from sen2core.atmosphere.lut import AtmosphericTerms
+from sen2core.kernels.lut import AtmosphericTerms
 
 Array = NDArray[np.float64]
 

@@ -40,7 +40,9 @@ def slope_aspect(dem: Array, pixel_m: float) -> tuple[Array, Array]:
 def cos_incidence(slope_deg: Array, aspect_deg: Array, sza_deg: Array, saa_deg: Array) -> Array:
     """Cosine of the angle between the sun and the surface normal."""
     s, sz = np.radians(slope_deg), np.radians(sza_deg)
-    return np.cos(sz) * np.cos(s) + np.sin(sz) * np.sin(s) * np.cos(np.radians(saa_deg - aspect_deg))
+    return np.asarray(
+        np.cos(sz) * np.cos(s) + np.sin(sz) * np.sin(s) * np.cos(np.radians(saa_deg - aspect_deg)), dtype=np.float64
+    )
 
 
 def sky_view(slope_deg: Array) -> Array:

@@ -1,4 +1,5 @@
-"""Water vapour by the atmospheric pre-corrected differential absorption (APDA, Sen2Cor A4.5).
+"""Water vapour by the atmospheric pre-corrected differential absorption (APDA) of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 B8A (865 nm) is the window band and B09 (945 nm) the absorption band. The
 surface reflectance at 945 nm is taken equal to that retrieved at 865 nm;
@@ -14,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import DenseTable, GeometryTable, toa_reflectance
 from sen2core.kernels import rt
+from sen2core.kernels.lut import DenseTable, GeometryTable, toa_reflectance
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.solve import bisect
 

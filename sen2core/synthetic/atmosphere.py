@@ -21,8 +21,9 @@ from typing import cast
 import numpy as np
 from numpy.typing import NDArray
 
-from sen2core.atmosphere.lut import AtmosphericTerms, RadiativeTransferLUT, relative_azimuth
+from sen2core.atmosphere.lut import RadiativeTransferLUT
 from sen2core.kernels.angles import interpolate_angles
+from sen2core.kernels.lut import AtmosphericTerms, relative_azimuth
 from sen2core.synthetic.scene import interp_rows_cols, pixel_coords
 
 __all__ = [
@@ -40,7 +41,7 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 
 TERM_NAMES = ("path", "t_down", "t_up", "t_down_dir", "t_up_dir", "spherical_albedo", "gas")
-"""Fields of :class:`~sen2core.atmosphere.lut.AtmosphericTerms`, in order."""
+"""Fields of :class:`~sen2core.kernels.lut.AtmosphericTerms`, in order."""
 NODE_STEP_M = 300.0
 """Spacing of the nodes where the LUT is evaluated."""
 AEROSOL_SCALE_HEIGHT_KM = 2.0

@@ -53,10 +53,11 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from sen2core import __version__
-from sen2core.atmosphere.lut import AtmosphericTerms, load_lut
+from sen2core.atmosphere.lut import load_lut
 from sen2core.atmosphere.srf import BANDS
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.kernels.angles import circular_mean, utm_to_lonlat
+from sen2core.kernels.lut import AtmosphericTerms
 from sen2core.kernels.rt import irradiance_factor, toa_from_surface
 from sen2core.parallel import map_parallel
 from sen2core.solar import reflectance_conversion_factor

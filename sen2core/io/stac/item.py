@@ -42,11 +42,11 @@ from sen2core.errors import OutputError
 from sen2core.io.jsonutil import atomic_write_json
 from sen2core.io.read.metadata import GeoBox
 from sen2core.io.read.product import Product
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac.extension import EXTENSION_BASE, Sen2CoreExtension
 from sen2core.io.write.checksums import FileDigest
 from sen2core.io.write.raster import RasterSpec
 from sen2core.kernels.angles import circular_mean
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 
 PROCESSING_SCHEMA = f"{EXTENSION_BASE}/processing/v1.2.0/schema.json"
 CLASSIFICATION_SCHEMA = f"{EXTENSION_BASE}/classification/v1.1.0/schema.json"

@@ -20,7 +20,6 @@ from dask.base import compute
 from sen2core.errors import OutputError
 from sen2core.io.failures import write_failure
 from sen2core.io.jsonutil import strict_json_dumps
-from sen2core.io.scl_legend import SCL_CLASSES
 from sen2core.io.stac import item as stac
 from sen2core.io.stac.validation import validate_item
 from sen2core.io.write.checksums import MANIFEST_NAME, digest_files, write_manifest
@@ -37,6 +36,7 @@ from sen2core.io.write.rasters import (
     store_group,
 )
 from sen2core.kernels import encode
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 
 __all__ = [
     "MTD_NAME",

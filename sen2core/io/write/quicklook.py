@@ -18,7 +18,7 @@ from rasterio.enums import Resampling
 
 from sen2core.errors import OutputError
 from sen2core.io.failures import gdal_message, write_failure
-from sen2core.io.scl_legend import SCL_BY_VALUE
+from sen2core.kernels.scene_class.legend import SCL_BY_VALUE
 
 WIDTH = 1000
 """Default width of the quicklook in pixels."""

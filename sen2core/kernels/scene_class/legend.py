@@ -1,14 +1,48 @@
-"""The scene classification legend: one place for the codes' names, Sen2Cor texts and colours.
+"""The scene classification legend: the one place the SCL codes, names, Sen2Cor texts and colours are defined.
 
-Used by the STAC item (classification extension), the quicklook legend and the product
-metadata (``Scene_Classification_List``).
+Used by the classification kernels (the codes), the STAC item (classification extension),
+the quicklook legend and the product metadata (``Scene_Classification_List``,
+``Image_Content_QI``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 
-from sen2core.kernels.scene_class import PERCENTAGE_NAMES, SCL
+
+class SCL(IntEnum):
+    """Scene classification codes (ESA naming; 2.8 called class 2 DARK_FEATURES)."""
+
+    NO_DATA = 0
+    SATURATED_OR_DEFECTIVE = 1
+    DARK_AREA_PIXELS = 2
+    CLOUD_SHADOWS = 3
+    VEGETATION = 4
+    NOT_VEGETATED = 5
+    WATER = 6
+    UNCLASSIFIED = 7
+    CLOUD_MEDIUM_PROBABILITY = 8
+    CLOUD_HIGH_PROBABILITY = 9
+    THIN_CIRRUS = 10
+    SNOW_ICE = 11
+
+
+PERCENTAGE_NAMES: Mapping[int, str] = {
+    1: "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE",
+    2: "DARK_FEATURES_PERCENTAGE",
+    3: "CLOUD_SHADOW_PERCENTAGE",
+    4: "VEGETATION_PERCENTAGE",
+    5: "NOT_VEGETATED_PERCENTAGE",
+    6: "WATER_PERCENTAGE",
+    7: "UNCLASSIFIED_PERCENTAGE",
+    8: "MEDIUM_PROBA_CLOUDS_PERCENTAGE",
+    9: "HIGH_PROBA_CLOUDS_PERCENTAGE",
+    10: "THIN_CIRRUS_PERCENTAGE",
+    11: "SNOW_ICE_PERCENTAGE",
+}
+"""Sen2Cor's ``Image_Content_QI`` name of the percentage of each class."""
 
 
 @dataclass(frozen=True)
@@ -58,4 +92,5 @@ SCL_CLASSES: tuple[SclClass, ...] = tuple(
 SCL_BY_VALUE: dict[int, SclClass] = {c.value: c for c in SCL_CLASSES}
 """Class by pixel value."""
 
-__all__ = ["SCL_BY_VALUE", "SCL_CLASSES", "SclClass"]
+
+__all__ = ["PERCENTAGE_NAMES", "SCL", "SCL_BY_VALUE", "SCL_CLASSES", "SclClass"]
