@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,7 @@ from sen2core.kernels.angles import circular_mean, utm_to_lonlat
 from sen2core.kernels.rt import irradiance_factor, toa_from_surface
 from sen2core.parallel import map_parallel
 from sen2core.solar import reflectance_conversion_factor
+from sen2core.stopwatch import Stopwatch
 from sen2core.synthetic import geometry as geo
 from sen2core.synthetic.atmosphere import (
     AEROSOL_SCALE_HEIGHT_KM,
@@ -676,7 +676,7 @@ def synthesize(
     OutputError
         If the product exists (without ``overwrite``) or cannot be written.
     """
-    t_start = time.perf_counter()
+    watch = Stopwatch()
     acq = acquisition(config)
     out = Path(output_dir)
     safe_final = out / f"{acq.product_id}.SAFE"
@@ -702,7 +702,7 @@ def synthesize(
         shutil.rmtree(work)
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the product ({exc})") from exc
-    seconds = time.perf_counter() - t_start
+    seconds = watch.elapsed()
     return SynthResult(
         product=safe_final,
         truth=truth_final,
