@@ -30,10 +30,11 @@ import defusedxml.ElementTree as SafeET  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped]
 
 from sen2core.errors import ConfigurationError, SettingRangeError
-from sen2core.settings import Range, check_ranges
+from sen2core.settings import Length, OddSize, Ordered, Range, Rule, check_settings
 
 __all__ = [
     "SCENE_CLASSIFICATION_RANGES",
+    "SCENE_CLASSIFICATION_RULES",
     "SC_GIPP_ROOT",
     "SC_GIPP_TAGS",
     "USER_GIPP_ROOT",
@@ -96,25 +97,7 @@ _USER_GIPP_PATHS: Mapping[str, str] = {
     "Common_Section/Handle_L1C_QLT_Mask": "handle_l1c_quality_mask",
 }
 
-# Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
-_RAMPS: tuple[tuple[str, str], ...] = (
-    ("t1_b02", "t2_b02"),
-    ("t1_b04", "t2_b04"),
-    ("t1_b8a", "t2_b8a"),
-    ("t1_b10", "t2_b10"),
-    ("t1_ndsi_cld", "t2_ndsi_cld"),
-    ("t1_ndsi_snw", "t2_ndsi_snw"),
-    ("t1_ndvi", "t2_ndvi"),
-    ("t1_r_b02_b04", "t2_r_b02_b04"),
-    ("t1_r_b8a_b03", "t2_r_b8a_b03"),
-    ("t1_r_b8a_b11", "t2_r_b8a_b11"),
-    ("t11_r_b02_b11", "t12_r_b02_b11"),
-    ("t21_r_b02_b11", "t22_r_b02_b11"),
-    ("t1_r_b04_b11", "t2_r_b04_b11"),
-    ("cloud_height_min_m", "cloud_height_max_m"),
-)
-
-# Valid range of every numeric setting (checked in __post_init__ by sen2core.settings.check_ranges;
+# Valid range of every numeric setting (checked in __post_init__ by sen2core.settings.check_settings;
 # documented in docs/settings.md). The bounds are physical (reflectance, indices in [-1, 1],
 # angles) or keep a processing chunk's overlap within reason (distances).
 _REFL = Range(0.0, 2.0, "TOA reflectance", "reflectance (clouds and snow reach about 1.6)")
@@ -180,6 +163,30 @@ SCENE_CLASSIFICATION_RANGES: Mapping[str, Range] = {
     "relative_shadow_darkness": Range(0.0, 1.0, "", "share of the background", low_open=True, high_open=True),
 }  # fmt: skip
 """Valid range of every numeric setting of :class:`SceneClassificationConfig` (booleans: true or false)."""
+
+SCENE_CLASSIFICATION_RULES: tuple[Rule, ...] = (
+    # Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
+    Ordered(("t1_b02", "t2_b02")),
+    Ordered(("t1_b04", "t2_b04")),
+    Ordered(("t1_b8a", "t2_b8a")),
+    Ordered(("t1_b10", "t2_b10")),
+    Ordered(("t1_ndsi_cld", "t2_ndsi_cld")),
+    Ordered(("t1_ndsi_snw", "t2_ndsi_snw")),
+    Ordered(("t1_ndvi", "t2_ndvi")),
+    Ordered(("t1_r_b02_b04", "t2_r_b02_b04")),
+    Ordered(("t1_r_b8a_b03", "t2_r_b8a_b03")),
+    Ordered(("t1_r_b8a_b11", "t2_r_b8a_b11")),
+    Ordered(("t11_r_b02_b11", "t12_r_b02_b11")),
+    Ordered(("t21_r_b02_b11", "t22_r_b02_b11")),
+    Ordered(("t1_r_b04_b11", "t2_r_b04_b11")),
+    Ordered(("cloud_height_min_m", "cloud_height_max_m")),
+    Ordered(("t_cloud_lp", "t_cloud_mp", "t_cloud_hp"), strict=False),
+    OddSize("median_filter", zero_is_off=True),
+    Length("shadow_reference", 6, "B2 B3 B4 B8A B11 B12"),
+    OddSize("shadow_match_window_px"),
+)
+"""Conditions on the form of settings and between settings of :class:`SceneClassificationConfig`
+(checked after :data:`SCENE_CLASSIFICATION_RANGES`, in this order)."""
 
 
 @dataclass(frozen=True)
@@ -464,24 +471,7 @@ class SceneClassificationConfig:
     """Relative shadows: B8A and B11 below this share of the local sunlit background's mean."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, SCENE_CLASSIFICATION_RANGES, "scene classification")
-        # Consistency between settings (each one is in range).
-        for a, b in _RAMPS:
-            if not getattr(self, a) < getattr(self, b):
-                raise ConfigurationError(
-                    f"scene classification: {a} ({getattr(self, a)}) must be below {b} ({getattr(self, b)})"
-                )
-        if not self.t_cloud_lp <= self.t_cloud_mp <= self.t_cloud_hp:
-            raise ConfigurationError("scene classification: need t_cloud_lp <= t_cloud_mp <= t_cloud_hp")
-        if self.median_filter and self.median_filter % 2 == 0:
-            raise ConfigurationError(
-                f"scene classification: median_filter must be 0 or an odd size, got {self.median_filter}"
-            )
-        if len(self.shadow_reference) != 6:
-            raise ConfigurationError("scene classification: shadow_reference needs 6 values (B2 B3 B4 B8A B11 B12)")
-        if self.shadow_match_window_px % 2 == 0:
-            raise ConfigurationError("scene classification: shadow_match_window_px must be odd, got "
-                                     f"{self.shadow_match_window_px}")  # fmt: skip
+        check_settings(self, SCENE_CLASSIFICATION_RANGES, SCENE_CLASSIFICATION_RULES, "scene classification")
 
     def __dask_tokenize__(self) -> object:
         return ("sen2core.SceneClassificationConfig", dataclasses.astuple(self))

@@ -32,7 +32,7 @@ from sen2core.kernels.aot import DDVSettings, aot_at_ddv, corrected_reflectance,
 from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
-from sen2core.settings import Range, check_ranges
+from sen2core.settings import AllAbove, Increasing, OneOf, Range, Rule, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,11 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
     "ozone_cm_atm": Range(
-        0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone (0.331 without it)"
+        0.2,
+        0.5,
+        "cm-atm (200 to 500 DU)",
+        _LUT + "; or 0: the product's ECMWF ozone (0.331 without it)",
+        also=(0.0,),
     ),
     "start_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "default_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
@@ -88,6 +92,14 @@ CORRECTION_RANGES: Mapping[str, Range] = {
 }
 """Valid range of every numeric setting of :class:`CorrectionConfig` (checked in its ``__post_init__``,
 documented in ``docs/settings.md``); ``aerosol`` is one of continental, maritime or auto."""
+
+CORRECTION_RULES: tuple[Rule, ...] = (
+    OneOf("aerosol", (*AEROSOL_MODELS, "auto")),
+    AllAbove("ddv.b12_upper", "ddv.b12_lower"),
+    Increasing("cirrus.clear_range"),
+)
+"""Conditions on the form of settings and between settings of :class:`CorrectionConfig` (checked after
+:data:`CORRECTION_RANGES`, in this order)."""
 
 #: Sen2Cor user GIPP (``L2A_GIPP.xml``) names of the settings read from it.
 GIPP_NAMES: Mapping[str, str] = {
@@ -133,19 +145,7 @@ class CorrectionConfig:
     cirrus: cirrus.CirrusSettings = field(default_factory=cirrus.CirrusSettings)
 
     def __post_init__(self) -> None:
-        if self.aerosol not in (*AEROSOL_MODELS, "auto"):
-            raise ConfigurationError(f"aerosol must be continental, maritime or auto, not {self.aerosol!r}")
-        # Ozone 0 is not a column but Sen2Cor's "from the auxiliary data".
-        ranges = {k: r for k, r in CORRECTION_RANGES.items() if k != "ozone_cm_atm" or self.ozone_cm_atm != 0}
-        check_ranges(self, ranges, "atmospheric correction")
-        # Consistency between settings (each one is in range).
-        if not self.ddv.b12_upper or any(u <= self.ddv.b12_lower for u in self.ddv.b12_upper):
-            raise ConfigurationError("atmospheric correction: ddv.b12_upper needs thresholds above ddv.b12_lower "
-                                     f"({self.ddv.b12_lower}), got {self.ddv.b12_upper}")  # fmt: skip
-        low, high = self.cirrus.clear_range
-        if not low < high:
-            raise ConfigurationError(f"atmospheric correction: cirrus.clear_range must be (low, high) with low "
-                                     f"below high, got {(low, high)}")  # fmt: skip
+        check_settings(self, CORRECTION_RANGES, CORRECTION_RULES, "atmospheric correction")
 
 
 @dataclass(frozen=True)
@@ -905,6 +905,7 @@ def config_dict(config: CorrectionConfig) -> dict[str, Any]:
 
 __all__ = [
     "CORRECTION_RANGES",
+    "CORRECTION_RULES",
     "GIPP_NAMES",
     "AtmosphericCorrection",
     "Atmosphere",
