@@ -195,7 +195,9 @@ class SceneClassificationConfig:
 
     Field names are the lower-case GIPP names where Sen2Cor reads the value from
     ``L2A_CAL_SC_GIPP.xml`` (``T1_B04`` is :attr:`t1_b04`); the constants Sen2Cor
-    hard-codes have descriptive names. Step numbers refer to SEN2COR_REFERENCE.md A3.
+    hard-codes have descriptive names. Step numbers (``step 1.1`` ...) number the tests in the order of
+    Sen2Cor 2.8's ``L2A_SceneClass.py``, whose method the Sen2Cor Level-2A Algorithm Theoretical Basis
+    Document (ESA, S2-PDGS-MPC-ATBD-L2A) describes.
     Reflectances are top-of-atmosphere, in [0, 1].
     """
 

@@ -14,7 +14,7 @@ from sen2core.errors import ConfigurationError
 
 GIPP = Path(__file__).parent / "data" / "gipp"
 
-# The L2A_CAL_SC_GIPP.xml defaults of Sen2Cor 2.8 (SEN2COR_REFERENCE.md A3, GIPP table).
+# The L2A_CAL_SC_GIPP.xml defaults of Sen2Cor 2.8 (the file as Sen2Cor 2.8 ships it).
 SEN2COR_28 = {
     "T1_B02": 0.18,
     "T2_B02": 0.22,
@@ -58,7 +58,7 @@ def test_defaults_are_sen2cor_28() -> None:
     assert set(SEN2COR_28) == set(SC_GIPP_TAGS)
     for tag, value in SEN2COR_28.items():
         assert getattr(config, SC_GIPP_TAGS[tag]) == pytest.approx(value), tag
-    # Hard-coded constants of L2A_SceneClass.py and the user GIPP default (A3, A6).
+    # Hard-coded constants of Sen2Cor 2.8's L2A_SceneClass.py and the default of its user L2A_GIPP.xml.
     assert config.shadow_reference == (0.12, 0.08, 0.06, 0.10, 0.0545, 0.0255)
     assert config.median_filter == 0
     assert config.cloud_buffer_m == 0.0
