@@ -124,7 +124,7 @@ __all__ = ["STRIP_ROWS", "ProgressFn", "SynthResult", "synthesize"]
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: stages ``scene`` (strips), ``encode`` (files)."""
+"""``progress(step, done, total)``: steps ``scene`` (strips), ``encode`` (files)."""
 
 STRIP_ROWS = 732
 """Rows of a processing strip at 10 m (a multiple of 6; 15 strips for a full tile)."""
@@ -663,7 +663,7 @@ def synthesize(
     overwrite
         Replace a product of the same name.
     progress
-        Called as ``progress(stage, done, total)``.
+        Called as ``progress(step, done, total)``.
 
     Returns
     -------
