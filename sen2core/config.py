@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -626,48 +626,69 @@ def _coerce_fields(values: Mapping[str, Any], *, source: str, labels: Mapping[st
     return out
 
 
+class _WrongType(Exception):
+    """A value that cannot be converted; its message says what was expected (``a number``)."""
+
+
+def _to_bool(value: Any, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
+        return value.strip().upper() == "TRUE"
+    raise _WrongType("a boolean")
+
+
+def _to_int(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        raise _WrongType("an integer")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _WrongType("an integer") from None
+    if not number.is_integer():
+        raise _WrongType("an integer")
+    return int(number)
+
+
+def _to_float(value: Any, default: float) -> float:
+    if isinstance(value, bool):
+        raise _WrongType("a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _WrongType("a number") from None
+
+
+def _to_tuple(value: Any, default: tuple[Any, ...]) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise _WrongType("a list")
+    items = list(value)
+    if default and isinstance(default[0], int):
+        try:
+            return tuple(_to_int(v, default[0]) for v in items)
+        except _WrongType:
+            raise _WrongType("a list of integers") from None
+    try:
+        return tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        raise _WrongType("a list of numbers") from None
+
+
+# How a value read from a file becomes a field's type, by the type of the field's default.
+_CONVERTERS: Mapping[type, Callable[[Any, Any], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_float, tuple: _to_tuple,
+}  # fmt: skip
+
+
 def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
     """``value`` as the type of ``default``; ``name`` is how messages call the setting."""
-
-    def bad(expected: str) -> ConfigurationError:
-        return ConfigurationError(f"{source}: {name} must be {expected}, got {value!r}")
-
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
-            return value.strip().upper() == "TRUE"
-        raise bad("a boolean")
-    if isinstance(default, int):
-        if isinstance(value, bool):
-            raise bad("an integer")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad("an integer") from None
-        if not number.is_integer():
-            raise bad("an integer")
-        return int(number)
-    if isinstance(default, float):
-        if isinstance(value, bool):
-            raise bad("a number")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad("a number") from None
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise bad("a list")
-        items = list(value)
-        if default and isinstance(default[0], int):
-            if any(isinstance(v, bool) or not float(v).is_integer() for v in items):
-                raise bad("a list of integers")
-            return tuple(int(v) for v in items)
-        try:
-            return tuple(float(v) for v in items)
-        except (TypeError, ValueError):
-            raise bad("a list of numbers") from None
-    raise bad(type(default).__name__)  # pragma: no cover - every field type is handled above
+    convert = _CONVERTERS.get(type(default))
+    try:
+        if convert is None:  # pragma: no cover - every field type has a converter
+            raise _WrongType(type(default).__name__)
+        return convert(value, default)
+    except _WrongType as exc:
+        raise ConfigurationError(f"{source}: {name} must be {exc}, got {value!r}") from None
 
 
 def _parse_xml(path: Path) -> Element:

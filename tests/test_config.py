@@ -289,3 +289,29 @@ def test_an_ozone_of_zero_means_the_products_own() -> None:
     assert CorrectionConfig(ozone_cm_atm=0.0).ozone_cm_atm == 0.0
     with pytest.raises(SettingRangeError, match=r"ozone_cm_atm must be in \[0.2, 0.5\] cm-atm"):
         CorrectionConfig(ozone_cm_atm=0.1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cloud_buffer_classes = ['eight', 9]", "cloud_buffer_classes must be a list of integers, got ['eight', 9]"),
+        ("cloud_buffer_classes = [8.5]", "cloud_buffer_classes must be a list of integers, got [8.5]"),
+        ("cloud_buffer_classes = 8", "cloud_buffer_classes must be a list, got 8"),
+        (
+            "shadow_reference = ['a', 1, 1, 1, 1, 1]",
+            "shadow_reference must be a list of numbers, got ['a', 1, 1, 1, 1, 1]",
+        ),
+        ("median_filter = true", "median_filter must be an integer, got True"),
+        ("cloud_buffer_m = true", "cloud_buffer_m must be a number, got True"),
+        ("view_parallax = 'maybe'", "view_parallax must be a boolean, got 'maybe'"),
+    ],
+)
+def test_values_of_the_wrong_type_name_the_setting(tmp_path: Path, text: str, message: str) -> None:
+    """Every converter refuses with the file, the setting and what it expected (words in a list of
+    integers once escaped as a bare ValueError)."""
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as raised:
+        SceneClassificationConfig.from_file(path)
+    assert str(raised.value) == f"{path}: {message}"
+    assert SceneClassificationConfig().replace(cloud_buffer_classes=["8", 9.0]).cloud_buffer_classes == (8, 9)
