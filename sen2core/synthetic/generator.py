@@ -841,7 +841,10 @@ def _write_masks(scene: _Scene, safe: Path, granule: str, scratch: Path, truth_d
         scl20 = ds.read(1)
     m = scl20.shape[0] // 3
     blocks = scl20[: m * 3, : m * 3].reshape(m, 3, m, 3)
-    classi = {layer: np.nonzero(np.isin(blocks, codes).sum(axis=(1, 3)) >= 5) for layer, codes in _CLASSI_TRUTH.items()}
+    classi: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+    for layer, codes in _CLASSI_TRUTH.items():
+        rows, cols = np.nonzero(np.isin(blocks, codes).sum(axis=(1, 3)) >= 5)
+        classi[layer] = (rows, cols)
     rel = f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
     write_mask(scratch / "classi.tif", safe / rel, n // 6, 60, g, 3, classi)
     return [*rels, rel]
