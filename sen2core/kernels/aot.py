@@ -1,4 +1,5 @@
-"""Aerosol optical thickness by the dark dense vegetation (DDV) method (Sen2Cor A4.4).
+"""Aerosol optical thickness by the dark dense vegetation (DDV) method of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 Over dense dark vegetation the surface reflectance of the red band is tied to
 that of the 2.2 um band (B12), which aerosols barely affect:
@@ -108,7 +109,7 @@ def aot_at_ddv(
 
 
 def visibility_to_aot(visibility_km: float, elevation_km: float = 0.0) -> float:
-    """AOT550 of a Sen2Cor visibility (A4.1 fit, linear in elevation between 0, 0.7 and 2.5 km)."""
+    """AOT550 of a Sen2Cor visibility (Sen2Cor's fit, linear in elevation between 0, 0.7 and 2.5 km)."""
     z = np.clip(elevation_km, 0.0, 2.5)
     a = np.interp(z, [0.0, 0.7, 2.5], [1.54641, 1.40593, 0.926640])
     b = np.interp(z, [0.0, 0.7, 2.5], [-0.854022, -0.844382, -0.805663])

@@ -1,4 +1,5 @@
-"""Level-2A output encoding (Sen2Cor A4.7 and A5)."""
+"""Level-2A output encoding (as Sen2Cor writes it; Sentinel-2 Products Specification Document, ESA
+S2-PDGS-TAS-DI-PSD)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Water vapour by the atmospheric pre-corrected differential absorption (APDA, Sen2Cor A4.5).
+"""Water vapour by the atmospheric pre-corrected differential absorption (APDA) of Sen2Cor
+(Sen2Cor Level-2A ATBD, ESA S2-PDGS-MPC-ATBD-L2A).
 
 B8A (865 nm) is the window band and B09 (945 nm) the absorption band. The
 surface reflectance at 945 nm is taken equal to that retrieved at 865 nm;
