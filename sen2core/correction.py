@@ -202,10 +202,10 @@ def _mean_angle(a: NDArray[Any]) -> float:
     return float(v.mean()) if v.size else 0.0
 
 
-def _table(lut_path: str, sc: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
+def _table(lut_path: str, spacecraft: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
            raa: NDArray[Any]) -> DenseTable:  # fmt: skip
     geometry = (_mean_angle(sza), _mean_angle(vza), _mean_angle(raa))
-    return _lut(lut_path).geometry_table(sc, band, aerosol, *geometry, ozone).dense()
+    return _lut(lut_path).geometry_table(spacecraft, band, aerosol, *geometry, ozone).dense()
 
 
 def _irradiance(t: AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
@@ -239,7 +239,7 @@ def _ddv_block(
     toa04: NDArray[Any], toa8a: NDArray[Any], toa09: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any],
     scl: NDArray[Any], near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any],
     sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
-    lut_path: str, sc: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
+    lut_path: str, spacecraft: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
     start_aot: float, wv_cell: int,
 ) -> NDArray[np.float32]:  # fmt: skip
     """Per pixel: [DDV level, water vapour, then per model: AOT, blue residual] (NaN where not DDV).
@@ -255,7 +255,7 @@ def _ddv_block(
     if not usable.any():
         return out
     cos_sza = np.cos(np.radians(sza))
-    b12_0 = _table(lut_path, sc, "B12", models[0], ozone, sza, vza, raa)
+    b12_0 = _table(lut_path, spacecraft, "B12", models[0], ozone, sza, vza, raa)
     t12 = b12_0.at(start_aot, elev, wv)
     rho12 = rt.surface_from_toa_uniform(toa12, t12, rt.irradiance_factor(t12, cos_sza))
     # Pixels that could be DDV at any column; their B12 reflectance is then redone with their own.
@@ -264,7 +264,7 @@ def _ddv_block(
     maybe = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable, wide) > 0
     if not maybe.any():
         return out
-    b8a, b09 = (_table(lut_path, sc, b, models[0], ozone, sza, vza, raa) for b in ("B8A", "B09"))
+    b8a, b09 = (_table(lut_path, spacecraft, b, models[0], ozone, sza, vza, raa) for b in ("B8A", "B09"))
     wv_px = np.full(toa04.shape, np.nan)
     wv_px[maybe] = water_vapour_of_cells(toa8a, toa09, b8a, b09, start_aot, elev, maybe, wv_cell, wv)
     t12m = b12_0.at(start_aot, elev[maybe], wv_px[maybe])
@@ -277,11 +277,11 @@ def _ddv_block(
     wv_sel = wv_px[sel]
     out[1][sel] = wv_sel
     for i, model in enumerate(models):
-        red, b12 = (_table(lut_path, sc, b, model, ozone, sza, vza, raa) for b in ("B04", "B12"))
+        red, b12 = (_table(lut_path, spacecraft, b, model, ozone, sza, vza, raa) for b in ("B04", "B12"))
         aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], wv_sel, cos_sza[sel], settings, bg04[sel],
                          bg12[sel])  # fmt: skip
         # Blue check (Sen2Cor's aerosol-type test): rho_blue should be half of rho_red.
-        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
+        tb = _table(lut_path, spacecraft, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
         rho_blue = corrected_reflectance(toa02[sel], bg02[sel], tb, cos_sza[sel])
         rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv_sel), cos_sza[sel])
         out[2 + 2 * i][sel] = aot
@@ -306,7 +306,7 @@ def _ddv_sums(
 
 def _negative_block(
     toa04: NDArray[Any], scl: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any],
-    elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, aot: float, wv: float, ozone: float,
+    elev: NDArray[Any], *, lut_path: str, spacecraft: str, aerosol: str, aot: float, wv: float, ozone: float,
     red_min: float,
 ) -> NDArray[np.float64]:  # fmt: skip
     """[count of vegetation/soil] + per AOT factor: count with red BOA below ``red_min``."""
@@ -314,7 +314,7 @@ def _negative_block(
     out = [float(land.sum())]
     if not land.any():
         return np.asarray(out + [0.0] * len(NEGATIVE_CHECK_FACTORS))
-    table = _table(lut_path, sc, "B04", aerosol, ozone, sza, vza, raa)
+    table = _table(lut_path, spacecraft, "B04", aerosol, ozone, sza, vza, raa)
     cos_sza = np.cos(np.radians(sza[land]))
     for f in NEGATIVE_CHECK_FACTORS:
         t = table.at(aot * f, elev[land], wv)
@@ -333,13 +333,13 @@ def _select_ddv(level: NDArray[Any], aot: NDArray[Any], *, k: int, fill: float, 
 
 def _wv_block(
     toa8a: NDArray[Any], toa09: NDArray[Any], aot: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any],
-    raa: NDArray[Any], elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, ozone: float,
+    raa: NDArray[Any], elev: NDArray[Any], *, lut_path: str, spacecraft: str, aerosol: str, ozone: float,
 ) -> NDArray[np.float32]:  # fmt: skip
     ok = np.isfinite(toa8a) & np.isfinite(toa09) & np.isfinite(aot)
     out = np.full(toa8a.shape, np.nan, dtype=F32)
     if ok.any():
-        t8 = _table(lut_path, sc, "B8A", aerosol, ozone, sza, vza, raa)
-        t9 = _table(lut_path, sc, "B09", aerosol, ozone, sza, vza, raa)
+        t8 = _table(lut_path, spacecraft, "B8A", aerosol, ozone, sza, vza, raa)
+        t9 = _table(lut_path, spacecraft, "B09", aerosol, ozone, sza, vza, raa)
         out[ok] = water_vapour_apda(toa8a[ok], toa09[ok], t8, t9, aot[ok], elev[ok])
     return out
 
@@ -385,14 +385,14 @@ def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> N
 
 def _boa_block(
     toa: NDArray[Any], bg: NDArray[Any] | None, aot: NDArray[Any], wv: NDArray[Any], elev: NDArray[Any],
-    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], *terrain: NDArray[Any], lut_path: str, sc: str,
+    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], *terrain: NDArray[Any], lut_path: str, spacecraft: str,
     band: str, aerosol: str, ozone: float,
 ) -> NDArray[np.float32]:  # fmt: skip
     ok = np.isfinite(toa) & np.isfinite(aot) & np.isfinite(wv)
     out = np.full(toa.shape, np.nan, dtype=F32)
     if not ok.any():
         return out
-    table = _table(lut_path, sc, band, aerosol, ozone, sza, vza, raa)
+    table = _table(lut_path, spacecraft, band, aerosol, ozone, sza, vza, raa)
     # Strip by strip: the temporaries stay in the CPU caches (see sen2core.kernels.strips).
     for s in row_strips(*toa.shape):
         m = ok[s]
@@ -714,7 +714,7 @@ class AtmosphericCorrection:
             _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
             bg["B02"], scene.sun_zenith,
             scene.view_zenith["B04"], raa, scene.elevation_km,
-            lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
+            lut_path=self.lut_path, spacecraft=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
             ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot, wv_cell=wv_cell,
             new_axis=0, chunks=((n_layers,),) + t["B04"].chunks, dtype=F32,
         )  # fmt: skip
@@ -789,8 +789,8 @@ class AtmosphericCorrection:
         ddv_wv = float(level.sums[1] / count)
         neg_sums = lazy.block_sums(
             _negative_block, scene.toa["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa,
-            scene.elevation_km, name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol,
-            aot=scene_aot, wv=ddv_wv, ozone=ozone, red_min=cfg.negative_red,
+            scene.elevation_km, name="negative_check", lut_path=self.lut_path, spacecraft=scene.spacecraft,
+            aerosol=aerosol, aot=scene_aot, wv=ddv_wv, ozone=ozone, red_min=cfg.negative_red,
         )  # fmt: skip
         neg = sums.total(neg_sums)
         if neg is None:
@@ -833,7 +833,7 @@ class AtmosphericCorrection:
         res, t = scene.resolution_m, scene.toa
         pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
         angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
-        wv_kw = dict(lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=ozone, dtype=F32)
+        wv_kw = dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, aerosol=aerosol, ozone=ozone, dtype=F32)
         # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
         # means), nine times fewer inversions than on the 20 m grid, and the map is refined
         # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
@@ -897,7 +897,7 @@ class AtmosphericCorrection:
         own = k > 1 and scene.resolution_m < 15
         out = {}
         for b in bands:
-            common = dict(lut_path=self.lut_path, sc=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
+            common = dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
                           ozone=self.ozone(scene)[0], dtype=F32)  # fmt: skip
             geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip

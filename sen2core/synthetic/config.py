@@ -324,10 +324,10 @@ def acquisition(config: SynthConfig) -> Acquisition:
         raise ConfigurationError(f"--date {config.date}: before the first orbit of {config.spacecraft}")
     relative = (absolute + _RELATIVE_ORBIT_SHIFT[config.spacecraft]) % _ORBITS_PER_CYCLE + 1
 
-    sc = config.spacecraft
+    spacecraft = config.spacecraft
     bl = config.baseline
     n_bl = bl.replace(".", "")
-    centre = f"{sc[1:]}PS" if config.baseline_value >= 4.0 else "SGS_"
+    centre = f"{spacecraft[1:]}PS" if config.baseline_value >= 4.0 else "SGS_"
     gen, dt_start, ds_start = _stamp(generation), _stamp(datatake), _stamp(datastrip)
     tile = g.tile_id
     return Acquisition(
@@ -339,11 +339,11 @@ def acquisition(config: SynthConfig) -> Acquisition:
         relative_orbit=relative,
         centre_lon=lon_c,
         centre_lat=lat_c,
-        product_id=f"{sc}_MSIL1C_{dt_start}_N{n_bl}_R{relative:03d}_T{tile}_{gen}",
+        product_id=f"{spacecraft}_MSIL1C_{dt_start}_N{n_bl}_R{relative:03d}_T{tile}_{gen}",
         granule_dir=f"L1C_T{tile}_A{absolute:06d}_{ds_start}",
         datastrip_dir=f"DS_{centre}_{gen}_S{ds_start}",
-        tile_id=f"{sc}_OPER_MSI_L1C_TL_{centre}_{gen}_A{absolute:06d}_T{tile}_N{bl}",
-        datastrip_id=f"{sc}_OPER_MSI_L1C_DS_{centre}_{gen}_S{ds_start}_N{bl}",
-        datatake_id=f"G{sc}_{dt_start}_{absolute:06d}_N{bl}",
+        tile_id=f"{spacecraft}_OPER_MSI_L1C_TL_{centre}_{gen}_A{absolute:06d}_T{tile}_N{bl}",
+        datastrip_id=f"{spacecraft}_OPER_MSI_L1C_DS_{centre}_{gen}_S{ds_start}_N{bl}",
+        datatake_id=f"G{spacecraft}_{dt_start}_{absolute:06d}_N{bl}",
         image_prefix=f"T{tile}_{dt_start}",
     )
