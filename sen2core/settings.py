@@ -38,6 +38,7 @@ __all__ = [
     "check_ranges",
     "check_settings",
     "markdown_table",
+    "rules_markdown",
 ]
 
 
@@ -135,6 +136,10 @@ class Ordered:
             return f"{a} ({va}) must be below {b} ({vb})"
         return "need " + f" {'<' if self.strict else '<='} ".join(self.names)
 
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f" {'<' if self.strict else '<='} ".join(f"`{name}`" for name in self.names)
+
 
 @dataclass(frozen=True)
 class Increasing:
@@ -148,6 +153,10 @@ class Increasing:
         if _increasing(values, strict=True):
             return None
         return f"{self.name} must be (low, high) with low below high, got {values}"
+
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f"`{self.name}` is (low, high) with low < high"
 
 
 def _increasing(values: Sequence[Any], strict: bool) -> bool:
@@ -168,6 +177,10 @@ class AllAbove:
             return None
         return f"{self.name} needs thresholds above {self.floor} ({floor}), got {values}"
 
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f"`{self.name}` has at least one value, each > `{self.floor}`"
+
 
 @dataclass(frozen=True)
 class OddSize:
@@ -182,6 +195,10 @@ class OddSize:
         if value % 2 == 1 or (self.zero_is_off and value == 0):
             return None
         return f"{self.name} must be {'0 or an odd size' if self.zero_is_off else 'odd'}, got {value}"
+
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f"`{self.name}` is {'0 (off) or odd' if self.zero_is_off else 'odd'}"
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,10 @@ class Length:
             return None
         return f"{self.name} needs {self.count} values ({self.what})"
 
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f"`{self.name}` has {self.count} values ({self.what})"
+
 
 @dataclass(frozen=True)
 class OneOf:
@@ -213,6 +234,10 @@ class OneOf:
         if value in self.options or (self.optional and value is None):
             return None
         return f"{self.name} must be {_either(self.options)}, not {value!r}"
+
+    def describe(self) -> str:
+        """The rule in markdown, for the documentation."""
+        return f"`{self.name}` is {_either([f'`{o}`' for o in self.options])}"
 
 
 Rule = Ordered | Increasing | AllAbove | OddSize | Length | OneOf
@@ -263,3 +288,8 @@ def markdown_table(scope: str, table: Mapping[str, Range], defaults: Any,
         shown = ", ".join(_g(v) for v in default) if isinstance(default, tuple) else _g(default)
         lines.append(f"| `{name}` | {labels.get(name, '')} | {shown} | {valid} | {valid.why} |")
     return "\n".join(lines) + "\n"
+
+
+def rules_markdown(rules: Sequence[Rule]) -> str:
+    """A markdown list of ``rules``, in the order they are checked."""
+    return "".join(f"- {rule.describe()}\n" for rule in rules)
