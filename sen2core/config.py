@@ -20,16 +20,17 @@ import dataclasses
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sen2core.errors import ConfigurationError, SettingRangeError
-from sen2core.settings import Range, check_ranges
+from sen2core.settings import Length, OddSize, Ordered, Range, Rule, check_settings
 
 __all__ = [
     "SCENE_CLASSIFICATION_RANGES",
+    "SCENE_CLASSIFICATION_RULES",
     "SC_GIPP_ROOT",
     "SC_GIPP_TAGS",
     "USER_GIPP_ROOT",
@@ -79,25 +80,7 @@ SC_GIPP_TAGS: Mapping[str, str] = {
 }
 """``Scene_Classification/Thresholds`` elements of ``L2A_CAL_SC_GIPP.xml`` and the field each sets."""
 
-# Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
-_RAMPS: tuple[tuple[str, str], ...] = (
-    ("t1_b02", "t2_b02"),
-    ("t1_b04", "t2_b04"),
-    ("t1_b8a", "t2_b8a"),
-    ("t1_b10", "t2_b10"),
-    ("t1_ndsi_cld", "t2_ndsi_cld"),
-    ("t1_ndsi_snw", "t2_ndsi_snw"),
-    ("t1_ndvi", "t2_ndvi"),
-    ("t1_r_b02_b04", "t2_r_b02_b04"),
-    ("t1_r_b8a_b03", "t2_r_b8a_b03"),
-    ("t1_r_b8a_b11", "t2_r_b8a_b11"),
-    ("t11_r_b02_b11", "t12_r_b02_b11"),
-    ("t21_r_b02_b11", "t22_r_b02_b11"),
-    ("t1_r_b04_b11", "t2_r_b04_b11"),
-    ("cloud_height_min_m", "cloud_height_max_m"),
-)
-
-# Valid range of every numeric setting (checked in __post_init__ by sen2core.settings.check_ranges;
+# Valid range of every numeric setting (checked in __post_init__ by sen2core.settings.check_settings;
 # documented in docs/settings.md). The bounds are physical (reflectance, indices in [-1, 1],
 # angles) or keep a processing chunk's overlap within reason (distances).
 _REFL = Range(0.0, 2.0, "TOA reflectance", "reflectance (clouds and snow reach about 1.6)")
@@ -164,6 +147,30 @@ SCENE_CLASSIFICATION_RANGES: Mapping[str, Range] = {
 }  # fmt: skip
 """Valid range of every numeric setting of :class:`SceneClassificationConfig` (booleans: true or false)."""
 
+SCENE_CLASSIFICATION_RULES: tuple[Rule, ...] = (
+    # Pairs (a, b) used as ramp(x, a, b): ramps need a < b.
+    Ordered(("t1_b02", "t2_b02")),
+    Ordered(("t1_b04", "t2_b04")),
+    Ordered(("t1_b8a", "t2_b8a")),
+    Ordered(("t1_b10", "t2_b10")),
+    Ordered(("t1_ndsi_cld", "t2_ndsi_cld")),
+    Ordered(("t1_ndsi_snw", "t2_ndsi_snw")),
+    Ordered(("t1_ndvi", "t2_ndvi")),
+    Ordered(("t1_r_b02_b04", "t2_r_b02_b04")),
+    Ordered(("t1_r_b8a_b03", "t2_r_b8a_b03")),
+    Ordered(("t1_r_b8a_b11", "t2_r_b8a_b11")),
+    Ordered(("t11_r_b02_b11", "t12_r_b02_b11")),
+    Ordered(("t21_r_b02_b11", "t22_r_b02_b11")),
+    Ordered(("t1_r_b04_b11", "t2_r_b04_b11")),
+    Ordered(("cloud_height_min_m", "cloud_height_max_m")),
+    Ordered(("t_cloud_lp", "t_cloud_mp", "t_cloud_hp"), strict=False),
+    OddSize("median_filter", zero_is_off=True),
+    Length("shadow_reference", 6, "B2 B3 B4 B8A B11 B12"),
+    OddSize("shadow_match_window_px"),
+)
+"""Conditions on the form of settings and between settings of :class:`SceneClassificationConfig`
+(checked after :data:`SCENE_CLASSIFICATION_RANGES`, in this order)."""
+
 
 @dataclass(frozen=True)
 class SceneClassificationConfig:
@@ -171,7 +178,9 @@ class SceneClassificationConfig:
 
     Field names are the lower-case GIPP names where Sen2Cor reads the value from
     ``L2A_CAL_SC_GIPP.xml`` (``T1_B04`` is :attr:`t1_b04`); the constants Sen2Cor
-    hard-codes have descriptive names. Step numbers refer to SEN2COR_REFERENCE.md A3.
+    hard-codes have descriptive names. Step numbers (``step 1.1`` ...) number the tests in the order of
+    Sen2Cor 2.8's ``L2A_SceneClass.py``, whose method the Sen2Cor Level-2A Algorithm Theoretical Basis
+    Document (ESA, S2-PDGS-MPC-ATBD-L2A) describes.
     Reflectances are top-of-atmosphere, in [0, 1].
     """
 
@@ -447,24 +456,7 @@ class SceneClassificationConfig:
     """Relative shadows: B8A and B11 below this share of the local sunlit background's mean."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, SCENE_CLASSIFICATION_RANGES, "scene classification")
-        # Consistency between settings (each one is in range).
-        for a, b in _RAMPS:
-            if not getattr(self, a) < getattr(self, b):
-                raise ConfigurationError(
-                    f"scene classification: {a} ({getattr(self, a)}) must be below {b} ({getattr(self, b)})"
-                )
-        if not self.t_cloud_lp <= self.t_cloud_mp <= self.t_cloud_hp:
-            raise ConfigurationError("scene classification: need t_cloud_lp <= t_cloud_mp <= t_cloud_hp")
-        if self.median_filter and self.median_filter % 2 == 0:
-            raise ConfigurationError(
-                f"scene classification: median_filter must be 0 or an odd size, got {self.median_filter}"
-            )
-        if len(self.shadow_reference) != 6:
-            raise ConfigurationError("scene classification: shadow_reference needs 6 values (B2 B3 B4 B8A B11 B12)")
-        if self.shadow_match_window_px % 2 == 0:
-            raise ConfigurationError("scene classification: shadow_match_window_px must be odd, got "
-                                     f"{self.shadow_match_window_px}")  # fmt: skip
+        check_settings(self, SCENE_CLASSIFICATION_RANGES, SCENE_CLASSIFICATION_RULES, "scene classification")
 
     def __dask_tokenize__(self) -> object:
         return ("sen2core.SceneClassificationConfig", dataclasses.astuple(self))
@@ -592,45 +584,66 @@ def _coerce_fields(values: Mapping[str, Any], *, source: str, labels: Mapping[st
     return out
 
 
+class _WrongType(Exception):
+    """A value that cannot be converted; its message says what was expected (``a number``)."""
+
+
+def _to_bool(value: Any, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
+        return value.strip().upper() == "TRUE"
+    raise _WrongType("a boolean")
+
+
+def _to_int(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        raise _WrongType("an integer")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _WrongType("an integer") from None
+    if not number.is_integer():
+        raise _WrongType("an integer")
+    return int(number)
+
+
+def _to_float(value: Any, default: float) -> float:
+    if isinstance(value, bool):
+        raise _WrongType("a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _WrongType("a number") from None
+
+
+def _to_tuple(value: Any, default: tuple[Any, ...]) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise _WrongType("a list")
+    items = list(value)
+    if default and isinstance(default[0], int):
+        try:
+            return tuple(_to_int(v, default[0]) for v in items)
+        except _WrongType:
+            raise _WrongType("a list of integers") from None
+    try:
+        return tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        raise _WrongType("a list of numbers") from None
+
+
+# How a value read from a file becomes a field's type, by the type of the field's default.
+_CONVERTERS: Mapping[type, Callable[[Any, Any], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_float, tuple: _to_tuple,
+}  # fmt: skip
+
+
 def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
     """``value`` as the type of ``default``; ``name`` is how messages call the setting."""
-
-    def bad(expected: str) -> ConfigurationError:
-        return ConfigurationError(f"{source}: {name} must be {expected}, got {value!r}")
-
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().upper() in ("TRUE", "FALSE"):
-            return value.strip().upper() == "TRUE"
-        raise bad("a boolean")
-    if isinstance(default, int):
-        if isinstance(value, bool):
-            raise bad("an integer")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad("an integer") from None
-        if not number.is_integer():
-            raise bad("an integer")
-        return int(number)
-    if isinstance(default, float):
-        if isinstance(value, bool):
-            raise bad("a number")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise bad("a number") from None
-    if isinstance(default, tuple):
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise bad("a list")
-        items = list(value)
-        if default and isinstance(default[0], int):
-            if any(isinstance(v, bool) or not float(v).is_integer() for v in items):
-                raise bad("a list of integers")
-            return tuple(int(v) for v in items)
-        try:
-            return tuple(float(v) for v in items)
-        except (TypeError, ValueError):
-            raise bad("a list of numbers") from None
-    raise bad(type(default).__name__)  # pragma: no cover - every field type is handled above
+    convert = _CONVERTERS.get(type(default))
+    try:
+        if convert is None:  # pragma: no cover - every field type has a converter
+            raise _WrongType(type(default).__name__)
+        return convert(value, default)
+    except _WrongType as exc:
+        raise ConfigurationError(f"{source}: {name} must be {exc}, got {value!r}") from None

@@ -1,11 +1,11 @@
 """Atmospheric correction on dask arrays: AOT (DDV), water vapour (APDA), cirrus, terrain, adjacency, BOA.
 
-Follows Sen2Cor's method (SEN2COR_REFERENCE A4) with the project's 6S LUT. Every
-block takes one geometry (its mean sun and view angles, which vary slowly) and
-evaluates the LUT per pixel only along AOT, elevation and water vapour
-(:meth:`RadiativeTransferLUT.geometry_table`), as vectorised gathers. Scene-wide
-choices (DDV threshold, aerosol model, AOT scaling, water-vapour land mean,
-cirrus gamma) are small block sums computed between the stages.
+Follows Sen2Cor's method (the atmospheric correction described in the Sen2Cor Level-2A Algorithm
+Theoretical Basis Document, ESA S2-PDGS-MPC-ATBD-L2A) with the project's 6S LUT. Every block takes
+one geometry (its mean sun and view angles, which vary slowly) and evaluates the LUT per pixel only
+along AOT, elevation and water vapour (:meth:`RadiativeTransferLUT.geometry_table`), as vectorised
+gathers. Scene-wide choices (DDV threshold, aerosol model, AOT scaling, water-vapour land mean,
+cirrus gamma) are small block sums computed between the retrieval's steps.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.base import compute
 from dask.graph_manipulation import clone
 from numpy.typing import NDArray
 
@@ -34,7 +34,7 @@ from sen2core.kernels.radiometry import block_mean
 from sen2core.kernels.scene_class.legend import SCL
 from sen2core.kernels.strips import row_strips
 from sen2core.kernels.wv import water_vapour_apda, water_vapour_of_cells
-from sen2core.settings import Range, check_ranges
+from sen2core.settings import AllAbove, Increasing, OneOf, Range, Rule, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,11 @@ _KM = Range(0.0, 5.0, "km", "overlap between processing chunks")
 CORRECTION_RANGES: Mapping[str, Range] = {
     "default_aot": Range(0.0, 1.3, "AOT550", _LUT),
     "ozone_cm_atm": Range(
-        0.2, 0.5, "cm-atm (200 to 500 DU)", _LUT + "; or 0: the product's ECMWF ozone (0.331 without it)"
+        0.2,
+        0.5,
+        "cm-atm (200 to 500 DU)",
+        _LUT + "; or 0: the product's ECMWF ozone (0.331 without it)",
+        also=(0.0,),
     ),
     "start_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
     "default_water_vapour_cm": Range(0.0, 6.0, "cm above the ground", _LUT),
@@ -101,6 +105,14 @@ CORRECTION_RANGES: Mapping[str, Range] = {
 }
 """Valid range of every numeric setting of :class:`CorrectionConfig` (checked in its ``__post_init__``,
 documented in ``docs/settings.md``); ``aerosol`` is one of continental, maritime or auto."""
+
+CORRECTION_RULES: tuple[Rule, ...] = (
+    OneOf("aerosol", (*AEROSOL_MODELS, "auto")),
+    AllAbove("ddv.b12_upper", "ddv.b12_lower"),
+    Increasing("cirrus.clear_range"),
+)
+"""Conditions on the form of settings and between settings of :class:`CorrectionConfig` (checked after
+:data:`CORRECTION_RANGES`, in this order)."""
 
 #: Sen2Cor user GIPP (``L2A_GIPP.xml``) names of the settings read from it.
 GIPP_NAMES: Mapping[str, str] = {
@@ -146,19 +158,7 @@ class CorrectionConfig:
     cirrus: cirrus.CirrusSettings = field(default_factory=cirrus.CirrusSettings)
 
     def __post_init__(self) -> None:
-        if self.aerosol not in (*AEROSOL_MODELS, "auto"):
-            raise ConfigurationError(f"aerosol must be continental, maritime or auto, not {self.aerosol!r}")
-        # Ozone 0 is not a column but Sen2Cor's "from the auxiliary data".
-        ranges = {k: r for k, r in CORRECTION_RANGES.items() if k != "ozone_cm_atm" or self.ozone_cm_atm != 0}
-        check_ranges(self, ranges, "atmospheric correction")
-        # Consistency between settings (each one is in range).
-        if not self.ddv.b12_upper or any(u <= self.ddv.b12_lower for u in self.ddv.b12_upper):
-            raise ConfigurationError("atmospheric correction: ddv.b12_upper needs thresholds above ddv.b12_lower "
-                                     f"({self.ddv.b12_lower}), got {self.ddv.b12_upper}")  # fmt: skip
-        low, high = self.cirrus.clear_range
-        if not low < high:
-            raise ConfigurationError(f"atmospheric correction: cirrus.clear_range must be (low, high) with low "
-                                     f"below high, got {(low, high)}")  # fmt: skip
+        check_settings(self, CORRECTION_RANGES, CORRECTION_RULES, "atmospheric correction")
 
 
 @dataclass(frozen=True)
@@ -215,10 +215,10 @@ def _mean_angle(a: NDArray[Any]) -> float:
     return float(v.mean()) if v.size else 0.0
 
 
-def _table(lut_path: str, sc: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
+def _table(lut_path: str, spacecraft: str, band: str, aerosol: str, ozone: float, sza: NDArray[Any], vza: NDArray[Any],
            raa: NDArray[Any]) -> DenseTable:  # fmt: skip
     geometry = (_mean_angle(sza), _mean_angle(vza), _mean_angle(raa))
-    return _lut(lut_path).geometry_table(sc, band, aerosol, *geometry, ozone).dense()
+    return _lut(lut_path).geometry_table(spacecraft, band, aerosol, *geometry, ozone).dense()
 
 
 def _irradiance(t: AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[Any], ...] | None) -> NDArray[Any]:
@@ -230,7 +230,8 @@ def _irradiance(t: AtmosphericTerms, sza: NDArray[Any], terrain: tuple[NDArray[A
 
 
 def _relative_azimuth(saa: da.Array, vaa: da.Array) -> da.Array:
-    return da.map_blocks(relative_azimuth, saa, vaa, dtype=np.float64)
+    raa: da.Array = da.map_blocks(relative_azimuth, saa, vaa, dtype=np.float64)
+    return raa
 
 
 # --- DDV aerosol ------------------------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def _ddv_block(
     toa04: NDArray[Any], toa8a: NDArray[Any], toa09: NDArray[Any], toa12: NDArray[Any], toa02: NDArray[Any],
     scl: NDArray[Any], near_cloud: NDArray[Any], bg04: NDArray[Any], bg12: NDArray[Any], bg02: NDArray[Any],
     sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], elev: NDArray[Any], *,
-    lut_path: str, sc: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
+    lut_path: str, spacecraft: str, models: tuple[str, ...], wv: float, ozone: float, settings: DDVSettings,
     start_aot: float, wv_cell: int,
 ) -> NDArray[np.float32]:  # fmt: skip
     """Per pixel: [DDV level, water vapour, then per model: AOT, blue residual] (NaN where not DDV).
@@ -267,7 +268,7 @@ def _ddv_block(
     if not usable.any():
         return out
     cos_sza = np.cos(np.radians(sza))
-    b12_0 = _table(lut_path, sc, "B12", models[0], ozone, sza, vza, raa)
+    b12_0 = _table(lut_path, spacecraft, "B12", models[0], ozone, sza, vza, raa)
     t12 = b12_0.at(start_aot, elev, wv)
     rho12 = rt.surface_from_toa_uniform(toa12, t12, rt.irradiance_factor(t12, cos_sza))
     # Pixels that could be DDV at any column; their B12 reflectance is then redone with their own.
@@ -276,7 +277,7 @@ def _ddv_block(
     maybe = ddv_candidates(rho12, toa04, toa8a, scl, cos_sza, usable, wide) > 0
     if not maybe.any():
         return out
-    b8a, b09 = (_table(lut_path, sc, b, models[0], ozone, sza, vza, raa) for b in ("B8A", "B09"))
+    b8a, b09 = (_table(lut_path, spacecraft, b, models[0], ozone, sza, vza, raa) for b in ("B8A", "B09"))
     wv_px = np.full(toa04.shape, np.nan)
     wv_px[maybe] = water_vapour_of_cells(toa8a, toa09, b8a, b09, start_aot, elev, maybe, wv_cell, wv)
     t12m = b12_0.at(start_aot, elev[maybe], wv_px[maybe])
@@ -289,11 +290,11 @@ def _ddv_block(
     wv_sel = wv_px[sel]
     out[1][sel] = wv_sel
     for i, model in enumerate(models):
-        red, b12 = (_table(lut_path, sc, b, model, ozone, sza, vza, raa) for b in ("B04", "B12"))
+        red, b12 = (_table(lut_path, spacecraft, b, model, ozone, sza, vza, raa) for b in ("B04", "B12"))
         aot = aot_at_ddv(toa04[sel], toa12[sel], red, b12, elev[sel], wv_sel, cos_sza[sel], settings, bg04[sel],
                          bg12[sel])  # fmt: skip
         # Blue check (Sen2Cor's aerosol-type test): rho_blue should be half of rho_red.
-        tb = _table(lut_path, sc, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
+        tb = _table(lut_path, spacecraft, "B02", model, ozone, sza, vza, raa).at(aot, elev[sel], wv_sel)
         rho_blue = corrected_reflectance(toa02[sel], bg02[sel], tb, cos_sza[sel])
         rho12s = corrected_reflectance(toa12[sel], bg12[sel], b12.at(aot, elev[sel], wv_sel), cos_sza[sel])
         out[2 + 2 * i][sel] = aot
@@ -318,7 +319,7 @@ def _ddv_sums(
 
 def _negative_block(
     toa04: NDArray[Any], scl: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any],
-    elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, aot: float, wv: float, ozone: float,
+    elev: NDArray[Any], *, lut_path: str, spacecraft: str, aerosol: str, aot: float, wv: float, ozone: float,
     red_min: float,
 ) -> NDArray[np.float64]:  # fmt: skip
     """[count of vegetation/soil] + per AOT factor: count with red BOA below ``red_min``."""
@@ -326,7 +327,7 @@ def _negative_block(
     out = [float(land.sum())]
     if not land.any():
         return np.asarray(out + [0.0] * len(NEGATIVE_CHECK_FACTORS))
-    table = _table(lut_path, sc, "B04", aerosol, ozone, sza, vza, raa)
+    table = _table(lut_path, spacecraft, "B04", aerosol, ozone, sza, vza, raa)
     cos_sza = np.cos(np.radians(sza[land]))
     for f in NEGATIVE_CHECK_FACTORS:
         t = table.at(aot * f, elev[land], wv)
@@ -345,13 +346,13 @@ def _select_ddv(level: NDArray[Any], aot: NDArray[Any], *, k: int, fill: float, 
 
 def _wv_block(
     toa8a: NDArray[Any], toa09: NDArray[Any], aot: NDArray[Any], sza: NDArray[Any], vza: NDArray[Any],
-    raa: NDArray[Any], elev: NDArray[Any], *, lut_path: str, sc: str, aerosol: str, ozone: float,
+    raa: NDArray[Any], elev: NDArray[Any], *, lut_path: str, spacecraft: str, aerosol: str, ozone: float,
 ) -> NDArray[np.float32]:  # fmt: skip
     ok = np.isfinite(toa8a) & np.isfinite(toa09) & np.isfinite(aot)
     out = np.full(toa8a.shape, np.nan, dtype=F32)
     if ok.any():
-        t8 = _table(lut_path, sc, "B8A", aerosol, ozone, sza, vza, raa)
-        t9 = _table(lut_path, sc, "B09", aerosol, ozone, sza, vza, raa)
+        t8 = _table(lut_path, spacecraft, "B8A", aerosol, ozone, sza, vza, raa)
+        t9 = _table(lut_path, spacecraft, "B09", aerosol, ozone, sza, vza, raa)
         out[ok] = water_vapour_apda(toa8a[ok], toa09[ok], t8, t9, aot[ok], elev[ok])
     return out
 
@@ -382,7 +383,10 @@ def _wv_fill_field(wv: NDArray[Any], scl: NDArray[Any], fill: NDArray[Any]) -> N
 def _gamma_sums(*blocks: NDArray[Any], settings: cirrus.CirrusSettings) -> NDArray[np.float64]:
     # Blocks: the visible bands then the cirrus reflectance; their sums add up.
     rho_c = blocks[-1].astype(np.float64)
-    return np.sum([cirrus.gamma_sums(t.astype(np.float64), rho_c, settings) for t in blocks[:-1]], axis=0)
+    total: NDArray[np.float64] = np.sum(
+        [cirrus.gamma_sums(t.astype(np.float64), rho_c, settings) for t in blocks[:-1]], axis=0
+    )
+    return total
 
 
 def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> NDArray[np.float32]:
@@ -394,14 +398,14 @@ def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> N
 
 def _boa_block(
     toa: NDArray[Any], bg: NDArray[Any] | None, aot: NDArray[Any], wv: NDArray[Any], elev: NDArray[Any],
-    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], *terrain: NDArray[Any], lut_path: str, sc: str,
+    sza: NDArray[Any], vza: NDArray[Any], raa: NDArray[Any], *terrain: NDArray[Any], lut_path: str, spacecraft: str,
     band: str, aerosol: str, ozone: float,
 ) -> NDArray[np.float32]:  # fmt: skip
     ok = np.isfinite(toa) & np.isfinite(aot) & np.isfinite(wv)
     out = np.full(toa.shape, np.nan, dtype=F32)
     if not ok.any():
         return out
-    table = _table(lut_path, sc, band, aerosol, ozone, sza, vza, raa)
+    table = _table(lut_path, spacecraft, band, aerosol, ozone, sza, vza, raa)
     # Strip by strip: the temporaries stay in the CPU caches (see sen2core.kernels.strips).
     for s in row_strips(*toa.shape):
         m = ok[s]
@@ -436,7 +440,8 @@ def _boa_pixels(
 
 
 def _quantise(x: da.Array, step: float = 1e-3) -> da.Array:
-    return (da.round(x / step) * step).astype(F32)
+    quantised: da.Array = (da.round(x / step) * step).astype(F32)
+    return quantised
 
 
 def _mask_clouds(rho: NDArray[Any], scl: NDArray[Any]) -> NDArray[np.float32]:
@@ -451,7 +456,8 @@ def _masked_block_mean(rho: NDArray[Any], scl: NDArray[Any], *, factor: int) -> 
 def _cloud_free_mean(x: da.Array, scl: da.Array, factor: int) -> da.Array:
     """Means of ``factor`` x ``factor`` blocks with cloud pixels left out, chunk by chunk."""
     chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in x.chunks)
-    return da.map_blocks(_masked_block_mean, x, scl, factor=factor, chunks=chunks, dtype=F32)
+    means: da.Array = da.map_blocks(_masked_block_mean, x, scl, factor=factor, chunks=chunks, dtype=F32)
+    return means
 
 
 def _private(*arrays: da.Array, seed: Any) -> tuple[da.Array, ...]:
@@ -475,6 +481,50 @@ def _refine(coarse: NDArray[Any], *, factor: int, chunk_shape: tuple[int, int]) 
 
 def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
     return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
+
+
+def _on_coarse_grid(x: da.Array, factor: int) -> bool:
+    """Whether every block of ``x`` but the last of each axis splits into ``factor`` x ``factor`` cells."""
+    return factor > 1 and all(c % factor == 0 for dim in x.chunks for c in dim[:-1])
+
+
+def _cams_prior(scene: Scene, scl: da.Array) -> tuple[da.Array, float] | None:
+    """The L1C's CAMS forecast AOT within the LUT's range: its map (lazy) and tile mean; None without one."""
+    cams = scene.aux.aot550 if scene.aux is not None else None
+    mean = AuxiliaryData.mean(cams)
+    if cams is None or mean is None:
+        return None
+    return da.clip(lazy.node_field(cams, scl), 0.0, 1.3), float(np.clip(mean, 0.0, 1.3))
+
+
+class _SceneSums:
+    """Totals of the retrieval's scene-wide sums: those already known, or (``compute_missing``) computed here."""
+
+    def __init__(self, known: dict[str, Any], compute_missing: bool) -> None:
+        self.known = known
+        self.compute_missing = compute_missing
+
+    def total(self, sums: lazy.BlockSums) -> NDArray[np.float64] | None:
+        """The total of ``sums`` (None: not known and not to be computed)."""
+        if sums.name not in self.known:
+            if not self.compute_missing:
+                return None
+            (self.known[sums.name],) = compute(sums.total())
+        return np.asarray(self.known[sums.name], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _DDVLevel:
+    """The DDV level chosen: the first whose pixels are enough (B12 thresholds in increasing order)."""
+
+    index: int
+    """Index of its threshold in ``ddv.b12_upper``."""
+    layers: list[da.Array]
+    """The DDV layers (:func:`_ddv_block`)."""
+    sums: NDArray[np.float64]
+    """Its totals: count, water vapour, then per model AOT and blue misfit (:func:`_ddv_sums`)."""
+    nonwater: float
+    """Valid pixels other than water."""
 
 
 #: Intermediates of the retrieval that a caller may compute once, store and give back
@@ -526,7 +576,7 @@ class AtmosphericCorrection:
     def remove_cirrus(
         self, scene: Scene, scl: da.Array, known: Mapping[str, Any] | None = None
     ) -> tuple[Scene, float | None]:
-        """Cirrus-corrected scene (Sen2Cor A4.3) and the gamma used; unchanged when too few samples.
+        """Cirrus-corrected scene (Sen2Cor's cirrus correction) and the gamma used; unchanged when too few samples.
 
         ``known``: totals of :meth:`cirrus_sums` already added up (by name); computed here otherwise.
         """
@@ -537,7 +587,7 @@ class AtmosphericCorrection:
         if known is not None and sums.name in known:
             total = np.asarray(known[sums.name], dtype=np.float64)
         else:
-            (total,) = dask.compute(sums.total())
+            (total,) = compute(sums.total())
         gamma = cirrus.gamma_from_sums(total, self.config.cirrus)
         if gamma is None:
             log.info("cirrus correction skipped: too few cirrus or clear samples")
@@ -613,175 +663,40 @@ class AtmosphericCorrection:
         stored: Mapping[str, da.Array] | None = None,
         want: str | None = None,
     ) -> Atmosphere | lazy.BlockSums | da.Array:
+        """The retrieval's steps in order: DDV layers, aerosol and AOT map, water vapour, summary.
+
+        Returns the intermediate ``want`` when it is reached, the first scene-wide sum that is not
+        in ``known`` (unless ``compute_missing``: then it is computed and added to ``known``),
+        else the atmosphere.
+        """
         stored = stored or {}
-        cfg, res = self.config, scene.resolution_m
-
-        def total(sums: lazy.BlockSums) -> NDArray[np.float64] | None:
-            if sums.name not in known:
-                if not compute_missing:
-                    return None
-                (known[sums.name],) = dask.compute(sums.total())
-            return np.asarray(known[sums.name], dtype=np.float64)
-
-        models = AEROSOL_MODELS if cfg.aerosol == "auto" else (cfg.aerosol,)
+        sums = _SceneSums(known, compute_missing)
+        models = AEROSOL_MODELS if self.config.aerosol == "auto" else (self.config.aerosol,)
         ozone, ozone_source = self.ozone(scene)
-        cams = scene.aux.aot550 if scene.aux is not None else None
-        # The CAMS forecast within the LUT's range: its map (lazy) and tile mean.
-        cams_map = None if cams is None else da.clip(lazy.node_field(cams, scl), 0.0, 1.3)
-        cams_mean = None if cams is None else float(np.clip(AuxiliaryData.mean(cams), 0.0, 1.3))
-        ecmwf_wv = scene.aux.water_vapour_cm if scene.aux is not None else None
-        cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
-        size = adjacency.window_pixels(cfg.cloud_distance_km, res)
-        near_cloud = lazy.overlap(_near, cloud, size // 2 + 1, dtype=bool, size=size)
         raa = self._raa(scene, "B04")
-        t = scene.toa
-        adj = adjacency.window_pixels(cfg.adjacency_km, res)
-        bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
-        n_layers = ddv_layer_count(len(models))
-        # APDA on B09's 60 m pixels where the blocks start on that grid (as for the water-vapour map below).
-        k60 = round(60 / res)
-        wv_cell = k60 if k60 > 1 and all(c % k60 == 0 for dim in t["B09"].chunks for c in dim[:-1]) else 1
-        ddv = da.map_blocks(
-            _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
-            bg["B02"], scene.sun_zenith,
-            scene.view_zenith["B04"], raa, scene.elevation_km,
-            lut_path=self.lut_path, sc=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
-            ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot, wv_cell=wv_cell,
-            new_axis=0, chunks=((n_layers,),) + t["B04"].chunks, dtype=F32,
-        )  # fmt: skip
-        if "ddv" in stored:
-            ddv = stored["ddv"]
+        ddv = stored["ddv"] if "ddv" in stored else self._ddv_layers(scene, scl, models, ozone, raa)
         if want == "ddv":
             return ddv
         if keep:
             (ddv,) = lazy.persist(ddv)
-        layers = [ddv[i] for i in range(ddv.shape[0])]
-        n_levels = len(cfg.ddv.b12_upper)
-        ddv_sums = lazy.block_sums(_ddv_sums, scl, *layers, name="ddv", n_levels=n_levels)
-        sums = total(ddv_sums)
-        if sums is None:
-            return ddv_sums
-        # Per level: count, water vapour, then per model AOT and blue misfit (see _ddv_sums).
-        nonwater, per_level = sums[0], sums[1:].reshape(n_levels, 2 + 2 * len(models))
         summary: dict[str, Any] = {"AEROSOL_TYPE": None, "DDV_SWIR_THRESHOLD": None}
-        enough = cfg.ddv.min_fraction * nonwater
-        k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
-        if k_sel is None and cams_map is not None and cams_mean is not None:
-            # No dark vegetation: the CAMS forecast of the L1C (Sen2Cor 2.10+), within the LUT's range.
-            aerosol = models[0]
-            if len(models) > 1 and scene.aux is not None and scene.aux.species:
-                # No blue test without DDV: the model from the CAMS species instead.
-                species = scene.aux.species_aod
-                share = species.get("sea_salt", 0.0) / max(sum(species.values()), 1e-9)
-                aerosol = "maritime" if share >= SEA_SALT_MARITIME_SHARE else "continental"
-                summary["AEROSOL_TYPE_SOURCE"] = "CAMS"
-            aot_map = da.where(scl == NODATA, np.nan, cams_map).astype(F32)
-            summary.update(AOT_RETRIEVAL_METHOD="CAMS", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
-            scene_aot = cams_mean
-        elif k_sel is None:
-            aerosol = models[0]
-            aot_map = da.where(scl == NODATA, np.nan, F32(cfg.default_aot)).astype(F32)
-            summary.update(AOT_RETRIEVAL_METHOD="DEFAULT", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
-            scene_aot = cfg.default_aot
-        else:
-            count = per_level[k_sel, 0]
-            sse = [per_level[k_sel, 3 + 2 * i] for i in range(len(models))]
-            im = int(np.argmin(sse)) if len(models) > 1 else 0
-            aerosol = models[im]
-            scene_aot = float(per_level[k_sel, 2 + 2 * im] / count)
-            # The column the DDV pixels were corrected with, for the check of the same correction.
-            ddv_wv = float(per_level[k_sel, 1] / count)
-            neg_sums = lazy.block_sums(
-                _negative_block, t["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa, scene.elevation_km,
-                name="negative_check", lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, aot=scene_aot,
-                wv=ddv_wv, ozone=ozone, red_min=cfg.negative_red,
-            )  # fmt: skip
-            neg = total(neg_sums)
-            if neg is None:
-                return neg_sums
-            land, too_dark = neg[0], neg[1:]
-            scale = next(
-                (
-                    f
-                    for f, n in zip(NEGATIVE_CHECK_FACTORS, too_dark, strict=False)
-                    if land == 0 or n <= cfg.negative_fraction * land
-                ),
-                0.0,
-            )
-            sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
-            raw = da.map_blocks(_select_ddv, layers[0], layers[2 + 2 * im], k=k_sel + 1, fill=scene_aot,
-                                scale=scale, dtype=F32)  # fmt: skip
-            kc = lazy.chunk_divisor(raw.chunks[0][0], res, 100.0)
-            if kc > 1 and sigma / kc >= 2.0:
-                # A Gaussian of 1 km is smooth on a ~100 m grid: filter the block means there
-                # (25 times fewer pixels, a 5 times narrower kernel) and refine bilinearly.
-                smooth = _refined(lazy.gaussian(lazy.downsample_mean(raw, kc), sigma / kc), kc, raw.chunks)
-            else:
-                smooth = lazy.gaussian(raw, sigma)
-            scene_aot *= scale
-            w = cfg.cams_prior_weight if cams_map is not None and cams_mean is not None else 0.0
-            if w > 0.0:
-                # A prior, not a replacement: the forecast's large-scale field pulls the DDV map
-                # towards it (DDV is local and biased on some canopies; CAMS is coarse and biased too).
-                smooth = (F32(1.0 - w) * smooth + F32(w) * cams_map).astype(F32)
-                scene_aot = (1.0 - w) * scene_aot + w * cams_mean
-                summary["AOT_CAMS_WEIGHT"] = w
-            aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
-            ddv_percent = round(float(100.0 * count / nonwater), 3)
-            summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=ddv_percent,
-                           DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[k_sel], AOT_SCALING=scale,
-                           DDV_MEAN_WV=round(ddv_wv, 4))  # fmt: skip
-        summary["AEROSOL_TYPE"] = aerosol
-        if len(models) == 1:
-            summary["AEROSOL_TYPE_SOURCE"] = "CONFIG"
-        elif "AEROSOL_TYPE_SOURCE" not in summary:
-            summary["AEROSOL_TYPE_SOURCE"] = "DDV" if k_sel is not None else "DEFAULT"
+        aerosol_found = self._aerosol(scene, scl, ddv, models, ozone, raa, sums, summary)
+        if isinstance(aerosol_found, lazy.BlockSums):
+            return aerosol_found
+        aerosol, aot_map, scene_aot = aerosol_found
         # Quantised as stored (AOT x1000): the correction then uses exactly the AOT the product records.
         aot_map = _quantise(aot_map)
         if keep:
             (aot_map,) = lazy.persist(aot_map)
-        # Water vapour: APDA per pixel, land average elsewhere, 3x3 median (Sen2Cor Smooth_WV_Map).
-        pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
-        angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
-        wv_kw = dict(lut_path=self.lut_path, sc=scene.spacecraft, aerosol=aerosol, ozone=ozone, dtype=F32)
-        # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
-        # means), nine times fewer inversions than on the 20 m grid, and the map is refined
-        # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
-        k = round(60 / res)
-        if k > 1 and all(c % k == 0 for dim in t["B09"].chunks for c in dim[:-1]):
-            coarse = [lazy.downsample_mean(x, k) for x in (*pixels, scene.elevation_km)]
-            wv_raw = _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
-        else:
-            wv_raw = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
-        if "wv_raw" in stored:
-            wv_raw = stored["wv_raw"]
+        wv_raw = stored["wv_raw"] if "wv_raw" in stored else self._water_vapour_raw(scene, aot_map, aerosol, ozone)
         if want == "wv_raw":
             return wv_raw
         if keep:
             (wv_raw,) = lazy.persist(wv_raw)
-        land_sums = lazy.block_sums(_land_sums, wv_raw, scl, name="water_vapour_land")
-        ls = total(land_sums)
-        if ls is None:
-            return land_sums
-        if ls[1] >= 2:
-            land_mean, wv_method = ls[0] / ls[1], "APDA"
-        elif ls[3] >= 2:
-            land_mean, wv_method = ls[2] / ls[3], "APDA_NO_LAND"
-        elif ecmwf_wv is not None:
-            land_mean, wv_method = float(np.clip(AuxiliaryData.mean(ecmwf_wv), 0.0, 6.0)), "ECMWF"
-        else:
-            land_mean, wv_method = cfg.default_water_vapour_cm, "DEFAULT"
-        if ecmwf_wv is None:
-            filled = da.map_blocks(_wv_fill, wv_raw, scl, land_mean=float(land_mean), dtype=F32)
-            wv_fill_source = "LAND_MEAN" if wv_method.startswith("APDA") else wv_method
-        else:
-            # Over water and clouds: the ECMWF column's pattern at the level of the land retrieval
-            # (the forecast's own mean where there is none), so no step appears at coasts.
-            level = float(land_mean) / max(float(AuxiliaryData.mean(ecmwf_wv) or 0.0), 1e-3)
-            fill = da.clip(lazy.node_field(ecmwf_wv, scl) * F32(level), 0.0, 6.0)
-            filled = da.map_blocks(_wv_fill_field, wv_raw, scl, fill, dtype=F32)
-            wv_fill_source = "ECMWF"
-        wv_map = _quantise(lazy.median3(filled))
+        wv_found = self._water_vapour(scene, scl, wv_raw, sums)
+        if isinstance(wv_found, lazy.BlockSums):
+            return wv_found
+        wv_map, land_mean, wv_method, wv_fill_source = wv_found
         if keep:
             (wv_map,) = lazy.persist(wv_map)
         summary.update(GRANULE_MEAN_AOT=round(float(scene_aot), 4), WV_RETRIEVAL_METHOD=wv_method,
@@ -793,6 +708,185 @@ class AtmosphericCorrection:
                        WV_SOURCE=wv_method.split("_")[0], WV_FILL_SOURCE=wv_fill_source, **scene.sources)  # fmt: skip
         totals = {k: tuple(float(v) for v in np.ravel(x)) for k, x in known.items()}
         return Atmosphere(aot=aot_map, water_vapour=wv_map, aerosol=aerosol, summary=summary, totals=totals)
+
+    def _ddv_layers(
+        self, scene: Scene, scl: da.Array, models: tuple[str, ...], ozone: float, raa: da.Array
+    ) -> da.Array:
+        """Step 1: the DDV layers (level, water vapour, then AOT and blue misfit per model; :func:`_ddv_block`)."""
+        cfg, res, t = self.config, scene.resolution_m, scene.toa
+        cloud = da.isin(scl, (CLOUD_MEDIUM, CLOUD_HIGH, THIN_CIRRUS))
+        size = adjacency.window_pixels(cfg.cloud_distance_km, res)
+        near_cloud = lazy.overlap(_near, cloud, size // 2 + 1, dtype=bool, size=size)
+        adj = adjacency.window_pixels(cfg.adjacency_km, res)
+        bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
+        n_layers = ddv_layer_count(len(models))
+        # APDA on B09's 60 m pixels where the blocks start on that grid (as for the water-vapour map).
+        k60 = round(60 / res)
+        wv_cell = k60 if _on_coarse_grid(t["B09"], k60) else 1
+        ddv: da.Array = da.map_blocks(
+            _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
+            bg["B02"], scene.sun_zenith,
+            scene.view_zenith["B04"], raa, scene.elevation_km,
+            lut_path=self.lut_path, spacecraft=scene.spacecraft, models=models, wv=cfg.start_water_vapour_cm,
+            ozone=ozone, settings=cfg.ddv, start_aot=cfg.default_aot, wv_cell=wv_cell,
+            new_axis=0, chunks=((n_layers,),) + t["B04"].chunks, dtype=F32,
+        )  # fmt: skip
+        return ddv
+
+    def _aerosol(
+        self, scene: Scene, scl: da.Array, ddv: da.Array, models: tuple[str, ...], ozone: float, raa: da.Array,
+        sums: _SceneSums, summary: dict[str, Any],
+    ) -> tuple[str, da.Array, float] | lazy.BlockSums:  # fmt: skip
+        """Step 2: the aerosol model, AOT map and scene AOT, from the DDV level with enough pixels (else CAMS,
+        else the default); the first missing sum instead, if any. Records its choices in ``summary``."""
+        cfg = self.config
+        layers = [ddv[i] for i in range(ddv.shape[0])]
+        n_levels = len(cfg.ddv.b12_upper)
+        ddv_sums = lazy.block_sums(_ddv_sums, scl, *layers, name="ddv", n_levels=n_levels)
+        totals = sums.total(ddv_sums)
+        if totals is None:
+            return ddv_sums
+        # Per level: count, water vapour, then per model AOT and blue misfit (see _ddv_sums).
+        nonwater, per_level = totals[0], totals[1:].reshape(n_levels, 2 + 2 * len(models))
+        enough = cfg.ddv.min_fraction * nonwater
+        k_sel = next((k for k in range(n_levels) if nonwater > 0 and per_level[k, 0] >= enough), None)
+        if k_sel is None:
+            found = self._aot_without_ddv(scene, scl, models, summary)
+        else:
+            ddv_level = _DDVLevel(k_sel, layers, per_level[k_sel], float(nonwater))
+            by_ddv = self._aot_from_ddv(scene, scl, ddv_level, models, ozone, raa, sums, summary)
+            if isinstance(by_ddv, lazy.BlockSums):
+                return by_ddv
+            found = by_ddv
+        summary["AEROSOL_TYPE"] = found[0]
+        if len(models) == 1:
+            summary["AEROSOL_TYPE_SOURCE"] = "CONFIG"
+        elif "AEROSOL_TYPE_SOURCE" not in summary:
+            summary["AEROSOL_TYPE_SOURCE"] = "DDV" if k_sel is not None else "DEFAULT"
+        return found
+
+    def _aot_without_ddv(
+        self, scene: Scene, scl: da.Array, models: tuple[str, ...], summary: dict[str, Any]
+    ) -> tuple[str, da.Array, float]:
+        """Step 2 without dark vegetation: the L1C's CAMS forecast (Sen2Cor 2.10+), else the configured AOT."""
+        aerosol = models[0]
+        cams = _cams_prior(scene, scl)
+        if cams is None:
+            aot_map = da.where(scl == NODATA, np.nan, F32(self.config.default_aot)).astype(F32)
+            summary.update(AOT_RETRIEVAL_METHOD="DEFAULT", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
+            return aerosol, aot_map, self.config.default_aot
+        cams_map, cams_mean = cams
+        if len(models) > 1 and scene.aux is not None and scene.aux.species:
+            # No blue test without DDV: the model from the CAMS species instead.
+            species = scene.aux.species_aod
+            share = species.get("sea_salt", 0.0) / max(sum(species.values()), 1e-9)
+            aerosol = "maritime" if share >= SEA_SALT_MARITIME_SHARE else "continental"
+            summary["AEROSOL_TYPE_SOURCE"] = "CAMS"
+        aot_map = da.where(scl == NODATA, np.nan, cams_map).astype(F32)
+        summary.update(AOT_RETRIEVAL_METHOD="CAMS", DDV_PIXEL_PERCENTAGE=0.0, AOT_SCALING=1.0)
+        return aerosol, aot_map, cams_mean
+
+    def _aot_from_ddv(
+        self, scene: Scene, scl: da.Array, level: _DDVLevel, models: tuple[str, ...], ozone: float, raa: da.Array,
+        sums: _SceneSums, summary: dict[str, Any],
+    ) -> tuple[str, da.Array, float] | lazy.BlockSums:  # fmt: skip
+        """Step 2 by DDV: the model that fits the blue best, its AOT scaled down until few pixels are too dark
+        in red (Sen2Cor's negative-reflectance check), smoothed, and blended with the CAMS prior if asked."""
+        cfg, res = self.config, scene.resolution_m
+        count = level.sums[0]
+        sse = [level.sums[3 + 2 * i] for i in range(len(models))]
+        im = int(np.argmin(sse)) if len(models) > 1 else 0
+        aerosol = models[im]
+        scene_aot = float(level.sums[2 + 2 * im] / count)
+        # The column the DDV pixels were corrected with, for the check of the same correction.
+        ddv_wv = float(level.sums[1] / count)
+        neg_sums = lazy.block_sums(
+            _negative_block, scene.toa["B04"], scl, scene.sun_zenith, scene.view_zenith["B04"], raa,
+            scene.elevation_km, name="negative_check", lut_path=self.lut_path, spacecraft=scene.spacecraft,
+            aerosol=aerosol, aot=scene_aot, wv=ddv_wv, ozone=ozone, red_min=cfg.negative_red,
+        )  # fmt: skip
+        neg = sums.total(neg_sums)
+        if neg is None:
+            return neg_sums
+        land, too_dark = neg[0], neg[1:]
+        scale = next(
+            (f for f, n in zip(NEGATIVE_CHECK_FACTORS, too_dark, strict=False)
+             if land == 0 or n <= cfg.negative_fraction * land),
+            0.0,
+        )  # fmt: skip
+        sigma = max(cfg.aot_smoothing_km * 1000.0 / res, 1.0)
+        raw = da.map_blocks(_select_ddv, level.layers[0], level.layers[2 + 2 * im], k=level.index + 1,
+                            fill=scene_aot, scale=scale, dtype=F32)  # fmt: skip
+        kc = lazy.chunk_divisor(raw.chunks[0][0], res, 100.0)
+        if kc > 1 and sigma / kc >= 2.0:
+            # A Gaussian of 1 km is smooth on a ~100 m grid: filter the block means there
+            # (25 times fewer pixels, a 5 times narrower kernel) and refine bilinearly.
+            smooth = _refined(lazy.gaussian(lazy.downsample_mean(raw, kc), sigma / kc), kc, raw.chunks)
+        else:
+            smooth = lazy.gaussian(raw, sigma)
+        scene_aot *= scale
+        cams = _cams_prior(scene, scl)
+        w = cfg.cams_prior_weight if cams is not None else 0.0
+        if cams is not None and w > 0.0:
+            # A prior, not a replacement: the forecast's large-scale field pulls the DDV map
+            # towards it (DDV is local and biased on some canopies; CAMS is coarse and biased too).
+            cams_map, cams_mean = cams
+            smooth = (F32(1.0 - w) * smooth + F32(w) * cams_map).astype(F32)
+            scene_aot = (1.0 - w) * scene_aot + w * cams_mean
+            summary["AOT_CAMS_WEIGHT"] = w
+        aot_map = da.where(scl == NODATA, np.nan, da.clip(smooth, 0.0, 1.3))
+        ddv_percent = round(float(100.0 * count / level.nonwater), 3)
+        summary.update(AOT_RETRIEVAL_METHOD="SEN2COR_DDV", DDV_PIXEL_PERCENTAGE=ddv_percent,
+                       DDV_SWIR_THRESHOLD=cfg.ddv.b12_upper[level.index], AOT_SCALING=scale,
+                       DDV_MEAN_WV=round(ddv_wv, 4))  # fmt: skip
+        return aerosol, aot_map, scene_aot
+
+    def _water_vapour_raw(self, scene: Scene, aot_map: da.Array, aerosol: str, ozone: float) -> da.Array:
+        """Step 3: APDA water vapour per pixel (NaN where it has no answer), before the fill."""
+        res, t = scene.resolution_m, scene.toa
+        pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
+        angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
+        wv_kw = dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, aerosol=aerosol, ozone=ozone, dtype=F32)
+        # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
+        # means), nine times fewer inversions than on the 20 m grid, and the map is refined
+        # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
+        k = round(60 / res)
+        if _on_coarse_grid(t["B09"], k):
+            coarse = [lazy.downsample_mean(x, k) for x in (*pixels, scene.elevation_km)]
+            return _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
+        wv_raw: da.Array = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
+        return wv_raw
+
+    def _water_vapour(
+        self, scene: Scene, scl: da.Array, wv_raw: da.Array, sums: _SceneSums
+    ) -> tuple[da.Array, float, str, str] | lazy.BlockSums:
+        """Step 4: the water-vapour map (APDA over land, the land mean or the ECMWF field elsewhere, a 3x3
+        median as Sen2Cor's Smooth_WV_Map) with its land mean, method and fill source; or the missing sum."""
+        land_sums = lazy.block_sums(_land_sums, wv_raw, scl, name="water_vapour_land")
+        ls = sums.total(land_sums)
+        if ls is None:
+            return land_sums
+        ecmwf_wv = scene.aux.water_vapour_cm if scene.aux is not None else None
+        ecmwf_mean = AuxiliaryData.mean(ecmwf_wv)
+        if ls[1] >= 2:
+            land_mean, wv_method = float(ls[0] / ls[1]), "APDA"
+        elif ls[3] >= 2:
+            land_mean, wv_method = float(ls[2] / ls[3]), "APDA_NO_LAND"
+        elif ecmwf_mean is not None:
+            land_mean, wv_method = float(np.clip(ecmwf_mean, 0.0, 6.0)), "ECMWF"
+        else:
+            land_mean, wv_method = self.config.default_water_vapour_cm, "DEFAULT"
+        if ecmwf_wv is None or ecmwf_mean is None:
+            filled = da.map_blocks(_wv_fill, wv_raw, scl, land_mean=land_mean, dtype=F32)
+            wv_fill_source = "LAND_MEAN" if wv_method.startswith("APDA") else wv_method
+        else:
+            # Over water and clouds: the ECMWF column's pattern at the level of the land retrieval
+            # (the forecast's own mean where there is none), so no step appears at coasts.
+            level = land_mean / max(ecmwf_mean, 1e-3)
+            fill = da.clip(lazy.node_field(ecmwf_wv, scl) * F32(level), 0.0, 6.0)
+            filled = da.map_blocks(_wv_fill_field, wv_raw, scl, fill, dtype=F32)
+            wv_fill_source = "ECMWF"
+        return _quantise(lazy.median3(filled)), land_mean, wv_method, wv_fill_source
 
     def correct(
         self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]
@@ -816,7 +910,7 @@ class AtmosphericCorrection:
         own = k > 1 and scene.resolution_m < 15
         out = {}
         for b in bands:
-            common = dict(lut_path=self.lut_path, sc=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
+            common = dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
                           ozone=self.ozone(scene)[0], dtype=F32)  # fmt: skip
             geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
@@ -920,6 +1014,7 @@ def config_dict(config: CorrectionConfig) -> dict[str, Any]:
 
 __all__ = [
     "CORRECTION_RANGES",
+    "CORRECTION_RULES",
     "GIPP_NAMES",
     "AtmosphericCorrection",
     "Atmosphere",

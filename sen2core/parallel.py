@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import joblib
+import joblib  # type: ignore[import-untyped]  # joblib ships neither annotations nor stubs
 
 T = TypeVar("T")
 

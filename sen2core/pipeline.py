@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +53,7 @@ from sen2core.stages import (
     stored,
     sum_parts,
 )
+from sen2core.stopwatch import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +73,19 @@ __all__ = [
 ]
 
 
-class _Clock:
-    """Seconds per stage, progress reports, and the time budget checked as each stage starts."""
-
-    def __init__(self, progress: Callable[[str], None] | None, budget_s: float | None = None) -> None:
-        self.last = self.start = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-        self.progress = progress
-        self.budget_s = budget_s
-
-    def stage(self, name: str) -> None:
-        # Orchestrators' own timeouts may not interrupt a thread (Prefect's land at the thread's
-        # next bytecode, and are lost if that is in a garbage-collector callback): the budget
-        # is also checked here.
-        if self.budget_s is not None and time.perf_counter() - self.start > self.budget_s:
-            raise ProcessingTimeout(f"processing exceeded its time budget of {self.budget_s:g} s "
-                                    f"(stopped before stage {name!r})")  # fmt: skip
-        if self.progress:
-            self.progress(name)
-        log.info("stage %s", name)
-        self.last = time.perf_counter()
-
-    def done(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self.last, 2)
-        self.last = now
+def _begin_stage(watch: Stopwatch, name: str, progress: Callable[[str], None] | None,
+                 budget_s: float | None) -> None:  # fmt: skip
+    """Check the time budget, report the stage and start its lap."""
+    # Orchestrators' own timeouts may not interrupt a thread (Prefect's land at the thread's
+    # next bytecode, and are lost if that is in a garbage-collector callback): the budget
+    # is also checked here.
+    if budget_s is not None and watch.elapsed() > budget_s:
+        raise ProcessingTimeout(f"processing exceeded its time budget of {budget_s:g} s "
+                                f"(stopped before stage {name!r})")  # fmt: skip
+    if progress:
+        progress(name)
+    log.info("stage %s", name)
+    watch.restart_lap()
 
 
 def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]]) -> None:
@@ -135,22 +123,20 @@ def run_plan(
     ProcessingTimeout
         ``time_budget_s`` ran out before a stage (nothing is published).
     """
-    clock = _Clock(progress, time_budget_s)
-    if started is not None:
-        clock.start = started
+    watch = Stopwatch(started)
     totals = dict(known or {})
     try:
         for stage in plan.stages():
-            clock.stage(stage)
+            _begin_stage(watch, stage, progress, time_budget_s)
             if stage == "packaging":
-                result = package(plan, totals, clock.seconds)
-                clock.done(stage)
-                return L2AResult(**{**result.__dict__, "seconds": dict(clock.seconds)})
+                result = package(plan, totals, watch.laps)
+                watch.lap(stage)
+                return L2AResult(**{**result.__dict__, "seconds": dict(watch.laps)})
             if stage == "decode":
                 decode(plan)
             else:
                 _run_stage(plan, stage, totals)
-            clock.done(stage)
+            watch.lap(stage)
     finally:
         discard(plan)
     raise AssertionError("a plan ends with packaging")
@@ -200,7 +186,7 @@ def process_product(
     if is_remote(os.fspath(output_root)):
         return _process_to_remote(l1c_href, os.fspath(output_root), config or ProcessingConfig(), progress,
                                   time_budget_s, tile_blocks)  # fmt: skip
-    start = time.perf_counter()
+    watch = Stopwatch()
     if progress:
         progress("plan")
     config = config or ProcessingConfig()
@@ -208,8 +194,8 @@ def process_product(
     if isinstance(plan, L2AResult):
         _join_collection(output_root, plan, config)
         return plan
-    planned = round(time.perf_counter() - start, 2)
-    result = run_plan(plan, progress, time_budget_s, started=start)
+    planned = watch.lap("plan")
+    result = run_plan(plan, progress, time_budget_s, started=watch.start)
     _join_collection(output_root, result, config)
     return L2AResult(**{**result.__dict__, "seconds": {"plan": planned, **result.seconds}})
 

@@ -16,10 +16,11 @@ from typing import Any
 from sen2core import __version__
 from sen2core.config import SceneClassificationConfig
 from sen2core.correction import CorrectionConfig
-from sen2core.errors import ConfigurationError, InputProductError
+from sen2core.errors import InputProductError
 from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.product import Product
 from sen2core.package import FORMATS
+from sen2core.settings import OneOf, Rule, check_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ BANDS_60M = ("B01", "B09")
 #: Bands corrected on the working grid (B08 only at 10 m, B10 is never output: as Sen2Cor).
 WORKING_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12")
 INPUT_BANDS = WORKING_BANDS + ("B10",)
+
+
+PROCESSING_RULES: tuple[Rule, ...] = (OneOf("resolution", (10, 20, 60), optional=True), OneOf("format", FORMATS))
+"""The settings of :class:`ProcessingConfig` that take one of a few values."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,7 @@ class ProcessingConfig:
     decoding (:mod:`sen2core.io.read.integrity`); False for trusted archives."""
 
     def __post_init__(self) -> None:
-        if self.resolution not in (None, 10, 20, 60):
-            raise ConfigurationError(f"resolution must be 10, 20 or 60, not {self.resolution!r}")
-        if self.format not in FORMATS:
-            raise ConfigurationError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        check_settings(self, {}, PROCESSING_RULES, "processing")
 
     @property
     def working_resolution(self) -> int:

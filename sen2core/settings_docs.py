@@ -5,9 +5,14 @@ Apart from :mod:`sen2core.settings`, which the configurations import: this modul
 
 from __future__ import annotations
 
-from sen2core.config import SC_GIPP_TAGS, SCENE_CLASSIFICATION_RANGES, SceneClassificationConfig
-from sen2core.correction import CORRECTION_RANGES, GIPP_NAMES, CorrectionConfig
-from sen2core.settings import markdown_table
+from sen2core.config import (
+    SC_GIPP_TAGS,
+    SCENE_CLASSIFICATION_RANGES,
+    SCENE_CLASSIFICATION_RULES,
+    SceneClassificationConfig,
+)
+from sen2core.correction import CORRECTION_RANGES, CORRECTION_RULES, GIPP_NAMES, CorrectionConfig
+from sen2core.settings import markdown_table, rules_markdown
 
 __all__ = ["settings_markdown"]
 
@@ -36,16 +41,21 @@ def settings_markdown() -> str:
             "",
             "`[a, b]` includes both ends, `(a, b)` neither. Booleans are `true`/`false` (`TRUE`/`FALSE` in a GIPP);",
             "`aerosol` is `continental`, `maritime` or `auto` (GIPP `Aerosol_Type` RURAL, MARITIME, AUTO). Besides",
-            "the ranges, settings must agree with each other: each ramp's start below its end (`t1_b04` < `t2_b04`",
-            "...), `t_cloud_lp` <= `t_cloud_mp` <= `t_cloud_hp`, `median_filter` 0 or odd, `shadow_match_window_px`",
-            "odd, the DDV B12 thresholds above `ddv.b12_lower`, the cirrus clear range increasing.",
+            "the ranges, settings must agree with each other: each section ends with these rules, checked after",
+            "the ranges in the order listed (a breach is refused with one line naming the settings).",
             "",
             "## Atmospheric correction",
             "",
             markdown_table("correction", CORRECTION_RANGES, CorrectionConfig(), correction_labels),
+            "Rules:",
+            "",
+            rules_markdown(CORRECTION_RULES),
             "## Scene classification",
             "",
             markdown_table("scene classification", SCENE_CLASSIFICATION_RANGES, SceneClassificationConfig(), sc_labels),
+            "Rules:",
+            "",
+            rules_markdown(SCENE_CLASSIFICATION_RULES),
         ]
     )
 

@@ -11,7 +11,6 @@ runs for the Prefect server when products are many). Both take an
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 from sen2core.correction import CorrectionConfig
 from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, output_dir, process_product
+from sen2core.stopwatch import Stopwatch
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
 from tasks.retry import retry_product
@@ -141,10 +141,10 @@ def process_l1c(
         I/O errors, HTTP 5xx and a lost Dask worker; a timeout is not retried.
     """
     config = to_config(options or ProcessingOptions(), overwrite, ref.granule)
-    start = time.perf_counter()
+    watch = Stopwatch()
     with forward_logs(), on_task_runner_cluster():
         result = process_product(ref.href, output_root, config, time_budget_s=time_budget_s)
-    seconds = time.perf_counter() - start
+    seconds = watch.elapsed()
     log.info("%s: %s in %.1f s -> %s", result.l2a_id, result.status, seconds, result.output_dir)
     return outcome_from_result(ref, result, seconds if result.status == "done" else None)
 

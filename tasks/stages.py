@@ -32,6 +32,7 @@ from prefect.tasks import exponential_backoff
 from sen2core import stages
 from sen2core.run import L2AResult
 from sen2core.stages import ProductPlan, StageDone, Step, SumParts, Tile
+from sen2core.stopwatch import Stopwatch
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
 from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
@@ -59,7 +60,7 @@ def _known(after: Sequence[StageDone | None]) -> dict[str, tuple[float, ...]]:
 @task(name="tiling", task_run_name="tiling-{ref.product_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
 def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool) -> ProductPlan | L2AResult:
     """Plan the product and decode its bands into its work folder (or return its result if it is done)."""
-    start = time.perf_counter()
+    watch = Stopwatch()
     config = to_config(options, overwrite, ref.granule)
     with forward_logs(), on_task_runner_cluster():
         plan = stages.plan_product(ref.href, output_root, config, options.tile_blocks)
@@ -70,7 +71,7 @@ def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite:
         except BaseException:
             stages.discard(plan)
             raise
-    log.info("%s: planned and decoded in %.1f s", plan.l2a_id, time.perf_counter() - start)
+    log.info("%s: planned and decoded in %.1f s", plan.l2a_id, watch.elapsed())
     return plan
 
 
@@ -81,10 +82,10 @@ def run_stage(
     """Run ``stage`` of the plan (over ``tile`` only, if given); nothing for a product already done."""
     if isinstance(plan, L2AResult):
         return None
-    start = time.perf_counter()
+    watch = Stopwatch()
     with forward_logs(), on_task_runner_cluster():
         done = stages.run_stage(plan, stage, _known(after), tile)
-    return replace(done, seconds=round(time.perf_counter() - start, 2))
+    return replace(done, seconds=round(watch.elapsed(), 2))
 
 
 @task(name="packaging", task_run_name="packaging-{plan.l2a_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
@@ -213,7 +214,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     could not reconcile. A failed product leaves nothing behind.
     """
     budget = max(1.0, timeout_minutes * 60.0)
-    start = time.perf_counter()
+    watch = Stopwatch()
     plan = tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite).result()
     if isinstance(plan, L2AResult):
         return outcome_from_result(ref, plan, None)
@@ -245,5 +246,5 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     except BaseException:
         stages.discard(plan)
         raise
-    log.info("%s: done by %d tiles in %.1f s", plan.l2a_id, len(plan.tiles), time.perf_counter() - start)
-    return outcome.model_copy(update={"seconds": round(time.perf_counter() - start, 2)})
+    log.info("%s: done by %d tiles in %.1f s", plan.l2a_id, len(plan.tiles), watch.elapsed())
+    return outcome.model_copy(update={"seconds": round(watch.elapsed(), 2)})

@@ -196,3 +196,34 @@ def test_a_done_product_is_skipped_before_any_cluster_starts(
     result = CliRunner().invoke(main, ["process", str(cloudy_l1c), "-o", str(out), "--workers", "2"])
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"{first.l2a_id} already done: {first.output_dir}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("spacecraft", "product_id", "code", "named"),
+    [
+        ("Sentinel-2B", "S2B_MSIL1C_20240120T105341_N0510_R051_T31TCJ_20240120T125244", "S2B", None),
+        ("Sentinel-2A", "S2A_MSIL1C_20240120T105341_N0510_R051_T31TCJ_20240120T125244", "S2A", None),
+        ("Sentinel-2C", "S2C_MSIL1C_20250120T105341_N0511_R051_T31TCJ_20250120T125244", "S2A", "'Sentinel-2C'"),
+        (None, "S2C_MSIL1C_20250120T105341_N0511_R051_T31TCJ_20250120T125244", "S2A",
+         "'S2C_MSIL1C_20250120T105341_N0511_R051_T31TCJ_20250120T125244'"),
+    ],
+)  # fmt: skip
+def test_a_spacecraft_without_responses_is_named_whole_in_the_warning(
+    caplog: pytest.LogCaptureFixture, spacecraft: str | None, product_id: str, code: str, named: str | None
+) -> None:
+    """The warning names the whole spacecraft (it once named only its last letter, ``'C'``)."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from sen2core.io.product import Product
+
+    from sen2core.run import spacecraft_code
+
+    product = cast(Product, SimpleNamespace(spacecraft=spacecraft, product_id=product_id, href="in/MTD_MSIL1C.xml"))
+    with caplog.at_level("WARNING", logger="sen2core.run"):
+        assert spacecraft_code(product) == code
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if named is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"in/MTD_MSIL1C.xml: spacecraft {named} has no spectral responses in the LUT; using S2A's"]

@@ -154,3 +154,34 @@ def test_surface_and_snow_are_exclusive() -> None:
         SynthConfig(snow=5.0, surface=str(surface))
     with pytest.raises(ConfigurationError, match="--surface"):
         SynthConfig(surface=str(surface / "missing"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"aot": 0.0}, "--aot 0.0: must be in (0.0, 2.0]"),
+        ({"wv": 8.5}, "--wv 8.5: must be in (0.0, 8.0]"),
+        ({"ozone": float("nan")}, "--ozone nan: must be in (0.1, 0.7]"),
+        ({"cirrus": -1.0}, "--cirrus -1.0: must be a percentage from 0 to 100"),
+        ({"snow": 101.0}, "--snow 101.0: must be a percentage from 0 to 100"),
+        ({"cloud_cover": 120.0}, "--cloud-cover 120.0: must be a percentage from 0 to 100"),
+        ({"cloud_cover": 96.0}, "--cloud-cover 96.0: at most 95 (clouds need some sky)"),
+        ({"elevation": 4.0}, "--elevation 4.0: must be 0 to 3.5 km"),
+        ({"seed": -1}, "--seed -1: must be a non-negative integer"),
+        ({"seed": 1.5}, "--seed 1.5: must be a non-negative integer"),
+        ({"saturated": 10001}, "--saturated 10001: must be 0 to 10000 pixels"),
+        ({"defective": -1}, "--defective -1: must be 0 to 10000 pixels"),
+        ({"lost_packets": "3"}, "--lost-packets 3: must be 0 to 10000 pixels"),
+        ({"adjacency_km": 0.05}, "adjacency_km 0.05: must be 0.1 to 5 km"),
+        ({"cloud_model": "fluffy"}, "--cloud-model 'fluffy': expected one of simple, physical"),
+        ({"spacecraft": "S2C"}, "--spacecraft 'S2C': expected one of S2A, S2B"),
+        ({"aerosol": "desert"}, "--aerosol 'desert': expected one of continental, maritime"),
+        ({"cloud_heights": (5.0, 2.0)}, "--cloud-heights 5.0 2.0: need 0.2 <= min <= max <= 15 km"),
+        ({"defective": 3, "baseline": "03.01"},
+         "--defective and --lost-packets need quality masks: processing baseline 04.00 or later, not 03.01"),
+    ],
+)  # fmt: skip
+def test_each_option_check_names_the_option_and_its_range(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        SynthConfig(**options)  # type: ignore[arg-type]
+    assert str(raised.value) == message

@@ -25,6 +25,7 @@ from sen2core.atmosphere import sixs
 from sen2core.atmosphere.grid import LUTGrid
 from sen2core.atmosphere.srf import BANDS, SPACECRAFT, SpectralResponse, load_srf_csv, nominal_srf
 from sen2core.errors import LUTError
+from sen2core.stopwatch import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[str, float]:
     """Run (or resume) the build and write the LUT; return its id and the wall time of this call."""
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     srfs = {
         (sc, b): (load_srf_csv(srf_csv, sc, b) if srf_csv else nominal_srf(sc, b)) for sc in SPACECRAFT for b in BANDS
     }
@@ -277,19 +278,19 @@ def build(
     workdir.mkdir(parents=True, exist_ok=True)
     clock = workdir / "elapsed_seconds.txt"
     before = float(clock.read_text()) if clock.exists() else 0.0
-    last_save = [t0]
+    last_save = [0.0]
 
     def tick(done: int, total: int) -> None:
-        now = time.perf_counter()
+        now = watch.elapsed()
         if now - last_save[0] > 30.0 or done == total:
-            clock.write_text(f"{before + now - t0:.1f}")
+            clock.write_text(f"{before + now:.1f}")
             last_save[0] = now
         if progress:
             progress(done, total)
 
     results = run_jobs(jobs, srfs, workdir, workers, tick)
     tables = assemble(grid, results)
-    elapsed = time.perf_counter() - t0
+    elapsed = watch.elapsed()
     total = before + elapsed
     clock.write_text(f"{total:.1f}")
     prov = {

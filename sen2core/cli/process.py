@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from sen2core.stopwatch import Stopwatch
 
 if TYPE_CHECKING:
     from sen2core.pipeline import ProcessingConfig
@@ -25,7 +26,7 @@ class _Progress:
         self.console = console
         self.bar: Progress | None = None
         self.task: TaskID | None = None
-        self.t0 = time.perf_counter()
+        self.watch = Stopwatch()
 
     def __enter__(self) -> _Progress:
         if self.console.is_terminal:
@@ -43,7 +44,7 @@ class _Progress:
         if self.bar is not None and self.task is not None:
             self.bar.update(self.task, description=name, completed=done)
         else:
-            self.console.print(f"[{time.perf_counter() - self.t0:7.1f} s] {name}", highlight=False, markup=False)
+            self.console.print(f"[{self.watch.elapsed():7.1f} s] {name}", highlight=False, markup=False)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None and self.task is not None:

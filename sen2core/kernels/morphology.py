@@ -170,7 +170,7 @@ def block_centres(a: ArrayLike, factor: int) -> NDArray[Any]:
 def downsample_classes(scl: ArrayLike, factor: int = 3) -> NDArray[np.uint8]:
     """Class map at a ``factor`` times coarser grid, as Sen2Cor derives the 60 m SCL from 20 m.
 
-    Sen2Cor (A2) applies a 3 x 3 median filter and then resizes with nearest
+    Sen2Cor 2.8 applies a 3 x 3 median filter and then resizes with nearest
     neighbour (:func:`block_centres`). Reach: 1 pixel around each block.
     """
     x = np.asarray(scl, dtype=np.uint8)

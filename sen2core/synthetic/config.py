@@ -48,6 +48,62 @@ _LOCAL_OVERPASS_H = 10.5
 
 
 @dataclass(frozen=True)
+class _Choice:
+    """An option that takes one of a few words."""
+
+    name: str
+    flag: str
+    options: tuple[str, ...]
+
+    def check(self, value: object) -> None:
+        if value not in self.options:
+            raise ConfigurationError(f"{self.flag} {value!r}: expected one of {', '.join(self.options)}")
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A numeric option within ``[low, high]`` (``(low, high]`` if ``low_open``); ``says`` is the message's
+    statement of the range."""
+
+    name: str
+    flag: str
+    low: float
+    high: float
+    says: str
+    low_open: bool = False
+    integer: bool = False
+
+    def check(self, value: float) -> None:
+        kind_ok = isinstance(value, int) if self.integer else math.isfinite(value)
+        if not (kind_ok and (value > self.low if self.low_open else value >= self.low) and value <= self.high):
+            raise ConfigurationError(f"{self.flag} {value}: {self.says}")
+
+
+_CHOICES = (
+    _Choice("spacecraft", "--spacecraft", SPACECRAFT),
+    _Choice("cloud_model", "--cloud-model", CLOUD_MODELS),
+    _Choice("aerosol", "--aerosol", AEROSOLS),
+)
+_PERCENT = "must be a percentage from 0 to 100"
+_PIXELS = "must be 0 to 10000 pixels"
+_BOUNDS = (
+    _Bound("aot", "--aot", 0.0, 2.0, "must be in (0.0, 2.0]", low_open=True),
+    _Bound("wv", "--wv", 0.0, 8.0, "must be in (0.0, 8.0]", low_open=True),
+    _Bound("ozone", "--ozone", 0.1, 0.7, "must be in (0.1, 0.7]", low_open=True),
+    _Bound("cloud_cover", "--cloud-cover", 0.0, 100.0, _PERCENT),
+    _Bound("cirrus", "--cirrus", 0.0, 100.0, _PERCENT),
+    _Bound("snow", "--snow", 0.0, 100.0, _PERCENT),
+    _Bound("cloud_cover", "--cloud-cover", 0.0, 95.0, "at most 95 (clouds need some sky)"),
+    _Bound("elevation", "--elevation", 0.0, 3.5, "must be 0 to 3.5 km"),
+    _Bound("seed", "--seed", 0, math.inf, "must be a non-negative integer", integer=True),
+    _Bound("saturated", "--saturated", 0, 10000, _PIXELS, integer=True),
+    _Bound("defective", "--defective", 0, 10000, _PIXELS, integer=True),
+    _Bound("lost_packets", "--lost-packets", 0, 10000, _PIXELS, integer=True),
+    _Bound("adjacency_km", "adjacency_km", 0.1, 5.0, "must be 0.1 to 5 km"),
+)
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Options of :func:`sen2core.synthetic.synthesize` (the ``sen2core synth`` options)."""
 
@@ -133,7 +189,8 @@ class SynthConfig:
         return tile_grid(self.tile)
 
     def validate(self) -> None:
-        """Check every option.
+        """Check every option: those in :data:`_CHOICES` and :data:`_BOUNDS`, then the options that depend
+        on each other or on files.
 
         Raises
         ------
@@ -145,48 +202,24 @@ class SynthConfig:
                 f"--size {self.size}: must be a multiple of 6 (10 m -> 20 m -> 60 m) from 60 to 10980"
             )
         tile_grid(self.tile)
-        if self.spacecraft not in SPACECRAFT:
-            raise ConfigurationError(f"--spacecraft {self.spacecraft!r}: expected one of {', '.join(SPACECRAFT)}")
+        for choice in _CHOICES:
+            choice.check(getattr(self, choice.name))
         m = _BASELINE_RE.match(self.baseline)
         if m is None or not 2.04 <= float(self.baseline) < 6.0:
             raise ConfigurationError(
                 f"--baseline {self.baseline!r}: expected NN.NN from 02.04 (compact SAFE naming) to 05.99, "
                 "e.g. 02.09 (no offset) or 05.09 (RADIO_ADD_OFFSET -1000)"
             )
-        if self.cloud_model not in CLOUD_MODELS:
-            raise ConfigurationError(f"--cloud-model {self.cloud_model!r}: expected one of {', '.join(CLOUD_MODELS)}")
-        if self.aerosol not in AEROSOLS:
-            raise ConfigurationError(f"--aerosol {self.aerosol!r}: expected one of {', '.join(AEROSOLS)}")
-        for name, value, lo, hi in (
-            ("--aot", self.aot, 0.0, 2.0),
-            ("--wv", self.wv, 0.0, 8.0),
-            ("--ozone", self.ozone, 0.1, 0.7),
-        ):
-            if not (math.isfinite(value) and lo < value <= hi):
-                raise ConfigurationError(f"{name} {value}: must be in ({lo}, {hi}]")
-        for name, value in (("--cloud-cover", self.cloud_cover), ("--cirrus", self.cirrus), ("--snow", self.snow)):
-            if not (math.isfinite(value) and 0.0 <= value <= 100.0):
-                raise ConfigurationError(f"{name} {value}: must be a percentage from 0 to 100")
+        for bound in _BOUNDS:
+            bound.check(getattr(self, bound.name))
         lo_h, hi_h = self.cloud_heights
         if not (0.2 <= lo_h <= hi_h <= 15.0):
             raise ConfigurationError(f"--cloud-heights {lo_h} {hi_h}: need 0.2 <= min <= max <= 15 km")
-        if self.cloud_cover > 95.0:
-            raise ConfigurationError(f"--cloud-cover {self.cloud_cover}: at most 95 (clouds need some sky)")
         if self.snow and self.surface:
             raise ConfigurationError("--snow applies to synthetic surfaces only, not with --surface")
-        if not (math.isfinite(self.elevation) and 0.0 <= self.elevation <= 3.5):
-            raise ConfigurationError(f"--elevation {self.elevation}: must be 0 to 3.5 km")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigurationError(f"--seed {self.seed}: must be a non-negative integer")
-        for flag, count in (("--saturated", self.saturated), ("--defective", self.defective),
-                            ("--lost-packets", self.lost_packets)):  # fmt: skip
-            if not isinstance(count, int) or not 0 <= count <= 10000:
-                raise ConfigurationError(f"{flag} {count}: must be 0 to 10000 pixels")
         if (self.defective or self.lost_packets) and self.baseline_value < 4.0:
             raise ConfigurationError("--defective and --lost-packets need quality masks: processing baseline 04.00 "
                                      f"or later, not {self.baseline}")  # fmt: skip
-        if not (math.isfinite(self.adjacency_km) and 0.1 <= self.adjacency_km <= 5.0):
-            raise ConfigurationError(f"adjacency_km {self.adjacency_km}: must be 0.1 to 5 km")
         if self.surface is not None and not Path(self.surface).is_dir():
             raise ConfigurationError(f"--surface {self.surface}: not a directory")
         when = _parse_date(self.date)
@@ -291,10 +324,10 @@ def acquisition(config: SynthConfig) -> Acquisition:
         raise ConfigurationError(f"--date {config.date}: before the first orbit of {config.spacecraft}")
     relative = (absolute + _RELATIVE_ORBIT_SHIFT[config.spacecraft]) % _ORBITS_PER_CYCLE + 1
 
-    sc = config.spacecraft
+    spacecraft = config.spacecraft
     bl = config.baseline
     n_bl = bl.replace(".", "")
-    centre = f"{sc[1:]}PS" if config.baseline_value >= 4.0 else "SGS_"
+    centre = f"{spacecraft[1:]}PS" if config.baseline_value >= 4.0 else "SGS_"
     gen, dt_start, ds_start = _stamp(generation), _stamp(datatake), _stamp(datastrip)
     tile = g.tile_id
     return Acquisition(
@@ -306,11 +339,11 @@ def acquisition(config: SynthConfig) -> Acquisition:
         relative_orbit=relative,
         centre_lon=lon_c,
         centre_lat=lat_c,
-        product_id=f"{sc}_MSIL1C_{dt_start}_N{n_bl}_R{relative:03d}_T{tile}_{gen}",
+        product_id=f"{spacecraft}_MSIL1C_{dt_start}_N{n_bl}_R{relative:03d}_T{tile}_{gen}",
         granule_dir=f"L1C_T{tile}_A{absolute:06d}_{ds_start}",
         datastrip_dir=f"DS_{centre}_{gen}_S{ds_start}",
-        tile_id=f"{sc}_OPER_MSI_L1C_TL_{centre}_{gen}_A{absolute:06d}_T{tile}_N{bl}",
-        datastrip_id=f"{sc}_OPER_MSI_L1C_DS_{centre}_{gen}_S{ds_start}_N{bl}",
-        datatake_id=f"G{sc}_{dt_start}_{absolute:06d}_N{bl}",
+        tile_id=f"{spacecraft}_OPER_MSI_L1C_TL_{centre}_{gen}_A{absolute:06d}_T{tile}_N{bl}",
+        datastrip_id=f"{spacecraft}_OPER_MSI_L1C_DS_{centre}_{gen}_S{ds_start}_N{bl}",
+        datatake_id=f"G{spacecraft}_{dt_start}_{absolute:06d}_N{bl}",
         image_prefix=f"T{tile}_{dt_start}",
     )

@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +60,7 @@ from sen2core.kernels.lut import AtmosphericTerms
 from sen2core.kernels.rt import irradiance_factor, toa_from_surface
 from sen2core.parallel import map_parallel
 from sen2core.solar import reflectance_conversion_factor
+from sen2core.stopwatch import Stopwatch
 from sen2core.synthetic import geometry as geo
 from sen2core.synthetic.atmosphere import (
     AEROSOL_SCALE_HEIGHT_KM,
@@ -125,7 +125,7 @@ __all__ = ["STRIP_ROWS", "ProgressFn", "SynthResult", "synthesize"]
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: stages ``scene`` (strips), ``encode`` (files)."""
+"""``progress(step, done, total)``: steps ``scene`` (strips), ``encode`` (files)."""
 
 STRIP_ROWS = 732
 """Rows of a processing strip at 10 m (a multiple of 6; 15 strips for a full tile)."""
@@ -664,7 +664,7 @@ def synthesize(
     overwrite
         Replace a product of the same name.
     progress
-        Called as ``progress(stage, done, total)``.
+        Called as ``progress(step, done, total)``.
 
     Returns
     -------
@@ -677,7 +677,7 @@ def synthesize(
     OutputError
         If the product exists (without ``overwrite``) or cannot be written.
     """
-    t_start = time.perf_counter()
+    watch = Stopwatch()
     acq = acquisition(config)
     out = Path(output_dir)
     safe_final = out / f"{acq.product_id}.SAFE"
@@ -703,7 +703,7 @@ def synthesize(
         shutil.rmtree(work)
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the product ({exc})") from exc
-    seconds = time.perf_counter() - t_start
+    seconds = watch.elapsed()
     return SynthResult(
         product=safe_final,
         truth=truth_final,
@@ -842,7 +842,10 @@ def _write_masks(scene: _Scene, safe: Path, granule: str, scratch: Path, truth_d
         scl20 = ds.read(1)
     m = scl20.shape[0] // 3
     blocks = scl20[: m * 3, : m * 3].reshape(m, 3, m, 3)
-    classi = {layer: np.nonzero(np.isin(blocks, codes).sum(axis=(1, 3)) >= 5) for layer, codes in _CLASSI_TRUTH.items()}
+    classi: dict[int, tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
+    for layer, codes in _CLASSI_TRUTH.items():
+        rows, cols = np.nonzero(np.isin(blocks, codes).sum(axis=(1, 3)) >= 5)
+        classi[layer] = (rows, cols)
     rel = f"{granule}/QI_DATA/MSK_CLASSI_B00.jp2"
     write_mask(scratch / "classi.tif", safe / rel, n // 6, 60, g, 3, classi)
     return [*rels, rel]

@@ -48,9 +48,6 @@ _BAND_MIN_NORTHING = {
     "N": 0, "P": 800_000, "Q": 1_700_000, "R": 2_600_000, "S": 3_500_000,
     "T": 4_400_000, "U": 5_300_000, "V": 6_200_000, "W": 7_000_000, "X": 7_900_000,
 }  # fmt: skip
-# Latitude range (degrees) of each band, south to north; X spans 12 degrees.
-_BAND_LATITUDE = {b: (-80.0 + 8.0 * i, -72.0 + 8.0 * i) for i, b in enumerate("CDEFGHJKLMNPQRSTUVW")}
-_BAND_LATITUDE["X"] = (72.0, 84.0)
 
 
 @dataclass(frozen=True)
@@ -82,11 +79,6 @@ class TileGrid:
     def crs_name(self) -> str:
         """CRS name as ESA writes it in ``HORIZONTAL_CS_NAME`` (``WGS84 / UTM zone 34N``)."""
         return f"WGS84 / UTM zone {self.zone:02d}{'S' if self.south else 'N'}"
-
-    @property
-    def latitude_range(self) -> tuple[float, float]:
-        """Latitude range of the MGRS band (degrees)."""
-        return _BAND_LATITUDE[self.latitude_band]
 
 
 def tile_grid(tile: str) -> TileGrid:

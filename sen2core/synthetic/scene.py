@@ -634,10 +634,6 @@ class CloudObjects:
         """Number of clouds."""
         return len(self.height_m) - 1
 
-    def grid_coords(self, y_m: F64, x_m: F64) -> tuple[F64, F64]:
-        """Fractional grid coordinates of tile coordinates (m, east and south)."""
-        return y_m / 60.0 - 0.5 + self.margin, x_m / 60.0 - 0.5 + self.margin
-
     def alpha_at(self, gy: F64, gx: F64) -> F32:
         """Cloud cover fraction on the outer product of grid coordinates."""
         d = interp_rows_cols(self.density, gy, gx)
@@ -648,24 +644,6 @@ class CloudObjects:
         iy = np.clip(np.rint(gy).astype(np.intp), 0, self.labels.shape[0] - 1)
         ix = np.clip(np.rint(gx).astype(np.intp), 0, self.labels.shape[1] - 1)
         return self.labels[iy][:, ix]
-
-    def alpha_points(self, y_m: F64, x_m: F64) -> F32:
-        """Cloud cover fraction at scattered tile coordinates (same interpolation)."""
-        gy, gx = self.grid_coords(y_m, x_m)
-        d = ndimage.map_coordinates(
-            self.density,
-            [np.clip(gy, 0, self.density.shape[0] - 1), np.clip(gx, 0, self.density.shape[1] - 1)],
-            order=1,
-            mode="nearest",
-        )
-        return np.asarray(np.clip((d - self.threshold) / self.edge_width + 0.5, 0.0, 1.0), dtype=np.float32)
-
-    def label_points(self, y_m: F64, x_m: F64) -> NDArray[np.int32]:
-        """Cloud index at scattered tile coordinates."""
-        gy, gx = self.grid_coords(y_m, x_m)
-        iy = np.clip(np.rint(gy).astype(np.intp), 0, self.labels.shape[0] - 1)
-        ix = np.clip(np.rint(gx).astype(np.intp), 0, self.labels.shape[1] - 1)
-        return self.labels[iy, ix]
 
 
 def make_clouds(

@@ -12,7 +12,6 @@ digests at the first mismatch.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from sen2core.errors import BandReadError, ChecksumError, TransientIOError
 from sen2core.io.failures import is_transient_os
 from sen2core.io.read.store import ProductStore
 from sen2core.parallel import map_parallel
+from sen2core.stopwatch import Stopwatch
 
 __all__ = ["ALGORITHMS", "Verification", "verify_checksums"]
 
@@ -105,7 +105,7 @@ def verify_checksums(store: ProductStore, product: str, checksums: Mapping[str, 
     TransientIOError
         A read failed on a system error worth a retry.
     """
-    start = time.perf_counter()
+    watch = Stopwatch()
     todo = [(rel, *checksums[rel]) for rel in dict.fromkeys(files)
             if rel in checksums and checksums[rel][0] in ALGORITHMS]  # fmt: skip
     unchecked = tuple(rel for rel in dict.fromkeys(files) if rel not in {t[0] for t in todo})
@@ -116,6 +116,6 @@ def verify_checksums(store: ProductStore, product: str, checksums: Mapping[str, 
             raise ChecksumError(product, f"{rel}: {algorithm} checksum mismatch: manifest.safe lists {expected}, "
                                          f"the file gives {actual} (damaged or not the product's file)")  # fmt: skip
     return Verification(
-        files=len(todo), bytes=sum(size for _, size in results), seconds=time.perf_counter() - start,
+        files=len(todo), bytes=sum(size for _, size in results), seconds=watch.elapsed(),
         algorithms=tuple(sorted({a for _, a, _ in todo})), unchecked=unchecked,
     )  # fmt: skip
