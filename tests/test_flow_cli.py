@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,43 @@ def test_flow_product_runs_without_a_prefect_server(flow_products: dict[str, Pat
              if re.search(r"WARNING|ERROR|Traceback|telemetry|worker thread|killing|[ [(]distributed\.[a-z.]+[:\] ]",
                        line)]  # fmt: skip
     assert noise == [], "\n".join(noise[:20])
+
+
+#: ``sen2core`` with every ``distributed.LocalCluster`` the run creates counted, a line each, in the file
+#: ``$CLUSTER_LOG`` (prefect-dask looks the class up on the module when it starts a cluster).
+COUNTED_CLUSTERS = """
+import os, distributed
+from sen2core.cli import main
+class Counted(distributed.LocalCluster):
+    def __init__(self, *args, **kwargs):
+        with open(os.environ["CLUSTER_LOG"], "a") as log:
+            log.write("LocalCluster\\n")
+        super().__init__(*args, **kwargs)
+distributed.LocalCluster = Counted
+main()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_flow_product_starts_no_cluster_for_a_product_already_done(
+    prefect_api: str, flow_products: dict[str, Path], tmp_path: Path
+) -> None:
+    """The second ``sen2core flow product`` of the same product skips it before any Dask cluster starts
+    (it used to start its 2 workers, then skip: 26 s for nothing)."""
+    clusters = tmp_path / "clusters.log"
+    env = dict(os.environ, CLUSTER_LOG=str(clusters))
+    command = [sys.executable, "-c", COUNTED_CLUSTERS, "flow", "product", str(flow_products["2023-07-15"]),
+               "-o", str(tmp_path / "l2a"), "--sc-only", "--resolution", "60", "--workers", "2", "--json"]  # fmt: skip
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        seconds.append(time.perf_counter() - start)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert [o["status"] for o in json.loads(done.stdout)["outcomes"]] == ["skipped"]
+    # One cluster, the first run's: the observation works, and the second run started none.
+    assert clusters.read_text().splitlines() == ["LocalCluster"], seconds
+    assert seconds[1] < seconds[0], seconds
 
 
 @pytest.mark.timeout(300)

@@ -21,8 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.timeout(420)
 
-#: The task runs of one sc-only product: the run's screen, publish and report, and the product's stages.
-TASKS = ["screen", "tiling", "screening", "correction", "packaging", "publish", "report"]
+#: The task runs of one sc-only product: the run's skip-done, publish and report, and the product's stages.
+TASKS = ["skip-done", "tiling", "screening", "correction", "packaging", "publish", "report"]
 
 
 def sen2core(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
