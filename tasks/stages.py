@@ -14,7 +14,11 @@ the flow waiting on any of them. With ``tile_blocks``, :func:`process_by_tiles`
 runs the same stages split into processing tiles: while a stage has a scene-wide
 sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
 where an intermediate must be stored first (the DDV layers, the raw water vapour), each
-tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile.
+tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile. The
+tiles of each such round run at once; the rounds follow one another.
+
+Every task of a product checks, as it starts, that the product's time budget (counted
+from its plan) has not run out: the budget bounds the product, not each task.
 """
 
 from __future__ import annotations
