@@ -494,29 +494,34 @@ def _read_json(path: str) -> dict[str, Any]:
     return value
 
 
-def _mark(plan: ProductPlan, stage: str, tile: Tile) -> None:
-    """Record that ``stage`` wrote the blocks of ``tile`` (one empty file per block)."""
-    folder = os.path.join(plan.work, _DONE, stage)
+def _mark(plan: ProductPlan, step: str, tile: Tile) -> None:
+    """Record that ``step`` wrote the blocks of ``tile`` (one empty file per block).
+
+    A step is a plan stage (``screening``) or a round of one that stores an intermediate
+    (``{stage}-{name}``: ``atmosphere-ddv``).
+    """
+    folder = os.path.join(plan.work, _DONE, step)
     os.makedirs(folder, exist_ok=True)
     for r in range(*tile.rows):
         for c in range(*tile.cols):
             Path(folder, f"{r}-{c}").touch()
 
 
-def _require(plan: ProductPlan, stages: tuple[str, ...]) -> None:
-    """Refuse to go on unless every block of each of ``stages`` was written.
+def _require(plan: ProductPlan, steps: tuple[str, ...]) -> None:
+    """Refuse to go on unless every block of each of ``steps`` (stages or rounds, :func:`_mark`) was written.
 
     Raises
     ------
     OutputError
-        Naming the first stage with blocks missing (a lost or failed tile).
+        Naming the first stage or round with blocks missing (a lost or failed tile).
     """
-    for stage in stages:
-        folder = os.path.join(plan.work, _DONE, stage)
+    for step in steps:
+        folder = os.path.join(plan.work, _DONE, step)
         done = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         missing = [f"{r}-{c}" for r in range(plan.grid[0]) for c in range(plan.grid[1]) if f"{r}-{c}" not in done]
         if missing:
-            raise OutputError(f"{plan.l2a_id}: stage {stage} has {len(missing)} chunk block(s) not written, "
+            kind = "stage" if step in plan.stages() else "round"
+            raise OutputError(f"{plan.l2a_id}: {kind} {step} has {len(missing)} chunk block(s) not written, "
                               f"e.g. block {missing[0]}")  # fmt: skip
 
 
