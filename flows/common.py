@@ -1,9 +1,12 @@
-"""What every flow does once it knows its products: screen, process, publish, report, end.
+"""What every flow does once it knows its products: skip those done, process, publish, report, end.
 
 Daily ingest, backfill and the one-product flow differ only in *what they enqueue*;
 from the list of references on, they share :func:`run_products`:
 
-1. **screen** (one task): products already done are skipped, unless ``overwrite``;
+1. **skip-done** (one task, run in the flow's own process before anything goes to the
+   Dask cluster): products already done are skipped, unless ``overwrite``. When nothing
+   is left to process, publishing and the report run in the flow's process too, so a
+   rerun over finished products starts no cluster;
 2. **process** (for each product the chain of its stage tasks, :mod:`tasks.stages`:
    tiling → screening → atmosphere → correction → packaging), at most
    ``max_concurrency`` products at a time: the flow submits a new product only when
@@ -38,7 +41,7 @@ from typing import Any
 from prefect import get_run_logger
 
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome, RunSummary, TimeWindow
-from tasks.product import process_l1c, screen_products
+from tasks.product import process_l1c, skip_done
 from tasks.publish import publish_products
 from tasks.report import ProgressArtifact, report_run
 from tasks.stages import ProductRun, collect_product, process_by_tiles
@@ -133,9 +136,9 @@ def process_bounded(
             index, ref = pending.popleft()
             handle = submit_product(ref, output_root, options, overwrite, product_timeout_minutes)
             last = handle.last if isinstance(handle, ProductRun) else handle
-            # Each task of a chain gets the product's timeout: the chain may take them all, one after the other.
-            tasks = len(handle.futures) if isinstance(handle, ProductRun) else 1
-            inflight[last.task_run_id] = (index, ref, handle, time.monotonic() + budget * tasks + GRACE_S)
+            # The budget bounds the product, however many tasks it is split into (tasks.stages); its last task
+            # may start just before the budget ends and then run for its own timeout, the budget again.
+            inflight[last.task_run_id] = (index, ref, handle, time.monotonic() + 2 * budget + GRACE_S)
             last.add_done_callback(finished.put)
         try:
             key = finished.get(timeout=POLL_S).task_run_id
@@ -145,8 +148,7 @@ def process_bounded(
                 continue
             key = late[0]
             index, ref, handle, _ = inflight.pop(key)
-            tasks = len(handle.futures) if isinstance(handle, ProductRun) else 1
-            outcome = outcomes[index] = _failed(ref, f"no result {budget * tasks + GRACE_S:.0f} s after submission: "
+            outcome = outcomes[index] = _failed(ref, f"no result {2 * budget + GRACE_S:.0f} s after submission: "
                                                      "the task or its Dask future was lost")  # fmt: skip
         else:
             if key not in inflight:
@@ -187,21 +189,26 @@ def run_products(
     product_timeout_minutes: float = 60.0,
     window: TimeWindow | None = None,
 ) -> RunSummary:
-    """Screen, process, publish and report ``refs``; raise :class:`RunFailed` at the end if anything failed.
+    """Skip what is done, process, publish and report ``refs``; raise :class:`RunFailed` at the end if anything failed.
 
     Must run inside a flow (it submits tasks to the flow's task runner).
     """
     logger = get_run_logger()
-    screening = screen_products.submit(refs, output_root, options, overwrite).result()
-    progress = ProgressArtifact(len(screening.todo), f"{flow}: {len(screening.todo)} product(s) to process")
-    processed = process_bounded(screening.todo, output_root, options, overwrite, max_concurrency,
+    # Called, not submitted: it runs here, and the task runner starts its cluster only at the first submission.
+    selection = skip_done(refs, output_root, options, overwrite)
+    progress = ProgressArtifact(len(selection.todo), f"{flow}: {len(selection.todo)} product(s) to process")
+    processed = process_bounded(selection.todo, output_root, options, overwrite, max_concurrency,
                                 product_timeout_minutes, progress)  # fmt: skip
     # In discovery order; the granules of an old multi-granule product share its href and stay together.
     order = {r.href: i for i, r in reversed(list(enumerate(refs)))}
-    outcomes = sorted([*screening.skipped, *processed], key=lambda o: order.get(o.l1c_href, len(refs)))
+    outcomes = sorted([*selection.skipped, *processed], key=lambda o: order.get(o.l1c_href, len(refs)))
 
     problems: list[str] = []
-    published = publish_products.submit(output_root, outcomes)
+    # Every product was found done: this process has just read them, so it publishes and reports them
+    # itself and the run starts no cluster. Otherwise the cluster, which wrote them, does.
+    here = not selection.todo and bool(selection.skipped)
+    published = publish_products(output_root, outcomes, return_state=True) if here else (
+        publish_products.submit(output_root, outcomes))  # fmt: skip
     collection = published.result(raise_on_failure=False)
     if isinstance(collection, BaseException):
         problems.append(f"STAC collection not updated: {type(collection).__name__}: {collection}")
@@ -209,7 +216,7 @@ def run_products(
         collection = None
     summary = RunSummary(flow=flow, output_root=output_root, window=window, discovered=len(refs), outcomes=outcomes,
                          collection=collection)  # fmt: skip
-    summary = report_run.submit(summary).result()
+    summary = report_run(summary) if here else report_run.submit(summary).result()
     logger.info("%s (report %s)", summary.headline(), summary.report)
     if summary.failed or problems:
         raise RunFailed(summary, [f"{o.product_id}: {o.error}" for o in summary.failed] + problems)

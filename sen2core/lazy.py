@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import dask
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.delayed import Delayed
+from dask.base import compute, tokenize
+from dask.base import persist as dask_persist
+from dask.delayed import Delayed, delayed
 from dask.highlevelgraph import HighLevelGraph
 from numpy.typing import NDArray
 from scipy import ndimage
@@ -45,7 +45,8 @@ def downsample_mean(x: da.Array, factor: int) -> da.Array:
     if factor == 1:
         return x
     chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in x.chunks)
-    return x.map_blocks(block_mean, factor, chunks=chunks, dtype=F32, meta=_meta(F32))
+    out: da.Array = da.map_blocks(block_mean, x, factor, chunks=chunks, dtype=F32, meta=_meta(F32))
+    return out
 
 
 def chunk_divisor(chunk_px: int, resolution_m: float, target_m: float) -> int:
@@ -62,8 +63,9 @@ def upsample(x: da.Array, factor: int, shape: tuple[int, int]) -> da.Array:
     if factor == 1:
         return x
     chunks = tuple(tuple(c * factor for c in dim) for dim in x.chunks)
-    out = x.map_blocks(upsample_nearest, factor, chunks=chunks, dtype=x.dtype, meta=_meta(x.dtype))
-    return out[: shape[0], : shape[1]]
+    out: da.Array = da.map_blocks(upsample_nearest, x, factor, chunks=chunks, dtype=x.dtype, meta=_meta(x.dtype))
+    cropped: da.Array = out[: shape[0], : shape[1]]
+    return cropped
 
 
 def _spans(
@@ -183,7 +185,7 @@ def halo_map(
         row_spans, row_pad, row_trim = _spans(bounds[0], i, depth, boundary)
         for j in range(len(grid[1])):
             col_spans, col_pad, col_trim = _spans(bounds[1], j, depth, boundary)
-            shape = {} if trim else {"chunk_shape": (out_chunks[-2][i], out_chunks[-1][j])}
+            shape: dict[str, Any] = {} if trim else {"chunk_shape": (out_chunks[-2][i], out_chunks[-1][j])}
             fn = functools.partial(_with_late, func, tuple(late), **fixed, **shape)
             grids, cuts = [], []
             for n, a in enumerate(arrays):
@@ -206,7 +208,8 @@ def halo_map(
                 cuts.append(cut_a)
             cut = (row_trim, col_trim) if trim else None
             layer[(name, *lead, i, j)] = (_halo_block, fn, keys, cuts, (row_pad, col_pad), cut, *grids)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[*arrays, *late.values()])
+    dependencies: list[Any] = [*arrays, *late.values()]
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=dependencies)
     return da.Array(graph, name, out_chunks, dtype=dtype, meta=np.empty((0,) * len(out_chunks), dtype=dtype))
 
 
@@ -266,12 +269,13 @@ def node_field(grid: Any, like: da.Array) -> da.Array:
     """
     values = np.asarray(grid, dtype=np.float64)
     shape = (int(like.shape[0]), int(like.shape[1]))
-    return da.map_blocks(_node_field_block, like, grid=values, shape=shape, dtype=F32)
+    field: da.Array = da.map_blocks(_node_field_block, like, grid=values, shape=shape, dtype=F32)
+    return field
 
 
 def persist(*arrays: da.Array) -> tuple[da.Array, ...]:
     """``dask.persist``: intermediates that one stage reads several times, kept in the cluster."""
-    return tuple(dask.persist(*arrays))
+    return tuple(dask_persist(*arrays))
 
 
 @dataclass(frozen=True)
@@ -292,14 +296,14 @@ class BlockSums:
 
     def total(self) -> Any:
         """The delayed sum of every block's part (row-major order)."""
-        return dask.delayed(_add_in_order, pure=True)([self.blocks[i] for i in np.ndindex(*self.grid)])
+        return delayed(_add_in_order, pure=True)([self.blocks[i] for i in np.ndindex(*self.grid)])
 
     def parts(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[tuple[int, ...], NDArray[np.float64]]:
         """Compute the parts of the blocks ``rows`` x ``cols`` (``[start, stop)`` indices)."""
         if rows[1] > self.grid[0] or cols[1] > self.grid[1]:
             raise ValueError(f"window {rows}x{cols} exceeds the chunk grid {self.grid}")
         keys = [(r, c) for r in range(*rows) for c in range(*cols)]
-        values = dask.compute(*(self.blocks[k] for k in keys))
+        values = compute(*(self.blocks[k] for k in keys))
         return {k: np.asarray(v, dtype=np.float64) for k, v in zip(keys, values, strict=True)}
 
 
@@ -331,6 +335,6 @@ def block_sums(func: Callable[..., NDArray[np.float64]], *arrays: da.Array, name
     for g in grids[1:]:
         if g.shape != shape:
             raise ValueError("block_sums needs arrays with the same chunk grid")
-    part = dask.delayed(func, pure=True)
+    part = delayed(func, pure=True)
     blocks = {idx: part(*(g[idx] for g in grids), **kwargs) for idx in np.ndindex(*shape)}
     return BlockSums(name, tuple(int(n) for n in shape), blocks)

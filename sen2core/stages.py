@@ -53,6 +53,7 @@ from typing import Any, Literal
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import compute
 
 from sen2core import __version__, lazy
 from sen2core.atmosphere.lut import load_lut
@@ -113,6 +114,7 @@ from sen2core.scl import PIXEL_LAYERS, SceneClassification, classify, percentage
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ROUND_STAGES",
     "STORED",
     "ProductPlan",
     "StageDone",
@@ -325,7 +327,7 @@ def plan_product(
                 f"processing tiles need chunk_m in multiples of {TILE_UNIT_M:g} m, not {config.chunk_m:g}"
             )
     product = open_product(l1c_href, config)
-    final = output_dir(product, output_root, config.format)
+    final = output_dir(product, Path(output_root), config.format)
     if is_done(final) and not config.overwrite:
         return skipped_result(product, final)
     missing = [b for b in WORKING_BANDS if b not in product.band_files]
@@ -346,7 +348,7 @@ def plan_product(
     sza, saa = product.sun_angles(wr)
     # The highest zenith bounds how far cloud shadows reach (the chunk overlaps); the means
     # set the terrain's cast-shadow direction.
-    sun = tuple(float(v) for v in dask.compute(da.nanmax(sza), da.nanmean(sza), da.nanmean(saa)))
+    sun = tuple(float(v) for v in compute(da.nanmax(sza), da.nanmean(sza), da.nanmean(saa)))
     left, top = gb.transform.c, gb.transform.f
     bounds = (left, top - gb.shape[0] * wr, left + gb.shape[1] * wr, top)
     tiles: list[Tile] = []
@@ -492,29 +494,34 @@ def _read_json(path: str) -> dict[str, Any]:
     return value
 
 
-def _mark(plan: ProductPlan, stage: str, tile: Tile) -> None:
-    """Record that ``stage`` wrote the blocks of ``tile`` (one empty file per block)."""
-    folder = os.path.join(plan.work, _DONE, stage)
+def _mark(plan: ProductPlan, step: str, tile: Tile) -> None:
+    """Record that ``step`` wrote the blocks of ``tile`` (one empty file per block).
+
+    A step is a plan stage (``screening``) or a round of one that stores an intermediate
+    (``{stage}-{name}``: ``atmosphere-ddv``).
+    """
+    folder = os.path.join(plan.work, _DONE, step)
     os.makedirs(folder, exist_ok=True)
     for r in range(*tile.rows):
         for c in range(*tile.cols):
             Path(folder, f"{r}-{c}").touch()
 
 
-def _require(plan: ProductPlan, stages: tuple[str, ...]) -> None:
-    """Refuse to go on unless every block of each of ``stages`` was written.
+def _require(plan: ProductPlan, steps: tuple[str, ...]) -> None:
+    """Refuse to go on unless every block of each of ``steps`` (stages or rounds, :func:`_mark`) was written.
 
     Raises
     ------
     OutputError
-        Naming the first stage with blocks missing (a lost or failed tile).
+        Naming the first stage or round with blocks missing (a lost or failed tile).
     """
-    for stage in stages:
-        folder = os.path.join(plan.work, _DONE, stage)
+    for step in steps:
+        folder = os.path.join(plan.work, _DONE, step)
         done = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         missing = [f"{r}-{c}" for r in range(plan.grid[0]) for c in range(plan.grid[1]) if f"{r}-{c}" not in done]
         if missing:
-            raise OutputError(f"{plan.l2a_id}: stage {stage} has {len(missing)} chunk block(s) not written, "
+            kind = "stage" if step in plan.stages() else "round"
+            raise OutputError(f"{plan.l2a_id}: {kind} {step} has {len(missing)} chunk block(s) not written, "
                               f"e.g. block {missing[0]}")  # fmt: skip
 
 
@@ -637,7 +644,10 @@ def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bo
     ``items``: ``(array, file, per_block)``; ``per_block`` arrays are tables with one row
     and column per chunk block (class counts), the others 2-D layers.
     """
-    sources, targets, regions = [], [], []
+    sources: list[da.Array] = []
+    # Any: dask's stubs know only arrays as targets, not objects with ``__setitem__``.
+    targets: list[Any] = []
+    regions: list[tuple[slice, ...]] = []
     for arr, path, per_block in items:
         window = (slice(*tile.rows), slice(*tile.cols))
         sub = arr.blocks[window]
@@ -652,8 +662,9 @@ def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bo
     if whole:
         da.store(sources, targets, regions=regions, lock=False)
         return
-    # dask 2026.8's low-level fusion fails on some block selections of these graphs ("Cannot
-    # fuse tasks with multiple outputs"); a tile's graph is small enough to run unfused.
+    # Unfused: dask 2026.8's low-level fusion fails on some block selections of these graphs ("Cannot
+    # fuse tasks with multiple outputs"), and tiles run at once must send the scheduler the keys they
+    # share (their margins) with one definition; fusion names and merges them per graph.
     with dask.config.set({"optimization.fuse.active": False}):
         da.store(sources, targets, regions=regions, lock=False)
 
@@ -749,7 +760,7 @@ def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, k
             return None
         if not keep:
             return sums
-        (value,) = dask.compute(sums.total())
+        (value,) = compute(sums.total())
         totals[sums.name] = tuple(float(v) for v in np.ravel(value))
         return None
 
@@ -802,6 +813,8 @@ class Step:
     name: str
 
 
+#: The stages that may need rounds of the tiles before they run (:func:`next_step`); for the others it is None.
+ROUND_STAGES = ("screening", "atmosphere")
 #: Prefix of the entries of the known values that say an intermediate is stored for every tile.
 STORED = "stored:"
 
@@ -836,7 +849,8 @@ def _stored_intermediates(plan: ProductPlan, inp: _Inputs, known: Totals) -> dic
 def next_step(plan: ProductPlan, stage: str, known: Totals) -> Step | None:
     """The round the tiles must run before ``stage`` can (None: the stage can run). Computes nothing.
 
-    Only ``screening`` (sums) and ``atmosphere`` (sums, and intermediates to store) have rounds.
+    Only the :data:`ROUND_STAGES` have rounds: ``screening`` (sums) and ``atmosphere`` (sums, and
+    intermediates to store).
     """
     pending, store = _pending(plan, stage, known)
     if store is not None:
@@ -855,7 +869,7 @@ _Store = tuple[str, list[tuple[da.Array, str]]]
 
 def _pending(plan: ProductPlan, stage: str, known: Totals) -> tuple[lazy.BlockSums | None, _Store | None]:
     """The stage's next scene-wide sum, or its next intermediate to store (name, arrays and their files)."""
-    if stage not in ("screening", "atmosphere"):
+    if stage not in ROUND_STAGES:
         return None, None
     inp = _inputs(plan)
     if stage == "screening":
@@ -870,9 +884,9 @@ def _pending(plan: ProductPlan, stage: str, known: Totals) -> tuple[lazy.BlockSu
     if atm.store is None:
         return atm.pending, None
     name, arr = atm.store
-    paths = _intermediate_paths(plan, name)
-    layers = [arr[i] for i in range(len(paths))] if arr.ndim == 3 else [arr]
-    return None, (name, list(zip(layers, paths, strict=True)))
+    files = _intermediate_paths(plan, name)
+    layers = [arr[i] for i in range(len(files))] if arr.ndim == 3 else [arr]
+    return None, (name, list(zip(layers, files, strict=True)))
 
 
 def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Tile) -> StageDone:
@@ -899,7 +913,10 @@ def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumPa
         raise ConfigurationError(f"{plan.l2a_id}: {store[0]} must be stored before the next sum of {stage}")
     if pending is None:
         return None
-    parts = pending.parts(tile.rows, tile.cols)
+    # Unfused, like the tiles' stores: tiles run at once send the scheduler the keys they share with the
+    # same definitions (:func:`_store_window`).
+    with dask.config.set({"optimization.fuse.active": False}):
+        parts = pending.parts(tile.rows, tile.cols)
     return SumParts(pending.name, tile.index,
                     tuple((r, c, tuple(float(v) for v in np.ravel(p))) for (r, c), p in parts.items()))  # fmt: skip
 
@@ -917,7 +934,7 @@ def add_parts(plan: ProductPlan, parts: list[SumParts | None]) -> tuple[str, tup
     if len(found) != len(parts) or len(names) != 1:
         raise OutputError(f"{plan.l2a_id}: every tile must give its parts of one sum, got {sorted(names)} "
                           f"from {len(found)} of {len(parts)} tiles")  # fmt: skip
-    blocks = {(r, c): np.asarray(v, dtype=np.float64) for p in found for r, c, v in p.parts}
+    blocks: dict[tuple[int, ...], Any] = {(r, c): np.asarray(v, dtype=np.float64) for p in found for r, c, v in p.parts}
     try:
         total = lazy.add_block_parts(blocks, plan.grid)
     except ValueError as exc:
@@ -955,7 +972,7 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
             pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
             all_known = dict(known)
             while pending is not None:
-                (value,) = dask.compute(pending.total())
+                (value,) = compute(pending.total())
                 all_known[pending.name] = totals[pending.name] = tuple(float(v) for v in np.ravel(value))
                 pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification,
                                      known=all_known)  # fmt: skip
@@ -1015,7 +1032,8 @@ def _rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[dict[str, 
 
     def to60(x: da.Array) -> da.Array:
         # 20 m -> 60 m by 3x3 block mean, on the chunk grid shared by all resolutions.
-        return lazy.downsample_mean(x.rechunk(chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
+        out: da.Array = lazy.downsample_mean(x.rechunk(chunks), 3)[: gb60.shape[0], : gb60.shape[1]]
+        return out
 
     def scl_spec(grid: Any) -> RasterSpec:
         return RasterSpec(grid, "uint8", 0, ("SCL",), resampling="mode", colormap=SCL_COLOURS)
@@ -1045,10 +1063,12 @@ def _rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[dict[str, 
     boa_scaling: dict[str, Any] = dict(encode.boa_raster_scaling(legacy), negative_below=2 if legacy else 1000)
 
     def enc(x: da.Array) -> da.Array:
-        return da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)
+        out: da.Array = da.map_blocks(encode.encode_boa, x, legacy, dtype=np.uint16)
+        return out
 
     def enc_scaled(x: da.Array, scale: float) -> da.Array:
-        return da.map_blocks(encode.encode_scaled, x, scale, dtype=np.uint16)
+        out: da.Array = da.map_blocks(encode.encode_scaled, x, scale, dtype=np.uint16)
+        return out
 
     def boa(band: str, res: int, x: da.Array, grid: Any) -> None:
         add(band, res, enc(x), RasterSpec(grid, "uint16", 0, (band,), **boa_scaling))
@@ -1128,7 +1148,7 @@ def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int | None, 
     earlier = {n: o for g in plan.groups[: plan.groups.index(group)] for n, o in groups[g].items()}
     # The files of the groups stored before are encoded while this group is computed: the
     # cores its store leaves idle (its last chunks, waits on neighbours) encode.
-    dask.compute(store_delayed(groups[group], plan.work, stage_spec), *_finalise_tasks(earlier, plan))
+    compute(store_delayed(groups[group], plan.work, stage_spec), *_finalise_tasks(earlier, plan))
 
 
 # ----------------------------------------------------------------------------- packaging

@@ -41,7 +41,6 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from sen2core.errors import ConfigurationError, InputProductError
 from sen2core.redact import redact_url, register_secret
@@ -55,7 +54,7 @@ from tasks.models import (
     parse_l1c_name,
     product_id_from_href,
 )
-from tasks.retry import retry_discovery
+from tasks.retry import SERVICE_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -323,12 +322,9 @@ def discover_stac_api(
 
 @task(
     name="discover",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_discovery,
     cache_policy=NO_CACHE,
     tags=["sen2core-discovery"],
+    **SERVICE_RETRIES,
 )
 def discover_products(
     source: Source,

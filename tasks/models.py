@@ -169,7 +169,7 @@ class L1CRef(BaseModel):
     origin: str | None = None
     """Where it was found (STAC item href), for reports."""
     granule: str | None = None
-    """MGRS tile of one granule of an old multi-granule product (the screen task splits those: one
+    """MGRS tile of one granule of an old multi-granule product (the skip-done task splits those: one
     reference per granule); None for today's single-granule products."""
 
     @classmethod

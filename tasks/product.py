@@ -1,4 +1,4 @@
-"""Per-product tasks: screening (what is already done) and processing (one L1C href in, one small row out).
+"""Per-product tasks: skipping what is already done, and processing (one L1C href in, one small row out).
 
 By default the flows process a product as the chain of its stage tasks
 (:mod:`tasks.stages`). :func:`process_l1c` is the other unit: one task per product, a
@@ -18,7 +18,6 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
 from sen2core.correction import CorrectionConfig
@@ -27,11 +26,11 @@ from sen2core.pipeline import L2AResult, ProcessingConfig, output_dir, process_p
 from sen2core.stopwatch import Stopwatch
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
-from tasks.retry import retry_product
+from tasks.retry import PRODUCT_RETRIES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRODUCT_TAG", "Screening", "outcome_from_result", "process_l1c", "screen_products", "to_config"]
+__all__ = ["PRODUCT_TAG", "Selection", "outcome_from_result", "process_l1c", "skip_done", "to_config"]
 
 #: Tag of every product task: ``prefect concurrency-limit create sen2core-product N`` caps the products
 #: processed at once across all flow runs (on top of each flow's own ``max_concurrency``).
@@ -96,13 +95,10 @@ def on_task_runner_cluster() -> Iterator[Any]:
 @task(
     name="process-l1c",
     task_run_name="l2a-{ref.product_id}",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=30),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_product,
     timeout_seconds=3600,
     cache_policy=NO_CACHE,
     tags=[PRODUCT_TAG],
+    **PRODUCT_RETRIES,
 )
 def process_l1c(
     ref: L1CRef,
@@ -149,24 +145,26 @@ def process_l1c(
     return outcome_from_result(ref, result, seconds if result.status == "done" else None)
 
 
-class Screening(BaseModel):
-    """Products split by :func:`screen_products`."""
+class Selection(BaseModel):
+    """Products split by :func:`skip_done`: those to process and those already done."""
 
     todo: list[L1CRef] = Field(default_factory=list)
     skipped: list[ProductOutcome] = Field(default_factory=list)
 
 
-@task(name="screen", cache_policy=NO_CACHE)
-def screen_products(
+@task(name="skip-done", cache_policy=NO_CACHE)
+def skip_done(
     refs: list[L1CRef], output_root: str, options: ProcessingOptions | None = None, overwrite: bool = False
-) -> Screening:
+) -> Selection:
     """Split ``refs`` into products to process and products already done (skipped unless ``overwrite``).
 
     An old multi-granule product (before December 2016) becomes one reference per granule
     (``L1CRef.granule``), each processed, skipped and reported as a product of its own.
 
     One task for the whole list, so that a rerun over thousands of finished products
-    costs one metadata read each instead of one task run each. "Done" is decided by
+    costs one metadata read each instead of one task run each. The flows call it in
+    their own process, before any task goes to the Dask cluster, so that a run with
+    nothing left to do starts no cluster. "Done" is decided by
     :func:`sen2core.package.is_done` on :func:`sen2core.pipeline.output_dir`, like
     the library itself decides it. A product that cannot be opened is left to
     process, where it fails (or is retried, for a transient error) and is reported.
@@ -176,7 +174,7 @@ def screen_products(
     from sen2core.pipeline import l2a_id
 
     fmt = (options or ProcessingOptions()).output_format
-    screening = Screening()
+    selection = Selection()
     with forward_logs():
         for whole in refs:
             try:
@@ -189,20 +187,20 @@ def screen_products(
                         (whole.model_copy(update={"granule": t, "tile": t}), open_l1c(whole.href, tile=t))
                         for t in tiles
                     ]  # fmt: skip
-            except Exception as exc:  # noqa: BLE001 - screening only saves work; processing reports the error
+            except Exception as exc:  # noqa: BLE001 - skipping only saves work; processing reports the error
                 log.info("%s: cannot tell whether it is done (%s); left to process", whole.product_id, exc)
-                screening.todo.append(whole)
+                selection.todo.append(whole)
                 continue
             if len(parts) > 1:
                 log.info("%s: %d granules (%s), processed one by one", whole.product_id, len(parts), ", ".join(tiles))
             for ref, granule in parts:
                 folder = output_dir(granule, output_root, fmt)
                 if not overwrite and is_done(folder):
-                    screening.skipped.append(ProductOutcome(
+                    selection.skipped.append(ProductOutcome(
                         l1c_href=ref.href, product_id=granule.product_id, status="skipped", l2a_id=l2a_id(granule),
                         output_dir=str(folder), tile=ref.tile, sensing_time=ref.sensing_time,
                     ))  # fmt: skip
                 else:
-                    screening.todo.append(ref)
-        log.info("%d to process, %d already done", len(screening.todo), len(screening.skipped))
-    return screening
+                    selection.todo.append(ref)
+        log.info("%d to process, %d already done", len(selection.todo), len(selection.skipped))
+    return selection

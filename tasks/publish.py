@@ -17,11 +17,10 @@ from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from tasks.logs import forward_logs
 from tasks.models import ProductOutcome
-from tasks.retry import retry_discovery
+from tasks.retry import SERVICE_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,8 @@ def item_paths(outcomes: Iterable[ProductOutcome]) -> list[Path]:
 
 @task(
     name="publish",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_discovery,
     cache_policy=NO_CACHE,
+    **SERVICE_RETRIES,
 )
 def publish_products(output_root: str, outcomes: list[ProductOutcome]) -> str | None:
     """Update the STAC collection at ``output_root`` with the items of the finished products.

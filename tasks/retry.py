@@ -6,15 +6,22 @@ look at the exception inside it. The library keeps permanent errors
 :class:`~sen2core.errors.Sen2CoreError`) apart from
 :class:`~sen2core.errors.TransientIOError`, so the decision is made on types, not
 on messages.
+
+The retry settings of every task live here too (:data:`PRODUCT_RETRIES`,
+:data:`STAGE_RETRIES`, :data:`SERVICE_RETRIES`), so that the task modules spell them
+out nowhere else.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from prefect.tasks import exponential_backoff
+
 from sen2core.errors import Sen2CoreError, TransientIOError
 
-__all__ = ["cluster_lost", "is_transient", "retry_discovery", "retry_product"]
+__all__ = ["PRODUCT_RETRIES", "SERVICE_RETRIES", "STAGE_RETRIES", "cluster_lost", "is_transient", "retry_discovery",
+           "retry_product"]  # fmt: skip
 
 
 def _worker_lost(exc: BaseException) -> bool:
@@ -99,3 +106,23 @@ def retry_discovery(task: Any, task_run: Any, state: Any) -> bool:
     """``retry_condition_fn`` of discovery and publishing tasks: transient errors, network timeouts included."""
     exc = _state_exception(state)
     return exc is not None and is_transient(exc, retry_timeouts=True)
+
+
+#: ``@task`` options of the one-task product (:func:`tasks.product.process_l1c`): transient errors only,
+#: 3 retries with exponential backoff from 30 s and jitter (a product is long: give the cause time to pass).
+PRODUCT_RETRIES: dict[str, Any] = dict(
+    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=30), retry_jitter_factor=0.5,
+    retry_condition_fn=retry_product,
+)  # fmt: skip
+#: ``@task`` options of the stage and tile tasks (:mod:`tasks.stages`): transient errors only, 2 retries
+#: with backoff from 10 s (a stage is shorter than a product and reruns only itself).
+STAGE_RETRIES: dict[str, Any] = dict(
+    retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5,
+    retry_condition_fn=retry_product,
+)  # fmt: skip
+#: ``@task`` options of the tasks that talk to services (discovery, publishing): transient errors and
+#: network timeouts, 3 retries with backoff from 5 s.
+SERVICE_RETRIES: dict[str, Any] = dict(
+    retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
+    retry_condition_fn=retry_discovery,
+)  # fmt: skip

@@ -14,7 +14,11 @@ the flow waiting on any of them. With ``tile_blocks``, :func:`process_by_tiles`
 runs the same stages split into processing tiles: while a stage has a scene-wide
 sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
 where an intermediate must be stored first (the DDV layers, the raw water vapour), each
-tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile.
+tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile. The
+tiles of each such round run at once; the rounds follow one another.
+
+Every task of a product checks, as it starts, that the product's time budget (counted
+from its plan) has not run out: the budget bounds the product, not each task.
 """
 
 from __future__ import annotations
@@ -27,26 +31,36 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
+from prefect.futures import wait
 
 from sen2core import stages
+from sen2core.errors import ProcessingTimeout
 from sen2core.run import L2AResult
 from sen2core.stages import ProductPlan, StageDone, Step, SumParts, Tile
 from sen2core.stopwatch import Stopwatch
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
 from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
-from tasks.retry import retry_product
+from tasks.retry import STAGE_RETRIES
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProductRun", "collect_product", "process_by_tiles", "submit_product"]
 
-#: Retries of every stage task: transient errors only (I/O, HTTP 5xx, a lost worker), with backoff.
-STAGE_RETRIES: dict[str, Any] = dict(
-    retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10), retry_jitter_factor=0.5,
-    retry_condition_fn=retry_product, cache_policy=NO_CACHE,
-)  # fmt: skip
+
+def _within_budget(plan: ProductPlan, budget_s: float, what: str) -> None:
+    """Refuse to start ``what`` once the product's time budget, counted from its plan, has run out.
+
+    Every task of a product gets the whole budget as its Prefect timeout (they are all
+    submitted at once, before any has started), so that timeout alone let a product of
+    many short tasks run far past its budget; this check, at the start of every task and
+    retry after the tiling, bounds the product as a whole. The error is permanent (a
+    :class:`~sen2core.errors.ProcessingTimeout`): it is not retried.
+    """
+    late = time.time() - (plan.planned_at + budget_s)
+    if late > 0:
+        raise ProcessingTimeout(f"{plan.product_id}: the product's time budget of {budget_s:g} s ran out "
+                                f"{late:.1f} s before {what} could start")  # fmt: skip
 
 
 def _known(after: Sequence[StageDone | None]) -> dict[str, tuple[float, ...]]:
@@ -57,7 +71,9 @@ def _known(after: Sequence[StageDone | None]) -> dict[str, tuple[float, ...]]:
     return known
 
 
-@task(name="tiling", task_run_name="tiling-{ref.product_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+@task(
+    name="tiling", task_run_name="tiling-{ref.product_id}", tags=[PRODUCT_TAG], cache_policy=NO_CACHE, **STAGE_RETRIES
+)
 def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool) -> ProductPlan | L2AResult:
     """Plan the product and decode its bands into its work folder (or return its result if it is done)."""
     watch = Stopwatch()
@@ -75,27 +91,37 @@ def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite:
     return plan
 
 
-@task(name="stage", task_run_name="{stage}-{plan.l2a_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
+@task(name="stage", task_run_name="{stage}-{plan.l2a_id}", tags=[PRODUCT_TAG], cache_policy=NO_CACHE, **STAGE_RETRIES)
 def run_stage(
-    plan: ProductPlan | L2AResult, stage: str, after: list[StageDone | None], tile: Tile | None = None
+    plan: ProductPlan | L2AResult, stage: str, after: list[StageDone | None], budget_s: float, tile: Tile | None = None
 ) -> StageDone | None:
-    """Run ``stage`` of the plan (over ``tile`` only, if given); nothing for a product already done."""
+    """Run ``stage`` of the plan (over ``tile`` only, if given) within the product's ``budget_s``; nothing for a
+    product already done."""
     if isinstance(plan, L2AResult):
         return None
+    _within_budget(plan, budget_s, stage if tile is None else f"{stage} of tile {tile.index}")
     watch = Stopwatch()
     with forward_logs(), on_task_runner_cluster():
         done = stages.run_stage(plan, stage, _known(after), tile)
     return replace(done, seconds=round(watch.elapsed(), 2))
 
 
-@task(name="packaging", task_run_name="packaging-{plan.l2a_id}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
-def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref: L1CRef) -> ProductOutcome:
+@task(
+    name="packaging",
+    task_run_name="packaging-{plan.l2a_id}",
+    tags=[PRODUCT_TAG],
+    cache_policy=NO_CACHE,
+    **STAGE_RETRIES,
+)
+def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref: L1CRef,
+              budget_s: float) -> ProductOutcome:  # fmt: skip
     """Encode what is left, write metadata and the STAC item last, publish the product folder.
 
     The outcome's seconds run from the plan (the tiling task's start) to the product's publication.
     """
     if isinstance(plan, L2AResult):
         return outcome_from_result(ref, plan, None)
+    _within_budget(plan, budget_s, "packaging")
     seconds = {d.stage + ("" if d.tile is None else f"-tile{d.tile}"): d.seconds for d in after if d is not None}
     with forward_logs(), on_task_runner_cluster():
         result = stages.package(plan, _known(after), seconds)
@@ -104,25 +130,43 @@ def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref:
     return outcome_from_result(ref, result, total)
 
 
-@task(name="sums", task_run_name="{stage}-sums-tile{tile.index}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
-def tile_sums(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]], tile: Tile) -> SumParts | None:
+@task(
+    name="sums",
+    task_run_name="{stage}-sums-tile{tile.index}",
+    tags=[PRODUCT_TAG],
+    cache_policy=NO_CACHE,
+    **STAGE_RETRIES,
+)
+def tile_sums(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]], tile: Tile,
+              budget_s: float) -> SumParts | None:  # fmt: skip
     """Tile ``tile``'s parts of the stage's first scene-wide sum not known yet."""
+    _within_budget(plan, budget_s, f"the sums of {stage} for tile {tile.index}")
     with forward_logs(), on_task_runner_cluster():
         return stages.sum_parts(plan, stage, known, tile)
 
 
-@task(name="store", task_run_name="{stage}-{name}-tile{tile.index}", tags=[PRODUCT_TAG], **STAGE_RETRIES)
-def tile_store(plan: ProductPlan, stage: str, name: str, known: dict[str, tuple[float, ...]], tile: Tile) -> StageDone:
+@task(
+    name="store",
+    task_run_name="{stage}-{name}-tile{tile.index}",
+    tags=[PRODUCT_TAG],
+    cache_policy=NO_CACHE,
+    **STAGE_RETRIES,
+)
+def tile_store(plan: ProductPlan, stage: str, name: str, known: dict[str, tuple[float, ...]], tile: Tile,
+               budget_s: float) -> StageDone:  # fmt: skip
     """Store tile ``tile``'s window of the intermediate ``name`` that the stage's neighbourhoods read."""
+    _within_budget(plan, budget_s, f"storing {name} of tile {tile.index}")
     with forward_logs(), on_task_runner_cluster():
         return stages.store_part(plan, stage, name, known, tile)
 
 
-@task(name="reduce", task_run_name="{stage}-reduce-{plan.l2a_id}", **STAGE_RETRIES)
+@task(name="reduce", task_run_name="{stage}-reduce-{plan.l2a_id}", cache_policy=NO_CACHE, **STAGE_RETRIES)
 def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], known: dict[str, tuple[float, ...]],
-                stored_name: str | None = None) -> tuple[dict[str, tuple[float, ...]], Step | None]:  # fmt: skip
+                budget_s: float, stored_name: str | None = None,
+                ) -> tuple[dict[str, tuple[float, ...]], Step | None]:  # fmt: skip
     """Add the tiles' parts (or record that every tile stored ``stored_name``); return the known values
     and the stage's next round (None: the stage can run)."""
+    _within_budget(plan, budget_s, f"the next round of {stage}")
     out = dict(known)
     if parts:
         name, total = stages.add_parts(plan, parts)
@@ -155,7 +199,9 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, ov
                    timeout_minutes: float) -> ProductRun:  # fmt: skip
     """Submit the task chain of one product at once; the flow waits on :attr:`ProductRun.last`.
 
-    Each task's timeout is the product's (``timeout_minutes``).
+    ``timeout_minutes`` bounds the whole chain, counted from its plan: each task's Prefect
+    timeout is the whole budget (a backstop for one task that hangs), and every task after
+    the tiling refuses to start once the budget has run out.
     """
     budget = max(1.0, timeout_minutes * 60.0)
     config = to_config(options, overwrite, ref.granule)
@@ -163,9 +209,9 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, ov
     futures = [plan]
     done: list[Any] = []
     for stage in stages.stage_names(config)[1:-1]:  # decode is part of the tiling task
-        done.append(_stage_task(stage, budget).submit(plan, stage, list(done)))
+        done.append(_stage_task(stage, budget).submit(plan, stage, list(done), budget))
         futures.append(done[-1])
-    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref))
+    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref, budget))
     return ProductRun(ref, futures)
 
 
@@ -204,14 +250,24 @@ def _discard(run: ProductRun) -> None:
         stages.discard(plan)
 
 
+def _gather(futures: list[Any]) -> list[Any]:
+    """The results of a round's tile tasks, once every one has finished (the first failure raised then):
+    a failed product's work folder is removed only when no tile of it is still writing."""
+    wait(futures)
+    return [f.result() for f in futures]
+
+
 def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
                      timeout_minutes: float) -> ProductOutcome:  # fmt: skip
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
 
-    Tile tasks run one after the other: each one's dask work already spreads over the
-    whole cluster, and tiles at once sent the scheduler graphs sharing keys (the
-    neighbouring blocks a tile's margins need) fused into different tasks, which it
-    could not reconcile. A failed product leaves nothing behind.
+    The tiles of a round (a stage's sums, an intermediate to store, the stage itself) run
+    at once, mapped over the cluster; the flow waits for the whole round, adds the sums
+    up in one ``reduce`` task and starts the next round. The tiles' graphs share keys (the
+    neighbouring blocks a tile's margins need): computed unfused, each key has the same
+    definition in every tile's graph, so the scheduler shares it instead of refusing the
+    second one. ``timeout_minutes`` bounds the whole product, counted from its plan. A
+    failed product leaves nothing behind.
     """
     budget = max(1.0, timeout_minutes * 60.0)
     watch = Stopwatch()
@@ -221,28 +277,29 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     try:
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
+        reduce = reduce_sums.with_options(timeout_seconds=budget)
+        sums = tile_sums.with_options(timeout_seconds=budget)
+        store = tile_store.with_options(timeout_seconds=budget)
         for stage in plan.stages()[1:-1]:
             kind = _stage_task(stage, budget)
-            reduce = reduce_sums.with_options(timeout_seconds=budget)
-            known, step = reduce.submit(plan, stage, [], known).result()
+            step = None
+            if stage in stages.ROUND_STAGES:
+                known, step = reduce.submit(plan, stage, [], known, budget).result()
             while step is not None:
                 if step.kind == "sum":
-                    sums = tile_sums.with_options(timeout_seconds=budget)
-                    parts = [sums.submit(plan, stage, known, t).result() for t in plan.tiles]
-                    known, step = reduce.submit(plan, stage, parts, known).result()
+                    parts = _gather([sums.submit(plan, stage, known, t, budget) for t in plan.tiles])
+                    known, step = reduce.submit(plan, stage, parts, known, budget).result()
                 else:
-                    store = tile_store.with_options(timeout_seconds=budget)
-                    for t in plan.tiles:
-                        store.submit(plan, stage, step.name, known, t).result()
-                    known, step = reduce.submit(plan, stage, [], known, step.name).result()
-            after += [
+                    _gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles])
+                    known, step = reduce.submit(plan, stage, [], known, budget, step.name).result()
+            after += _gather([
                 kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
-                .submit(plan, stage, [StageDone(stage, totals=known)], t)
-                .result()
+                .submit(plan, stage, [StageDone(stage, totals=known)], budget, t)
                 for t in plan.tiles
-            ]
+            ])  # fmt: skip
         after.insert(0, StageDone("sums", totals=known))
-        outcome: ProductOutcome = packaging.with_options(timeout_seconds=budget).submit(plan, after, ref).result()
+        outcome: ProductOutcome = (packaging.with_options(timeout_seconds=budget)
+                                   .submit(plan, after, ref, budget).result())  # fmt: skip
     except BaseException:
         stages.discard(plan)
         raise

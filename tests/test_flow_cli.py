@@ -38,6 +38,46 @@ def test_flow_product_runs_without_a_prefect_server(flow_products: dict[str, Pat
     assert noise == [], "\n".join(noise[:20])
 
 
+#: ``sen2core`` where starting a ``distributed.LocalCluster`` is recorded in the file ``$CLUSTER_LOG`` and
+#: fails the run (prefect-dask looks the class up on the module when it starts a cluster).
+COUNTED_CLUSTERS = """
+import os, distributed
+from sen2core.cli import main
+class Counted(distributed.LocalCluster):
+    def __init__(self, *args, **kwargs):
+        with open(os.environ["CLUSTER_LOG"], "a") as log:
+            log.write("LocalCluster\\n")
+        raise RuntimeError("a Dask cluster was started")
+distributed.LocalCluster = Counted
+main()
+"""
+
+
+@pytest.mark.timeout(300)
+def test_flow_product_starts_no_cluster_for_a_product_already_done(
+    prefect_api: str, flow_products: dict[str, Path], tmp_path: Path
+) -> None:
+    """``sen2core flow product`` on a product already done skips it before any Dask cluster starts
+    (it used to start its 2 workers, then skip: 26 s for nothing)."""
+    from sen2core.pipeline import ProcessingConfig, process_product
+
+    href = str(flow_products["2023-07-15"])
+    first = process_product(href, tmp_path / "l2a", ProcessingConfig(resolution=60, sc_only=True))
+    assert first.status == "done"
+    clusters = tmp_path / "clusters.log"
+    done = subprocess.run([sys.executable, "-c", COUNTED_CLUSTERS, "flow", "product", href, "-o", str(tmp_path / "l2a"),
+                           "--sc-only", "--resolution", "60", "--workers", "2", "--json"],
+                          env=dict(os.environ, CLUSTER_LOG=str(clusters)), capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert not clusters.exists(), clusters.read_text()
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    (outcome,) = summary["outcomes"]
+    assert (outcome["status"], outcome["output_dir"]) == ("skipped", first.output_dir)
+    # Reported all the same, from the flow's own process.
+    assert Path(summary["report"]).is_file()
+
+
 @pytest.mark.timeout(300)
 def test_flow_backfill_exits_1_and_lists_the_failed_product(
     prefect_api: str, flow_products: dict[str, Path], tmp_path: Path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,39 @@ def test_product_timeout_fails_without_retry(
     prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
 ) -> None:
     flow = process_product_flow.with_options(task_runner=in_process_runner())
-    # 0.3 s: the product needs several seconds; a timeout is not transient, so no retry (no 30 s backoff).
+    # 0.3 s (1 s, the smallest budget): the product needs several seconds; a timeout is not transient, so no
+    # retry (no 30 s backoff).
     state = flow(str(flow_products["2023-07-14"]), str(tmp_path / "l2a"), options=ProcessingOptions(resolution=20),
                  product_timeout_minutes=0.005, return_state=True)  # fmt: skip
     assert state.is_failed()
     (outcome,) = state.result(raise_on_failure=False).summary.failed
     assert "Timeout" in (outcome.error or ""), outcome.error
+
+
+def test_product_budget_bounds_its_chain_of_stage_tasks(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each stage task alone stays well inside the 3 s budget, the chain does not: the product fails
+    with a timeout at the first task that starts after its budget (it used to end Completed, each
+    task having the whole budget for itself)."""
+    from sen2core import stages
+
+    real = stages.run_stage
+
+    def slow_stage(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "run_stage", slow_stage)  # the in-process runner's tasks run in this process
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    # resolution 20: screening, atmosphere and correction-20m, 3 s of sleep before packaging can start.
+    state = flow(str(flow_products["2023-07-14"]), str(tmp_path / "l2a"), options=ProcessingOptions(resolution=20),
+                 product_timeout_minutes=3.0 / 60.0, return_state=True)  # fmt: skip
+    assert state.is_failed()
+    (outcome,) = state.result(raise_on_failure=False).summary.failed
+    assert "ProcessingTimeout" in (outcome.error or "") and "time budget of 3 s" in (outcome.error or ""), outcome.error
+    assert not list((tmp_path / "l2a").rglob("*.tif")), "a product out of time leaves no work folder behind"
 
 
 def test_per_tile_tasks_make_the_same_product(
@@ -113,7 +141,7 @@ def test_per_tile_tasks_make_the_same_product(
     # Intermediates stored before the sums and neighbourhoods that read them.
     for prefix in ("screening-pixels", "atmosphere-ddv", "atmosphere-wv_raw"):
         assert sum(n.startswith(f"{prefix}-tile") for n in names) == 4, sorted(names)
-    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "packaging-", "screen", "publish"):
+    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "packaging-", "skip-done", "publish"):
         assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
     again = flow(href, str(tmp_path / "tiles"), options=tiles)
     assert [o.status for o in again.outcomes] == ["skipped"]

@@ -17,7 +17,7 @@ from sen2core.io.read.opening import open_l1c
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 from tasks.models import L1CRef, ProcessingOptions
-from tasks.product import screen_products
+from tasks.product import skip_done
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,15 @@ def test_each_granule_is_processed_as_its_own_product(two_granules: tuple[Path, 
         process_product(merged, tmp_path / "l2a", ProcessingConfig(resolution=60, granule="33UUU"))
 
 
-def test_screening_splits_a_product_into_its_granules(two_granules: tuple[Path, Path], tmp_path: Path) -> None:
+def test_skip_done_splits_a_product_into_its_granules(two_granules: tuple[Path, Path], tmp_path: Path) -> None:
     merged, _ = two_granules
     ref = L1CRef.from_href(str(merged))
     options = ProcessingOptions(resolution=60)
-    first = screen_products.fn([ref], str(tmp_path), options)
+    first = skip_done.fn([ref], str(tmp_path), options)
     assert [(r.granule, r.tile, r.href) for r in first.todo] == [("32TQM", "32TQM", ref.href),
                                                                  ("32TQN", "32TQN", ref.href)]  # fmt: skip
-    # One granule done: the next screening skips it and keeps the other.
+    # One granule done: the next skip-done skips it and keeps the other.
     process_product(merged, tmp_path, ProcessingConfig(resolution=60, granule="32TQM"))
-    again = screen_products.fn([ref], str(tmp_path), options)
+    again = skip_done.fn([ref], str(tmp_path), options)
     assert [r.granule for r in again.todo] == ["32TQN"]
     assert [(o.status, o.tile) for o in again.skipped] == [("skipped", "32TQM")]

@@ -151,7 +151,7 @@ def test_a_missing_tile_is_never_published(cloudy_l1c: Path, tmp_path: Path) -> 
         for t in plan.tiles[:-1]:
             stages.store_part(plan, "screening", step.name, known, t)
         # An intermediate that a tile did not store is never read as if it had been.
-        with pytest.raises(OutputError, match=f"stage screening-{step.name} has 1 chunk block"):
+        with pytest.raises(OutputError, match=f"round screening-{step.name} has 1 chunk block"):
             run_stage(plan, "screening", stages.stored(known, step.name), plan.tiles[0])
         stages.store_part(plan, "screening", step.name, known, plan.tiles[-1])
         known = stages.stored(known, step.name)
