@@ -18,7 +18,7 @@ from sen2core.cli import main
 from sen2core.errors import BandReadError, InputProductError, MetadataError, MetadataWarning, Sen2CoreError
 from sen2core.io.product import Product, open_l1c, open_product
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 L2A_509 = (
     DATA
     / "metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from sen2core.cli import main
 
-AWS_900M = Path(__file__).parent / "data" / "l1c-T19UDP-20170729-900m"
+AWS_900M = Path(__file__).parents[1] / "data" / "l1c-T19UDP-20170729-900m"
 FALLBACK = "no angle grids: sun angles computed from sensing time and footprint, view assumed nadir"
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
@@ -161,7 +161,7 @@ def test_info_json_matches_xml(metadata_product: Path) -> None:
 
 def test_info_json_keys_are_documented() -> None:
     out = _run_info(AWS_900M)
-    doc = (Path(__file__).parents[1] / "docs" / "info-json.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[2] / "docs" / "info-json.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", doc, flags=re.MULTILINE))
     assert set(out) <= documented
     assert all(re.fullmatch(r"[a-z0-9_]+", k) for k in out)
@@ -202,7 +202,7 @@ def test_info_human_table(l1c_safe: Path) -> None:
 
 def test_info_l2a_reports_boa_values() -> None:
     path = (
-        Path(__file__).parent
+        Path(__file__).parents[1]
         / "data/metadata/gdal-autotest-sentinel2/fake_l2a_processing_baseline_5_09"
         / ("S2B_MSIL2A_20230823T095559_N0509_R122_T34UCF_20230823T124759.SAFE")
     )

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).parent.parent / "scripts" / "system-deps.sh"
+SCRIPT = Path(__file__).parents[2] / "scripts" / "system-deps.sh"
 
 
 def _fake(bin_dir: Path, name: str, body: str) -> None:

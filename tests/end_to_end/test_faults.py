@@ -71,7 +71,7 @@ def test_a_damaged_band_fails_the_run_whatever_the_codec_threads(
     out = tmp_path / "out"
     with pytest.raises(BandReadError) as info:
         # The decoder's own check: with the manifest's checksums verified (the default) the run stops
-        # before decoding, at B04's checksum (tests/test_l1c_inputs.py).
+        # before decoding, at B04's checksum (tests/io/test_l1c_inputs.py).
         process_product(damaged_l1c, out, ProcessingConfig(chunk_m=CHUNK_M, verify_checksums=False))
     text = str(info.value)
     assert text.startswith(f"{damaged_l1c}: band B04: cannot decode rows"), text

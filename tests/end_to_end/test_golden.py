@@ -6,7 +6,7 @@ normalised text of the metadata (STAC item, ``MTD_MSIL2A.xml``, ``MTD_TL.xml``, 
 Pixels are hashed rather than files so that the check holds across GDAL builds that lay out the
 same pixels differently; the file checksums in the STAC item are left out for the same reason.
 
-Run ``pytest tests/test_golden.py --update-golden`` after a change that is meant to alter the
+Run ``pytest tests/end_to_end/test_golden.py --update-golden`` after a change that is meant to alter the
 product, and review the diff of ``tests/data/golden/`` in the commit.
 """
 
@@ -27,7 +27,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 
 # A scene that reaches every branch of the classification and correction: physical clouds with
 # soft edges and shadows, thin cirrus, snow, water and relief.

@@ -156,7 +156,7 @@ def test_dashboards_of_created_clusters_listen_on_loopback(monkeypatch: pytest.M
 # ------------------------------------------------- item 5: every setting has a valid range
 
 
-GIPP_DIR = Path(__file__).parent / "data" / "gipp"
+GIPP_DIR = Path(__file__).parents[1] / "data" / "gipp"
 
 
 def _user_gipp(tmp: Path, **values: str) -> Path:
@@ -248,7 +248,7 @@ def test_every_setting_has_a_documented_range() -> None:
 
     assert numeric(SceneClassificationConfig) == set(SCENE_CLASSIFICATION_RANGES)
     assert numeric(CorrectionConfig) == set(CORRECTION_RANGES)
-    docs = Path(__file__).parents[1] / "docs" / "settings.md"
+    docs = Path(__file__).parents[2] / "docs" / "settings.md"
     regenerate = "python -m sen2core.settings_docs > docs/settings.md"
     assert docs.read_text(encoding="utf-8") == settings_markdown(), f"run: {regenerate}"
 

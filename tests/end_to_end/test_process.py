@@ -42,7 +42,7 @@ def test_process_retrieves_water_vapour(tmp_path: Path, wv: float, seed: int) ->
 
 def test_desert_without_vegetation_falls_back_to_default_aot(tmp_path: Path) -> None:
     """No dark dense vegetation on a real desert surface: the configured AOT, recorded as DEFAULT."""
-    desert = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+    desert = Path(__file__).parents[1] / "data" / "synthetic" / "l2a-T29RKH-subset"
     safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "4", "--cloud-cover", "0", "--surface", str(desert),
                  "--wv", "0.6")  # fmt: skip
     res = process_product(safe, tmp_path / "l2a", ProcessingConfig(resolution=20))
@@ -154,14 +154,14 @@ def test_gipp_sets_the_correction_and_progress_is_logged(tmp_path: Path) -> None
     """Sen2Cor's L2A_GIPP.xml (``--GIP_L2A``): aerosol type and visibility reach the run."""
     from sen2core.kernels.aot import visibility_to_aot
 
-    gipp = Path(__file__).parent / "data" / "gipp" / "sen2cor_L2A_GIPP_DEM_OFF.xml"
+    gipp = Path(__file__).parents[1] / "data" / "gipp" / "sen2cor_L2A_GIPP_DEM_OFF.xml"
     text = gipp.read_text()
     text = text.replace("<Aerosol_Type>RURAL</Aerosol_Type>", "<Aerosol_Type>MARITIME</Aerosol_Type>")
     text = text.replace("<Visibility>40.0</Visibility>", "<Visibility>20.0</Visibility>")
     assert "MARITIME" in text and "<Visibility>20.0" in text
     custom = tmp_path / "L2A_GIPP.xml"
     custom.write_text(text)
-    desert = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+    desert = Path(__file__).parents[1] / "data" / "synthetic" / "l2a-T29RKH-subset"
     safe = synth(tmp_path / "l1c", "--size", "366", "--seed", "4", "--cloud-cover", "0", "--surface", str(desert))
     res = subprocess.run([sys.executable, "-m", "sen2core.cli", "process", str(safe), "-o", str(tmp_path / "l2a"),
                           "--resolution", "20", "--GIP_L2A", str(custom), "--json"],

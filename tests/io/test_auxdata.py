@@ -45,7 +45,7 @@ from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.stages import ProductPlan, plan_product
 from sen2core.synthetic import SynthConfig, synthesize
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 AUX = DATA / "aux"
 PRODUCTS = ("S2A-T31TCJ", "S2B-T31TCJ")
 # T31TCJ (EPSG:32631): upper-left corner 300000, 4900020; 109.8 km a side (MTD_TL.xml).
@@ -294,7 +294,7 @@ def test_ecmwf_ozone_and_tiles_make_the_same_product(desert: Path, tmp_path: Pat
 
 # ----------------------------------------------------------------------------- the correction's use, on arrays
 
-# Surface spectra (B01 ... B12 without B10): bright soil and clear water, as in tests/test_correction.py.
+# Surface spectra (B01 ... B12 without B10): bright soil and clear water, as in tests/stages/test_correction.py.
 _BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 _SOIL = (0.07, 0.09, 0.13, 0.17, 0.20, 0.22, 0.24, 0.26, 0.27, 0.27, 0.34, 0.28)
 _WATER = (0.05, 0.05, 0.04, 0.02, 0.012, 0.006, 0.005, 0.004, 0.004, 0.003, 0.002, 0.001)

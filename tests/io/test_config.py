@@ -12,7 +12,7 @@ import pytest
 from sen2core.config import SC_GIPP_TAGS, SceneClassificationConfig
 from sen2core.errors import ConfigurationError
 
-GIPP = Path(__file__).parent / "data" / "gipp"
+GIPP = Path(__file__).parents[1] / "data" / "gipp"
 
 # The L2A_CAL_SC_GIPP.xml defaults of Sen2Cor 2.8 (SEN2COR_REFERENCE.md A3, GIPP table).
 SEN2COR_28 = {

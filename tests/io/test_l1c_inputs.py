@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from sen2core.cli import main
 
-DATA = Path(__file__).parent / "data" / "l1c-T31TCJ-N0510"
+DATA = Path(__file__).parents[1] / "data" / "l1c-T31TCJ-N0510"
 T31TCJ = {
     "S2A": DATA / "S2A_MSIL1C_20240120T105341_N0510_R051_T31TCJ_20240120T125244.SAFE",
     "S2B": DATA / "S2B_MSIL1C_20240305T104819_N0510_R051_T31TCJ_20240305T125347.SAFE",

@@ -18,7 +18,7 @@ from sen2core.io.mtd_product import baseline_from_name, parse_user_product
 from sen2core.io.mtd_tile import parse_epsg, parse_tile
 from sen2core.io.tileinfo import parse_tile_info
 
-DATA = Path(__file__).parent / "data" / "metadata"
+DATA = Path(__file__).parents[1] / "data" / "metadata"
 USER_FILES = sorted(
     p
     for p in DATA.rglob("*.xml")

@@ -16,7 +16,7 @@ from sen2core.io.metadata import BAND_IDS
 from sen2core.io.product import open_l1c
 from sen2core.kernels.radiometry import block_mean, dn_to_reflectance, upsample_nearest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 AWS_900M = DATA / "l1c-T19UDP-20170729-900m"
 L2A_509 = (
     DATA

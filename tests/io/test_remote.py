@@ -324,7 +324,7 @@ def test_a_killed_run_leaves_no_stac_item(s3: dict[str, Any], tmp_path: Path) ->
     log = tmp_path / "run.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                cwd=Path(__file__).parents[1])  # fmt: skip
+                                cwd=Path(__file__).parents[2])  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while "correction" not in log.read_text(errors="replace"):

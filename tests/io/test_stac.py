@@ -385,7 +385,7 @@ def test_stac_validator_passes_offline_on_item_and_collection(product: Processed
 
     from sen2core.io.stac import EXTENSION_BASE
 
-    schemas = Path(__file__).parents[1] / "sen2core" / "data" / "stac-schemas"
+    schemas = Path(__file__).parents[2] / "sen2core" / "data" / "stac-schemas"
     schema_map = {f"{EXTENSION_BASE}/{p.parent.parent.name}/{p.parent.name}/schema.json": str(p)
                   for p in schemas.glob("*/*/schema.json")}  # fmt: skip
     for i, (uri, schema) in enumerate(get_local_schema_cache().items()):

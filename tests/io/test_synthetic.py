@@ -28,7 +28,7 @@ from sen2core.io.product import Product, open_product
 from sen2core.kernels.rt import irradiance_factor, surface_from_toa
 from sen2core.synthetic import SynthConfig, SynthResult, synthesize
 
-SURFACE_SUBSET = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+SURFACE_SUBSET = Path(__file__).parents[1] / "data" / "synthetic" / "l2a-T29RKH-subset"
 TEN_M = ("B02", "B03", "B04", "B08")
 
 # Small scenes used by several tests, made once per module.

@@ -10,7 +10,7 @@ import pytest
 from sen2core.errors import ConfigurationError
 from sen2core.synthetic import SynthConfig, acquisition, tile_grid
 
-METADATA = Path(__file__).parent / "data" / "metadata"
+METADATA = Path(__file__).parents[1] / "data" / "metadata"
 
 # Tile corners of real products (MTD_TL.xml Geoposition / tileInfo.json tileGeometry).
 REAL_TILES = {
@@ -149,7 +149,7 @@ def test_detector_grids_look_like_real_ones() -> None:
 
 
 def test_surface_and_snow_are_exclusive() -> None:
-    surface = Path(__file__).parent / "data" / "synthetic" / "l2a-T29RKH-subset"
+    surface = Path(__file__).parents[1] / "data" / "synthetic" / "l2a-T29RKH-subset"
     with pytest.raises(ConfigurationError, match="--snow"):
         SynthConfig(snow=5.0, surface=str(surface))
     with pytest.raises(ConfigurationError, match="--surface"):

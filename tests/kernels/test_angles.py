@@ -23,7 +23,7 @@ from sen2core.kernels.angles import (
 )
 from sen2core.solar import solar_position
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 T46RER = DATA / "metadata/stactools-sentinel2/S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
 T01WCP_NAN_MEANS = DATA / (
     "metadata/stactools-sentinel2/S2A_MSIL2A_20230625T234621_N0509_R073_T01WCP_20230626T022158.SAFE"

@@ -17,7 +17,7 @@ from sen2core.solar import (
     solar_position,
 )
 
-DATA = Path(__file__).parent / "data" / "metadata"
+DATA = Path(__file__).parents[1] / "data" / "metadata"
 
 
 def test_julian_day_epochs() -> None:

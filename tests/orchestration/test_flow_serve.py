@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POOL = "sen2core-process"
 #: The deployments of deployments/prefect.yaml, by full name.
 PREFECT_YAML = ["sen2core-daily-ingest/daily-ingest", "sen2core-backfill/backfill",

@@ -20,7 +20,7 @@ from tasks.discover import discover_inbox, discover_stac_api, filter_refs
 from tasks.models import L1CRef, TimeWindow, normalise_tile
 from tasks.retry import is_transient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JULY = TimeWindow.from_dates(dt.date(2023, 7, 1), dt.date(2023, 7, 31))
 
 

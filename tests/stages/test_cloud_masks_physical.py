@@ -30,7 +30,7 @@ from sen2core.scl import classify
 from sen2core.synthetic import SynthConfig, synthesize
 from sen2core.synthetic.truth import castable_shadows, read_truth
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 DESERT = DATA / "synthetic" / "l2a-T29RKH-subset"
 CLOUDY = (8, 9, 10)
 
