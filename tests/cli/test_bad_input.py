@@ -296,6 +296,7 @@ def test_debug_shows_the_exception(tmp_path: Path, safe_builder) -> None:
     assert result.exit_code != 0 and isinstance(result.exception, error)
 
 
+@pytest.mark.slow
 def test_subprocess_one_line_and_debug_traceback(tmp_path: Path, safe_builder) -> None:
     path, _, message = _billion_laughs(tmp_path, safe_builder)
     cmd = [sys.executable, "-c", "from sen2core.cli import main; main()"]

@@ -17,6 +17,7 @@ def sen2core(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
                           timeout=240)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_flow_product_runs_without_a_prefect_server(flow_products: dict[str, Path], tmp_path: Path) -> None:
     # No PREFECT_API_URL: the command starts Prefect's temporary server itself (and stops it). No Prefect
@@ -38,6 +39,7 @@ def test_flow_product_runs_without_a_prefect_server(flow_products: dict[str, Pat
     assert noise == [], "\n".join(noise[:20])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_flow_backfill_exits_1_and_lists_the_failed_product(
     prefect_api: str, flow_products: dict[str, Path], tmp_path: Path
@@ -53,6 +55,7 @@ def test_flow_backfill_exits_1_and_lists_the_failed_product(
     assert flow_products["corrupt"].name.removesuffix(".SAFE.zip") in done.stderr
 
 
+@pytest.mark.slow
 def test_tile_options_reach_the_flow(flow_products: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
@@ -70,6 +73,7 @@ def test_tile_options_reach_the_flow(flow_products: dict[str, Path], monkeypatch
     assert CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "0"]).exit_code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("how", ["environment", "option"])
 def test_a_temporary_server_that_does_not_answer_in_time_ends_with_one_line(

@@ -21,6 +21,7 @@ def sen2core(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=240)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_process_on_workers_prints_only_its_stages_by_default(cloudy_l1c: Path, tmp_path: Path) -> None:
     args = ["process", str(cloudy_l1c), "--resolution", "60", "--sc-only", "--workers", "2"]

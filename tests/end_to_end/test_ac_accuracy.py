@@ -20,6 +20,8 @@ import rasterio
 from sen2core.correction import CorrectionConfig
 from sen2core.pipeline import ProcessingConfig, process_product
 
+pytestmark = pytest.mark.slow
+
 SR_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 TOLERANCE = {"B02": 0.01, "B03": 0.01, "B04": 0.01, "B05": 0.01, "B06": 0.01, "B07": 0.01, "B8A": 0.01,
              "B11": 0.015, "B12": 0.015}  # fmt: skip

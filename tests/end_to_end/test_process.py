@@ -14,6 +14,8 @@ from rio_cogeo.cogeo import cog_validate
 
 from sen2core.pipeline import ProcessingConfig, process_product
 
+pytestmark = pytest.mark.slow
+
 
 def synth(folder: Path, *args: str) -> Path:
     out = subprocess.run([sys.executable, "-m", "sen2core.cli", "synth", str(folder), *args],

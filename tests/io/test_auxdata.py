@@ -236,6 +236,7 @@ def test_the_plan_carries_the_fields_to_workers(desert: Path, tmp_path: Path) ->
     assert plan_product(desert, tmp_path / "sc", ProcessingConfig(resolution=20, sc_only=True)).aux is None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_desert_without_dark_vegetation_takes_its_aot_from_cams(desert: Path, tmp_path: Path) -> None:
     truth_dir = desert.with_name(desert.name[: -len(".SAFE")] + ".truth")
@@ -278,6 +279,7 @@ def test_desert_without_dark_vegetation_takes_its_aot_from_cams(desert: Path, tm
     assert min(rmse0.values()) >= 0.01, rmse0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ecmwf_ozone_and_tiles_make_the_same_product(desert: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=1800.0, correction=CorrectionConfig(ozone_cm_atm=0.0))

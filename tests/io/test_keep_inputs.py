@@ -23,6 +23,7 @@ def _hidden(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.is_dir()]
 
 
+@pytest.mark.slow
 def test_bands_are_decoded_once_into_files_and_leave_no_scratch(cloudy_l1c: Path, tmp_path: Path) -> None:
     seen: dict[str, list[str]] = {}
 
@@ -41,6 +42,7 @@ def test_bands_are_decoded_once_into_files_and_leave_no_scratch(cloudy_l1c: Path
     assert _hidden(tmp_path / "out") == []
 
 
+@pytest.mark.slow
 def test_a_failed_run_removes_its_kept_inputs(
     cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

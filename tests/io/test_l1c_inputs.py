@@ -171,6 +171,7 @@ def _mask_counts(product: str, band: str) -> list[int]:
     return total.tolist()
 
 
+@pytest.mark.slow
 def test_real_quality_masks_read_layer_by_layer() -> None:
     # Counted independently with rasterio over all 8 layers: S2A B11 flags 7 px in layer 7 (cross-talk) and 4 in
     # layer 8 (saturated); S2B B12 flags 1121 defective px (layer 5); no layer 3 anywhere.
@@ -263,6 +264,7 @@ def _read(folder: Path, pattern: str):
         return ds.read(1)
 
 
+@pytest.mark.slow
 def test_quality_masks_give_class_1_and_no_data(flagged_l1c: tuple[Path, dict], tmp_path: Path) -> None:
     import json
 
@@ -298,6 +300,7 @@ def test_quality_masks_give_class_1_and_no_data(flagged_l1c: tuple[Path, dict], 
     assert summary["input_checksums"]["files"] == 15 + 14  # + 13 quality masks and the cloud mask
 
 
+@pytest.mark.slow
 def test_quality_masks_the_same_by_tiles(flagged_l1c: tuple[Path, dict], tmp_path: Path) -> None:
     import numpy as np
     from conftest import read_rasters
@@ -316,6 +319,7 @@ def test_quality_masks_the_same_by_tiles(flagged_l1c: tuple[Path, dict], tmp_pat
     assert (a["SCL_20m.tif"] == 1).any() and tiled.class_percentages == whole.class_percentages
 
 
+@pytest.mark.slow
 def test_products_without_masks_keep_their_output(flagged_l1c: tuple[Path, dict], tmp_path: Path) -> None:
     import shutil
 
@@ -343,6 +347,7 @@ def test_products_without_masks_keep_their_output(flagged_l1c: tuple[Path, dict]
     assert scl_bare[r // 2, c // 2] != 0
 
 
+@pytest.mark.slow
 def test_flow_options_carry_no_verify() -> None:
     from tasks.models import ProcessingOptions
     from tasks.product import to_config

@@ -241,6 +241,7 @@ def test_copy_of_safe_reads_independently(tmp_path: Path, l1c_safe: Path, open_s
     assert np.isfinite(zc).all() and np.isfinite(vc).all()
 
 
+@pytest.mark.slow
 def test_graphs_are_serialisable_for_distributed(l1c_safe: Path, open_s2, expected_toa) -> None:
     import pickle
 

@@ -43,7 +43,11 @@ from sen2core.io.stac import COLLECTION_NAME, update_collection
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.synthetic import SynthConfig, synthesize
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::sen2core.errors.MetadataWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore::sen2core.errors.MetadataWarning"),
+]
 
 L1C_BUCKET = "l1c-archive"
 L2A_BUCKET = "l2a-output"

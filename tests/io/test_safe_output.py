@@ -28,7 +28,7 @@ from sen2core.io.write import jp2_creation_options
 from sen2core.package import ProductRasters, is_done
 from sen2core.pipeline import L2AResult, ProcessingConfig, l2a_id, process_product
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SIZE = 366
 R10 = ("B02", "B03", "B04", "B08", "AOT", "WVP", "TCI")

@@ -33,6 +33,8 @@ from sen2core.io.stac import (
 from sen2core.package import MTD_NAME, SUMMARY_NAME, is_done, item_name, quicklook_name
 from sen2core.pipeline import L2AResult, process_product
 
+pytestmark = pytest.mark.slow
+
 SR_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 BANDS_10M = ("B02", "B03", "B04", "B08")
 BANDS_20M = ("B05", "B06", "B07", "B8A", "B11", "B12")

@@ -197,6 +197,7 @@ def test_clear_sky_toa_inverts_to_the_surface(scene: Callable[[str], SynthResult
     assert err.max() < 1e-3, (band, err.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("band", ["B02", "B04", "B8A", "B12"])
 def test_relief_changes_illumination_and_pressure(scene: Callable[[str], SynthResult], band: str) -> None:
     r = scene("relief")
@@ -214,6 +215,7 @@ def _invert_flat_at_sea_level(r: SynthResult, band: str) -> tuple[np.ndarray, np
     return _invert(r, band, relief=False)
 
 
+@pytest.mark.slow
 def test_shadows_fall_away_from_the_sun_at_the_height_distance(scene: Callable[[str], SynthResult]) -> None:
     r = scene("shadow")
     t = _truth(r)
@@ -303,6 +305,7 @@ def test_spectra_and_atmosphere_are_physical(scene: Callable[[str], SynthResult]
             assert np.nanmin(toa["B10"][high]) > 0.05
 
 
+@pytest.mark.slow
 def test_cirrus_snow_nodata_and_saturation(scene: Callable[[str], SynthResult]) -> None:
     r = scene("edge")
     t = _truth(r)
@@ -337,6 +340,7 @@ def test_cirrus_snow_nodata_and_saturation(scene: Callable[[str], SynthResult]) 
     assert len(points) // 2 != 5 or (scl10 == 0).mean() < 0.01
 
 
+@pytest.mark.slow
 def test_surface_from_a_real_level2a_product(scene: Callable[[str], SynthResult]) -> None:
     r = scene("surface")
     sr = _read(r.truth / "SR_20m.tif")
@@ -360,6 +364,7 @@ def test_surface_from_a_real_level2a_product(scene: Callable[[str], SynthResult]
 # ---------------------------------------------------------------------------- structure, interoperability
 
 
+@pytest.mark.slow
 def test_both_baselines_encode_and_decode(scene: Callable[[str], SynthResult]) -> None:
     new, old = scene("base"), scene("old")
     for band in ("B02", "B8A", "B09"):
@@ -465,6 +470,7 @@ def test_safe_layout_manifest_and_truth_files(scene: Callable[[str], SynthResult
     assert f"<Cloud_Coverage_Assessment>{round(r.cloudy_percent, 6)!r}<" in mtd
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     cfg = SynthConfig(**SCENES["edge"])
     a = synthesize(cfg, tmp_path / "a")

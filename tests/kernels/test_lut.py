@@ -52,6 +52,7 @@ def _compare(lut, points):
     return np.array(preds), np.array(_live(cases)), labels
 
 
+@pytest.mark.slow
 @pytest.mark.sixs
 def test_tables_reproduce_live_6s_at_grid_nodes(lut) -> None:  # type: ignore[no-untyped-def]
     """At grid nodes every tabulated term equals live 6S's to 1e-4: path reflectance,
@@ -96,6 +97,7 @@ def test_tables_reproduce_live_6s_at_grid_nodes(lut) -> None:  # type: ignore[no
     print(f"grid nodes: {len(cases)} 6S runs, max |LUT-6S| over all terms = {worst:.1e}")
 
 
+@pytest.mark.slow
 @pytest.mark.sixs
 def test_off_grid_toa_and_inversion_against_live_6s(lut) -> None:  # type: ignore[no-untyped-def]
     """Random off-grid conditions, S2A and S2B: |dTOA| <= 0.002 or 1 % relative, and

@@ -70,6 +70,7 @@ def _live_toa(z: float, u: float, band: str, rho: float) -> sixs.SixSCase:
                          float(sixs_input(u, z)), OZONE)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.sixs
 def test_apda_retrieves_the_column_above_the_ground_from_live_6s(lut) -> None:  # type: ignore[no-untyped-def]
     """Live 6S TOA at 0, 1.5 and 3 km with a known column above the ground: APDA within 10 %.

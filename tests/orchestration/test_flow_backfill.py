@@ -18,7 +18,11 @@ from tasks.models import ProcessingOptions, Source, parse_l1c_name
 # may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
 # background threads close connections at GC times that vary from run to run. Neither changes
 # the outcomes asserted here, which are read back from the flow states and the API.
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 def l1c_item(safe: Path, cloud_cover: float) -> pystac.Item:

@@ -15,6 +15,8 @@ from flows.backfill import backfill
 from flows.process_product import process_product_flow
 from tasks.models import ProcessingOptions, Source
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.timeout(180)
 def test_kernels_run_on_the_existing_cluster_given_by_address(

@@ -17,6 +17,8 @@ from conftest import free_port, stop_process_group
 from flows.process_product import process_product_flow
 from flows.runner import DaskSchedulerLost
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def doomed_scheduler(prefect_api: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:

@@ -20,7 +20,11 @@ from tasks.models import ProcessingOptions, Source
 # may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
 # background threads close connections at GC times that vary from run to run. Neither changes
 # the outcomes asserted here, which are read back from the flow states and the API.
-pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @pytest.fixture(scope="module")

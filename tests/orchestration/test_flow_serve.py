@@ -20,7 +20,11 @@ PREFECT_YAML = ["sen2core-daily-ingest/daily-ingest", "sen2core-backfill/backfil
 SERVED = ["sen2core-daily-ingest/daily-ingest-served", "sen2core-backfill/backfill-served",
           "sen2core-process-product/one-product-served"]  # fmt: skip
 
-pytestmark = [pytest.mark.timeout(420), pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(420),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 def deployments(api_url: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 #: The task runs of one sc-only product: the run's screen, publish and report, and the product's stages.
 TASKS = ["screen", "tiling", "screening", "correction", "packaging", "publish", "report"]
