@@ -135,6 +135,7 @@ def _scores(scenes: dict[str, dict[str, Any]], key: str) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 def test_physical_truth(scenes: dict[str, dict[str, Any]]) -> None:
     cloudy = [r for r in scenes.values() if np.isin(r["truth"], (8, 9)).any()]
     # Soft edges: the edge band is cloud, with cover fractions from the label fraction up.
@@ -178,6 +179,7 @@ def test_physical_truth(scenes: dict[str, dict[str, Any]]) -> None:
             assert 0.2 < darkening < 0.75
 
 
+@pytest.mark.slow
 def test_cloud_and_shadow_accuracy(scenes: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     table = {key: _scores(scenes, key) for key in CONFIGS}
     with capsys.disabled():
@@ -196,6 +198,7 @@ def test_cloud_and_shadow_accuracy(scenes: dict[str, dict[str, Any]], capsys: py
     assert d["shadow F1"] >= s2c["shadow F1"] + 0.1
 
 
+@pytest.mark.slow
 def test_edge_growth_finds_edges(scenes: dict[str, dict[str, Any]]) -> None:
     # Measured: edge recall 0.875 grown, 0.854 not; cloud F1 0.963 and 0.959.
     grown, plain = _scores(scenes, "default"), _scores(scenes, "no_growth")
@@ -203,6 +206,7 @@ def test_edge_growth_finds_edges(scenes: dict[str, dict[str, Any]]) -> None:
     assert grown["cloud F1"] >= plain["cloud F1"]
 
 
+@pytest.mark.slow
 def test_relative_shadow_finds_grey_shadows(scenes: dict[str, dict[str, Any]]) -> None:
     # Measured: shadow recall 0.520 with the relative test, 0.218 without; F1 0.526 and 0.277.
     with_rel, without = _scores(scenes, "default"), _scores(scenes, "no_relative_shadow")
@@ -210,6 +214,7 @@ def test_relative_shadow_finds_grey_shadows(scenes: dict[str, dict[str, Any]]) -
     assert with_rel["shadow F1"] >= without["shadow F1"] + 0.05
 
 
+@pytest.mark.slow
 def test_false_shadows_on_dark_surfaces(scenes: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     # Cloud-free scenes: water, forests and dark soils must not turn into cloud shadow.
     rates = {}
@@ -228,6 +233,7 @@ def test_false_shadows_on_dark_surfaces(scenes: dict[str, dict[str, Any]], capsy
     assert all(v < 0.005 for v in rates.values())
 
 
+@pytest.mark.slow
 def test_probability_without_b10(scenes: dict[str, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     low = scenes["tropical low clouds"]
     thick_low = (low["truth"] == 9) & (low["toa"]["B10"] < 0.005)
@@ -361,6 +367,7 @@ def test_cloud_model_is_validated() -> None:
     assert SynthConfig(size=60).cloud_model == "simple"
 
 
+@pytest.mark.slow
 def test_simple_clouds_keep_their_truth(tmp_path: Path) -> None:
     # Without the option the generator writes the truth it always wrote: no irradiance or
     # edge files, clouds from a cover fraction of 0.5, black shadows.
@@ -375,6 +382,7 @@ def test_simple_clouds_keep_their_truth(tmp_path: Path) -> None:
     assert np.isin(scl[cover >= 0.5], (8, 9)).all() and not np.isin(scl[cover < 0.5], (8, 9)).any()
 
 
+@pytest.mark.slow
 def test_cli_cloud_model(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

@@ -64,6 +64,7 @@ def _scene(true_aot: float, true_wv: float, soil_only: bool = False):
     return scene, da.from_array(cover.astype(np.uint8), chunks=chunks), surf, aot, wv, cover
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("true_aot,true_wv", [(0.08, 0.8), (0.3, 2.0), (0.5, 3.5)])
 def test_retrieval_and_boa_against_truth(true_aot: float, true_wv: float) -> None:
     scene, scl, surf, aot, wv, cover = _scene(true_aot, true_wv)
@@ -88,6 +89,7 @@ def test_retrieval_and_boa_against_truth(true_aot: float, true_wv: float) -> Non
         assert v <= limit, (b, v)
 
 
+@pytest.mark.slow
 def test_aot_does_not_depend_on_the_water_vapour_column() -> None:
     """The DDV AOT uses each pixel's own (APDA) column, not a fixed 1 cm (issue #15 item 2).
 
@@ -124,6 +126,7 @@ def test_config_rejects_unknown_aerosol() -> None:
         CorrectionConfig(aerosol="desert")
 
 
+@pytest.mark.slow
 def test_cams_prior_weight_blends_the_forecast_into_the_ddv_map() -> None:
     """``cams_prior_weight`` w: the AOT map is (1 - w) DDV + w CAMS where DDV succeeds (issue #15 item 3).
 

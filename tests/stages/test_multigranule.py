@@ -18,6 +18,8 @@ from sen2core.synthetic import SynthConfig, synthesize
 from tasks.models import L1CRef, ProcessingOptions
 from tasks.product import screen_products
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def two_granules(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -80,6 +80,7 @@ def _assert_nothing_complete(root: Path) -> None:
         assert not (folder / item_name(folder)).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_killed_runs_leave_nothing_complete_and_rerun_completes(tmp_path: Path) -> None:
     safe = _synth(tmp_path / "l1c")

@@ -85,6 +85,7 @@ def test_without_glibc_nothing_is_tuned(monkeypatch: pytest.MonkeyPatch) -> None
     plugin.transition("k", "executing", "memory")  # no C library to call: nothing happens
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_malloc_plugin_runs_on_worker_processes() -> None:
     from distributed import Client, LocalCluster

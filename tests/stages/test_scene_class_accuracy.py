@@ -31,6 +31,8 @@ from sen2core.io.product import open_product
 from sen2core.kernels import scene_class as sc
 from sen2core.scl import classify
 
+pytestmark = pytest.mark.slow
+
 DATA = Path(__file__).parents[1] / "data"
 DESERT = DATA / "synthetic" / "l2a-T29RKH-subset"
 T19UDP = DATA / "l1c-T19UDP-20170729-900m"

@@ -125,6 +125,7 @@ def scene() -> dict[str, Any]:
     return make_scene()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("chunks", "full", "private_bands"), [(48, True, False), (33, False, False), (48, True, True), (33, False, True)]
 )
@@ -180,6 +181,7 @@ def test_graph_builds_without_computing(scene: dict[str, Any]) -> None:
     assert len(pct.__dask_graph__()) > 0
 
 
+@pytest.mark.slow
 def test_outputs_come_back_on_the_callers_chunks(scene: dict[str, Any]) -> None:
     # 50-px chunks are not multiples of 15 (60 m shadow grid, 300 m matching grid,
     # 60 m products): the classification runs on aligned chunks internally, and hands its
@@ -204,6 +206,7 @@ def test_input_errors(scene: dict[str, Any]) -> None:
         classify(bands, sz, sz, None, None, 60.0).scl_60m()
 
 
+@pytest.mark.slow
 def test_sun_zenith_bound_shortens_the_overlap(scene: dict[str, Any]) -> None:
     config = SceneClassificationConfig(thin_cloud_fix=False)
     ref = reference(scene, config, full=False)

@@ -32,6 +32,7 @@ from sen2core.stages import (
 CHUNK_M = 1800.0
 
 
+@pytest.mark.slow
 def test_tiles_make_the_same_product_as_one_graph(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M)
     seen: list[str] = []
@@ -83,6 +84,7 @@ def test_plan_states_the_stages_tiles_and_work_folder(cloudy_l1c: Path, tmp_path
         plan_product(cloudy_l1c, tmp_path / "other", ProcessingConfig(chunk_m=1830.0), tile_blocks=2)
 
 
+@pytest.mark.slow
 def test_scene_wide_sums_are_values_passed_between_rounds(cloudy_l1c: Path, tmp_path: Path) -> None:
     plan = plan_product(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, ProductPlan)
@@ -138,6 +140,7 @@ def test_block_sums_add_up_the_same_whole_or_by_windows() -> None:
         lazy.add_block_parts({k: v for k, v in parts.items() if k != (1, 2)}, sums.grid)
 
 
+@pytest.mark.slow
 def test_a_missing_tile_is_never_published(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M, resolution=60, sc_only=True)
     plan = plan_product(cloudy_l1c, tmp_path, config, tile_blocks=2)
@@ -168,6 +171,7 @@ def test_a_missing_tile_is_never_published(cloudy_l1c: Path, tmp_path: Path) -> 
     stages.discard(plan)
 
 
+@pytest.mark.slow
 def test_later_stages_neither_decode_nor_classify_and_a_retried_stage_reruns_alone(
     cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,6 +207,7 @@ def test_a_rewritten_window_is_counted_once(tmp_path: Path) -> None:
     assert collect_negative_fractions(tmp_path) == {"B02_10m.tif": 3.0}
 
 
+@pytest.mark.slow
 def test_tiles_write_the_safe_layout_too(cloudy_l1c: Path, tmp_path: Path) -> None:
     config = ProcessingConfig(chunk_m=CHUNK_M, resolution=60, format="safe")
     tiled = process_product(cloudy_l1c, tmp_path / "tiles", config, tile_blocks=2)
