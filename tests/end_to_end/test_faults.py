@@ -147,6 +147,7 @@ def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_disk_too_small_for_the_kept_bands_is_one_clear_error(cloudy_l1c: Path, small_tmpfs) -> None:
     """The band files kept for the 10 m stage (1.5 MiB here) on a 1 MiB file system: they were sparse
     memory maps, and the first page written on the full disk killed the process with SIGBUS."""
@@ -184,6 +185,7 @@ def test_kept_bands_are_allocated_and_a_full_disk_while_allocating_is_one_error(
     assert _published(out) == [] and _hidden(out) == []
 
 
+@pytest.mark.slow
 def test_a_disk_too_small_for_the_product_is_one_clear_error(cloudy_l1c: Path, small_tmpfs) -> None:
     """The kept bands fit, the staged rasters of the product do not: one line (it was a window write
     failing deep in GDAL after ``_tiffWriteProc: No space left on device``), nothing published."""
@@ -195,6 +197,7 @@ def test_a_disk_too_small_for_the_product_is_one_clear_error(cloudy_l1c: Path, s
     assert _published(out) == [] and _hidden(out) == []
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_up_while_the_cogs_are_encoded(
     cloudy_l1c: Path, small_tmpfs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +265,7 @@ def _stale_file_handles() -> None:
     numpy.load = load
 
 
+@pytest.mark.slow
 def test_a_band_read_error_on_a_worker_arrives_as_band_read_error(damaged_l1c: Path, worker_client) -> None:
     """GDAL's CPLE_* exceptions in the cause chain could not be unpickled: distributed replaced the
     error by ``Exception("BandReadError(...)")``, which neither ``except BandReadError`` nor the
@@ -277,6 +281,7 @@ def test_a_band_read_error_on_a_worker_arrives_as_band_read_error(damaged_l1c: P
     assert not is_transient(info.value)
 
 
+@pytest.mark.slow
 def test_a_transient_error_on_a_worker_keeps_its_type(cloudy_l1c: Path, tmp_path: Path, worker_client) -> None:
     """A stale NFS handle while a kept band file is written on a worker arrives as TransientIOError,
     which the product task's retry rule retries."""

@@ -585,6 +585,7 @@ class _GuardedStacApi:
         self.server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_stac_api_credentials_leave_no_trace(tmp_path: Path, flow_products: dict[str, Path]) -> None:
     import os
@@ -674,6 +675,7 @@ def _worker_log_message() -> str:
     return record.getMessage()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_workers_of_created_clusters_mask_their_logs() -> None:
     from distributed import Client
@@ -687,6 +689,7 @@ def test_workers_of_created_clusters_mask_their_logs() -> None:
         assert set(client.run(_worker_log_message).values()) == {"Compute Failed: http://h/?token=***"}
 
 
+@pytest.mark.slow
 def test_dem_is_recorded_in_the_run_summary(tmp_path: Path, cloudy_l1c: Path) -> None:
     import json
 
