@@ -239,7 +239,7 @@ def aws_900m(tmp_path: Path) -> Iterator[Path]:
     yield dest
 
 
-# ------------------------------------------------ orchestration (tests/test_flow*.py)
+# ------------------------------------------------ orchestration (tests/orchestration/test_flow*.py)
 # One Prefect server and one set of synthetic products per session, shared by the
 # flow tests; started only when a test asks for them, and always stopped.
 

@@ -1,0 +1,207 @@
+"""Prefect: the one-product flow on a DaskTaskRunner, against the session's Prefect server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.common import RunFailed
+from flows.process_product import process_product_flow
+from tasks.models import ProcessingOptions
+
+# Prefect's task timeout injects an exception into the worker thread at its next bytecode, which
+# may be inside a garbage-collector callback (then reported as "unraisable"), and the servers'
+# background threads close connections at GC times that vary from run to run. Neither changes
+# the outcomes asserted here, which are read back from the flow states and the API.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+def test_process_product_flow_on_a_dask_task_runner(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any],
+    read_artifacts: Callable[[Any], list[Any]], read_logs: Callable[[Any], list[str]], tmp_path: Path,
+) -> None:  # fmt: skip
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    out = tmp_path / "l2a"
+    state = flow(str(flow_products["2023-07-15"]), str(out), options=ProcessingOptions(resolution=20),
+                 return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    summary = state.result()
+    (outcome,) = summary.outcomes
+    assert outcome.status == "done" and outcome.l2a_id and outcome.output_dir
+    assert Path(outcome.output_dir).parent.parts[-4:] == ("32TQM", "2023", "07", "15")
+    assert outcome.cloud_cover is not None and outcome.aot is not None and outcome.water_vapour is not None
+    assert outcome.seconds and outcome.seconds > 0
+    # Published: the collection at the output root links the product's STAC item.
+    collection = json.loads((out / "collection.json").read_text())
+    assert [ln["href"] for ln in collection["links"] if ln["rel"] == "item"] == [
+        f"./32TQM/2023/07/15/{outcome.l2a_id}/{outcome.l2a_id}.json"
+    ]
+    kinds = {a.type for a in read_artifacts(state)}
+    assert {"table", "markdown"} <= kinds
+    # The library's own log records reach the run's logs in the API (and so the UI).
+    assert any(m.startswith("sen2core.stages: ") for m in read_logs(state))
+    # The flow graph shows the product's stages, each a task run, in order.
+    runs = _task_runs(state, lambda rs: any(r.name.startswith("report") for r in rs))
+    stages = [r.name.split("-S2")[0] for r in sorted(runs, key=lambda r: r.start_time or r.expected_start_time)
+              if "-S2" in r.name]  # fmt: skip
+    assert stages == ["tiling", "screening", "atmosphere", "correction-20m", "packaging"], sorted(r.name for r in runs)
+    assert any(r.name.startswith("publish") for r in runs), sorted(r.name for r in runs)
+
+    again = flow(str(flow_products["2023-07-15"]), str(out), options=ProcessingOptions(resolution=20))
+    assert [o.status for o in again.outcomes] == ["skipped"]
+
+
+def test_a_bad_product_fails_the_run_with_its_reason(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    state = flow(str(flow_products["corrupt"]), str(tmp_path / "l2a"), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, RunFailed)
+    (outcome,) = error.summary.failed
+    assert "InputProductError" in (outcome.error or "") and "zip" in (outcome.error or "")
+    with pytest.raises(RunFailed, match="1 failed"):
+        flow(str(flow_products["corrupt"]), str(tmp_path / "l2a"))
+
+
+def test_product_timeout_fails_without_retry(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    # 0.3 s (1 s, the smallest budget): the product needs several seconds; a timeout is not transient, so no
+    # retry (no 30 s backoff).
+    state = flow(str(flow_products["2023-07-14"]), str(tmp_path / "l2a"), options=ProcessingOptions(resolution=20),
+                 product_timeout_minutes=0.005, return_state=True)  # fmt: skip
+    assert state.is_failed()
+    (outcome,) = state.result(raise_on_failure=False).summary.failed
+    assert "Timeout" in (outcome.error or ""), outcome.error
+
+
+def test_product_budget_bounds_its_chain_of_stage_tasks(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Each stage task alone stays well inside the 3 s budget, the chain does not: the product fails
+    with a timeout at the first task that starts after its budget (it used to end Completed, each
+    task having the whole budget for itself)."""
+    from sen2core import stages
+
+    real = stages.run_stage
+
+    def slow_stage(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "run_stage", slow_stage)  # the in-process runner's tasks run in this process
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    # resolution 20: screening, atmosphere and correction-20m, 3 s of sleep before packaging can start.
+    state = flow(str(flow_products["2023-07-14"]), str(tmp_path / "l2a"), options=ProcessingOptions(resolution=20),
+                 product_timeout_minutes=3.0 / 60.0, return_state=True)  # fmt: skip
+    assert state.is_failed()
+    (outcome,) = state.result(raise_on_failure=False).summary.failed
+    assert "ProcessingTimeout" in (outcome.error or "") and "time budget of 3 s" in (outcome.error or ""), outcome.error
+    assert not list((tmp_path / "l2a").rglob("*.tif")), "a product out of time leaves no work folder behind"
+
+
+def test_per_tile_tasks_make_the_same_product(
+    prefect_api: str, flow_products: dict[str, Path], in_process_runner: Callable[..., Any], tmp_path: Path
+) -> None:
+    import numpy as np
+    import rasterio
+
+    flow = process_product_flow.with_options(task_runner=in_process_runner())
+    href = str(flow_products["2023-07-16"])
+    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles.
+    tiles = ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2)
+    state = flow(href, str(tmp_path / "tiles"), options=tiles, return_state=True)
+    assert state.is_completed(), state.message
+    (outcome,) = state.result().outcomes
+    assert outcome.status == "done" and outcome.aot is not None and outcome.cloud_cover is not None
+    whole = flow(href, str(tmp_path / "whole"), options=ProcessingOptions(resolution=20, chunk_m=1800.0))
+    (reference,) = whole.outcomes
+    assert (outcome.aot, outcome.water_vapour, outcome.cloud_cover) == (reference.aot, reference.water_vapour,
+                                                                        reference.cloud_cover)  # fmt: skip
+    for name in ("SCL_20m.tif", "B04_20m.tif", "AOT_20m.tif", "WVP_20m.tif", "TCI_20m.tif"):
+        with rasterio.open(Path(outcome.output_dir) / name) as a, rasterio.open(Path(reference.output_dir) / name) as b:
+            assert np.array_equal(a.read(), b.read()), name
+    # The flow graph shows the same stages, split over the tiles, with the scene-wide sums between.
+    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correction-tile") and r.state is not None
+                                            and r.state.is_completed() for r in rs) == 4)  # fmt: skip
+    names = [r.name for r in runs]
+    for stage in ("screening", "atmosphere", "correction"):
+        assert sum(n.startswith(f"{stage}-tile") for n in names) == 4, (stage, sorted(names))
+    assert sum(n.startswith("screening-sums-tile") for n in names) == 4  # B10 leakage
+    assert sum(n.startswith("atmosphere-sums-tile") for n in names) == 12  # DDV, negative check, WV land mean
+    # Intermediates stored before the sums and neighbourhoods that read them.
+    for prefix in ("screening-pixels", "atmosphere-ddv", "atmosphere-wv_raw"):
+        assert sum(n.startswith(f"{prefix}-tile") for n in names) == 4, sorted(names)
+    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "packaging-", "skip-done", "publish"):
+        assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
+    again = flow(href, str(tmp_path / "tiles"), options=tiles)
+    assert [o.status for o in again.outcomes] == ["skipped"]
+
+
+def _task_runs(state: Any, ready: Callable[[list[Any]], bool], timeout: float = 60.0) -> list[Any]:
+    """The task runs of a finished flow run, once the API has them all (they arrive as events)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from sen2core.cli.flow import _drain_prefect_workers
+
+    _drain_prefect_workers()
+    deadline = time.monotonic() + timeout
+    flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = list(client.read_task_runs(flow_run_filter=flow_filter))
+        if ready(runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
+
+
+def test_a_product_whose_future_never_finishes_fails_after_a_bound(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow waited on ``finished.get()`` with no timeout: a lost future (its done callback never
+    called) hung the run. Now the wait is bounded by the product's timeouts plus a grace period."""
+    import itertools
+
+    from prefect import flow
+
+    import flows.common as common
+    from tasks.models import L1CRef
+
+    ids = itertools.count()
+
+    class LostFuture:
+        def __init__(self) -> None:
+            self.task_run_id = next(ids)
+
+        def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+            pass  # a future the cluster lost: it never finishes
+
+    monkeypatch.setattr(common, "submit_product", lambda *args, **kwargs: LostFuture())
+    monkeypatch.setattr(common, "POLL_S", 0.2)
+    monkeypatch.setattr(common, "GRACE_S", 0.5)
+
+    @flow
+    def bounded() -> list[Any]:
+        refs = [L1CRef.from_href(f"/nowhere/S2A_MSIL1C_2023071{i}T093650_N0509_R064_T32TQM_2023071{i}T121000.SAFE")
+                for i in (4, 5)]  # fmt: skip
+        return common.process_bounded(refs, "/nowhere", ProcessingOptions(), False, 2, 0.001)
+
+    outcomes = bounded()
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all("no result" in (o.error or "") and "lost" in (o.error or "") for o in outcomes)
