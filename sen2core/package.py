@@ -1,6 +1,6 @@
 """Packaging: one Level-2A product written atomically in the layout the run chose.
 
-The layouts themselves live in :mod:`sen2core.io.write`: :mod:`~sen2core.io.write.cog`
+The layouts themselves live in :mod:`sen2core.io.write`: :mod:`~sen2core.io.stac.cog_product`
 (cloud-native, the STAC item written last marks it done) and
 :mod:`~sen2core.io.write.safe` (Sen2Cor's L2A SAFE, ``MTD_MSIL2A.xml`` last). This
 module chooses one and makes the result appear atomically.
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sen2core.errors import ConfigurationError, OutputError
-from sen2core.io.write.cog import cog_outputs, item_name, write_cog
+from sen2core.io.stac.cog_product import cog_outputs, item_name, write_cog
 from sen2core.io.write.raster import jp2_stage_spec
 from sen2core.io.write.rasters import ProductRasters
 from sen2core.io.write.safe import safe_outputs, write_safe

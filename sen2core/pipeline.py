@@ -23,8 +23,8 @@ from pathlib import Path
 
 from sen2core.errors import ConfigurationError, ProcessingTimeout
 from sen2core.io.remote import is_remote, join
+from sen2core.io.stac.cog_product import SUMMARY_NAME, item_name
 from sen2core.io.stac.collection import update_collection
-from sen2core.io.write.cog import SUMMARY_NAME, item_name
 from sen2core.io.write.upload import output_objects, published, read_json, upload_product
 from sen2core.run import (
     BANDS_10M,

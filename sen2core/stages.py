@@ -82,8 +82,8 @@ from sen2core.io.read.integrity import verify_checksums
 from sen2core.io.read.model import granule_tiles
 from sen2core.io.read.opening import open_l1c
 from sen2core.io.read.product import Product
+from sen2core.io.stac.cog_product import SUMMARY_NAME
 from sen2core.io.stac.collection import COLLECTION_NAME
-from sen2core.io.write.cog import SUMMARY_NAME
 from sen2core.io.write.raster import RasterSpec, cog_tasks, create_staged, jp2_tasks, store_blocks, store_delayed
 from sen2core.io.write.rasters import ProductRasters, logical_name, store_group
 from sen2core.kernels import encode, terrain

@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -218,7 +218,9 @@ def stac_auth(source: Source) -> StacAuth | None:
     if source.secret_block:
         from prefect.blocks.system import Secret
 
-        return StacAuth.parse(Secret.load(source.secret_block).get(), f"Prefect Secret block {source.secret_block!r}")
+        # Secret.load is sync-compatible: called from a sync function it returns the block, not a coroutine.
+        secret = cast("Secret[str]", Secret.load(source.secret_block))
+        return StacAuth.parse(secret.get(), f"Prefect Secret block {source.secret_block!r}")
     value = os.environ.get(STAC_TOKEN_ENV)
     return StacAuth.parse(value, STAC_TOKEN_ENV) if value else None
 

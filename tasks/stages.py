@@ -211,7 +211,8 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, ov
     for stage in stages.stage_names(config)[1:-1]:  # decode is part of the tiling task
         done.append(_stage_task(stage, budget).submit(plan, stage, list(done), budget))
         futures.append(done[-1])
-    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref, budget))
+    # Prefect resolves the plan's future to its value when the task runs; its stubs type only the value.
+    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref, budget))  # type: ignore[call-overload]
     return ProductRun(ref, futures)
 
 

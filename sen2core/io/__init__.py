@@ -12,8 +12,8 @@ Modules directly under ``sen2core.io`` serve every direction: I/O failure report
 JSON (:mod:`~sen2core.io.jsonutil`), remote object access (:mod:`~sen2core.io.remote`). The scene
 classification legend lives with the kernels (:mod:`~sen2core.kernels.scene_class.legend`).
 
-Imports run one way: ``read`` imports none of the others; ``write``'s encoders and
-metadata builders import ``read``; ``stac`` imports ``read`` and those encoders (it
-describes what they wrote); the two layout writers on top, :mod:`~sen2core.io.write.cog`
-(which writes the STAC item last) and :mod:`~sen2core.io.write.safe`, import all of them.
+Imports run one way, ``read`` < ``write`` < ``stac``: ``read`` imports none of the others;
+``write`` (the encoders, the metadata builders and the SAFE layout, :mod:`~sen2core.io.write.safe`)
+imports ``read``; ``stac`` imports both: it describes what the encoders wrote, and holds the
+cloud-native layout (:mod:`~sen2core.io.stac.cog_product`), whose last file is the STAC item.
 """

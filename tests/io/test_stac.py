@@ -22,12 +22,12 @@ from PIL import Image
 from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 
+from sen2core.io.stac.cog_product import MTD_NAME, SUMMARY_NAME, item_name, quicklook_name
 from sen2core.io.stac.collection import COLLECTION_NAME, update_collection
 from sen2core.io.stac.extension import SCHEMA_URI, Sen2CoreExtension
 from sen2core.io.stac.item import CLASSIFICATION_SCHEMA
 from sen2core.io.stac.validation import STACValidationError, validate_collection, validate_item
 from sen2core.io.write.checksums import MANIFEST_NAME, read_manifest, verify_manifest
-from sen2core.io.write.cog import MTD_NAME, SUMMARY_NAME, item_name, quicklook_name
 from sen2core.package import is_done
 from sen2core.pipeline import L2AResult, process_product
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sen2core.io.stac.cog_product import item_name
 from sen2core.io.stac.validation import validate_item
 from sen2core.io.write.checksums import verify_manifest
-from sen2core.io.write.cog import item_name
 from sen2core.package import _HOST, is_done, remove_stale_siblings
 
 #: Runs ``sen2core process`` with one library function replaced by a hook that signals
@@ -39,8 +39,8 @@ main(sys.argv[4:])
 
 #: Moments to kill a run at: (module whose global is replaced, function replaced).
 _MOMENTS = [
-    ("sen2core.io.write.cog", "write_quicklook"),  # every COG written, no metadata yet
-    ("sen2core.io.write.cog", "write_manifest"),  # metadata written, checksums not
+    ("sen2core.io.stac.cog_product", "write_quicklook"),  # every COG written, no metadata yet
+    ("sen2core.io.stac.cog_product", "write_manifest"),  # metadata written, checksums not
     ("sen2core.io.stac.item", "write_item"),  # checksums written, the item not
     ("sen2core.package", "publish_folder"),  # item written in the temporary folder, not renamed into place
 ]

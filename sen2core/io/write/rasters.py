@@ -2,7 +2,7 @@
 
 The pipeline hands over every raster the run can produce as lazy dask arrays under a
 *logical name* (``B02_10m``, ``SCL_20m``, ``AOT_60m``, ``TCI_10m`` ...; see
-:func:`logical_name`). Each layout (:mod:`sen2core.io.write.cog`,
+:func:`logical_name`). Each layout (:mod:`sen2core.io.stac.cog_product`,
 :mod:`sen2core.io.write.safe`) chooses which of them to write and where.
 """
 
