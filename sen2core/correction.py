@@ -306,7 +306,15 @@ def _ddv_sums(
     scl: NDArray[Any], level: NDArray[Any], wv: NDArray[Any], *per_model: NDArray[Any], n_levels: int
 ) -> NDArray[np.float64]:
     """[non-water valid count] + per level k: [count, sum water vapour, per model: sum AOT, sum blue residual^2]."""
-    out = [float(np.sum(np.isin(scl, (VEGETATION, NOT_VEGETATED, SHADOW, 7, SNOW, 2))))]
+    out = [
+        float(
+            np.sum(
+                np.isin(
+                    scl, (VEGETATION, NOT_VEGETATED, SHADOW, int(SCL.UNCLASSIFIED), SNOW, int(SCL.DARK_AREA_PIXELS))
+                )
+            )
+        )
+    ]
     for k in range(1, n_levels + 1):
         m = (level >= 1) & (level <= k)
         out.append(float(m.sum()))

@@ -58,6 +58,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from sen2core.atmosphere.srf import BANDS
+from sen2core.kernels.scene_class.legend import SCL
 
 __all__ = [
     "CIRRUS_SPECTRAL_FACTOR",
@@ -96,8 +97,11 @@ F64 = NDArray[np.float64]
 
 #: Scene classification codes used by the truth (Sen2Cor SCL).
 CLASS_CODES: dict[int, str] = {
-    0: "NO_DATA", 1: "SATURATED_OR_DEFECTIVE", 3: "CLOUD_SHADOWS", 4: "VEGETATION", 5: "NOT_VEGETATED",
-    6: "WATER", 8: "CLOUD_MEDIUM_PROBABILITY", 9: "CLOUD_HIGH_PROBABILITY", 10: "THIN_CIRRUS", 11: "SNOW_ICE",
+    int(c): c.name
+    for c in (
+        SCL.NO_DATA, SCL.SATURATED_OR_DEFECTIVE, SCL.CLOUD_SHADOWS, SCL.VEGETATION, SCL.NOT_VEGETATED, SCL.WATER,
+        SCL.CLOUD_MEDIUM_PROBABILITY, SCL.CLOUD_HIGH_PROBABILITY, SCL.THIN_CIRRUS, SCL.SNOW_ICE,
+    )
 }  # fmt: skip
 
 # Endmember reflectances at the band centres, in BANDS order

@@ -38,6 +38,7 @@ from sen2core.io.read.metadata import BAND_IDS, AngleGrid
 from sen2core.io.read.mtd_product import baseline_from_name
 from sen2core.io.write.xmlbuild import XSI, grid_value, iso_ms, iso_us, sub, xml_bytes
 from sen2core.io.xmlutil import find_text, parse_xml
+from sen2core.kernels.scene_class.legend import SCL_CLASSES
 
 if TYPE_CHECKING:
     from sen2core.io.read.product import Product
@@ -59,11 +60,7 @@ _NS_UP = "https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd"
 _NS_TL = "https://psd-14.sentinel2.eo.esa.int/PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"
 
 #: Scene classification classes as Sen2Cor lists them in ``Scene_Classification_List``.
-SCENE_CLASSES: tuple[str, ...] = (
-    "SC_NODATA", "SC_SATURATED_DEFECTIVE", "SC_DARK_FEATURE_SHADOW", "SC_CLOUD_SHADOW", "SC_VEGETATION",
-    "SC_NOT_VEGETATED", "SC_WATER", "SC_UNCLASSIFIED", "SC_CLOUD_MEDIUM_PROBA", "SC_CLOUD_HIGH_PROBA",
-    "SC_THIN_CIRRUS", "SC_SNOW_ICE",
-)  # fmt: skip
+SCENE_CLASSES: tuple[str, ...] = tuple(c.sen2cor_text for c in SCL_CLASSES)
 #: ``Image_Content_QI`` percentages of ``MTD_MSIL2A.xml``, in Sen2Cor's order (run summary keys).
 CLASS_PERCENTAGE_KEYS: tuple[str, ...] = (
     "CLOUDY_PIXEL_OVER_LAND_PERCENTAGE", "NODATA_PIXEL_PERCENTAGE", "SATURATED_DEFECTIVE_PIXEL_PERCENTAGE",
