@@ -217,8 +217,7 @@ def test_a_spacecraft_without_responses_is_named_whole_in_the_warning(
     from types import SimpleNamespace
     from typing import cast
 
-    from sen2core.io.product import Product
-
+    from sen2core.io.read.product import Product
     from sen2core.run import spacecraft_code
 
     product = cast(Product, SimpleNamespace(spacecraft=spacecraft, product_id=product_id, href="in/MTD_MSIL1C.xml"))
