@@ -491,46 +491,17 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
 
 
 def test_cli_prints_the_product_path_last(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "synth",
-            str(tmp_path),
-            "--size",
-            "192",
-            "--seed",
-            "5",
-            "--cloud-cover",
-            "0",
-            "--tile",
-            "T34UCF",
-            "--baseline",
-            "02.09",
-        ],
-    )
+    args = ["synth", str(tmp_path), "--size", "192", "--seed", "5", "--cloud-cover", "0"]
+    args += ["--tile", "T34UCF", "--baseline", "02.09"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert "time taken:" in result.output
     product = Path(lines[-1])
     assert product.is_dir() and product.name.endswith(".SAFE") and "_T34UCF_" in product.name
     assert Path(str(product)[: -len(".SAFE")] + ".truth", "truth.json").exists()
-    again = CliRunner().invoke(
-        main,
-        [
-            "synth",
-            str(tmp_path),
-            "--size",
-            "192",
-            "--seed",
-            "5",
-            "--cloud-cover",
-            "0",
-            "--tile",
-            "T34UCF",
-            "--baseline",
-            "02.09",
-        ],
-    )
+    # The same command again: the product exists, so it is refused without --overwrite.
+    again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "--overwrite" in again.output
     bad = CliRunner().invoke(main, ["synth", str(tmp_path), "--size", "100"])
     assert bad.exit_code == 1 and "sen2core: error:" in bad.output and "multiple of 6" in bad.output
