@@ -397,6 +397,11 @@ def _gamma_sums(*blocks: NDArray[Any], settings: cirrus.CirrusSettings) -> NDArr
     return total
 
 
+def background_factor(chunk_px: int, resolution_m: float) -> int:
+    """How many pixels a side one cell of the adjacency background's grid (about 100 m) holds."""
+    return lazy.chunk_divisor(chunk_px, resolution_m, 100.0)
+
+
 def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> NDArray[np.float32]:
     return cirrus.remove_cirrus(toa, rho_c, gamma).astype(F32)
 
@@ -896,46 +901,97 @@ class AtmosphericCorrection:
             wv_fill_source = "ECMWF"
         return _quantise(lazy.median3(filled)), land_mean, wv_method, wv_fill_source
 
-    def correct(
+    def _background_grid(self, scene: Scene, band: str) -> tuple[int, int]:
+        """The coarsening factor of the adjacency background's grid (about 100 m) and its window in cells."""
+        k = background_factor(scene.toa[band].chunks[0][0], scene.resolution_m)
+        return k, adjacency.window_pixels(self.config.adjacency_km, scene.resolution_m * k)
+
+    def _band_terms(self, scene: Scene, atmosphere: Atmosphere, band: str) -> dict[str, Any]:
+        return dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, band=band, aerosol=atmosphere.aerosol,
+                    ozone=self.ozone(scene)[0], dtype=F32)  # fmt: skip
+
+    def _pixel_inputs(self, scene: Scene, atmosphere: Atmosphere) -> tuple[da.Array, ...]:
+        return (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith, *self._terrain(scene))
+
+    @staticmethod
+    def _own(scene: Scene, k: int) -> bool:
+        # At 10 m the shared per-pixel inputs held between passes reached gigabytes: there each
+        # band and pass gets private copies. Measured on a full tile with copies at every
+        # resolution, the write stage's peak fell from 6.5 to 3.4 GiB and the stage took about
+        # 30 s longer; at 20 m the inputs are four times smaller and stay shared.
+        return k > 1 and scene.resolution_m < 15
+
+    def _first_pass(
+        self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, band: str, k: int,
+        coarse_inputs: tuple[da.Array, ...],
+    ) -> da.Array:  # fmt: skip
+        """The background's first pass (uniform surface) of ``band`` on the ``k`` times coarser grid."""
+        # The first pass runs on the ~100 m means of the cloud-free TOA and of the per-pixel inputs
+        # instead of averaging a full-resolution first pass: the inversion is close to linear over
+        # such a block (the difference is of the order of S * var(rho), below 1e-3 in the background
+        # and 1e-4 in the BOA), and each band is then inverted at full resolution once instead of
+        # twice. View angles (and the coarse sun azimuth) only enter through their block means.
+        own = self._own(scene, k)
+        toa_c, scl_c = _private(scene.toa[band], scl, seed=(band, "first")) if own else (scene.toa[band], scl)
+        geo_c = (*coarse_inputs[:4], scene.view_zenith[band], self._raa(scene, band), *coarse_inputs[4:])
+        first: da.Array = da.map_blocks(_boa_block, _cloud_free_mean(toa_c, scl_c, k), None, *geo_c,
+                                        **self._band_terms(scene, atmosphere, band))  # fmt: skip
+        return first
+
+    def first_pass(
         self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...]
-    ) -> dict[str, da.Array]:
-        """Lazy BOA reflectance (float32, NaN = no data) of ``bands`` with adjacency and terrain terms."""
-        cfg = self.config
+    ) -> dict[str, da.Array]:  # fmt: skip
+        """The adjacency background's first pass of ``bands`` on its ~100 m grid (lazy, float32).
+
+        The box mean over the adjacency range and the refinement that :meth:`correct` applies
+        to it read neighbouring blocks, and those the full-resolution bands: a caller that
+        processes windows stores these once and gives them back to :meth:`correct`
+        (``first``), so that a window reads its neighbours' instead of computing them.
+        Bands whose chunks do not split into coarser cells are left out (their background
+        is computed at full resolution).
+        """
+        out: dict[str, da.Array] = {}
+        per_pixel_inputs = self._pixel_inputs(scene, atmosphere)
+        coarse_inputs: dict[int, tuple[da.Array, ...]] = {}
+        for b in bands:
+            k, _ = self._background_grid(scene, b)
+            if k == 1:
+                continue
+            if k not in coarse_inputs:
+                coarse_inputs[k] = tuple(lazy.downsample_mean(x, k) for x in per_pixel_inputs)
+            out[b] = self._first_pass(scene, atmosphere, scl, b, k, coarse_inputs[k])
+        return out
+
+    def correct(
+        self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...],
+        first: Mapping[str, da.Array] | None = None,
+    ) -> dict[str, da.Array]:  # fmt: skip
+        """Lazy BOA reflectance (float32, NaN = no data) of ``bands`` with adjacency and terrain terms.
+
+        ``first``: the background's first pass of some of ``bands`` stored earlier (:meth:`first_pass`).
+        """
         terrain = self._terrain(scene)
         # The background is a box mean over about a kilometre: a smooth field, computed on a
         # grid of about 100 m and refined bilinearly. Each block's first pass is reduced at
         # once, so no full-resolution intermediate waits for its neighbours (memory), and the
         # box filter runs on a grid 25-100 times smaller.
-        k = lazy.chunk_divisor(scene.toa[bands[0]].chunks[0][0], scene.resolution_m, 100.0)
-        size = adjacency.window_pixels(cfg.adjacency_km, scene.resolution_m * k)
-        per_pixel_inputs = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith, *terrain)
+        k, size = self._background_grid(scene, bands[0])
+        per_pixel_inputs = self._pixel_inputs(scene, atmosphere)
         # Band-independent block means, computed once: small, so sharing them holds little.
         coarse_inputs = tuple(lazy.downsample_mean(x, k) for x in per_pixel_inputs)
-        # At 10 m the shared per-pixel inputs held between passes reached gigabytes: there each
-        # band and pass gets private copies. Measured on a full tile with copies at every
-        # resolution, the write stage's peak fell from 6.5 to 3.4 GiB and the stage took about
-        # 30 s longer; at 20 m the inputs are four times smaller and stay shared.
-        own = k > 1 and scene.resolution_m < 15
+        own = self._own(scene, k)
         out = {}
         for b in bands:
-            common = dict(lut_path=self.lut_path, spacecraft=scene.spacecraft, band=b, aerosol=atmosphere.aerosol,
-                          ozone=self.ozone(scene)[0], dtype=F32)  # fmt: skip
+            common = self._band_terms(scene, atmosphere, b)
             geo = (atmosphere.aot, atmosphere.water_vapour, scene.elevation_km, scene.sun_zenith,
                    scene.view_zenith[b], self._raa(scene, b), *terrain)  # fmt: skip
             toa = scene.toa[b]
             if k == 1:
-                first = da.map_blocks(_boa_block, toa, None, *geo, **common)
-                bg = lazy.box_mean(da.map_blocks(_mask_clouds, first, scl, dtype=F32), size)
+                first_full = da.map_blocks(_boa_block, toa, None, *geo, **common)
+                bg = lazy.box_mean(da.map_blocks(_mask_clouds, first_full, scl, dtype=F32), size)
             else:
-                # The first pass (uniform surface) runs on the ~100 m means of the cloud-free TOA
-                # and of the per-pixel inputs instead of averaging a full-resolution first pass:
-                # the inversion is close to linear over such a block (the difference is of the
-                # order of S * var(rho), below 1e-3 in the background and 1e-4 in the BOA), and
-                # each band is then inverted at full resolution once instead of twice.
-                # View angles (and the coarse sun azimuth) only enter through their block means.
-                toa_c, scl_c = _private(scene.toa[b], scl, seed=(b, "first")) if own else (scene.toa[b], scl)
-                geo_c = (*coarse_inputs[:4], scene.view_zenith[b], self._raa(scene, b), *coarse_inputs[4:])
-                first_c = da.map_blocks(_boa_block, _cloud_free_mean(toa_c, scl_c, k), None, *geo_c, **common)
+                first_c = first[b] if first is not None and b in first else self._first_pass(
+                    scene, atmosphere, scl, b, k, coarse_inputs)  # fmt: skip
                 bg = _refined(lazy.box_mean(first_c, size), k, scene.toa[b].chunks)
                 if own:
                     toa, *per_pixel = _private(scene.toa[b], *per_pixel_inputs, seed=(b, "second"))
@@ -1030,6 +1086,7 @@ __all__ = [
     "DEFAULT_OZONE_CM_ATM",
     "SEA_SALT_MARITIME_SHARE",
     "Scene",
+    "background_factor",
     "config_dict",
     "correction_config_from_gipp",
     "ddv_layer_count",

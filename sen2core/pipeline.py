@@ -99,8 +99,10 @@ def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]
             reduced, total = add_parts(plan, [sum_parts(plan, stage, known, tile) for tile in plan.tiles])
             known[reduced] = total
         else:
-            for tile in plan.tiles:
-                store_part(plan, stage, step.name, known, tile)
+            done = [store_part(plan, stage, step.name, known, tile) for tile in plan.tiles]
+            if any(d.parts is not None for d in done):  # the sum that reads the stored blocks came with them
+                reduced, total = add_parts(plan, [d.parts for d in done])
+                known[reduced] = total
             known.update(stored(known, step.name))
         log.debug("%s: %s %s over %d tiles", plan.l2a_id, step.kind, step.name, len(plan.tiles))
     for tile in plan.tiles:

@@ -80,6 +80,7 @@ from sen2core.kernels.scene_class import (
 __all__ = [
     "INPUT_SUMS",
     "PIXEL_LAYERS",
+    "SHADOW_LAYERS",
     "AuxiliaryMaps",
     "SceneClassification",
     "classify",
@@ -240,12 +241,7 @@ def _overlap_map(
 
     packed.__name__ = getattr(func, "__name__", "packed")
     stacked = lazy.halo_map(packed, *arrays, depth=depth, dtype=np.float32, chunks=((n_out,), *chunks), **kwargs)
-    if dtypes is None:
-        return [stacked[i] for i in range(n_out)]
-    return [
-        da.map_blocks(_layer, stacked, i, dt, drop_axis=0, dtype=dt, meta=np.empty((0, 0), dtype=dt))
-        for i, dt in enumerate(dtypes)
-    ]
+    return [_layers(stacked, i, dt) for i, dt in enumerate(dtypes or (np.float32,) * n_out)]
 
 
 def _stack(*blocks: np.ndarray) -> np.ndarray:
@@ -254,6 +250,18 @@ def _stack(*blocks: np.ndarray) -> np.ndarray:
 
 def _layer(stack: np.ndarray, index: int, dtype: Any) -> np.ndarray:
     return np.array(stack[index], dtype=dtype)
+
+
+def _layers(stacked: da.Array, index: int, dtype: Any) -> da.Array:
+    """Layer ``index`` of a stack (one chunk on axis 0) as ``dtype``, a task per block.
+
+    Blockwise, unlike ``stacked[index]``: dask fuses it with the operations that follow
+    instead of sending the scheduler a slicing task a block, which graphs computed
+    unfused (processing tiles) otherwise pay for.
+    """
+    out: da.Array = da.map_blocks(_layer, stacked, index, dtype, drop_axis=0, dtype=dtype,
+                                  meta=np.empty((0, 0), dtype=dtype))  # fmt: skip
+    return out
 
 
 def _to_coarse(
@@ -273,7 +281,7 @@ def _to_coarse(
         dtype=np.float64,
         meta=np.empty((0, 0, 0), dtype=np.float64),
     )
-    return [stacked[i].astype(dtype) for i in range(n_out)]
+    return [_layers(stacked, i, dtype) for i in range(n_out)]
 
 
 def _to_fine(coarse: da.Array, factor: int, chunks: Chunks, dtype: Any) -> da.Array:
@@ -360,6 +368,11 @@ PIXEL_LAYERS = {
     "classes": np.uint8, "cloud_confidence": np.uint8, "snow_confidence": np.uint8, "probability": np.float32,
     "shadow_test": np.float32, "cloud": np.bool_, "dark": np.bool_,
 }  # fmt: skip
+
+#: The shadow zones the post-processing reads with wide neighbourhoods: Sen2Cor's projected
+#: zone, the zone matched with dark pixels and the terrain's cast shadows (the last two only
+#: with height matching, and with a DEM). Each one is computed with a wide overlap itself.
+SHADOW_LAYERS = ("projected", "matched", "cast")
 
 #: Scene-wide sums of :func:`classify` over its inputs, in the order it needs them
 #: (:func:`scene_sums`); the R7/R8 statistics, which need the pixel classes, are not among them.
@@ -796,10 +809,12 @@ def classify(
         ``{"pixels": {layer: array}}``-like mapping: the :data:`PIXEL_LAYERS` of the
         pixel rules (steps 0-7, shadow inputs) computed earlier and read back, so that
         the later passes' wide neighbourhoods read them instead of computing them
-        (processing tiles). Given as ``{f"pixels.{layer}": array}``.
+        (processing tiles). Given as ``{f"pixels.{layer}": array}``; the shadow zones
+        (:data:`SHADOW_LAYERS`) likewise, as ``{f"shadows.{zone}": array}``.
     want
         ``"pixels"``: return the :data:`PIXEL_LAYERS` (a dict of lazy arrays) instead of
-        the classification, to store them.
+        the classification, to store them; ``"shadows"``: the shadow zones this
+        configuration computes (a dict of lazy boolean arrays).
 
     Returns
     -------
@@ -833,9 +848,17 @@ def classify(
         return pixels
 
     drow, dcol = _displacement(inp, max_sun_zenith_deg)
-    projected = _projected_shadow(inp, pixels["cloud"], drow, dcol, max_sun_zenith_deg)
-    matched = _matched_shadow(inp, pixels["cloud"], pixels["dark"], drow, dcol, max_sun_zenith_deg)
-    cast = _terrain_shadow(inp)
+    zones = {
+        "projected": _projected_shadow(inp, pixels["cloud"], drow, dcol, max_sun_zenith_deg),
+        "matched": _matched_shadow(inp, pixels["cloud"], pixels["dark"], drow, dcol, max_sun_zenith_deg),
+        "cast": _terrain_shadow(inp),
+    }
+    zones = {n: z if z is None or f"shadows.{n}" not in stored else inp.prep(stored[f"shadows.{n}"], n, bool)
+             for n, z in zones.items()}  # fmt: skip
+    if want == "shadows":
+        return {n: z for n, z in zones.items() if z is not None}
+    projected, matched, cast = (zones[n] for n in SHADOW_LAYERS)
+    assert projected is not None  # always computed; the other two depend on the configuration
     statistics = _recovery_statistics(inp, pixels["classes"], known)
     scl, buffered = _final_pass(inp, pixels, projected, matched, cast, statistics, leakage)
 

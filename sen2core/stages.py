@@ -28,9 +28,12 @@ run over the whole product computes the totals it needs itself and returns them
 across 10, 20 and 60 m), the same stage is split into rounds (:func:`next_step`): while
 a total is still unknown, every tile computes its blocks' parts (:func:`sum_parts`) and
 they are added up (:func:`add_parts`); where wide neighbourhoods read an intermediate
-(the DDV layers, the raw water vapour), every tile first stores its window of it
-(:func:`store_part`); then every tile computes and stores its window of the stage
-(:func:`run_stage`). Both ways give the same totals and the same bytes.
+(the classification's pixel layers and shadow zones, the DDV layers, the raw water
+vapour, the first passes of the correction's adjacency background), every tile first
+stores its window of it (:func:`store_part`, which also returns its parts of a sum that
+reads only those blocks: :data:`SUM_WITH_STORE`); then every tile computes and stores
+its window of the stage (:func:`run_stage`). Both ways give the same totals and the
+same bytes.
 
 A tile reads its window plus the margins its kernels need from the kept files and
 the checkpoints; nothing is decoded or classified twice. Every stage rewrites only
@@ -63,6 +66,7 @@ from sen2core.correction import (
     Atmosphere,
     AtmosphericCorrection,
     Scene,
+    background_factor,
     config_dict,
     ddv_layer_count,
 )
@@ -109,13 +113,22 @@ from sen2core.run import (
     output_dir,
     spacecraft_code,
 )
-from sen2core.scl import PIXEL_LAYERS, SceneClassification, classify, percentages_from_counts, scene_sums
+from sen2core.scl import (
+    PIXEL_LAYERS,
+    SHADOW_LAYERS,
+    SceneClassification,
+    classify,
+    percentages_from_counts,
+    scene_sums,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BACKGROUND",
     "ROUND_STAGES",
     "STORED",
+    "SUM_WITH_STORE",
     "ProductPlan",
     "StageDone",
     "Step",
@@ -150,7 +163,9 @@ SCREENING_LAYERS = {
 }  # fmt: skip
 ATMOSPHERE_LAYERS = ("aot", "water_vapour")
 SCL_COLOURS = {c.value: (*c.rgb, 255) for c in SCL_CLASSES}
-_BANDS, _SCREENING, _ATMOSPHERE, _DONE = ".bands", ".screening", ".atmosphere", ".done"
+_BANDS, _SCREENING, _ATMOSPHERE, _CORRECTION, _DONE = ".bands", ".screening", ".atmosphere", ".correction", ".done"
+#: The intermediate of the correction that processing tiles store before it runs (its first passes).
+BACKGROUND = "background"
 _COUNTS = "class_counts"
 #: Record of the checksum verification (decode) read by packaging (JSON; not named .json: only
 #: a published product has JSON files).
@@ -244,6 +259,8 @@ class StageDone:
     """Scene-wide totals the stage computed itself (a stage over the whole product)."""
     seconds: float = 0.0
     """Wall time, when the caller measured it."""
+    parts: SumParts | None = None
+    """A tile's store (:func:`store_part`): its parts of the sum that reads the stored blocks next, if any."""
 
 
 # ----------------------------------------------------------------------------- plan
@@ -367,7 +384,7 @@ def plan_product(
         (grid[0], grid[1]), bounds, bands, (sun[0], sun[1], sun[2]), _groups(config), tile_blocks, tuple(tiles),
         time.time(), None if config.sc_only else read_product_auxiliary(product),
     )  # fmt: skip
-    _allocate_checkpoints(plan, gb.shape)
+    _allocate_checkpoints(plan, product, gb.shape)
     if tiles:
         log.info("%s: %d processing tile(s) of %dx%d chunk blocks", plan.l2a_id, len(tiles), tile_blocks, tile_blocks)
     return plan
@@ -377,7 +394,7 @@ def _path(plan: ProductPlan, folder: str, name: str) -> str:
     return os.path.join(plan.work, folder, f"{name}.npy")
 
 
-def _allocate_checkpoints(plan: ProductPlan, shape: tuple[int, int]) -> None:
+def _allocate_checkpoints(plan: ProductPlan, product: Product, shape: tuple[int, int]) -> None:
     # Created once, here: tiles then write their windows into them in any order.
     for name, dtype in SCREENING_LAYERS.items():
         allocate_checkpoint(_path(plan, _SCREENING, name), shape, np.uint8 if dtype is np.bool_ else dtype)
@@ -385,11 +402,46 @@ def _allocate_checkpoints(plan: ProductPlan, shape: tuple[int, int]) -> None:
     if plan.tile_blocks is not None:
         for name, path in _pixel_paths(plan).items():
             allocate_checkpoint(path, shape, np.uint8 if PIXEL_LAYERS[name] is np.bool_ else PIXEL_LAYERS[name])
+        for path in _shadow_paths(plan).values():
+            allocate_checkpoint(path, shape, np.uint8)
     if not plan.config.sc_only:
         intermediates = INTERMEDIATES if plan.tile_blocks is not None else ()
         for path in [_path(plan, _ATMOSPHERE, n) for n in ATMOSPHERE_LAYERS] + [
                 p for n in intermediates for p in _intermediate_paths(plan, n)]:  # fmt: skip
             allocate_checkpoint(path, shape, F32)
+        for path, coarse in _background_files(plan, product).values():
+            allocate_checkpoint(path, tuple(sum(c) for c in coarse), F32)
+
+
+def _correction_groups(plan: ProductPlan) -> dict[int, tuple[str, ...]]:
+    """The bands corrected on each grid: the working grid's, and the 10 m ones when corrected."""
+    groups: dict[int, tuple[str, ...]] = {plan.config.working_resolution: WORKING_BANDS}
+    if plan.config.corrects_10m:
+        groups[10] = BANDS_10M
+    return groups
+
+
+#: ``(resolution, band)`` -> a file and the chunks of what it holds.
+_Files = dict[tuple[int, str], tuple[str, tuple[tuple[int, ...], ...]]]
+
+
+def _background_files(plan: ProductPlan, product: Product) -> _Files:
+    """``(resolution, band)`` -> the file of its stored first pass and its chunks on the background grid.
+
+    Processing tiles only (none for the whole product, nor where the background has no coarser grid).
+    """
+    if plan.tile_blocks is None or plan.config.sc_only:
+        return {}
+    out = {}
+    for res, bands in _correction_groups(plan).items():
+        chunks = product.toa("B04", res).chunks
+        k = background_factor(chunks[0][0], res)
+        if k == 1:
+            continue
+        coarse = tuple(tuple(-(-c // k) for c in dim) for dim in chunks)
+        for b in bands:
+            out[(res, b)] = (_path(plan, _CORRECTION, f"first_{res}m_{b}"), coarse)
+    return out
 
 
 def discard(plan: ProductPlan) -> None:
@@ -609,14 +661,22 @@ def _pixel_paths(plan: ProductPlan) -> dict[str, str]:
     return {n: _path(plan, _SCREENING, f"pixels_{n}") for n in PIXEL_LAYERS}
 
 
+def _shadow_paths(plan: ProductPlan) -> dict[str, str]:
+    return {n: _path(plan, _SCREENING, f"shadows_{n}") for n in SHADOW_LAYERS}
+
+
 def _classification(plan: ProductPlan, inp: _Inputs, known: Totals, want: str | None = None) -> Any:
     bands = {b: x for b, x in inp.toa.items()}
     stored_layers: dict[str, da.Array] = {}
+    chunks = inp.toa["B04"].chunks
     if STORED + "pixels" in known:
         _require(plan, ("screening-pixels",))
-        chunks = inp.toa["B04"].chunks
         stored_layers = {f"pixels.{n}": checkpoint_array(path, chunks, PIXEL_LAYERS[n])
                          for n, path in _pixel_paths(plan).items()}  # fmt: skip
+    if STORED + "shadows" in known:
+        _require(plan, ("screening-shadows",))
+        stored_layers.update({f"shadows.{n}": checkpoint_array(path, chunks, np.bool_)
+                              for n, path in _shadow_paths(plan).items()})  # fmt: skip
     res = classify(
         bands, inp.sun_zenith, inp.sun_azimuth, *inp.view_8a, resolution_m=plan.config.working_resolution,
         config=plan.config.classification, dem=None if inp.dem_km is None else inp.dem_km * 1000.0,
@@ -638,11 +698,13 @@ def _stored_classification(plan: ProductPlan, inp: _Inputs) -> SceneClassificati
                                config=plan.config.classification)  # fmt: skip
 
 
-def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bool) -> None:
+def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bool,
+                  sums: lazy.BlockSums | None = None) -> dict[tuple[int, ...], Any] | None:  # fmt: skip
     """Compute the window ``tile`` of each array into its checkpoint file.
 
     ``items``: ``(array, file, per_block)``; ``per_block`` arrays are tables with one row
-    and column per chunk block (class counts), the others 2-D layers.
+    and column per chunk block (class counts), the others 2-D layers. ``sums``: a sum
+    whose parts of the window's blocks are computed in the same graph (returned).
     """
     sources: list[da.Array] = []
     # Any: dask's stubs know only arrays as targets, not objects with ``__setitem__``.
@@ -659,14 +721,17 @@ def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bo
         sources.append(sub.astype(np.uint8) if sub.dtype == bool else sub)
         targets.append(CheckpointTarget(path))
         regions.append(region)
-    if whole:
+    if whole and sums is None:
         da.store(sources, targets, regions=regions, lock=False)
-        return
+        return None
+    parts = sums.window(tile.rows, tile.cols) if sums is not None else {}
     # Unfused: dask 2026.8's low-level fusion fails on some block selections of these graphs ("Cannot
     # fuse tasks with multiple outputs"), and tiles run at once must send the scheduler the keys they
     # share (their margins) with one definition; fusion names and merges them per graph.
     with dask.config.set({"optimization.fuse.active": False}):
-        da.store(sources, targets, regions=regions, lock=False)
+        _, *values = compute(da.store(sources, targets, regions=regions, lock=False, compute=False),
+                             *parts.values())  # fmt: skip
+    return dict(zip(parts, values, strict=True)) if sums is not None else None
 
 
 # ----------------------------------------------------------------------------- atmosphere
@@ -748,8 +813,12 @@ def _upsampler(plan: ProductPlan, inp: _Inputs, chunks: Any) -> Any:
     return lambda x: lazy.upsample(x, 2, shape).rechunk(chunks)
 
 
-def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, keep: bool) -> _Atmosphere:
-    """The atmosphere as far as ``known`` allows (``keep``: a whole-product run that computes missing totals)."""
+def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, keep: bool,
+                given: Mapping[str, da.Array] | None = None) -> _Atmosphere:  # fmt: skip
+    """The atmosphere as far as ``known`` allows (``keep``: a whole-product run that computes missing totals).
+
+    ``given``: intermediates (:data:`INTERMEDIATES`) as lazy arrays, taken as if they were stored.
+    """
     config = plan.config
     ac = AtmosphericCorrection(config.correction, load_lut(config.lut))
     scene = _scene(plan, inp)
@@ -777,7 +846,7 @@ def _atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals, k
         # By tiles, the intermediates that wide neighbourhoods read (the DDV layers under the AOT
         # smoothing, the raw water vapour under its median) are stored once, each before the first
         # sum that reads it: a tile then reads its neighbours' instead of computing them.
-        stored = _stored_intermediates(plan, inp, known)
+        stored = {**_stored_intermediates(plan, inp, known), **(given or {})}
         for name in INTERMEDIATES if plan.tile_blocks is not None else ():
             if name in stored:
                 continue
@@ -814,7 +883,7 @@ class Step:
 
 
 #: The stages that may need rounds of the tiles before they run (:func:`next_step`); for the others it is None.
-ROUND_STAGES = ("screening", "atmosphere")
+ROUND_STAGES = ("screening", "atmosphere", "correction")
 #: Prefix of the entries of the known values that say an intermediate is stored for every tile.
 STORED = "stored:"
 
@@ -849,12 +918,13 @@ def _stored_intermediates(plan: ProductPlan, inp: _Inputs, known: Totals) -> dic
 def next_step(plan: ProductPlan, stage: str, known: Totals) -> Step | None:
     """The round the tiles must run before ``stage`` can (None: the stage can run). Computes nothing.
 
-    Only the :data:`ROUND_STAGES` have rounds: ``screening`` (sums) and ``atmosphere`` (sums, and
-    intermediates to store).
+    Only the :data:`ROUND_STAGES` have rounds: ``screening`` (sums, and by processing tiles the
+    pixel layers to store), ``atmosphere`` (sums, and intermediates to store) and, by processing
+    tiles, ``correction`` (the first passes of its adjacency background to store).
     """
     pending, store = _pending(plan, stage, known)
     if store is not None:
-        return Step("store", store[0])
+        return Step("store", store.name)
     return None if pending is None else Step("sum", pending.name)
 
 
@@ -864,29 +934,59 @@ def next_sum(plan: ProductPlan, stage: str, known: Totals) -> str | None:
     return None if step is None else step.name
 
 
-_Store = tuple[str, list[tuple[da.Array, str]]]
+#: Intermediate -> the sum that follows it and reads each of its blocks alone (no neighbours): a tile
+#: computes its parts of that sum with its store (:func:`store_part`), which saves the sum a round.
+SUM_WITH_STORE = {"ddv": "ddv", "wv_raw": "water_vapour_land"}
 
 
-def _pending(plan: ProductPlan, stage: str, known: Totals) -> tuple[lazy.BlockSums | None, _Store | None]:
-    """The stage's next scene-wide sum, or its next intermediate to store (name, arrays and their files)."""
-    if stage not in ROUND_STAGES:
+@dataclass(frozen=True, eq=False)
+class _Store:
+    """An intermediate to store: its name, and its lazy layers with the files they go to."""
+
+    name: str
+    arrays: list[tuple[da.Array, str]]
+    then: lazy.BlockSums | None = None
+    """The sum of :data:`SUM_WITH_STORE` that reads it next (when asked for: ``with_sum``)."""
+
+
+def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = False
+             ) -> tuple[lazy.BlockSums | None, _Store | None]:  # fmt: skip
+    """The stage's next scene-wide sum, or its next intermediate to store.
+
+    ``with_sum``: for an intermediate of :data:`SUM_WITH_STORE`, also the sum that reads it
+    next, built on the intermediate itself (not yet stored).
+    """
+    by_tiles = plan.tile_blocks is not None and not plan.config.sc_only
+    if stage not in ROUND_STAGES or (stage == "correction" and (not by_tiles or STORED + BACKGROUND in known)):
         return None, None
     inp = _inputs(plan)
+    if stage == "correction":
+        # The background's box mean and refinement read neighbouring blocks of the first passes.
+        first = _first_passes(plan, inp, known)
+        return None, (_Store(BACKGROUND, first) if first else None)
     if stage == "screening":
         pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
-        if pending is not None or plan.tile_blocks is None or STORED + "pixels" in known:
+        if pending is not None or plan.tile_blocks is None or STORED + "shadows" in known:
             return pending, None
-        # The later passes read the pixel rules' layers with wide neighbourhoods (cloud shadows).
-        layers = _classification(plan, inp, known, want="pixels")
-        paths = _pixel_paths(plan)
-        return None, ("pixels", [(layers[n], paths[n]) for n in PIXEL_LAYERS])
-    atm = _atmosphere(plan, inp, _stored_classification(plan, inp).scl, known, keep=False)
+        # The later passes read the pixel rules' layers with wide neighbourhoods (the shadow zones),
+        # and the post-processing reads the shadow zones with wide neighbourhoods.
+        name = "shadows" if STORED + "pixels" in known else "pixels"
+        layers = _classification(plan, inp, known, want=name)
+        paths = _shadow_paths(plan) if name == "shadows" else _pixel_paths(plan)
+        return None, _Store(name, [(layers[n], paths[n]) for n in layers])
+    scl = _stored_classification(plan, inp).scl
+    atm = _atmosphere(plan, inp, scl, known, keep=False)
     if atm.store is None:
         return atm.pending, None
     name, arr = atm.store
     files = _intermediate_paths(plan, name)
     layers = [arr[i] for i in range(len(files))] if arr.ndim == 3 else [arr]
-    return None, (name, list(zip(layers, files, strict=True)))
+    then = None
+    if with_sum and name in SUM_WITH_STORE:
+        after = _atmosphere(plan, inp, scl, known, keep=False, given={name: arr})
+        if after.store is None and after.pending is not None and after.pending.name == SUM_WITH_STORE[name]:
+            then = after.pending
+    return None, _Store(name, list(zip(layers, files, strict=True)), then)
 
 
 def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Tile) -> StageDone:
@@ -897,28 +997,34 @@ def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Ti
     ConfigurationError
         ``name`` is not the intermediate the stage needs next.
     """
-    _, store = _pending(plan, stage, known)
-    if store is None or store[0] != name:
+    _, store = _pending(plan, stage, known, with_sum=True)
+    if store is None or store.name != name:
         raise ConfigurationError(f"{plan.l2a_id}: stage {stage} does not need {name} stored next "
-                                 f"({'nothing' if store is None else store[0]})")  # fmt: skip
-    _store_window([(x, path, False) for x, path in store[1]], tile, whole=False)
+                                 f"({'nothing' if store is None else store.name})")  # fmt: skip
+    parts = _store_window([(x, path, False) for x, path in store.arrays], tile, whole=False, sums=store.then)
     _mark(plan, f"{stage}-{name}", tile)
-    return StageDone(f"{stage}-{name}", tile.index, tile.blocks)
+    return StageDone(f"{stage}-{name}", tile.index, tile.blocks,
+                     parts=None if store.then is None else _sum_parts(store.then.name, tile, parts))  # fmt: skip
 
 
 def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumParts | None:
     """Tile ``tile``'s parts of the first scene-wide sum of ``stage`` not in ``known`` (None: none left)."""
     pending, store = _pending(plan, stage, known)
     if store is not None:
-        raise ConfigurationError(f"{plan.l2a_id}: {store[0]} must be stored before the next sum of {stage}")
+        raise ConfigurationError(f"{plan.l2a_id}: {store.name} must be stored before the next sum of {stage}")
     if pending is None:
         return None
     # Unfused, like the tiles' stores: tiles run at once send the scheduler the keys they share with the
     # same definitions (:func:`_store_window`).
     with dask.config.set({"optimization.fuse.active": False}):
         parts = pending.parts(tile.rows, tile.cols)
-    return SumParts(pending.name, tile.index,
-                    tuple((r, c, tuple(float(v) for v in np.ravel(p))) for (r, c), p in parts.items()))  # fmt: skip
+    return _sum_parts(pending.name, tile, parts)
+
+
+def _sum_parts(name: str, tile: Tile, parts: Mapping[tuple[int, ...], Any] | None) -> SumParts:
+    values = parts or {}
+    return SumParts(name, tile.index, tuple((r, c, tuple(float(v) for v in np.ravel(p)))
+                                            for (r, c), p in values.items()))  # fmt: skip
 
 
 def add_parts(plan: ProductPlan, parts: list[SumParts | None]) -> tuple[str, tuple[float, ...]]:
@@ -1053,11 +1159,11 @@ def _rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[dict[str, 
     if config.sc_only:
         return rasters, {}
 
-    stored = _stored_atmosphere(plan, inp, scl, known)
-    atm, ac, scene = stored.retrieved, stored.corrector, stored.scene
-    assert atm is not None
+    stored, grids = _correction_grids(plan, inp, known, scl)
+    atm, ac = grids[wr].atmosphere, stored.corrector
     summary = dict(atm.summary, CIRRUS_GAMMA=stored.gamma)
-    boa_wr = ac.correct(scene, atm, scl, WORKING_BANDS)
+    first = _stored_first_passes(plan, inp, known)
+    boa_wr = ac.correct(grids[wr].scene, atm, scl, WORKING_BANDS, first.get(wr))
     legacy = config.legacy_encoding
     # Negative reflectance is stored below DN 1000 (clipped to 1 with the legacy encoding).
     boa_scaling: dict[str, Any] = dict(encode.boa_raster_scaling(legacy), negative_below=2 if legacy else 1000)
@@ -1096,21 +1202,67 @@ def _rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[dict[str, 
         for b in WORKING_BANDS:
             boa(b, 60, b60[b], gb60)
         tci(60, b60["B04"], b60["B03"], b60["B02"], gb60)
-    if stored.scene10 is not None:
+    if 10 in grids:
         gb10 = product.geobox(10)
-        scene10 = stored.scene10
-        up = _upsampler(plan, inp, scene10.toa["B02"].chunks)
-        atm10 = replace(atm, aot=up(atm.aot), water_vapour=up(atm.water_vapour))
-        scl10 = up(scl)
-        if stored.gamma is not None:
-            scene10, _ = ac.remove_cirrus(scene10, scl10, known)
-        boa10 = ac.correct(scene10, atm10, scl10, BANDS_10M)
+        g10 = grids[10]
+        up = _upsampler(plan, inp, g10.scene.toa["B02"].chunks)
+        boa10 = ac.correct(g10.scene, g10.atmosphere, g10.scl, BANDS_10M, first.get(10))
         for b in BANDS_10M:
             boa(b, 10, boa10[b], gb10)
         add("AOT", 10, up(aot_dn), replace(aot_spec, geobox=gb10))
         add("WVP", 10, up(wvp_dn), replace(wvp_spec, geobox=gb10))
         tci(10, boa10["B04"], boa10["B03"], boa10["B02"], gb10)
     return rasters, summary
+
+
+@dataclass(frozen=True, eq=False)
+class _Grid:
+    """A grid the correction runs on: its scene (cirrus removed), atmosphere and classification."""
+
+    scene: Scene
+    atmosphere: Atmosphere
+    scl: da.Array
+
+
+def _correction_grids(
+    plan: ProductPlan, inp: _Inputs, known: Totals, scl: da.Array
+) -> tuple[_Atmosphere, dict[int, _Grid]]:
+    """The stored atmosphere, and the grids the correction runs on by resolution (the working grid, 10 m)."""
+    stored = _stored_atmosphere(plan, inp, scl, known)
+    atm = stored.retrieved
+    assert atm is not None
+    grids = {plan.config.working_resolution: _Grid(stored.scene, atm, scl)}
+    if stored.scene10 is not None:
+        scene10 = stored.scene10
+        up = _upsampler(plan, inp, scene10.toa["B02"].chunks)
+        scl10 = up(scl)
+        if stored.gamma is not None:
+            scene10, _ = stored.corrector.remove_cirrus(scene10, scl10, known)
+        grids[10] = _Grid(scene10, replace(atm, aot=up(atm.aot), water_vapour=up(atm.water_vapour)), scl10)
+    return stored, grids
+
+
+def _first_passes(plan: ProductPlan, inp: _Inputs, known: Totals) -> list[tuple[da.Array, str]]:
+    """The correction's first passes (:meth:`AtmosphericCorrection.first_pass`) with the files they are stored in."""
+    stored, grids = _correction_grids(plan, inp, known, _stored_classification(plan, inp).scl)
+    files = _background_files(plan, inp.product)
+    out = []
+    for res, bands in _correction_groups(plan).items():
+        g = grids[res]
+        for b, arr in stored.corrector.first_pass(g.scene, g.atmosphere, g.scl, bands).items():
+            out.append((arr, files[(res, b)][0]))
+    return out
+
+
+def _stored_first_passes(plan: ProductPlan, inp: _Inputs, known: Totals) -> dict[int, dict[str, da.Array]]:
+    """The first passes stored by every tile, by resolution and band (none before they are)."""
+    if STORED + BACKGROUND not in known:
+        return {}
+    _require(plan, (f"correction-{BACKGROUND}",))
+    out: dict[int, dict[str, da.Array]] = {}
+    for (res, b), (path, coarse) in _background_files(plan, inp.product).items():
+        out.setdefault(res, {})[b] = checkpoint_array(path, (coarse[0], coarse[1]), F32)
+    return out
 
 
 def _product_rasters(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[ProductRasters, dict[str, Any]]:
@@ -1201,7 +1353,7 @@ def package(plan: ProductPlan, known: Totals, seconds: Mapping[str, float] | Non
     if plan.tile_blocks is not None:
         summary["processing_tiles"] = len(plan.tiles)
     # The graphs above read the checkpoints lazily: the staged rasters are all that packaging computes from.
-    for folder in (_BANDS, _SCREENING, _ATMOSPHERE, _DONE):
+    for folder in (_BANDS, _SCREENING, _ATMOSPHERE, _CORRECTION, _DONE):
         shutil.rmtree(os.path.join(plan.work, folder), ignore_errors=True)
     product = replace(product, summary=summary)
     # The item joins the collection at the output root (which the CLI and the flows update next).

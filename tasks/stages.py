@@ -291,8 +291,10 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                     parts = _gather([sums.submit(plan, stage, known, t, budget) for t in plan.tiles])
                     known, step = reduce.submit(plan, stage, parts, known, budget).result()
                 else:
-                    _gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles])
-                    known, step = reduce.submit(plan, stage, [], known, budget, step.name).result()
+                    done = _gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles])
+                    # The sum that reads the stored blocks came with them (stages.SUM_WITH_STORE).
+                    parts = [d.parts for d in done] if any(d.parts is not None for d in done) else []
+                    known, step = reduce.submit(plan, stage, parts, known, budget, step.name).result()
             after += _gather([
                 kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
                 .submit(plan, stage, [StageDone(stage, totals=known)], budget, t)

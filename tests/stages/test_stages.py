@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -12,10 +13,11 @@ import rasterio
 from conftest import read_rasters
 from rio_cogeo.cogeo import cog_validate
 
-from sen2core import lazy, stages
+from sen2core import correction, lazy, scl, stages
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.io.write.raster import collect_negative_fractions
 from sen2core.pipeline import ProcessingConfig, process_product
+from sen2core.run import BANDS_10M, WORKING_BANDS
 from sen2core.stages import (
     ProductPlan,
     add_parts,
@@ -99,8 +101,17 @@ def test_scene_wide_sums_are_values_passed_between_rounds(cloudy_l1c: Path, tmp_
             if step.kind == "store":
                 with pytest.raises(ConfigurationError, match="must be stored before"):
                     sum_parts(plan, stage, known, plan.tiles[0])
-                for t in plan.tiles:
-                    stages.store_part(plan, stage, step.name, known, t)
+                done = [stages.store_part(plan, stage, step.name, known, t) for t in plan.tiles]
+                # A sum that reads only the stored blocks comes with them: it takes no round of its own.
+                with_parts = [d.parts for d in done if d.parts is not None]
+                if step.name in stages.SUM_WITH_STORE:
+                    assert len(with_parts) == len(plan.tiles)
+                    assert {p.name for p in with_parts} == {stages.SUM_WITH_STORE[step.name]}
+                    reduced, total = add_parts(plan, with_parts)
+                    order.append(f"sum {reduced}")
+                    known[reduced] = total
+                else:
+                    assert not with_parts
                 known = stages.stored(known, step.name)
                 continue
             parts = [sum_parts(plan, stage, known, t) for t in plan.tiles]
@@ -116,8 +127,8 @@ def test_scene_wide_sums_are_values_passed_between_rounds(cloudy_l1c: Path, tmp_
             run_stage(plan, stage, known, t)
     # The classification's sum, then the correction's in the order they depend on each other.
     # The intermediates that wide neighbourhoods read are stored before the sums that read them.
-    assert order == ["sum b10_leakage", "store pixels", "store ddv", "sum ddv", "sum negative_check", "store wv_raw",
-                     "sum water_vapour_land"]  # fmt: skip
+    assert order == ["sum b10_leakage", "store pixels", "store shadows", "store ddv", "sum ddv", "sum negative_check",
+                     "store wv_raw", "sum water_vapour_land"]  # fmt: skip
     # Over the whole product a stage computes the same totals itself.
     whole = plan_product(cloudy_l1c, tmp_path / "whole", ProcessingConfig(chunk_m=CHUNK_M))
     assert isinstance(whole, ProductPlan)
@@ -198,6 +209,60 @@ def test_later_stages_neither_decode_nor_classify_and_a_retried_stage_reruns_alo
     for name in a:
         assert np.array_equal(a[name], b[name]), name
     assert staged.atmosphere == whole.atmosphere and staged.class_percentages == whole.class_percentages
+
+
+@pytest.mark.slow
+def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
+    cloudy_l1c: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shadow zones (screening) and the adjacency background's first passes (correction) read
+    wide neighbourhoods: stored in a round of their own, a tile then reads its neighbours' from the
+    files and computes its own blocks only (it computed every block of the scene before)."""
+    plan = plan_product(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
+    assert isinstance(plan, ProductPlan)
+    stages.decode(plan)
+    calls = {"shadow zone": 0, "first pass": 0}
+    project, boa = scl.project_cloud_shadow, correction._boa_block
+
+    def counted_project(*args: Any, **kwargs: Any) -> Any:
+        calls["shadow zone"] += 1
+        return project(*args, **kwargs)
+
+    def counted_boa(toa: Any, bg: Any, *args: Any, **kwargs: Any) -> Any:
+        # The first pass has no background yet; dask calls it on empty blocks to learn its output type.
+        calls["first pass"] += bg is None and np.size(toa) > 0
+        return boa(toa, bg, *args, **kwargs)
+
+    monkeypatch.setattr(scl, "project_cloud_shadow", counted_project)
+    monkeypatch.setattr(correction, "_boa_block", counted_boa)
+    seen: dict[tuple[str, int], dict[str, int]] = {}
+
+    def counting(what: str, tile: stages.Tile, run: Any, *args: Any) -> Any:
+        before = dict(calls)
+        out = run(plan, *args, tile)
+        seen[(what, tile.index)] = {k: calls[k] - before[k] for k in calls}
+        return out
+
+    known: dict[str, tuple[float, ...]] = {}
+    for stage in ("screening", "atmosphere", "correction"):
+        while (step := next_step(plan, stage, known)) is not None:
+            if step.kind == "sum":
+                known[step.name] = add_parts(plan, [sum_parts(plan, stage, known, t) for t in plan.tiles])[1]
+                continue
+            done = [counting(step.name, t, stages.store_part, stage, step.name, known) for t in plan.tiles]
+            if done[0].parts is not None:
+                known[done[0].parts.name] = add_parts(plan, [d.parts for d in done])[1]
+            known = stages.stored(known, step.name)
+        for t in plan.tiles:
+            counting(stage, t, run_stage, stage, known)
+    first_files = len(list(Path(plan.work, ".correction").glob("first_*.npy")))
+    assert first_files == len(WORKING_BANDS) + len(BANDS_10M)  # every band corrected, on its grid
+    for t in plan.tiles:
+        assert seen[("shadows", t.index)]["shadow zone"] == t.blocks
+        assert seen[("screening", t.index)]["shadow zone"] == 0
+        assert seen[("background", t.index)]["first pass"] == first_files * t.blocks
+        assert seen[("correction", t.index)]["first pass"] == 0
+    assert package(plan, known).status == "done"
 
 
 def test_a_rewritten_window_is_counted_once(tmp_path: Path) -> None:
