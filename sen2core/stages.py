@@ -698,13 +698,11 @@ def _stored_classification(plan: ProductPlan, inp: _Inputs) -> SceneClassificati
                                config=plan.config.classification)  # fmt: skip
 
 
-def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bool,
-                  sums: lazy.BlockSums | None = None) -> dict[tuple[int, ...], Any] | None:  # fmt: skip
+def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bool) -> None:
     """Compute the window ``tile`` of each array into its checkpoint file.
 
     ``items``: ``(array, file, per_block)``; ``per_block`` arrays are tables with one row
-    and column per chunk block (class counts), the others 2-D layers. ``sums``: a sum
-    whose parts of the window's blocks are computed in the same graph (returned).
+    and column per chunk block (class counts), the others 2-D layers.
     """
     sources: list[da.Array] = []
     # Any: dask's stubs know only arrays as targets, not objects with ``__setitem__``.
@@ -721,17 +719,14 @@ def _store_window(items: list[tuple[da.Array, str, bool]], tile: Tile, whole: bo
         sources.append(sub.astype(np.uint8) if sub.dtype == bool else sub)
         targets.append(CheckpointTarget(path))
         regions.append(region)
-    if whole and sums is None:
+    if whole:
         da.store(sources, targets, regions=regions, lock=False)
-        return None
-    parts = sums.window(tile.rows, tile.cols) if sums is not None else {}
+        return
     # Unfused: dask 2026.8's low-level fusion fails on some block selections of these graphs ("Cannot
     # fuse tasks with multiple outputs"), and tiles run at once must send the scheduler the keys they
     # share (their margins) with one definition; fusion names and merges them per graph.
     with dask.config.set({"optimization.fuse.active": False}):
-        _, *values = compute(da.store(sources, targets, regions=regions, lock=False, compute=False),
-                             *parts.values())  # fmt: skip
-    return dict(zip(parts, values, strict=True)) if sums is not None else None
+        da.store(sources, targets, regions=regions, lock=False)
 
 
 # ----------------------------------------------------------------------------- atmosphere
@@ -904,14 +899,17 @@ def _intermediate_paths(plan: ProductPlan, name: str) -> list[str]:
     return [_path(plan, _ATMOSPHERE, name)]
 
 
+def _read_intermediate(plan: ProductPlan, chunks: Any, name: str) -> da.Array:
+    layers = [checkpoint_array(path, chunks, F32) for path in _intermediate_paths(plan, name)]
+    return da.stack(layers) if name == "ddv" else layers[0]
+
+
 def _stored_intermediates(plan: ProductPlan, inp: _Inputs, known: Totals) -> dict[str, da.Array]:
     out = {}
-    chunks = inp.toa["B04"].chunks
     for name in INTERMEDIATES:
         if STORED + name in known:
             _require(plan, (f"atmosphere-{name}",))
-            layers = [checkpoint_array(path, chunks, F32) for path in _intermediate_paths(plan, name)]
-            out[name] = da.stack(layers) if name == "ddv" else layers[0]
+            out[name] = _read_intermediate(plan, inp.toa["B04"].chunks, name)
     return out
 
 
@@ -946,7 +944,7 @@ class _Store:
     name: str
     arrays: list[tuple[da.Array, str]]
     then: lazy.BlockSums | None = None
-    """The sum of :data:`SUM_WITH_STORE` that reads it next (when asked for: ``with_sum``)."""
+    """The sum of :data:`SUM_WITH_STORE` that reads it next, on its stored blocks (when asked for: ``with_sum``)."""
 
 
 def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = False
@@ -954,7 +952,7 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
     """The stage's next scene-wide sum, or its next intermediate to store.
 
     ``with_sum``: for an intermediate of :data:`SUM_WITH_STORE`, also the sum that reads it
-    next, built on the intermediate itself (not yet stored).
+    next, built on its files (a tile reads its own blocks of them once it has stored them).
     """
     by_tiles = plan.tile_blocks is not None and not plan.config.sc_only
     if stage not in ROUND_STAGES or (stage == "correction" and (not by_tiles or STORED + BACKGROUND in known)):
@@ -983,7 +981,11 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
     layers = [arr[i] for i in range(len(files))] if arr.ndim == 3 else [arr]
     then = None
     if with_sum and name in SUM_WITH_STORE:
-        after = _atmosphere(plan, inp, scl, known, keep=False, given={name: arr})
+        # On the files, not on ``arr``: computed with the store, the sum's graph and the store's would
+        # send the scheduler keys they share with two definitions (dask optimises them apart), and
+        # tiles run at once then failed on a missing key.
+        given = {name: _read_intermediate(plan, inp.toa["B04"].chunks, name)}
+        after = _atmosphere(plan, inp, scl, known, keep=False, given=given)
         if after.store is None and after.pending is not None and after.pending.name == SUM_WITH_STORE[name]:
             then = after.pending
     return None, _Store(name, list(zip(layers, files, strict=True)), then)
@@ -1001,10 +1003,14 @@ def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Ti
     if store is None or store.name != name:
         raise ConfigurationError(f"{plan.l2a_id}: stage {stage} does not need {name} stored next "
                                  f"({'nothing' if store is None else store.name})")  # fmt: skip
-    parts = _store_window([(x, path, False) for x, path in store.arrays], tile, whole=False, sums=store.then)
+    _store_window([(x, path, False) for x, path in store.arrays], tile, whole=False)
     _mark(plan, f"{stage}-{name}", tile)
-    return StageDone(f"{stage}-{name}", tile.index, tile.blocks,
-                     parts=None if store.then is None else _sum_parts(store.then.name, tile, parts))  # fmt: skip
+    parts = None
+    if store.then is not None:
+        # The sum reads each block alone: this tile's blocks are stored, whatever the other tiles' state.
+        with dask.config.set({"optimization.fuse.active": False}):
+            parts = _sum_parts(store.then.name, tile, store.then.parts(tile.rows, tile.cols))
+    return StageDone(f"{stage}-{name}", tile.index, tile.blocks, parts=parts)
 
 
 def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumParts | None:

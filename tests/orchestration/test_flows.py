@@ -174,6 +174,39 @@ def _task_runs(state: Any, ready: Callable[[list[Any]], bool], timeout: float = 
         time.sleep(0.5)
 
 
+def test_a_tile_round_whose_task_never_finishes_fails_when_the_budget_runs_out() -> None:
+    """The per-tile rounds waited on their tasks with no bound: when the cluster lost a tile's task
+    (its workers gone after a failed round), the flow hung for good. Now every wait of a per-tile
+    product ends when what is left of the product's budget has passed."""
+    import time
+
+    import tasks.stages as tile_tasks
+    from sen2core.errors import ProcessingTimeout
+    from tasks.models import L1CRef
+
+    class LostFuture:
+        _final_state = None
+
+        def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+            pass  # a task the cluster lost: it never finishes
+
+    ref = L1CRef.from_href("/nowhere/S2A_MSIL1C_20230714T093650_N0509_R064_T32TQM_20230714T121000.SAFE")
+    start = time.monotonic()
+    with pytest.raises(ProcessingTimeout, match=r"S2A_MSIL1C_20230714.*budget of 2 s ran out waiting for "
+                                                r"the tiles of screening \(1 of 2 task\(s\) unfinished\)"):  # fmt: skip
+        tile_tasks._gather([LostFuture(), _Finished()], ref, 2.0, "the tiles of screening", started=time.time())
+    assert time.monotonic() - start < 10.0
+
+
+class _Finished:
+    """A task that has finished (what prefect's ``wait`` reads of it)."""
+
+    _final_state = object()
+
+    def result(self) -> int:
+        return 1
+
+
 def test_a_product_whose_future_never_finishes_fails_after_a_bound(
     prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
