@@ -397,9 +397,23 @@ def _gamma_sums(*blocks: NDArray[Any], settings: cirrus.CirrusSettings) -> NDArr
     return total
 
 
-def background_factor(chunk_px: int, resolution_m: float) -> int:
+def _background_factor(chunk_px: int, resolution_m: float) -> int:
     """How many pixels a side one cell of the adjacency background's grid (about 100 m) holds."""
     return lazy.chunk_divisor(chunk_px, resolution_m, 100.0)
+
+
+def _coarse_chunks(chunks: tuple[tuple[int, ...], ...], factor: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(-(-c // factor) for c in dim) for dim in chunks)
+
+
+def background_chunks(chunks: tuple[tuple[int, ...], ...], resolution_m: float) -> tuple[tuple[int, ...], ...] | None:
+    """The chunks of the first passes (:meth:`AtmosphericCorrection.first_pass`) of bands on ``chunks``.
+
+    None when those chunks do not split into coarser cells (the background is then computed at
+    full resolution, with no first pass to store).
+    """
+    k = _background_factor(chunks[0][0], resolution_m)
+    return None if k == 1 else _coarse_chunks(chunks, k)
 
 
 def _remove_cirrus(toa: NDArray[Any], rho_c: NDArray[Any], *, gamma: float) -> NDArray[np.float32]:
@@ -468,7 +482,7 @@ def _masked_block_mean(rho: NDArray[Any], scl: NDArray[Any], *, factor: int) -> 
 
 def _cloud_free_mean(x: da.Array, scl: da.Array, factor: int) -> da.Array:
     """Means of ``factor`` x ``factor`` blocks with cloud pixels left out, chunk by chunk."""
-    chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in x.chunks)
+    chunks = _coarse_chunks(x.chunks, factor)
     means: da.Array = da.map_blocks(_masked_block_mean, x, scl, factor=factor, chunks=chunks, dtype=F32)
     return means
 
@@ -903,7 +917,7 @@ class AtmosphericCorrection:
 
     def _background_grid(self, scene: Scene, band: str) -> tuple[int, int]:
         """The coarsening factor of the adjacency background's grid (about 100 m) and its window in cells."""
-        k = background_factor(scene.toa[band].chunks[0][0], scene.resolution_m)
+        k = _background_factor(scene.toa[band].chunks[0][0], scene.resolution_m)
         return k, adjacency.window_pixels(self.config.adjacency_km, scene.resolution_m * k)
 
     def _band_terms(self, scene: Scene, atmosphere: Atmosphere, band: str) -> dict[str, Any]:
@@ -947,20 +961,14 @@ class AtmosphericCorrection:
         to it read neighbouring blocks, and those the full-resolution bands: a caller that
         processes windows stores these once and gives them back to :meth:`correct`
         (``first``), so that a window reads its neighbours' instead of computing them.
-        Bands whose chunks do not split into coarser cells are left out (their background
-        is computed at full resolution).
+        Empty where the chunks do not split into coarser cells (the background is then
+        computed at full resolution).
         """
-        out: dict[str, da.Array] = {}
-        per_pixel_inputs = self._pixel_inputs(scene, atmosphere)
-        coarse_inputs: dict[int, tuple[da.Array, ...]] = {}
-        for b in bands:
-            k, _ = self._background_grid(scene, b)
-            if k == 1:
-                continue
-            if k not in coarse_inputs:
-                coarse_inputs[k] = tuple(lazy.downsample_mean(x, k) for x in per_pixel_inputs)
-            out[b] = self._first_pass(scene, atmosphere, scl, b, k, coarse_inputs[k])
-        return out
+        k, _ = self._background_grid(scene, bands[0])
+        if k == 1:
+            return {}
+        coarse_inputs = tuple(lazy.downsample_mean(x, k) for x in self._pixel_inputs(scene, atmosphere))
+        return {b: self._first_pass(scene, atmosphere, scl, b, k, coarse_inputs) for b in bands}
 
     def correct(
         self, scene: Scene, atmosphere: Atmosphere, scl: da.Array, bands: tuple[str, ...],
@@ -1086,7 +1094,7 @@ __all__ = [
     "DEFAULT_OZONE_CM_ATM",
     "SEA_SALT_MARITIME_SHARE",
     "Scene",
-    "background_factor",
+    "background_chunks",
     "config_dict",
     "correction_config_from_gipp",
     "ddv_layer_count",

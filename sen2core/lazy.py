@@ -300,15 +300,11 @@ class BlockSums:
 
     def parts(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[tuple[int, ...], NDArray[np.float64]]:
         """Compute the parts of the blocks ``rows`` x ``cols`` (``[start, stop)`` indices)."""
-        window = self.window(rows, cols)
-        values = compute(*window.values())
-        return {k: np.asarray(v, dtype=np.float64) for k, v in zip(window, values, strict=True)}
-
-    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[tuple[int, ...], Any]:
-        """The delayed parts of the blocks ``rows`` x ``cols`` (``[start, stop)`` indices), to compute with others."""
         if rows[1] > self.grid[0] or cols[1] > self.grid[1]:
             raise ValueError(f"window {rows}x{cols} exceeds the chunk grid {self.grid}")
-        return {(r, c): self.blocks[(r, c)] for r in range(*rows) for c in range(*cols)}
+        keys = [(r, c) for r in range(*rows) for c in range(*cols)]
+        values = compute(*(self.blocks[k] for k in keys))
+        return {k: np.asarray(v, dtype=np.float64) for k, v in zip(keys, values, strict=True)}
 
 
 def _add_in_order(parts: list[Any]) -> NDArray[np.float64]:

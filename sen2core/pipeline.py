@@ -47,6 +47,7 @@ from sen2core.stages import (
     next_step,
     open_product,
     package,
+    parts_with,
     plan_product,
     run_stage,
     store_part,
@@ -99,9 +100,9 @@ def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]
             reduced, total = add_parts(plan, [sum_parts(plan, stage, known, tile) for tile in plan.tiles])
             known[reduced] = total
         else:
-            done = [store_part(plan, stage, step.name, known, tile) for tile in plan.tiles]
-            if any(d.parts is not None for d in done):  # the sum that reads the stored blocks came with them
-                reduced, total = add_parts(plan, [d.parts for d in done])
+            parts = parts_with([store_part(plan, stage, step.name, known, tile) for tile in plan.tiles])
+            if parts:  # the sum that reads the stored blocks came with them
+                reduced, total = add_parts(plan, parts)
                 known[reduced] = total
             known.update(stored(known, step.name))
         log.debug("%s: %s %s over %d tiles", plan.l2a_id, step.kind, step.name, len(plan.tiles))

@@ -66,7 +66,7 @@ from sen2core.correction import (
     Atmosphere,
     AtmosphericCorrection,
     Scene,
-    background_factor,
+    background_chunks,
     config_dict,
     ddv_layer_count,
 )
@@ -136,6 +136,7 @@ __all__ = [
     "Tile",
     "Totals",
     "add_parts",
+    "parts_with",
     "decode",
     "discard",
     "next_step",
@@ -434,11 +435,9 @@ def _background_files(plan: ProductPlan, product: Product) -> _Files:
         return {}
     out = {}
     for res, bands in _correction_groups(plan).items():
-        chunks = product.toa("B04", res).chunks
-        k = background_factor(chunks[0][0], res)
-        if k == 1:
+        coarse = background_chunks(product.toa("B04", res).chunks, res)
+        if coarse is None:
             continue
-        coarse = tuple(tuple(-(-c // k) for c in dim) for dim in chunks)
         for b in bands:
             out[(res, b)] = (_path(plan, _CORRECTION, f"first_{res}m_{b}"), coarse)
     return out
@@ -1027,10 +1026,15 @@ def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumPa
     return _sum_parts(pending.name, tile, parts)
 
 
-def _sum_parts(name: str, tile: Tile, parts: Mapping[tuple[int, ...], Any] | None) -> SumParts:
-    values = parts or {}
+def _sum_parts(name: str, tile: Tile, parts: Mapping[tuple[int, ...], Any]) -> SumParts:
     return SumParts(name, tile.index, tuple((r, c, tuple(float(v) for v in np.ravel(p)))
-                                            for (r, c), p in values.items()))  # fmt: skip
+                                            for (r, c), p in parts.items()))  # fmt: skip
+
+
+def parts_with(stores: list[StageDone]) -> list[SumParts | None]:
+    """The parts of a sum that came with a round of stores (:data:`SUM_WITH_STORE`), for :func:`add_parts`;
+    empty when the round brought none."""
+    return [d.parts for d in stores] if any(d.parts is not None for d in stores) else []
 
 
 def add_parts(plan: ProductPlan, parts: list[SumParts | None]) -> tuple[str, tuple[float, ...]]:

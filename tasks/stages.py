@@ -251,25 +251,22 @@ def _discard(run: ProductRun) -> None:
         stages.discard(plan)
 
 
-def _gather(futures: list[Any], plan: ProductPlan | L1CRef, budget_s: float, what: str,
-            started: float | None = None) -> list[Any]:  # fmt: skip
+def _gather(futures: list[Any], product_id: str, deadline: float, budget_s: float, what: str) -> list[Any]:
     """The results of a round's tasks, once every one has finished (the first failure raised then):
     a failed product's work folder is removed only when no tile of it is still writing.
 
-    The wait is bounded by what is left of the product's time budget (at least a second),
-    counted from its plan (or from ``started``): a task the cluster lost (its workers gone)
-    never finishes, and an unbounded wait hung the flow.
+    The wait ends at ``deadline`` (``time.time()`` seconds; at least a second from now), when
+    the product's time budget ``budget_s`` runs out: a task the cluster lost (its workers
+    gone) never finishes, and an unbounded wait hung the flow.
 
     Raises
     ------
     ProcessingTimeout
         Some tasks had not finished when the budget ran out.
     """
-    start = started if started is not None or not isinstance(plan, ProductPlan) else plan.planned_at
-    start = time.time() if start is None else start
-    _, not_done = wait(futures, timeout=max(1.0, start + budget_s - time.time()))
+    _, not_done = wait(futures, timeout=max(1.0, deadline - time.time()))
     if not_done:
-        raise ProcessingTimeout(f"{plan.product_id}: the product's time budget of {budget_s:g} s ran out waiting "
+        raise ProcessingTimeout(f"{product_id}: the product's time budget of {budget_s:g} s ran out waiting "
                                 f"for {what} ({len(not_done)} of {len(futures)} task(s) unfinished)")  # fmt: skip
     return [f.result() for f in futures]
 
@@ -288,10 +285,15 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     """
     budget = max(1.0, timeout_minutes * 60.0)
     watch = Stopwatch()
-    (plan,) = _gather([tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite)], ref,
-                      budget, "tiling", started=time.time())  # fmt: skip
+    (plan,) = _gather([tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite)],
+                      ref.product_id, time.time() + budget, budget, "tiling")  # fmt: skip
     if isinstance(plan, L2AResult):
         return outcome_from_result(ref, plan, None)
+    deadline = plan.planned_at + budget
+
+    def gather(futures: list[Any], what: str) -> list[Any]:
+        return _gather(futures, plan.product_id, deadline, budget, what)
+
     try:
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
@@ -302,29 +304,29 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
             kind = _stage_task(stage, budget)
             step = None
             if stage in stages.ROUND_STAGES:
-                ((known, step),) = _gather([reduce.submit(plan, stage, [], known, budget)], plan, budget, stage)
+                ((known, step),) = gather([reduce.submit(plan, stage, [], known, budget)], stage)
             while step is not None:
                 what = f"{step.kind} {step.name} of {stage}"
                 if step.kind == "sum":
-                    parts = _gather([sums.submit(plan, stage, known, t, budget) for t in plan.tiles],
-                                    plan, budget, what)  # fmt: skip
+                    parts = gather([sums.submit(plan, stage, known, t, budget) for t in plan.tiles], what)
                     futures = [reduce.submit(plan, stage, parts, known, budget)]
                 else:
-                    done = _gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles],
-                                   plan, budget, what)  # fmt: skip
-                    # The sum that reads the stored blocks came with them (stages.SUM_WITH_STORE).
-                    parts = [d.parts for d in done] if any(d.parts is not None for d in done) else []
+                    # The sum that reads the stored blocks comes with them (stages.SUM_WITH_STORE).
+                    parts = stages.parts_with(
+                        gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles], what)
+                    )
                     futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
-                ((known, step),) = _gather(futures, plan, budget, f"the reduce of {what}")
-            after += _gather([
+                ((known, step),) = gather(futures, f"the reduce of {what}")
+            after += gather([
                 kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
                 .submit(plan, stage, [StageDone(stage, totals=known)], budget, t)
                 for t in plan.tiles
-            ], plan, budget, f"the tiles of {stage}")  # fmt: skip
+            ], f"the tiles of {stage}")  # fmt: skip
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome
-        (outcome,) = _gather([packaging.with_options(timeout_seconds=budget).submit(plan, after, ref, budget)], plan,
-                             budget, "packaging")  # fmt: skip
+        (outcome,) = gather(
+            [packaging.with_options(timeout_seconds=budget).submit(plan, after, ref, budget)], "packaging"
+        )
     except BaseException:
         stages.discard(plan)
         raise

@@ -194,7 +194,9 @@ def test_a_tile_round_whose_task_never_finishes_fails_when_the_budget_runs_out()
     start = time.monotonic()
     with pytest.raises(ProcessingTimeout, match=r"S2A_MSIL1C_20230714.*budget of 2 s ran out waiting for "
                                                 r"the tiles of screening \(1 of 2 task\(s\) unfinished\)"):  # fmt: skip
-        tile_tasks._gather([LostFuture(), _Finished()], ref, 2.0, "the tiles of screening", started=time.time())
+        tile_tasks._gather(
+            [LostFuture(), _Finished()], ref.product_id, time.time() + 2.0, 2.0, "the tiles of screening"
+        )
     assert time.monotonic() - start < 10.0
 
 

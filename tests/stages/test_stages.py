@@ -250,8 +250,9 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
                 known[step.name] = add_parts(plan, [sum_parts(plan, stage, known, t) for t in plan.tiles])[1]
                 continue
             done = [counting(step.name, t, stages.store_part, stage, step.name, known) for t in plan.tiles]
-            if done[0].parts is not None:
-                known[done[0].parts.name] = add_parts(plan, [d.parts for d in done])[1]
+            if parts := stages.parts_with(done):
+                reduced, total = add_parts(plan, parts)
+                known[reduced] = total
             known = stages.stored(known, step.name)
         for t in plan.tiles:
             counting(stage, t, run_stage, stage, known)
