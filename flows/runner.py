@@ -34,7 +34,7 @@ from prefect.utilities.importtools import from_qualified_name
 from prefect_dask.task_runners import DaskTaskRunner
 
 from flows.worker_setup import FlowWorkerSetup
-from sen2core.parallel import dashboard_address, tune_malloc
+from sen2core.parallel import dashboard_address, tune_malloc, worker_environment
 from sen2core.redact import redact_worker_logs
 from tasks.retry import cluster_lost
 
@@ -102,7 +102,8 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
         Every worker gets :class:`flows.worker_setup.FlowWorkerSetup` (each task reports to its
         own run's Prefect API, which long-lived workers of an existing cluster need most). The
         workers of a cluster the runner creates also get :func:`sen2core.parallel.tune_malloc`
-        and :func:`sen2core.redact.redact_worker_logs`; those of an existing cluster are left as
+        and :func:`sen2core.redact.redact_worker_logs`, and those it spawns here (a ``LocalCluster``)
+        :func:`sen2core.parallel.worker_environment`; those of an existing cluster are left as
         their operator set them up.
         """
         if self._client is None:
@@ -112,7 +113,8 @@ class Sen2CoreTaskRunner(DaskTaskRunner):
                 # Dask's default dashboard faces every interface; ours only the loopback unless asked.
                 requested = self.cluster_kwargs.get("dashboard_address")
                 self.cluster_kwargs = {**self.cluster_kwargs, "dashboard_address": dashboard_address(requested)}
-            client = super().client
+            with worker_environment():  # the worker processes this one spawns (a LocalCluster's), no other
+                client = super().client
             client.register_plugin(FlowWorkerSetup())
             if creates:
                 client.register_plugin(tune_malloc())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -103,6 +104,78 @@ def test_malloc_plugin_runs_on_worker_processes() -> None:
             return plugin._libc is not None and plugin.trim
 
         assert list(client.run(tuned).values()) == [parallel._libc() is not None]
+
+
+def _malloc_arenas(threads: int = 6) -> int:
+    """glibc's malloc arenas in this process after ``threads`` threads allocated at once (``malloc_info``)."""
+    import ctypes
+    import tempfile
+    import threading
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.fopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    barrier = threading.Barrier(threads)
+    kept: list[int] = []
+
+    def allocate() -> None:
+        barrier.wait()  # all alive at once: a thread's arena is not handed on to the next
+        kept.append(libc.malloc(1 << 20))
+        barrier.wait()
+
+    workers = [threading.Thread(target=allocate) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for pointer in kept:
+        libc.free(pointer)
+    with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+        stream = libc.fopen(f.name.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        with open(f.name, encoding="utf-8") as xml:
+            return xml.read().count("<heap nr=")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(parallel._libc() is None, reason="glibc only")
+def test_workers_started_by_sen2core_keep_few_malloc_arenas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread of a worker that allocated got its own glibc arena (up to 8 per core), each
+    holding its freed temporaries: per-tile products peaked 0.1 GiB higher on two workers."""
+    from distributed import Client, LocalCluster
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    with parallel.local_cluster(1, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        (ours,) = client.run(_malloc_arenas).values()
+    assert "MALLOC_ARENA_MAX" not in os.environ, "the setting stays with the workers"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                     silence_logs=logging.ERROR) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        (plain,) = client.run(_malloc_arenas).values()
+    assert ours <= parallel.WORKER_MALLOC_ARENAS < plain, (ours, plain)
+
+
+def test_an_operators_arena_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    with parallel.worker_environment():
+        assert dask.config.get(key)["MALLOC_ARENA_MAX"] == str(parallel.WORKER_MALLOC_ARENAS)
+        assert dask.config.get(key)["MALLOC_TRIM_THRESHOLD_"] == 65536, "Dask's own settings stay"
+    assert "MALLOC_ARENA_MAX" not in dask.config.get(key), "set for the block only"
+    with dask.config.set({f"{key}.MALLOC_ARENA_MAX": "4"}), parallel.worker_environment():
+        assert dask.config.get(key)["MALLOC_ARENA_MAX"] == "4"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    with parallel.worker_environment():
+        assert "MALLOC_ARENA_MAX" not in dask.config.get(key), "the environment's value is inherited"
 
 
 def _write_threads() -> tuple[str, str | None]:
