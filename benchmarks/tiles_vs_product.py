@@ -11,7 +11,7 @@ server that this script starts on 127.0.0.1, run alternately, ``--repeat`` times
 ``stages``
     This version's default: one task per stage.
 ``tiles``
-    One task per stage and tile (``--tile-blocks``).
+    One task per stage and tile (``--tile-blocks``; ``--tiles-at-once`` in flight).
 
 Prints per mode the median wall seconds of the whole command (cluster start included,
 the same for every mode), the peak resident memory of its process tree and the ratio
@@ -85,6 +85,8 @@ def _flow_command(mode: str, args: argparse.Namespace, out: str) -> list[str]:
         cmd.append("--task-per-product")
     if mode == "tiles":
         cmd += ["--tile-blocks", str(args.tile_blocks)]
+        if args.tiles_at_once:
+            cmd += ["--tiles-at-once", str(args.tiles_at_once)]
     return cmd
 
 
@@ -160,6 +162,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=10, choices=[10, 20, 60])
     ap.add_argument("--chunk-m", type=float, default=18300.0)
     ap.add_argument("--tile-blocks", type=int, default=2)
+    ap.add_argument("--tiles-at-once", type=int, default=None, help="tile tasks in flight (default: all)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--baseline-src", type=Path, default=None, help="checkout of the earlier version")
@@ -204,7 +207,8 @@ def main() -> None:
         load = None if args.no_scheduler else scheduler_load(args, os.path.join(tmp, "scheduler"))
 
     print(f"\nscene {args.safe.name}, --resolution {args.resolution}, chunk {args.chunk_m:g} m, tiles of "
-          f"{args.tile_blocks}x{args.tile_blocks} blocks, {args.workers} workers, {args.repeat} run(s)")  # fmt: skip
+          f"{args.tile_blocks}x{args.tile_blocks} blocks ({args.tiles_at_once or 'all'} at once), "
+          f"{args.workers} workers, {args.repeat} run(s)")  # fmt: skip
     ref = "baseline" if "baseline" in modes else "one-task"
     for mode in modes:
         med = statistics.median(times[mode])

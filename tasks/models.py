@@ -203,6 +203,10 @@ class ProcessingOptions(BaseModel):
     """Split each product's stages into processing tiles of this many chunk blocks (18.3 km) a side: one
     task per tile and stage (:func:`tasks.stages.process_by_tiles`); None (default): one task per stage
     (``docs/orchestration.md``, "Stages and tiles")."""
+    tiles_at_once: int | None = Field(default=None, ge=1)
+    """With ``tile_blocks``: at most this many tile tasks of a round in flight (a sliding window), to bound
+    the memory of a large scene on a small cluster (each tile in flight holds its graph and blocks in the
+    workers' memory). None (default): every tile of the round at once, the fastest."""
     verify_checksums: bool = True
     """Check the input files read against the checksums of ``manifest.safe`` before decoding (False: trusted
     archives, the check skipped)."""

@@ -24,9 +24,12 @@ from its plan) has not run out: the budget bounds the product, not each task.
 from __future__ import annotations
 
 import logging
+import queue
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from prefect import task
@@ -271,6 +274,54 @@ def _gather(futures: list[Any], product_id: str, deadline: float, budget_s: floa
     return [f.result() for f in futures]
 
 
+def _map_tiles(submit: Callable[..., Any], tiles: Sequence[Tile], at_once: int, product_id: str,
+               deadline: float, budget_s: float, what: str) -> list[Any]:  # fmt: skip
+    """The results of ``submit(tile=tile)`` for every tile, in tile order, with at most ``at_once`` tasks in flight.
+
+    A tile is submitted as soon as another finishes (a sliding window, not waves: a slow
+    tile holds back no other), so the cluster stays busy while only ``at_once`` tiles'
+    graphs and blocks are in memory at a time. After a failure no more tiles start; the
+    ones in flight are waited for (a failed product's work folder is removed only when no
+    tile of it is still writing), then the first failure is raised.
+
+    Raises
+    ------
+    ProcessingTimeout
+        The product's time budget ran out (``deadline``, ``time.time()`` seconds) before the
+        round finished.
+    """
+    finished: queue.Queue[Any] = queue.Queue()
+    waiting = deque(tiles)
+    futures: list[Any] = []
+    in_flight = 0
+    failed = False
+    while in_flight or (waiting and not failed):
+        while waiting and not failed and in_flight < at_once:
+            future = submit(tile=waiting.popleft())
+            future.add_done_callback(finished.put)
+            futures.append(future)
+            in_flight += 1
+        try:
+            done = finished.get(timeout=max(1.0, deadline - time.time()))
+        except queue.Empty:
+            raise ProcessingTimeout(f"{product_id}: the product's time budget of {budget_s:g} s ran out waiting "
+                                    f"for {what} ({in_flight} of {len(tiles)} tile task(s) unfinished, "
+                                    f"{len(waiting)} not started)") from None  # fmt: skip
+        in_flight -= 1
+        try:
+            failed = failed or _error(done.result(raise_on_failure=False)) is not None
+        except Exception:  # noqa: BLE001 - the Dask future itself failed (worker lost, cancelled): raised below
+            failed = True
+    return [f.result() for f in futures]
+
+
+def _submit_stage_tile(stage_task: Any, plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]],
+                       budget_s: float, tile: Tile) -> Any:  # fmt: skip
+    return stage_task.with_options(task_run_name=f"{stage}-tile{tile.index}-{plan.l2a_id}").submit(
+        plan, stage, [StageDone(stage, totals=known)], budget_s, tile
+    )
+
+
 def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
                      timeout_minutes: float) -> ProductOutcome:  # fmt: skip
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
@@ -294,6 +345,11 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     def gather(futures: list[Any], what: str) -> list[Any]:
         return _gather(futures, plan.product_id, deadline, budget, what)
 
+    at_once = options.tiles_at_once or len(plan.tiles)
+
+    def map_tiles(submit: Callable[..., Any], what: str) -> list[Any]:
+        return _map_tiles(submit, plan.tiles, at_once, plan.product_id, deadline, budget, what)
+
     try:
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
@@ -308,20 +364,16 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
             while step is not None:
                 what = f"{step.kind} {step.name} of {stage}"
                 if step.kind == "sum":
-                    parts = gather([sums.submit(plan, stage, known, t, budget) for t in plan.tiles], what)
+                    parts = map_tiles(partial(sums.submit, plan, stage, known, budget_s=budget), what)
                     futures = [reduce.submit(plan, stage, parts, known, budget)]
                 else:
                     # The sum that reads the stored blocks comes with them (stages.SUM_WITH_STORE).
                     parts = stages.parts_with(
-                        gather([store.submit(plan, stage, step.name, known, t, budget) for t in plan.tiles], what)
+                        map_tiles(partial(store.submit, plan, stage, step.name, known, budget_s=budget), what)
                     )
                     futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
                 ((known, step),) = gather(futures, f"the reduce of {what}")
-            after += gather([
-                kind.with_options(task_run_name=f"{stage}-tile{t.index}-{plan.l2a_id}")
-                .submit(plan, stage, [StageDone(stage, totals=known)], budget, t)
-                for t in plan.tiles
-            ], f"the tiles of {stage}")  # fmt: skip
+            after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget), f"the tiles of {stage}")
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome
         (outcome,) = gather(

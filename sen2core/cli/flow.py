@@ -138,12 +138,13 @@ def _prefect_api(timeout: int | None = None) -> Iterator[None]:
 
 def _options(resolution: str | None, sc_only: bool, aerosol: str, cirrus: bool, dem: str | None,
              output_format: str, tile_blocks: int | None = None, chunk_m: float = 18300.0,
-             task_per_product: bool = False, no_verify: bool = False) -> Any:  # fmt: skip
+             task_per_product: bool = False, no_verify: bool = False,
+             tiles_at_once: int | None = None) -> Any:  # fmt: skip
     from tasks.models import ProcessingOptions
 
     return ProcessingOptions(resolution=int(resolution) if resolution else None, sc_only=sc_only,  # type: ignore[arg-type]
                              aerosol=aerosol, cirrus=cirrus, dem=dem, output_format=output_format,  # type: ignore[arg-type]
-                             tile_blocks=tile_blocks, chunk_m=chunk_m,
+                             tile_blocks=tile_blocks, tiles_at_once=tiles_at_once, chunk_m=chunk_m,
                              task_per_stage=not task_per_product, verify_checksums=not no_verify)  # fmt: skip
 
 
@@ -222,6 +223,9 @@ def _processing_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True, help="Output layout."),
         click.option("--tile-blocks", type=click.IntRange(min=1), default=None,
                      help="Split each product's stages into tiles of N x N chunks: one task per tile and stage."),
+        click.option("--tiles-at-once", type=click.IntRange(min=1), default=None,
+                     help="With --tile-blocks: tile tasks of a round in flight at most, to bound memory "
+                          "(default: all of them)."),
         click.option("--task-per-product", is_flag=True,
                      help="One task per product instead of one per stage (fewer task runs for the server)."),
         click.option("--no-verify", is_flag=True,
@@ -268,7 +272,7 @@ def _processing(kw: dict[str, Any]) -> dict[str, Any]:
     """Flow parameters from the shared options (removes them from ``kw``), and the server's start-up timeout."""
     options = _options(kw.pop("resolution"), kw.pop("sc_only"), kw.pop("aerosol"), kw.pop("cirrus"), kw.pop("dem"),
                        kw.pop("output_format"), kw.pop("tile_blocks"), kw.pop("chunk_m"),
-                       kw.pop("task_per_product"), kw.pop("no_verify"))  # fmt: skip
+                       kw.pop("task_per_product"), kw.pop("no_verify"), kw.pop("tiles_at_once"))  # fmt: skip
     return {"output_root": os.path.abspath(kw.pop("output_root")), "options": options,
             "product_timeout_minutes": kw.pop("timeout_minutes"), "dask_address": kw.pop("dask_address"),
             "server_startup_timeout": kw.pop("server_startup_timeout")}  # fmt: skip

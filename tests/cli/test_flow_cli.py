@@ -107,11 +107,13 @@ def test_tile_options_reach_the_flow(flow_products: dict[str, Path], monkeypatch
     seen: dict[str, object] = {}
     monkeypatch.setattr(cli, "_run", lambda flow_obj, workers, as_json, **parameters: seen.update(parameters))
     href = str(flow_products["2023-07-15"])
-    result = CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "2", "--chunk-m", "1800"])
+    result = CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "2", "--chunk-m", "1800",
+                                           "--tiles-at-once", "3"])  # fmt: skip
     assert result.exit_code == 0, result.output
     options = seen["options"]
-    assert (options.tile_blocks, options.chunk_m) == (2, 1800.0)  # type: ignore[attr-defined]
+    assert (options.tile_blocks, options.chunk_m, options.tiles_at_once) == (2, 1800.0, 3)  # type: ignore[attr-defined]
     assert CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "0"]).exit_code == 2
+    assert CliRunner().invoke(cli.flow, ["product", href, "--tile-blocks", "2", "--tiles-at-once", "0"]).exit_code == 2
 
 
 @pytest.mark.slow

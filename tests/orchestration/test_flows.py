@@ -121,8 +121,8 @@ def test_per_tile_tasks_make_the_same_product(
 
     flow = process_product_flow.with_options(task_runner=in_process_runner())
     href = str(flow_products["2023-07-16"])
-    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles.
-    tiles = ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2)
+    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles, at most 3 in flight.
+    tiles = ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2, tiles_at_once=3)
     state = flow(href, str(tmp_path / "tiles"), options=tiles, return_state=True)
     assert state.is_completed(), state.message
     (outcome,) = state.result().outcomes
@@ -200,12 +200,100 @@ def test_a_tile_round_whose_task_never_finishes_fails_when_the_budget_runs_out()
     assert time.monotonic() - start < 10.0
 
 
+def test_a_tile_whose_task_never_finishes_fails_the_round_when_the_budget_runs_out() -> None:
+    """The same bound for the tiles of a round, submitted a few at a time (``_map_tiles``)."""
+    import time
+
+    import tasks.stages as tile_tasks
+    from sen2core.errors import ProcessingTimeout
+
+    class LostFuture:
+        def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+            pass  # a task the cluster lost: it never finishes
+
+    tiles = ["tile0", "tile1", "tile2"]
+    start = time.monotonic()
+    expected = r"P1: .*budget of 2 s ran out waiting for the tiles of screening "
+    expected += r"\(1 of 3 tile task\(s\) unfinished, 0 not"
+    with pytest.raises(ProcessingTimeout, match=expected):
+        tile_tasks._map_tiles(lambda tile: _Finished() if tile != "tile1" else LostFuture(), tiles, 2,  # type: ignore[arg-type]
+                              "P1", time.time() + 2.0, 2.0, "the tiles of screening")  # fmt: skip
+    assert time.monotonic() - start < 10.0
+
+
+class _Later:
+    """A task that finishes ``seconds`` after it is submitted, with ``value`` (an exception: it failed)."""
+
+    def __init__(self, value: Any, seconds: float, log: list[tuple[str, Any]]) -> None:
+        import threading
+
+        self.value, self.log = value, log
+        self.done = threading.Event()
+        self.callbacks: list[Callable[[Any], None]] = []
+        threading.Timer(seconds, self._finish).start()
+
+    def _finish(self) -> None:
+        self.log.append(("end", self.value))
+        self.done.set()
+        for fn in self.callbacks:
+            fn(self)
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self.callbacks.append(fn)
+        if self.done.is_set():
+            fn(self)
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        if isinstance(self.value, BaseException) and raise_on_failure:
+            raise self.value
+        return self.value
+
+
+def test_the_tiles_of_a_round_run_a_few_at_a_time_and_stop_starting_after_a_failure() -> None:
+    """Every tile of a round in flight at once held every tile's graph and blocks in the workers'
+    memory (the per-tile peak was above one graph's); now a tile starts when another has finished."""
+    import time
+
+    import tasks.stages as tile_tasks
+
+    log: list[tuple[str, Any]] = []
+
+    def submit(tile: int) -> _Later:
+        log.append(("start", tile))
+        # Tile 0 is slow: the window slides past it (waves would hold tiles 2-4 back until it ends).
+        return _Later(tile * 10, 0.6 if tile == 0 else 0.05, log)
+
+    results = tile_tasks._map_tiles(submit, [0, 1, 2, 3, 4], 2, "P1", time.time() + 30, 30.0, "the tiles")  # type: ignore[arg-type]
+    assert results == [0, 10, 20, 30, 40], "results in tile order"
+    in_flight = peak = 0
+    for event, _ in log:
+        in_flight += 1 if event == "start" else -1
+        peak = max(peak, in_flight)
+    assert peak == 2, log
+    assert log.index(("start", 4)) < log.index(("end", 0)), f"tiles 1-4 ran beside the slow tile 0: {log}"
+
+    log.clear()
+
+    def failing(tile: int) -> _Later:
+        log.append(("start", tile))
+        return _Later(RuntimeError(f"tile {tile} failed") if tile == 1 else tile, 0.05 if tile == 1 else 0.3, log)
+
+    with pytest.raises(RuntimeError, match="tile 1 failed"):
+        tile_tasks._map_tiles(failing, [0, 1, 2, 3, 4], 2, "P1", time.time() + 30, 30.0, "the tiles")  # type: ignore[arg-type]
+    started = [t for e, t in log if e == "start"]
+    assert started == [0, 1], f"no tile starts after a failure: {log}"
+    assert ("end", 0) in log, "the tile in flight was waited for before the failure was raised"
+
+
 class _Finished:
     """A task that has finished (what prefect's ``wait`` reads of it)."""
 
     _final_state = object()
 
-    def result(self) -> int:
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        fn(self)
+
+    def result(self, raise_on_failure: bool = True) -> int:
         return 1
 
 
