@@ -15,7 +15,8 @@ runs the same stages split into processing tiles: while a stage has a scene-wide
 sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
 where an intermediate must be stored first (the DDV layers, the raw water vapour), each
 tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile. The
-tiles of each such round run at once; the rounds follow one another.
+tiles of each such round run side by side, at most ``options.tiles_at_once`` in flight (all by
+default); the rounds follow one another.
 
 Every task of a product checks, as it starts, that the product's time budget (counted
 from its plan) has not run out: the budget bounds the product, not each task.
@@ -327,7 +328,8 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
 
     The tiles of a round (a stage's sums, an intermediate to store, the stage itself) run
-    at once, mapped over the cluster; the flow waits for the whole round, adds the sums
+    side by side, mapped over the cluster, at most ``options.tiles_at_once`` in flight
+    (:func:`_map_tiles`); the flow waits for the whole round, adds the sums
     up in one ``reduce`` task and starts the next round. The tiles' graphs share keys (the
     neighbouring blocks a tile's margins need): computed unfused, each key has the same
     definition in every tile's graph, so the scheduler shares it instead of refusing the
