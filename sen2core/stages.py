@@ -47,7 +47,9 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -619,7 +621,35 @@ def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], 
     return coarse, cp // k
 
 
+_INPUTS_LOCK = threading.Lock()
+#: Products whose lazy inputs this process keeps (:func:`_inputs`): those in flight on one worker.
+_INPUTS_KEPT = 4
+_INPUTS: OrderedDict[tuple[str, float, int, tuple[str, ...]], _Inputs] = OrderedDict()
+
+
 def _inputs(plan: ProductPlan) -> _Inputs:
+    """The plan's lazy inputs (metadata parsed, kept bands, angles, elevation), built once per process.
+
+    Every stage and tile task of a product builds on them, and they are the same graphs for
+    as long as the plan lives (the kept bands do not change once decoded; a new plan, as a
+    retried tiling makes, has another time): building them in every task cost the per-tile
+    flow on the 1830 px scene about 4 s of its 38.
+    """
+    # By value, not by identity: every task gets its own copy of the plan.
+    key = (plan.work, plan.planned_at, hash(plan.config), plan.bands)
+    with _INPUTS_LOCK:
+        if key in _INPUTS:
+            _INPUTS.move_to_end(key)
+            return _INPUTS[key]
+    built = _build_inputs(plan)
+    with _INPUTS_LOCK:
+        _INPUTS[key] = built
+        while len(_INPUTS) > _INPUTS_KEPT:
+            _INPUTS.popitem(last=False)
+    return built
+
+
+def _build_inputs(plan: ProductPlan) -> _Inputs:
     config = plan.config
     product = open_product(plan.l1c_href, config)
     wr = config.working_resolution
