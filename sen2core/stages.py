@@ -624,7 +624,7 @@ def _geometry_grid(product: Product, res: float, chunks: tuple[tuple[int, ...], 
 _INPUTS_LOCK = threading.Lock()
 #: Products whose lazy inputs this process keeps (:func:`_inputs`): those in flight on one worker.
 _INPUTS_KEPT = 4
-_INPUTS: OrderedDict[tuple[str, float, int, tuple[str, ...]], _Inputs] = OrderedDict()
+_INPUTS: OrderedDict[tuple[str, float, ProcessingConfig, tuple[str, ...]], _Inputs] = OrderedDict()
 
 
 def _inputs(plan: ProductPlan) -> _Inputs:
@@ -636,7 +636,7 @@ def _inputs(plan: ProductPlan) -> _Inputs:
     flow on the 1830 px scene about 4 s of its 38.
     """
     # By value, not by identity: every task gets its own copy of the plan.
-    key = (plan.work, plan.planned_at, hash(plan.config), plan.bands)
+    key = (plan.work, plan.planned_at, plan.config, plan.bands)
     with _INPUTS_LOCK:
         if key in _INPUTS:
             _INPUTS.move_to_end(key)
