@@ -1107,11 +1107,15 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
     names = plan.stages()
     if stage in names:
         _require(plan, names[: names.index(stage)])
-    needed = None if whole else next_sum(plan, stage, known)  # builds the stage's inputs: asked once
-    if needed is not None:
-        raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs {needed} first")
-    log.info("%s: %s%s", plan.l2a_id, stage, "" if tile is None else f" of tile {window.label}")
     inp = _inputs(plan)
+
+    def refuse(needed: str | None) -> None:
+        if needed is not None:
+            raise ConfigurationError(f"{plan.l2a_id}: stage {stage} of tile {window.label} needs {needed} first")
+
+    if not whole:
+        refuse(_tile_needs(plan, stage, inp, known))
+    log.info("%s: %s%s", plan.l2a_id, stage, "" if tile is None else f" of tile {window.label}")
     totals: dict[str, tuple[float, ...]] = {}
     if stage == "screening":
         if whole:
@@ -1130,7 +1134,9 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
     elif stage == "atmosphere":
         scl = _stored_classification(plan, inp).scl
         atm = _atmosphere(plan, inp, scl, known, keep=whole)
-        assert atm.retrieved is not None and atm.pending is None
+        # A tile's round is checked here, as the stage is built (building it twice cost every tile task).
+        refuse(atm.store[0] if atm.store is not None else atm.pending.name if atm.pending is not None else None)
+        assert atm.retrieved is not None
         totals = {k: v for k, v in atm.retrieved.totals.items() if k not in known}
         maps = [(atm.retrieved.aot, _path(plan, _ATMOSPHERE, "aot"), False),
                 (atm.retrieved.water_vapour, _path(plan, _ATMOSPHERE, "water_vapour"), False)]  # fmt: skip
@@ -1150,6 +1156,27 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
         raise ConfigurationError(f"{plan.l2a_id}: no stage {stage!r} to run (stages: {', '.join(plan.stages())})")
     _mark(plan, stage, window)
     return StageDone(stage, None if tile is None else tile.index, window.blocks, totals)
+
+
+def _tile_needs(plan: ProductPlan, stage: str, inp: _Inputs, known: Totals) -> str | None:
+    """The round a tile's run of ``stage`` still lacks (:func:`next_step`), found without building the stage.
+
+    The atmosphere's rounds are found as its tile builds it (:func:`run_stage`).
+    """
+    if stage == "screening":
+        pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
+        if pending is not None:
+            return pending.name
+        if plan.tile_blocks is not None and STORED + "shadows" not in known:
+            if STORED + "pixels" not in known:
+                return "pixels"
+            # A round said to be stored whose tiles did not all store it is the error to report.
+            _require(plan, ("screening-pixels",))
+            return "shadows"
+    by_tiles = plan.tile_blocks is not None and not plan.config.sc_only
+    if stage == "correction" and by_tiles and STORED + BACKGROUND not in known:
+        return BACKGROUND
+    return None
 
 
 def _stored_atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals) -> _Atmosphere:
