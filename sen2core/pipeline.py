@@ -42,9 +42,9 @@ from sen2core.stages import (
     ProductPlan,
     Totals,
     add_parts,
+    add_sums,
     decode,
     discard,
-    next_step,
     open_product,
     package,
     parts_with,
@@ -52,7 +52,6 @@ from sen2core.stages import (
     run_stage,
     store_part,
     stored,
-    sum_parts,
 )
 from sen2core.stopwatch import Stopwatch
 
@@ -93,19 +92,19 @@ def _run_stage(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]
     if not plan.tiles:
         known.update(run_stage(plan, stage, known).totals)
         return
-    # By tiles: the stage's rounds first (scene-wide sums added up from every tile's parts,
+    # By tiles: the stage's rounds first (scene-wide sums added up over the whole product,
     # intermediates stored by every tile), then the stage itself, tile by tile.
-    while (step := next_step(plan, stage, known)) is not None:
-        if step.kind == "sum":
-            reduced, total = add_parts(plan, [sum_parts(plan, stage, known, tile) for tile in plan.tiles])
+    totals, step = add_sums(plan, stage, known)
+    known.update(totals)
+    while step is not None:
+        parts = parts_with([store_part(plan, stage, step.name, known, tile) for tile in plan.tiles])
+        if parts:  # the sum that reads the stored blocks came with them
+            reduced, total = add_parts(plan, parts)
             known[reduced] = total
-        else:
-            parts = parts_with([store_part(plan, stage, step.name, known, tile) for tile in plan.tiles])
-            if parts:  # the sum that reads the stored blocks came with them
-                reduced, total = add_parts(plan, parts)
-                known[reduced] = total
-            known.update(stored(known, step.name))
-        log.debug("%s: %s %s over %d tiles", plan.l2a_id, step.kind, step.name, len(plan.tiles))
+        known.update(stored(known, step.name))
+        log.debug("%s: %s stored over %d tiles", plan.l2a_id, step.name, len(plan.tiles))
+        totals, step = add_sums(plan, stage, known)
+        known.update(totals)
     for tile in plan.tiles:
         run_stage(plan, stage, known, tile)
 

@@ -25,9 +25,10 @@ the product folder) and small values: the plan and the scene-wide totals known s
 Those totals are sums over chunk blocks (:class:`sen2core.lazy.BlockSums`). A stage
 run over the whole product computes the totals it needs itself and returns them
 (:class:`StageDone`). Run by processing tiles (rectangles of chunk blocks, aligned
-across 10, 20 and 60 m), the same stage is split into rounds (:func:`next_step`): while
-a total is still unknown, every tile computes its blocks' parts (:func:`sum_parts`) and
-they are added up (:func:`add_parts`); where wide neighbourhoods read an intermediate
+across 10, 20 and 60 m), the same stage is split into rounds (:func:`next_step`): the
+totals still unknown are added up from every block's parts (:func:`add_sums`, over the whole
+product: the same totals as every tile's parts, :func:`sum_parts`, added by
+:func:`add_parts`); where wide neighbourhoods read an intermediate
 (the classification's pixel layers and shadow zones, the DDV layers, the raw water
 vapour, the first passes of the correction's adjacency background), every tile first
 stores its window of it (:func:`store_part`, which also returns its parts of a sum that
@@ -138,6 +139,7 @@ __all__ = [
     "Tile",
     "Totals",
     "add_parts",
+    "add_sums",
     "parts_with",
     "decode",
     "discard",
@@ -1054,6 +1056,29 @@ def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumPa
     with dask.config.set({"optimization.fuse.active": False}):
         parts = pending.parts(tile.rows, tile.cols)
     return _sum_parts(pending.name, tile, parts)
+
+
+def add_sums(plan: ProductPlan, stage: str, known: Totals) -> tuple[dict[str, tuple[float, ...]], Step | None]:
+    """Add up, over the whole product, the scene-wide sums ``stage`` needs before its next store or its run.
+
+    Returns ``known`` with those totals, and the stage's next round: an intermediate to store
+    (:func:`store_part`), or None when the stage can run. Each sum reads every chunk block once
+    and adds the blocks' parts as :func:`add_parts` does: the totals are those of a sum added up
+    from every tile's parts (:func:`sum_parts`). Processing tiles, these sums (reads of the kept
+    bands and stored blocks, a few seconds) take no round of tile tasks of their own.
+    """
+    out = dict(known)
+    while True:
+        pending, store = _pending(plan, stage, out)
+        if store is not None:
+            return out, Step("store", store.name)
+        if pending is None:
+            return out, None
+        whole = plan.whole
+        with dask.config.set({"optimization.fuse.active": False}):
+            parts = pending.parts(whole.rows, whole.cols)
+        name, total = add_parts(plan, [_sum_parts(pending.name, whole, parts)])
+        out[name] = total
 
 
 def _sum_parts(name: str, tile: Tile, parts: Mapping[tuple[int, ...], Any]) -> SumParts:

@@ -11,10 +11,11 @@ transient error is retried alone: it rewrites only its own files.
 :func:`submit_product` submits the whole chain at once; each task waits for the one
 before it (its result is a parameter), so products overlap on the cluster without
 the flow waiting on any of them. With ``tile_blocks``, :func:`process_by_tiles`
-runs the same stages split into processing tiles: while a stage has a scene-wide
-sum to add up, ``{stage}-sums`` runs per tile and ``{stage}-reduce`` adds the parts;
-where an intermediate must be stored first (the DDV layers, the raw water vapour), each
-tile stores its window (``{stage}-{name}-tile{n}``); then the stage runs per tile. The
+runs the same stages split into processing tiles: ``{stage}-reduce`` adds up the
+scene-wide sums the stage needs next (over the whole product, on the cluster); where an
+intermediate must be stored first (the classification's layers, the DDV layers, the raw
+water vapour, the correction's first passes), each tile stores its window
+(``{stage}-{name}-tile{n}``) and the next reduce follows; then the stage runs per tile. The
 tiles of each such round run side by side, at most ``options.tiles_at_once`` in flight (all by
 default); the rounds follow one another.
 
@@ -135,21 +136,6 @@ def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref:
 
 
 @task(
-    name="sums",
-    task_run_name="{stage}-sums-tile{tile.index}",
-    tags=[PRODUCT_TAG],
-    cache_policy=NO_CACHE,
-    **STAGE_RETRIES,
-)
-def tile_sums(plan: ProductPlan, stage: str, known: dict[str, tuple[float, ...]], tile: Tile,
-              budget_s: float) -> SumParts | None:  # fmt: skip
-    """Tile ``tile``'s parts of the stage's first scene-wide sum not known yet."""
-    _within_budget(plan, budget_s, f"the sums of {stage} for tile {tile.index}")
-    with forward_logs(), on_task_runner_cluster():
-        return stages.sum_parts(plan, stage, known, tile)
-
-
-@task(
     name="store",
     task_run_name="{stage}-{name}-tile{tile.index}",
     tags=[PRODUCT_TAG],
@@ -168,8 +154,9 @@ def tile_store(plan: ProductPlan, stage: str, name: str, known: dict[str, tuple[
 def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], known: dict[str, tuple[float, ...]],
                 budget_s: float, stored_name: str | None = None,
                 ) -> tuple[dict[str, tuple[float, ...]], Step | None]:  # fmt: skip
-    """Add the tiles' parts (or record that every tile stored ``stored_name``); return the known values
-    and the stage's next round (None: the stage can run)."""
+    """Add the parts of a sum that came with the tiles' stores (and record that every tile stored
+    ``stored_name``), then the sums the stage needs before its next store, over the whole product;
+    return the known values and the stage's next round (an intermediate to store; None: the stage can run)."""
     _within_budget(plan, budget_s, f"the next round of {stage}")
     out = dict(known)
     if parts:
@@ -177,8 +164,8 @@ def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], kno
         out[name] = total
     if stored_name is not None:
         out = stages.stored(out, stored_name)
-    with forward_logs():
-        return out, stages.next_step(plan, stage, out)
+    with forward_logs(), on_task_runner_cluster():
+        return stages.add_sums(plan, stage, out)
 
 
 @dataclass
@@ -327,13 +314,13 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                      timeout_minutes: float) -> ProductOutcome:  # fmt: skip
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
 
-    The tiles of a round (a stage's sums, an intermediate to store, the stage itself) run
-    side by side, mapped over the cluster, at most ``options.tiles_at_once`` in flight
-    (:func:`_map_tiles`); the flow waits for the whole round, adds the sums
-    up in one ``reduce`` task and starts the next round. The tiles' graphs share keys (the
-    neighbouring blocks a tile's margins need): computed unfused, each key has the same
-    definition in every tile's graph, so the scheduler shares it instead of refusing the
-    second one. ``timeout_minutes`` bounds the whole product, counted from its plan. A
+    The tiles of a round (an intermediate to store, the stage itself) run side by side,
+    mapped over the cluster, at most ``options.tiles_at_once`` in flight
+    (:func:`_map_tiles`); the flow waits for the whole round, and one ``reduce`` task adds up
+    the sums that came with it and those the stage needs next, then names the next round.
+    The tiles' graphs share keys (the neighbouring blocks a tile's margins need): computed
+    unfused, each key has the same definition in every tile's graph, so the scheduler shares
+    it instead of refusing the second one. ``timeout_minutes`` bounds the whole product, counted from its plan. A
     failed product leaves nothing behind.
     """
     budget = max(1.0, timeout_minutes * 60.0)
@@ -356,7 +343,6 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
         reduce = reduce_sums.with_options(timeout_seconds=budget)
-        sums = tile_sums.with_options(timeout_seconds=budget)
         store = tile_store.with_options(timeout_seconds=budget)
         for stage in plan.stages()[1:-1]:
             kind = _stage_task(stage, budget)
@@ -365,15 +351,11 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                 ((known, step),) = gather([reduce.submit(plan, stage, [], known, budget)], stage)
             while step is not None:
                 what = f"{step.kind} {step.name} of {stage}"
-                if step.kind == "sum":
-                    parts = map_tiles(partial(sums.submit, plan, stage, known, budget_s=budget), what)
-                    futures = [reduce.submit(plan, stage, parts, known, budget)]
-                else:
-                    # The sum that reads the stored blocks comes with them (stages.SUM_WITH_STORE).
-                    parts = stages.parts_with(
-                        map_tiles(partial(store.submit, plan, stage, step.name, known, budget_s=budget), what)
-                    )
-                    futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
+                # The sum that reads the stored blocks comes with them (stages.SUM_WITH_STORE).
+                parts = stages.parts_with(
+                    map_tiles(partial(store.submit, plan, stage, step.name, known, budget_s=budget), what)
+                )
+                futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
                 ((known, step),) = gather(futures, f"the reduce of {what}")
             after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget), f"the tiles of {stage}")
         after.insert(0, StageDone("sums", totals=known))
