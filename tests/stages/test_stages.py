@@ -119,6 +119,10 @@ def test_scene_wide_sums_are_values_passed_between_rounds(cloudy_l1c: Path, tmp_
             assert sum(len(p.parts) for p in parts if p is not None) == 9  # every block once
             reduced, total = add_parts(plan, parts)
             assert reduced == step.name
+            # The reduce tasks add the sums up over the whole product: the same total, to the bit.
+            over_whole, next_round = stages.add_sums(plan, stage, known)
+            assert over_whole[reduced] == total
+            assert next_round == next_step(plan, stage, {**known, reduced: total})
             known[reduced] = total
             with pytest.raises(OutputError, match=r"1 block part\(s\) missing, e.g. block \(2, 2\)"):
                 add_parts(plan, parts[:-1])
