@@ -978,6 +978,24 @@ class _Store:
     """The sum of :data:`SUM_WITH_STORE` that reads it next, on its stored blocks (when asked for: ``with_sum``)."""
 
 
+def _screening_round(plan: ProductPlan, inp: _Inputs, known: Totals) -> tuple[lazy.BlockSums | None, str | None]:
+    """The screening's next scene-wide sum, else (processing tiles) the layers it stores next: ``pixels``,
+    then ``shadows``; (None, None) when the stage can run. Builds the sum only, not the classification.
+
+    The later passes read the pixel rules' layers with wide neighbourhoods (the shadow zones),
+    and the post-processing reads the shadow zones with wide neighbourhoods.
+    """
+    pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
+    if pending is not None or plan.tile_blocks is None or STORED + "shadows" in known:
+        return pending, None
+    return None, "shadows" if STORED + "pixels" in known else "pixels"
+
+
+def _background_due(plan: ProductPlan, known: Totals) -> bool:
+    """Processing tiles, the first passes of the correction's adjacency background are still to be stored."""
+    return plan.tile_blocks is not None and not plan.config.sc_only and STORED + BACKGROUND not in known
+
+
 def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = False
              ) -> tuple[lazy.BlockSums | None, _Store | None]:  # fmt: skip
     """The stage's next scene-wide sum, or its next intermediate to store.
@@ -985,8 +1003,7 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
     ``with_sum``: for an intermediate of :data:`SUM_WITH_STORE`, also the sum that reads it
     next, built on its files (a tile reads its own blocks of them once it has stored them).
     """
-    by_tiles = plan.tile_blocks is not None and not plan.config.sc_only
-    if stage not in ROUND_STAGES or (stage == "correction" and (not by_tiles or STORED + BACKGROUND in known)):
+    if stage not in ROUND_STAGES or (stage == "correction" and not _background_due(plan, known)):
         return None, None
     inp = _inputs(plan)
     if stage == "correction":
@@ -994,12 +1011,9 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
         first = _first_passes(plan, inp, known)
         return None, (_Store(BACKGROUND, first) if first else None)
     if stage == "screening":
-        pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
-        if pending is not None or plan.tile_blocks is None or STORED + "shadows" in known:
+        pending, name = _screening_round(plan, inp, known)
+        if name is None:
             return pending, None
-        # The later passes read the pixel rules' layers with wide neighbourhoods (the shadow zones),
-        # and the post-processing reads the shadow zones with wide neighbourhoods.
-        name = "shadows" if STORED + "pixels" in known else "pixels"
         layers = _classification(plan, inp, known, want=name)
         paths = _shadow_paths(plan) if name == "shadows" else _pixel_paths(plan)
         return None, _Store(name, [(layers[n], paths[n]) for n in layers])
@@ -1036,11 +1050,8 @@ def store_part(plan: ProductPlan, stage: str, name: str, known: Totals, tile: Ti
                                  f"({'nothing' if store is None else store.name})")  # fmt: skip
     _store_window([(x, path, False) for x, path in store.arrays], tile, whole=False)
     _mark(plan, f"{stage}-{name}", tile)
-    parts = None
-    if store.then is not None:
-        # The sum reads each block alone: this tile's blocks are stored, whatever the other tiles' state.
-        with dask.config.set({"optimization.fuse.active": False}):
-            parts = _sum_parts(store.then.name, tile, store.then.parts(tile.rows, tile.cols))
+    # The sum reads each block alone: this tile's blocks are stored, whatever the other tiles' state.
+    parts = None if store.then is None else _sum_parts(store.then, tile)
     return StageDone(f"{stage}-{name}", tile.index, tile.blocks, parts=parts)
 
 
@@ -1049,13 +1060,7 @@ def sum_parts(plan: ProductPlan, stage: str, known: Totals, tile: Tile) -> SumPa
     pending, store = _pending(plan, stage, known)
     if store is not None:
         raise ConfigurationError(f"{plan.l2a_id}: {store.name} must be stored before the next sum of {stage}")
-    if pending is None:
-        return None
-    # Unfused, like the tiles' stores: tiles run at once send the scheduler the keys they share with the
-    # same definitions (:func:`_store_window`).
-    with dask.config.set({"optimization.fuse.active": False}):
-        parts = pending.parts(tile.rows, tile.cols)
-    return _sum_parts(pending.name, tile, parts)
+    return None if pending is None else _sum_parts(pending, tile)
 
 
 def add_sums(plan: ProductPlan, stage: str, known: Totals) -> tuple[dict[str, tuple[float, ...]], Step | None]:
@@ -1074,16 +1079,17 @@ def add_sums(plan: ProductPlan, stage: str, known: Totals) -> tuple[dict[str, tu
             return out, Step("store", store.name)
         if pending is None:
             return out, None
-        whole = plan.whole
-        with dask.config.set({"optimization.fuse.active": False}):
-            parts = pending.parts(whole.rows, whole.cols)
-        name, total = add_parts(plan, [_sum_parts(pending.name, whole, parts)])
+        name, total = add_parts(plan, [_sum_parts(pending, plan.whole)])
         out[name] = total
 
 
-def _sum_parts(name: str, tile: Tile, parts: Mapping[tuple[int, ...], Any]) -> SumParts:
-    return SumParts(name, tile.index, tuple((r, c, tuple(float(v) for v in np.ravel(p)))
-                                            for (r, c), p in parts.items()))  # fmt: skip
+def _sum_parts(sums: lazy.BlockSums, tile: Tile) -> SumParts:
+    """Tile ``tile``'s blocks' parts of ``sums``, computed unfused, like the tiles' stores: tiles run at once
+    send the scheduler the keys they share with the same definitions (:func:`_store_window`)."""
+    with dask.config.set({"optimization.fuse.active": False}):
+        parts = sums.parts(tile.rows, tile.cols)
+    return SumParts(sums.name, tile.index, tuple((r, c, tuple(float(v) for v in np.ravel(p)))
+                                                 for (r, c), p in parts.items()))  # fmt: skip
 
 
 def parts_with(stores: list[StageDone]) -> list[SumParts | None]:
@@ -1189,19 +1195,12 @@ def _tile_needs(plan: ProductPlan, stage: str, inp: _Inputs, known: Totals) -> s
     The atmosphere's rounds are found as its tile builds it (:func:`run_stage`).
     """
     if stage == "screening":
-        pending = scene_sums(inp.toa, plan.config.working_resolution, plan.config.classification, known=known)
-        if pending is not None:
-            return pending.name
-        if plan.tile_blocks is not None and STORED + "shadows" not in known:
-            if STORED + "pixels" not in known:
-                return "pixels"
+        pending, name = _screening_round(plan, inp, known)
+        if name == "shadows":
             # A round said to be stored whose tiles did not all store it is the error to report.
             _require(plan, ("screening-pixels",))
-            return "shadows"
-    by_tiles = plan.tile_blocks is not None and not plan.config.sc_only
-    if stage == "correction" and by_tiles and STORED + BACKGROUND not in known:
-        return BACKGROUND
-    return None
+        return pending.name if pending is not None else name
+    return BACKGROUND if stage == "correction" and _background_due(plan, known) else None
 
 
 def _stored_atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals) -> _Atmosphere:
