@@ -60,3 +60,41 @@ def test_no_deadlock_with_one_worker_thread(
                    start=dt.date(2023, 7, 14), end=dt.date(2023, 7, 15), max_concurrency=2,
                    options=ProcessingOptions(sc_only=True))  # fmt: skip
     assert [o.status for o in summary.outcomes] == ["done", "done"]
+
+
+@pytest.mark.timeout(240)
+def test_tile_tasks_go_ahead_of_the_kernels_of_the_tiles_started_before(
+    prefect_api: str, flow_products: dict[str, Path], tmp_path: Path
+) -> None:
+    """Dask gives the tasks a running task submits (a tile's kernels) a better priority than the
+    tasks queued beside it: a round's later tile tasks waited for a thread until the kernels of the
+    first tiles drained, and the rounds ran in waves. The tile tasks now reach the scheduler with a
+    priority above every kernel's (read here as each task starts, on the scheduler)."""
+    from distributed import LocalCluster
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Starts(SchedulerPlugin):
+        name = "starts"
+
+        def __init__(self, scheduler: Any) -> None:
+            self.scheduler = scheduler
+            self.started: list[tuple[str, tuple[float, ...]]] = []
+
+        def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+            if finish == "processing":
+                self.started.append((key_split(key), self.scheduler.tasks[key].priority))
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        starts = Starts(cluster.scheduler)
+        cluster.scheduler.add_plugin(starts)
+        summary = process_product_flow(str(flow_products["2023-07-16"]), str(tmp_path / "l2a"),
+                                       options=ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2),
+                                       dask_address=cluster.scheduler_address)  # fmt: skip
+    assert [o.status for o in summary.outcomes] == ["done"]
+    prefect_tasks = {"tiling", "run_stage", "tile_store", "reduce_sums", "packaging", "publish_products", "report_run"}
+    tiles = [p for name, p in starts.started if name in ("run_stage", "tile_store")]
+    kernels = [p for name, p in starts.started if name not in prefect_tasks]
+    # 4 tiles: screening's 2 stores and run, the atmosphere's 2 and run, the correction's background and run.
+    assert len(tiles) == 4 * 8, sorted({name for name, _ in starts.started} & prefect_tasks)
+    assert len(kernels) > 1000, len(kernels)
+    assert max(tiles) < min(kernels), (max(tiles), min(kernels))
