@@ -510,9 +510,18 @@ def _near(mask: NDArray[Any], *, size: int) -> NDArray[np.bool_]:
     return adjacency.box_mean(mask.astype(np.float64), size) > 5.0 / 255.0
 
 
-def _on_coarse_grid(x: da.Array, factor: int) -> bool:
-    """Whether every block of ``x`` but the last of each axis splits into ``factor`` x ``factor`` cells."""
-    return factor > 1 and all(c % factor == 0 for dim in x.chunks for c in dim[:-1])
+def water_vapour_grid(chunks: tuple[tuple[int, ...], ...], resolution_m: float
+                      ) -> tuple[int, tuple[tuple[int, ...], ...]]:  # fmt: skip
+    """The grid APDA runs on, for a working grid of ``chunks`` at ``resolution_m``: the factor of its cells
+    (B09's 60 m, where every block but the last splits into them; else 1, the working grid) and its chunks.
+
+    The intermediate ``wv_raw`` (:data:`INTERMEDIATES`) is on this grid: refining it onto the
+    working grid reads one cell of the neighbouring blocks.
+    """
+    k = round(60 / resolution_m)
+    if not (k > 1 and all(c % k == 0 for dim in chunks for c in dim[:-1])):
+        return 1, chunks
+    return k, tuple(tuple(-(-c // k) for c in dim) for dim in chunks)
 
 
 def _cams_prior(scene: Scene, scl: da.Array) -> tuple[da.Array, float] | None:
@@ -661,7 +670,8 @@ class AtmosphericCorrection:
         """The lazy intermediate ``name`` of :data:`INTERMEDIATES`, or the first sum it needs not in ``known``.
 
         ``ddv``: the DDV layers (level, water vapour, then AOT and misfit per aerosol model), stacked on
-        axis 0; ``wv_raw``: the APDA water vapour before the land-mean fill.
+        axis 0; ``wv_raw``: the APDA water vapour before the land-mean fill, on APDA's own grid
+        (:func:`water_vapour_grid`: 60 m cells on a 20 m working grid).
         """
         if name not in INTERMEDIATES:
             raise ValueError(f"no intermediate {name!r} (intermediates: {', '.join(INTERMEDIATES)})")
@@ -715,9 +725,10 @@ class AtmosphericCorrection:
         aot_map = _quantise(aot_map)
         if keep:
             (aot_map,) = lazy.persist(aot_map)
-        wv_raw = stored["wv_raw"] if "wv_raw" in stored else self._water_vapour_raw(scene, aot_map, aerosol, ozone)
+        cells = stored["wv_raw"] if "wv_raw" in stored else self._water_vapour_cells(scene, aot_map, aerosol, ozone)
         if want == "wv_raw":
-            return wv_raw
+            return cells
+        wv_raw = self._on_working_grid(cells, scene)
         if keep:
             (wv_raw,) = lazy.persist(wv_raw)
         wv_found = self._water_vapour(scene, scl, wv_raw, sums)
@@ -748,8 +759,7 @@ class AtmosphericCorrection:
         bg = {b: lazy.box_mean(t[b], adj) for b in ("B04", "B12", "B02")}
         n_layers = ddv_layer_count(len(models))
         # APDA on B09's 60 m pixels where the blocks start on that grid (as for the water-vapour map).
-        k60 = round(60 / res)
-        wv_cell = k60 if _on_coarse_grid(t["B09"], k60) else 1
+        wv_cell, _ = water_vapour_grid(t["B09"].chunks, res)
         ddv: da.Array = da.map_blocks(
             _ddv_block, t["B04"], t["B8A"], t["B09"], t["B12"], t["B02"], scl, near_cloud, bg["B04"], bg["B12"],
             bg["B02"], scene.sun_zenith,
@@ -868,8 +878,9 @@ class AtmosphericCorrection:
                        DDV_MEAN_WV=round(ddv_wv, 4))  # fmt: skip
         return aerosol, aot_map, scene_aot
 
-    def _water_vapour_raw(self, scene: Scene, aot_map: da.Array, aerosol: str, ozone: float) -> da.Array:
-        """Step 3: APDA water vapour per pixel (NaN where it has no answer), before the fill."""
+    def _water_vapour_cells(self, scene: Scene, aot_map: da.Array, aerosol: str, ozone: float) -> da.Array:
+        """Step 3: APDA water vapour (NaN where it has no answer), before the fill, on its own grid
+        (:func:`water_vapour_grid`); :meth:`_on_working_grid` brings it to the working grid."""
         res, t = scene.resolution_m, scene.toa
         pixels = (t["B8A"], t["B09"], aot_map, scene.sun_zenith)
         angles = (scene.view_zenith["B8A"], self._raa(scene, "B8A"))  # only their block means are used
@@ -877,12 +888,19 @@ class AtmosphericCorrection:
         # B09 is a 60 m band: APDA runs on its native grid (B8A and the other inputs as 60 m
         # means), nine times fewer inversions than on the 20 m grid, and the map is refined
         # bilinearly. Where the chunks do not split into 60 m cells it runs on the working grid.
-        k = round(60 / res)
-        if _on_coarse_grid(t["B09"], k):
+        k, _ = water_vapour_grid(t["B09"].chunks, res)
+        if k > 1:
             coarse = [lazy.downsample_mean(x, k) for x in (*pixels, scene.elevation_km)]
-            return _refined(da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw), k, t["B09"].chunks)
+            cells: da.Array = da.map_blocks(_wv_block, *coarse[:4], *angles, coarse[4], **wv_kw)
+            return cells
         wv_raw: da.Array = da.map_blocks(_wv_block, *pixels, *angles, scene.elevation_km, **wv_kw)
         return wv_raw
+
+    def _on_working_grid(self, cells: da.Array, scene: Scene) -> da.Array:
+        """The APDA map of :meth:`_water_vapour_cells` refined bilinearly onto the working grid (if coarser)."""
+        chunks = scene.toa["B09"].chunks
+        k, _ = water_vapour_grid(chunks, scene.resolution_m)
+        return _refined(cells, k, chunks) if k > 1 else cells
 
     def _water_vapour(
         self, scene: Scene, scl: da.Array, wv_raw: da.Array, sums: _SceneSums
@@ -1098,4 +1116,5 @@ __all__ = [
     "config_dict",
     "correction_config_from_gipp",
     "ddv_layer_count",
+    "water_vapour_grid",
 ]

@@ -30,7 +30,7 @@ totals still unknown are added up from every block's parts (:func:`add_sums`, ov
 product: the same totals as every tile's parts, :func:`sum_parts`, added by
 :func:`add_parts`); where wide neighbourhoods read an intermediate
 (the classification's pixel layers and shadow zones, the DDV layers, the raw water
-vapour, the first passes of the correction's adjacency background), every tile first
+vapour on APDA's 60 m cells, the first passes of the correction's adjacency background), every tile first
 stores its window of it (:func:`store_part`, which also returns its parts of a sum that
 reads only those blocks: :data:`SUM_WITH_STORE`); then every tile computes and stores
 its window of the stage (:func:`run_stage`). Both ways give the same totals and the
@@ -72,6 +72,7 @@ from sen2core.correction import (
     background_chunks,
     config_dict,
     ddv_layer_count,
+    water_vapour_grid,
 )
 from sen2core.errors import ConfigurationError, InputProductError, OutputError
 from sen2core.io.read.auxdata import AuxiliaryData, read_product_auxiliary
@@ -410,10 +411,12 @@ def _allocate_checkpoints(plan: ProductPlan, product: Product, shape: tuple[int,
         for path in _shadow_paths(plan).values():
             allocate_checkpoint(path, shape, np.uint8)
     if not plan.config.sc_only:
-        intermediates = INTERMEDIATES if plan.tile_blocks is not None else ()
-        for path in [_path(plan, _ATMOSPHERE, n) for n in ATMOSPHERE_LAYERS] + [
-                p for n in intermediates for p in _intermediate_paths(plan, n)]:  # fmt: skip
+        for path in [_path(plan, _ATMOSPHERE, n) for n in ATMOSPHERE_LAYERS]:
             allocate_checkpoint(path, shape, F32)
+        for name in INTERMEDIATES if plan.tile_blocks is not None else ():
+            chunks = _intermediate_chunks(plan, product.toa("B04", plan.config.working_resolution).chunks, name)
+            for path in _intermediate_paths(plan, name):
+                allocate_checkpoint(path, tuple(sum(c) for c in chunks), F32)
         for path, coarse in _background_files(plan, product).values():
             allocate_checkpoint(path, tuple(sum(c) for c in coarse), F32)
 
@@ -930,8 +933,14 @@ def _intermediate_paths(plan: ProductPlan, name: str) -> list[str]:
     return [_path(plan, _ATMOSPHERE, name)]
 
 
+def _intermediate_chunks(plan: ProductPlan, chunks: Any, name: str) -> Any:
+    """The chunks of intermediate ``name`` for a working grid of ``chunks`` (``wv_raw``: on APDA's grid)."""
+    return water_vapour_grid(chunks, plan.config.working_resolution)[1] if name == "wv_raw" else chunks
+
+
 def _read_intermediate(plan: ProductPlan, chunks: Any, name: str) -> da.Array:
-    layers = [checkpoint_array(path, chunks, F32) for path in _intermediate_paths(plan, name)]
+    own = _intermediate_chunks(plan, chunks, name)
+    layers = [checkpoint_array(path, own, F32) for path in _intermediate_paths(plan, name)]
     return da.stack(layers) if name == "ddv" else layers[0]
 
 
@@ -965,7 +974,7 @@ def next_sum(plan: ProductPlan, stage: str, known: Totals) -> str | None:
 
 #: Intermediate -> the sum that follows it and reads each of its blocks alone (no neighbours): a tile
 #: computes its parts of that sum with its store (:func:`store_part`), which saves the sum a round.
-SUM_WITH_STORE = {"ddv": "ddv", "wv_raw": "water_vapour_land"}
+SUM_WITH_STORE = {"ddv": "ddv"}
 
 
 @dataclass(frozen=True, eq=False)

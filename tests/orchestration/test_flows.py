@@ -140,8 +140,8 @@ def test_per_tile_tasks_make_the_same_product(
     names = [r.name for r in runs]
     for stage in ("screening", "atmosphere", "correction"):
         assert sum(n.startswith(f"{stage}-tile") for n in names) == 4, (stage, sorted(names))
-    # The scene-wide sums (B10 leakage, the negative check) are added up by the reduce tasks, over the
-    # whole product; the DDV sums and the WV land mean come with the stores of what they read.
+    # The scene-wide sums (B10 leakage, the negative check, the WV land mean) are added up by the reduce tasks,
+    # over the whole product; the DDV sums come with the stores of what they read.
     assert not [n for n in names if "-sums-" in n], sorted(names)
     # Intermediates stored before the sums and neighbourhoods that read them.
     for prefix in ("screening-pixels", "screening-shadows", "atmosphere-ddv", "atmosphere-wv_raw",

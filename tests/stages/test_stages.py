@@ -250,12 +250,15 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
 ) -> None:
     """The shadow zones (screening) and the adjacency background's first passes (correction) read
     wide neighbourhoods: stored in a round of their own, a tile then reads its neighbours' from the
-    files and computes its own blocks only (it computed every block of the scene before)."""
+    files and computes its own blocks only (it computed every block of the scene before). So does
+    the water vapour's APDA, whose bilinear refinement reads one 60 m cell of the neighbouring
+    blocks: stored on its 60 m cells (it was stored refined, and each tile inverted its neighbours'
+    blocks too, 2.25 times its own on this scene)."""
     plan = plan_product(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, ProductPlan)
     stages.decode(plan)
-    calls = {"shadow zone": 0, "first pass": 0}
-    project, boa = scl.project_cloud_shadow, correction._boa_block
+    calls = {"shadow zone": 0, "first pass": 0, "apda": 0}
+    project, boa, apda = scl.project_cloud_shadow, correction._boa_block, correction._wv_block
 
     def counted_project(*args: Any, **kwargs: Any) -> Any:
         calls["shadow zone"] += 1
@@ -266,7 +269,12 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
         calls["first pass"] += bg is None and np.size(toa) > 0
         return boa(toa, bg, *args, **kwargs)
 
+    def counted_apda(toa8a: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["apda"] += np.size(toa8a) > 0
+        return apda(toa8a, *args, **kwargs)
+
     monkeypatch.setattr(scl, "project_cloud_shadow", counted_project)
+    monkeypatch.setattr(correction, "_wv_block", counted_apda)
     monkeypatch.setattr(correction, "_boa_block", counted_boa)
     seen: dict[tuple[str, int], dict[str, int]] = {}
 
@@ -296,6 +304,8 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
         assert seen[("screening", t.index)]["shadow zone"] == 0
         assert seen[("background", t.index)]["first pass"] == first_files * t.blocks
         assert seen[("correction", t.index)]["first pass"] == 0
+        assert seen[("wv_raw", t.index)]["apda"] == t.blocks
+        assert seen[("atmosphere", t.index)]["apda"] == seen[("background", t.index)]["apda"] == 0
     assert package(plan, known).status == "done"
 
 
