@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from dask.base import annotate
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
@@ -263,10 +262,6 @@ def _gather(futures: list[Any], product_id: str, deadline: float, budget_s: floa
     return [f.result() for f in futures]
 
 
-#: Dask priority of the tile tasks, above the kernels' (0): see :func:`_map_tiles`.
-_TILE_TASK_PRIORITY = 10
-
-
 def _map_tiles(submit: Callable[..., Any], tiles: Sequence[Tile], at_once: int, product_id: str,
                deadline: float, budget_s: float, what: str) -> list[Any]:  # fmt: skip
     """The results of ``submit(tile=tile)`` for every tile, in tile order, with at most ``at_once`` tasks in flight.
@@ -290,12 +285,7 @@ def _map_tiles(submit: Callable[..., Any], tiles: Sequence[Tile], at_once: int, 
     failed = False
     while in_flight or (waiting and not failed):
         while waiting and not failed and in_flight < at_once:
-            # Dask runs the tasks a running task submits (a tile's kernels) before the tasks queued
-            # beside it: without this priority the round's other tile tasks waited for a thread
-            # until the kernels of those started first drained, and the round ran in waves with
-            # cores idle at its end. A tile task holds a thread only to build and submit its graph.
-            with annotate(priority=_TILE_TASK_PRIORITY):
-                future = submit(tile=waiting.popleft())
+            future = submit(tile=waiting.popleft())
             future.add_done_callback(finished.put)
             futures.append(future)
             in_flight += 1
