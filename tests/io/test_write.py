@@ -62,3 +62,20 @@ def test_an_encoding_failure_in_an_early_group_is_reported(tmp_path: Path, monke
     monkeypatch.setattr(write, "_to_cog", broken)
     with pytest.raises(OutputError, match=r"[AC]_10m.tif: COG encoding failed"):
         cog_tasks(_outputs(), tmp_path, group=_by_resolution)
+
+
+def test_the_encodings_of_a_batch_start_largest_first(tmp_path: Path) -> None:
+    """One thread encodes a file: a 10 m file that started last ran alone at the end of the packaging,
+    the other cores idle. The encodings now carry Dask priorities by staged size, largest first, none
+    above the default of the stores computed with them."""
+    tasks = cog_tasks(_outputs(), tmp_path)  # staged now, encoded by the tasks
+    priorities = {}
+    for layer in tasks[0].__dask_graph__().layers.values():
+        for task in layer.values():
+            if getattr(getattr(task, "func", None), "__name__", "") == "_settle":
+                priorities[Path(task.args[2]).name] = layer.annotations["priority"]
+    sizes = {name: (tmp_path / f"{name}.part.tif").stat().st_size for name in priorities}
+    assert sorted(priorities) == ["A_10m.tif", "B_20m.tif", "C_10m.tif"]
+    by_size = sorted(priorities, key=lambda n: -sizes[n])
+    assert [priorities[n] for n in by_size] == [0, -1, -2], (sizes, priorities)
+    assert len(dask.compute(*tasks)) == 3
