@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.shutil
-from dask.base import compute
+from dask.base import annotate, compute
 from dask.delayed import delayed
 from rasterio.windows import Window
 
@@ -476,7 +476,7 @@ def _finalisations(finalise: Callable[[str, str, RasterSpec], str], files: Seque
     # end of a batch, the other cores idle. Priorities at and below the default (0) of the tasks
     # computed with them: the encodings still fill the cores a store leaves idle.
     for rank, i in enumerate(sorted(range(len(files)), key=lambda i: -_staged_size(files[i].tmp))):
-        with dask.annotate(priority=-rank):
+        with annotate(priority=-rank):
             settled[i] = delayed(_settle, pure=False)(finalise, files[i].tmp, files[i].final, files[i].spec)
     return delayed(_all_ended, pure=False)(*settled)
 
