@@ -698,8 +698,12 @@ def _final_pass(
     cast: da.Array | None,
     statistics: Delayed | SceneStatistics | None,
     leakage: Delayed | float,
+    zones_stored: bool = False,
 ) -> list[da.Array]:
-    """Shadows, recoveries, post-processing and improvements: the SCL and the cloud-buffer mask."""
+    """Shadows, recoveries, post-processing and improvements: the SCL and the cloud-buffer mask.
+
+    ``zones_stored``: the shadow zones are read back from files (processing tiles), not computed.
+    """
     cfg, resolution_m, nbk = inp.cfg, inp.resolution_m, inp.nbk
     optional = {"dem": inp.dem, "cast": cast, "water_bodies": inp.wb, "land_cover": inp.lc, "matched": matched}
     present = {key: a for key, a in optional.items() if a is not None}
@@ -733,7 +737,12 @@ def _final_pass(
     kw: dict[str, Any] = {"b10_leakage": leakage}
     if statistics is not None:
         kw["statistics"] = statistics
-    after = [a for a in (projected, matched, cast, statistics) if is_dask_collection(a)]
+    # The pass's own copy of the bands waits for the shadow zones' wide overlaps, when they are
+    # computed here. Read back from files they take no such wait, and binding to them put keys
+    # named after a random token into each tile's graph, beside keys the tiles share (dask
+    # then warned of one key with two definitions).
+    zones = () if zones_stored else (projected, matched, cast)
+    after = [a for a in (*zones, statistics) if is_dask_collection(a)]
     bands = inp.bands_for("finalize", after, stacked=True)
     per_pixel = [pixels[n] for n in ("classes", "shadow_test", "cloud", "probability", "dark")]
     cm, csd1, cloud, probability, dark = per_pixel
@@ -860,7 +869,8 @@ def classify(
     projected, matched, cast = (zones[n] for n in SHADOW_LAYERS)
     assert projected is not None  # always computed; the other two depend on the configuration
     statistics = _recovery_statistics(inp, pixels["classes"], known)
-    scl, buffered = _final_pass(inp, pixels, projected, matched, cast, statistics, leakage)
+    zones_stored = all(f"shadows.{n}" in stored for n, z in zones.items() if z is not None)
+    scl, buffered = _final_pass(inp, pixels, projected, matched, cast, statistics, leakage, zones_stored)
 
     def back(x: da.Array) -> da.Array:
         # Outputs on the caller's chunks: callers pair them block by block with their inputs.
