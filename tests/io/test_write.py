@@ -76,6 +76,8 @@ def test_the_encodings_of_a_batch_start_largest_first(tmp_path: Path) -> None:
                 priorities[Path(task.args[2]).name] = layer.annotations["priority"]
     sizes = {name: (tmp_path / f"{name}.part.tif").stat().st_size for name in priorities}
     assert sorted(priorities) == ["A_10m.tif", "B_20m.tif", "C_10m.tif"]
-    by_size = sorted(priorities, key=lambda n: -sizes[n])
-    assert [priorities[n] for n in by_size] == [0, -1, -2], (sizes, priorities)
+    # By priority, highest first: the sizes do not grow (the two 10 m files are the same size).
+    by_priority = sorted(priorities, key=lambda n: -priorities[n])
+    assert sorted(priorities.values()) == [-2, -1, 0]
+    assert [sizes[n] for n in by_priority] == sorted(sizes.values(), reverse=True), (sizes, priorities)
     assert len(dask.compute(*tasks)) == 3

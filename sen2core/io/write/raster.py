@@ -475,17 +475,10 @@ def _finalisations(finalise: Callable[[str, str, RasterSpec], str], files: Seque
     # Largest first: one thread encodes a file, and a large file that started last ran alone at the
     # end of a batch, the other cores idle. Priorities at and below the default (0) of the tasks
     # computed with them: the encodings still fill the cores a store leaves idle.
-    for rank, i in enumerate(sorted(range(len(files)), key=lambda i: -_staged_size(files[i].tmp))):
+    for rank, i in enumerate(sorted(range(len(files)), key=lambda i: -staged_bytes(files[i].spec, files[i].bands))):
         with annotate(priority=-rank):
             settled[i] = delayed(_settle, pure=False)(finalise, files[i].tmp, files[i].final, files[i].spec)
     return delayed(_all_ended, pure=False)(*settled)
-
-
-def _staged_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:  # gone: its encoding fails with its own message
-        return 0
 
 
 def _staged_tasks(
