@@ -36,6 +36,7 @@ from sen2core.io.failures import (
     is_transient_os,
     require_free,
 )
+from sen2core.io.read.jp2_tiles import RepeatedTiles
 from sen2core.kernels.angles import bilinear, grid_indices, interpolate_azimuth, utm_to_lonlat
 from sen2core.kernels.quality import QUALITY_LAYERS, classi_agreement, flags_on_grid, split_quality
 from sen2core.parallel import codec_threads
@@ -199,11 +200,15 @@ def read_layers(
     what: str,
     display: str,
     gdal_options: Mapping[str, str],
+    repeats: RepeatedTiles | None = None,
 ) -> NDArray[np.uint8]:
     """Read one window of several layers (1-based band indexes) of a mask as ``(layers, rows, cols)`` uint8.
 
     Decoded one JPEG 2000 tile per request, as :func:`read_window` does, so that a tile that
-    fails to decode raises.
+    fails to decode raises. With ``repeats`` (the file's tiles that decode alike,
+    :func:`~sen2core.io.read.jp2_tiles.repeated_tiles`), a tile of a group is decoded once
+    per call and copied to the others of the window: the same pixels, without decoding
+    the empty tiles of a quality mask one by one.
 
     Raises
     ------
@@ -220,9 +225,24 @@ def read_layers(
             if ds.count < max(layers):
                 raise ValueError(f"{ds.count} layer(s), layer {max(layers)} needed")
             block = ds.block_shapes[0] if ds.driver == "JP2OpenJPEG" else (row1 - row0, col1 - col0)
+            alike = repeats if (repeats is not None and ds.driver == "JP2OpenJPEG" and repeats.tile == tuple(block)
+                                and repeats.shape == ds.shape) else None  # fmt: skip
+            decoded: dict[int, NDArray[np.uint8]] = {}
             for r0, r1, c0, c1 in _block_windows(block, row0, row1, col0, col1):
-                data[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = ds.read(
-                    list(layers), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="uint8")  # fmt: skip
+                if alike is None:
+                    data[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = ds.read(
+                        list(layers), window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype="uint8")  # fmt: skip
+                    continue
+                # The whole tile: the copy must come from the same place in a tile of the group.
+                t0, u0 = r0 - r0 % block[0], c0 - c0 % block[1]
+                group = alike.representative(r0, c0)
+                tile = decoded.get(group)
+                if tile is None:
+                    whole = Window(u0, t0, min(block[1], ds.width - u0), min(block[0], ds.height - t0))
+                    tile = ds.read(list(layers), window=whole, out_dtype="uint8")
+                    if alike.repeated(group):
+                        decoded[group] = tile
+                data[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = tile[:, r0 - t0 : r1 - t0, c0 - u0 : c1 - u0]
     except Exception as exc:
         failure = _read_failure(exc, product, f"{what}: cannot decode rows {row0}:{row1}, cols {col0}:{col1} "
                                               f"of {display}")  # fmt: skip
@@ -435,6 +455,8 @@ class BandSource:
     """GDAL path of the band's ``MSK_QUALIT`` mask (same grid), read with it; None when there is none."""
     quality_display: str | None = None
     """Path of the mask shown in errors."""
+    quality_tiles: RepeatedTiles | None = None
+    """The mask's tiles that decode alike (read once per strip); None: every tile decoded."""
 
     def strips(self) -> list[tuple[int, int]]:
         """Row ranges ``(first, end)`` made of whole block rows, :data:`STRIP_MIN_ROWS` or more each."""
@@ -472,7 +494,7 @@ def _decode_strip(source: BandSource, row0: int, row1: int, target: str) -> Stri
         layers = read_layers(source.quality_path, tuple(QUALITY_LAYERS), row0, row1, 0, source.shape[1],
                              product=source.product, what=f"band {source.band}: quality mask",
                              display=source.quality_display or source.quality_path,
-                             gdal_options=source.gdal_options)  # fmt: skip
+                             gdal_options=source.gdal_options, repeats=source.quality_tiles)  # fmt: skip
         lost, bad, counts = split_quality(layers)
         # Lost MSI packets carry no signal: no data, as DN 0 is.
         data[lost] = 0

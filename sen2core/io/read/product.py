@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from sen2core.errors import BandReadError, InputProductError, MetadataError
 from sen2core.io.read import bands as band_io
+from sen2core.io.read.jp2_tiles import repeated_tiles
 from sen2core.io.read.metadata import (
     GeoBox,
     MeanAngles,
@@ -166,7 +167,12 @@ class Product(ProductModel):
             raise BandReadError(self.href, f"band {src.band}: quality mask {rel} is {head.shape[0]}x{head.shape[1]} "
                                            f"px with {layers} layer(s), the band {src.shape[0]}x{src.shape[1]} px "
                                            "(8 layers expected)")  # fmt: skip
-        return replace(src, quality_path=path, quality_display=display)
+        try:
+            tiles = repeated_tiles(self.store.read_bytes(rel))
+        except (MetadataError, OSError):
+            # Too large for a mask, or unreadable as bytes: every tile decoded (the decode reports a bad file).
+            tiles = None
+        return replace(src, quality_path=path, quality_display=display, quality_tiles=tiles)
 
     def _shape_problem(self, band: str, bf: BandFile, shape: tuple[int, ...], grid: tuple[int, int]) -> str:
         """The message for a band raster whose pixel size is not the one the metadata declares."""
