@@ -80,12 +80,14 @@ from sen2core.kernels.scene_class import (
 __all__ = [
     "INPUT_SUMS",
     "PIXEL_LAYERS",
+    "SHADOW_INPUTS",
     "SHADOW_LAYERS",
     "AuxiliaryMaps",
     "SceneClassification",
     "classify",
     "percentages_from_counts",
     "scene_sums",
+    "shadow_input_grids",
 ]
 
 Chunks = tuple[tuple[int, ...], tuple[int, ...]]
@@ -352,14 +354,49 @@ def _statistics_sums(*blocks: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 def _classification_chunks(ref: Any, resolution_m: float, cfg: SceneClassificationConfig) -> Chunks:
     """The chunks :func:`classify` works on: the caller's, rounded up to its coarse grids' cells."""
     shape = tuple(np.shape(ref))
-    k = shadow_grid_factor(resolution_m, cfg)
+    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
+    return _aligned_to_grids((tuple(base[0]), tuple(base[1])), resolution_m, cfg)
+
+
+def _aligned_to_grids(chunks: Chunks, resolution_m: float, cfg: SceneClassificationConfig) -> Chunks:
     unit = math.lcm(
-        k,
+        shadow_grid_factor(resolution_m, cfg),
         match_grid_factor(resolution_m, cfg) if cfg.shadow_height_matching else 1,
         3 if math.isclose(resolution_m, 20.0) else 1,
     )
-    base = ref.chunks if isinstance(ref, da.Array) else da.core.normalize_chunks((915, 915), shape)
-    return _aligned_chunks((tuple(base[0]), tuple(base[1])), unit)
+    return _aligned_chunks(chunks, unit)
+
+
+#: The coarse inputs of the shadow zones: on the shadow grid (``config.shadow_grid_m``) or the
+#: height-matching grid (``config.shadow_match_grid_m``), and their dtypes. Processing tiles
+#: store them with the :data:`PIXEL_LAYERS` (``want="pixels"``, ``stored``): the zones read
+#: them with wide neighbourhoods, and computed there each tile computed its neighbours'
+#: per-pixel angles and cloud-to-shadow displacements again.
+SHADOW_INPUTS: dict[str, tuple[str, Any]] = {
+    "projection_cloud": ("shadow", np.float32), "projection_drow": ("shadow", np.float32),
+    "projection_dcol": ("shadow", np.float32),
+    "match_cloud": ("match", np.float64), "match_dark": ("match", np.float64), "match_pixels": ("match", np.float64),
+    "match_drow": ("match", np.float64), "match_dcol": ("match", np.float64),
+    "terrain_dem": ("shadow", np.float64), "terrain_sun_zenith": ("shadow", np.float64),
+    "terrain_sun_azimuth": ("shadow", np.float64),
+}  # fmt: skip
+
+
+def shadow_input_grids(chunks: Chunks, resolution_m: float, config: SceneClassificationConfig | None = None,
+                       dem: bool = False) -> dict[str, tuple[Chunks, Any]]:  # fmt: skip
+    """The :data:`SHADOW_INPUTS` that :func:`classify` computes with ``config`` (and a DEM), for bands
+    on ``chunks``: each one's chunks on its coarse grid, and its dtype."""
+    cfg = config if config is not None else SceneClassificationConfig()
+    aligned = _aligned_to_grids(chunks, resolution_m, cfg)
+    factors = {"shadow": shadow_grid_factor(resolution_m, cfg), "match": match_grid_factor(resolution_m, cfg)}
+    out = {}
+    for name, (grid, dtype) in SHADOW_INPUTS.items():
+        if (name.startswith("match_") and not cfg.shadow_height_matching) or (name.startswith("terrain_") and not dem):
+            continue
+        f = factors[grid]
+        coarse = (tuple(-(-c // f) for c in aligned[0]), tuple(-(-c // f) for c in aligned[1]))
+        out[name] = (coarse, dtype)
+    return out
 
 
 #: Layers of the pixel rules (steps 0-7 and the shadow inputs) that the later passes read with wide
@@ -607,46 +644,64 @@ def _displacement(inp: _Inputs, max_sun_zenith_deg: float | None) -> list[da.Arr
     return _overlap_map(displacement, angles, 0, 2)
 
 
-def _projected_shadow(
-    inp: _Inputs, cloud: da.Array, drow: da.Array, dcol: da.Array, max_sun_zenith_deg: float | None
-) -> da.Array:
+def _shadow_inputs(inp: _Inputs, cloud: da.Array, dark: da.Array, max_sun_zenith_deg: float | None
+                   ) -> dict[str, da.Array]:  # fmt: skip
+    """The coarse inputs of the shadow zones (:data:`SHADOW_INPUTS` this configuration uses), chunk by chunk.
+
+    The zones read them with wide neighbourhoods; they read only their own chunk (reach 0).
+    """
+    cfg, k = inp.cfg, inp.k
+    drow, dcol = _displacement(inp, max_sun_zenith_deg)
+    out = dict(zip(("projection_cloud", "projection_drow", "projection_dcol"), _to_coarse(
+        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
+        [cloud, drow, dcol], k, 3, np.float32,
+    ), strict=True))  # fmt: skip
+    if cfg.shadow_height_matching:
+        m = match_grid_factor(inp.resolution_m, cfg)
+        counts = _to_coarse(lambda c, d, r, co: match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5,
+                            np.float64)  # fmt: skip
+        out.update(zip(("match_cloud", "match_dark", "match_pixels", "match_drow", "match_dcol"), counts, strict=True))
+    if inp.dem is not None:
+
+        def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
+            zen_f, sin_az, cos_az = sun_components(zen, azi)
+            zen_c, az_c = coarse_sun(zen_f, sin_az, cos_az, k)
+            return block_mean(z, k), zen_c, az_c
+
+        terrain = _to_coarse(coarse_terrain, [inp.dem, inp.sz, inp.sa], k, 3, np.float64)
+        out.update(zip(("terrain_dem", "terrain_sun_zenith", "terrain_sun_azimuth"), terrain, strict=True))
+    return out
+
+
+def _projected_shadow(inp: _Inputs, coarse: Mapping[str, da.Array], max_sun_zenith_deg: float | None) -> da.Array:
     """Sen2Cor's geometric shadow zone, projected on the shadow grid and brought back to the pixels."""
     cfg, k = inp.cfg, inp.k
     pixel_c = inp.resolution_m * k
-    cloud_c, drow_c, dcol_c = _to_coarse(
-        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
-        [cloud, drow, dcol],
-        k,
-        3,
-        np.float32,
-    )
     (projected_c,) = _overlap_map(
         lambda c, r, co: (project_cloud_shadow(c, r, co, pixel_c, cfg),),
-        [cloud_c.astype(bool), drow_c, dcol_c],
+        [coarse["projection_cloud"].astype(bool), coarse["projection_drow"], coarse["projection_dcol"]],
         shadow_reach(pixel_c, cfg, max_sun_zenith_deg),
         1,
     )
     return _to_fine(projected_c.astype(bool), k, inp.chunks, bool)
 
 
-def _matched_shadow(
-    inp: _Inputs, cloud: da.Array, dark: da.Array, drow: da.Array, dcol: da.Array, max_sun_zenith_deg: float | None
-) -> da.Array | None:
+def _matched_shadow(inp: _Inputs, coarse: Mapping[str, da.Array], max_sun_zenith_deg: float | None
+                    ) -> da.Array | None:  # fmt: skip
     """Cloud heights matched with dark pixels, on the matching grid (None: matching off)."""
     cfg = inp.cfg
     if not cfg.shadow_height_matching:
         return None
     m = match_grid_factor(inp.resolution_m, cfg)
     pixel_m = inp.resolution_m * m
-    counts = _to_coarse(lambda c, d, r, co: match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5, np.float64)
     (zone_m,) = _overlap_map(
         lambda cc, dk, nn, r, co: (match_cloud_shadow(cc, dk, nn, r, co, pixel_m, cfg),),
         [
-            counts[0].astype(np.int64),
-            counts[1].astype(np.int64),
-            counts[2].astype(np.int64),
-            counts[3].astype(np.float32),
-            counts[4].astype(np.float32),
+            coarse["match_cloud"].astype(np.int64),
+            coarse["match_dark"].astype(np.int64),
+            coarse["match_pixels"].astype(np.int64),
+            coarse["match_drow"].astype(np.float32),
+            coarse["match_dcol"].astype(np.float32),
         ],
         match_zone_reach(pixel_m, cfg, max_sun_zenith_deg),
         1,
@@ -654,22 +709,15 @@ def _matched_shadow(
     return _to_fine(zone_m.astype(bool), m, inp.chunks, bool)
 
 
-def _terrain_shadow(inp: _Inputs) -> da.Array | None:
+def _terrain_shadow(inp: _Inputs, coarse: Mapping[str, da.Array]) -> da.Array | None:
     """Terrain cast shadows on the shadow grid, brought back to the pixels (None without a DEM)."""
     if inp.dem is None:
         return None
     cfg, k = inp.cfg, inp.k
     pixel_c = inp.resolution_m * k
-
-    def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
-        zen_f, sin_az, cos_az = sun_components(zen, azi)
-        zen_c, az_c = coarse_sun(zen_f, sin_az, cos_az, k)
-        return block_mean(z, k), zen_c, az_c
-
-    dem_c, sz_c, sa_c = _to_coarse(coarse_terrain, [inp.dem, inp.sz, inp.sa], k, 3, np.float64)
     (cast_c,) = _overlap_map(
         lambda z, zen, azi: (shadow_kernels.cast_shadow(z, zen, azi, pixel_c, cfg.terrain_shadow_max_distance_m),),
-        [dem_c.astype(np.float32), sz_c, sa_c],
+        [coarse["terrain_dem"].astype(np.float32), coarse["terrain_sun_zenith"], coarse["terrain_sun_azimuth"]],
         terrain_shadow_reach(pixel_c, cfg),
         1,
     )
@@ -818,17 +866,20 @@ def classify(
         ``{"pixels": {layer: array}}``-like mapping: the :data:`PIXEL_LAYERS` of the
         pixel rules (steps 0-7, shadow inputs) computed earlier and read back, so that
         the later passes' wide neighbourhoods read them instead of computing them
-        (processing tiles). Given as ``{f"pixels.{layer}": array}``; the shadow zones
-        (:data:`SHADOW_LAYERS`) likewise, as ``{f"shadows.{zone}": array}``.
+        (processing tiles). Given as ``{f"pixels.{layer}": array}``, with the coarse
+        :data:`SHADOW_INPUTS` as ``{f"pixels.{name}": array}`` on their own chunks
+        (:func:`shadow_input_grids`); the shadow zones (:data:`SHADOW_LAYERS`) likewise,
+        as ``{f"shadows.{zone}": array}``.
     want
-        ``"pixels"``: return the :data:`PIXEL_LAYERS` (a dict of lazy arrays) instead of
-        the classification, to store them; ``"shadows"``: the shadow zones this
-        configuration computes (a dict of lazy boolean arrays).
+        ``"pixels"``: return the :data:`PIXEL_LAYERS` and the :data:`SHADOW_INPUTS` this
+        configuration uses (a dict of lazy arrays) instead of the classification, to store
+        them; ``"shadows"``: the shadow zones this configuration computes (a dict of lazy
+        boolean arrays).
 
     Returns
     -------
     SceneClassification
-        (or, with ``want="pixels"``, a dict of the pixel layers)
+        (or, with ``want``, a dict of the layers asked for)
         Lazy arrays with the chunks of ``bands["B02"]`` (rounded up to multiples of
         the shadow-grid factor and, at 20 m, of 3).
 
@@ -853,14 +904,15 @@ def classify(
     if all(f"pixels.{n}" in stored for n in PIXEL_LAYERS):
         layers = [inp.prep(stored[f"pixels.{n}"], n, dtype) for n, dtype in PIXEL_LAYERS.items()]
     pixels = dict(zip(PIXEL_LAYERS, layers, strict=True))
-    if want == "pixels":
-        return pixels
 
-    drow, dcol = _displacement(inp, max_sun_zenith_deg)
+    coarse = _shadow_inputs(inp, pixels["cloud"], pixels["dark"], max_sun_zenith_deg)
+    if want == "pixels":
+        return {**pixels, **coarse}
+    coarse = {n: stored.get(f"pixels.{n}", x) for n, x in coarse.items()}
     zones = {
-        "projected": _projected_shadow(inp, pixels["cloud"], drow, dcol, max_sun_zenith_deg),
-        "matched": _matched_shadow(inp, pixels["cloud"], pixels["dark"], drow, dcol, max_sun_zenith_deg),
-        "cast": _terrain_shadow(inp),
+        "projected": _projected_shadow(inp, coarse, max_sun_zenith_deg),
+        "matched": _matched_shadow(inp, coarse, max_sun_zenith_deg),
+        "cast": _terrain_shadow(inp, coarse),
     }
     zones = {n: z if z is None or f"shadows.{n}" not in stored else inp.prep(stored[f"shadows.{n}"], n, bool)
              for n, z in zones.items()}  # fmt: skip

@@ -124,6 +124,7 @@ from sen2core.scl import (
     classify,
     percentages_from_counts,
     scene_sums,
+    shadow_input_grids,
 )
 
 log = logging.getLogger(__name__)
@@ -406,8 +407,10 @@ def _allocate_checkpoints(plan: ProductPlan, product: Product, shape: tuple[int,
         allocate_checkpoint(_path(plan, _SCREENING, name), shape, np.uint8 if dtype is np.bool_ else dtype)
     allocate_checkpoint(_path(plan, _SCREENING, _COUNTS), (*plan.grid, 3, 12), np.int64)
     if plan.tile_blocks is not None:
-        for name, path in _pixel_paths(plan).items():
-            allocate_checkpoint(path, shape, np.uint8 if PIXEL_LAYERS[name] is np.bool_ else PIXEL_LAYERS[name])
+        working = product.toa("B04", plan.config.working_resolution).chunks
+        paths = _pixel_paths(plan, working)
+        for name, (chunks, dtype) in _pixel_layers(plan, working).items():
+            allocate_checkpoint(paths[name], tuple(sum(c) for c in chunks), np.uint8 if dtype is np.bool_ else dtype)
         for path in _shadow_paths(plan).values():
             allocate_checkpoint(path, shape, np.uint8)
     if not plan.config.sc_only:
@@ -691,8 +694,17 @@ def _build_inputs(plan: ProductPlan) -> _Inputs:
 # ----------------------------------------------------------------------------- screening
 
 
-def _pixel_paths(plan: ProductPlan) -> dict[str, str]:
-    return {n: _path(plan, _SCREENING, f"pixels_{n}") for n in PIXEL_LAYERS}
+def _pixel_paths(plan: ProductPlan, chunks: Any) -> dict[str, str]:
+    """The files of the pixel rules' layers and of the shadow zones' coarse inputs (:func:`_pixel_layers`)."""
+    return {n: _path(plan, _SCREENING, f"pixels_{n}") for n in _pixel_layers(plan, chunks)}
+
+
+def _pixel_layers(plan: ProductPlan, chunks: Any) -> dict[str, tuple[Any, Any]]:
+    """What the screening's ``pixels`` round stores, for a working grid of ``chunks``: each layer's
+    chunks and dtype (the pixel rules' layers on the working grid, the shadow inputs on theirs)."""
+    coarse = shadow_input_grids(chunks, plan.config.working_resolution, plan.config.classification,
+                                dem=bool(plan.config.dem))  # fmt: skip
+    return {**{n: (chunks, dtype) for n, dtype in PIXEL_LAYERS.items()}, **coarse}
 
 
 def _shadow_paths(plan: ProductPlan) -> dict[str, str]:
@@ -705,8 +717,9 @@ def _classification(plan: ProductPlan, inp: _Inputs, known: Totals, want: str | 
     chunks = inp.toa["B04"].chunks
     if STORED + "pixels" in known:
         _require(plan, ("screening-pixels",))
-        stored_layers = {f"pixels.{n}": checkpoint_array(path, chunks, PIXEL_LAYERS[n])
-                         for n, path in _pixel_paths(plan).items()}  # fmt: skip
+        paths = _pixel_paths(plan, chunks)
+        stored_layers = {f"pixels.{n}": checkpoint_array(paths[n], own, dtype)
+                         for n, (own, dtype) in _pixel_layers(plan, chunks).items()}  # fmt: skip
     if STORED + "shadows" in known:
         _require(plan, ("screening-shadows",))
         stored_layers.update({f"shadows.{n}": checkpoint_array(path, chunks, np.bool_)
@@ -1024,7 +1037,7 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
         if name is None:
             return pending, None
         layers = _classification(plan, inp, known, want=name)
-        paths = _shadow_paths(plan) if name == "shadows" else _pixel_paths(plan)
+        paths = _shadow_paths(plan) if name == "shadows" else _pixel_paths(plan, inp.toa["B04"].chunks)
         return None, _Store(name, [(layers[n], paths[n]) for n in layers])
     scl = _stored_classification(plan, inp).scl
     atm = _atmosphere(plan, inp, scl, known, keep=False)

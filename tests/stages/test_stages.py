@@ -253,12 +253,19 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
     files and computes its own blocks only (it computed every block of the scene before). So does
     the water vapour's APDA, whose bilinear refinement reads one 60 m cell of the neighbouring
     blocks: stored on its 60 m cells (it was stored refined, and each tile inverted its neighbours'
-    blocks too, 2.25 times its own on this scene)."""
+    blocks too, 2.25 times its own on this scene). The shadow zones' coarse inputs (the per-pixel
+    cloud-to-shadow displacement averaged to the shadow grid) are stored with the pixel layers: a
+    tile's shadow round computed its neighbours' displacements (and angles) again."""
     plan = plan_product(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, ProductPlan)
     stages.decode(plan)
-    calls = {"shadow zone": 0, "first pass": 0, "apda": 0}
+    calls = {"shadow zone": 0, "first pass": 0, "apda": 0, "displacement": 0}
     project, boa, apda = scl.project_cloud_shadow, correction._boa_block, correction._wv_block
+    displacement = scl.shadow_displacement_field
+
+    def counted_displacement(sz: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["displacement"] += np.size(sz) > 0
+        return displacement(sz, *args, **kwargs)
 
     def counted_project(*args: Any, **kwargs: Any) -> Any:
         calls["shadow zone"] += 1
@@ -274,6 +281,7 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
         return apda(toa8a, *args, **kwargs)
 
     monkeypatch.setattr(scl, "project_cloud_shadow", counted_project)
+    monkeypatch.setattr(scl, "shadow_displacement_field", counted_displacement)
     monkeypatch.setattr(correction, "_wv_block", counted_apda)
     monkeypatch.setattr(correction, "_boa_block", counted_boa)
     seen: dict[tuple[str, int], dict[str, int]] = {}
@@ -301,6 +309,8 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
     assert first_files == len(WORKING_BANDS) + len(BANDS_10M)  # every band corrected, on its grid
     for t in plan.tiles:
         assert seen[("shadows", t.index)]["shadow zone"] == t.blocks
+        assert seen[("pixels", t.index)]["displacement"] == t.blocks
+        assert seen[("shadows", t.index)]["displacement"] == seen[("screening", t.index)]["displacement"] == 0
         assert seen[("screening", t.index)]["shadow zone"] == 0
         assert seen[("background", t.index)]["first pass"] == first_files * t.blocks
         assert seen[("correction", t.index)]["first pass"] == 0
