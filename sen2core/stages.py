@@ -131,7 +131,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKGROUND",
-    "ROUND_STAGES",
     "STORED",
     "SUM_WITH_STORE",
     "ProductPlan",
@@ -144,7 +143,9 @@ __all__ = [
     "add_sums",
     "parts_with",
     "decode",
+    "encode_group",
     "discard",
+    "has_rounds",
     "next_step",
     "next_sum",
     "open_product",
@@ -299,8 +300,9 @@ def skipped_result(product: Product, final: Path) -> L2AResult:
 def stage_names(config: ProcessingConfig, tile_blocks: int | None = None) -> tuple[str, ...]:
     """The stages of every product processed with ``config``, in order (the module docstring says what each does)."""
     atmosphere = () if config.sc_only else ("atmosphere",)
-    # A tile writes its window of every output at once; the whole product, one group after the other.
-    correction = ("correction",) if tile_blocks is not None else tuple(f"correction-{g}m" for g in _groups(config))
+    # One group after the other (the 10 m outputs, then the 20/60 m ones), whole or by tiles: the
+    # files of the groups stored before are encoded while a group is computed.
+    correction = tuple(f"correction-{g}m" for g in _groups(config))
     return ("decode", "screening", *atmosphere, *correction, "packaging")
 
 
@@ -925,7 +927,23 @@ class Step:
 
 
 #: The stages that may need rounds of the tiles before they run (:func:`next_step`); for the others it is None.
-ROUND_STAGES = ("screening", "atmosphere", "correction")
+def has_rounds(plan: ProductPlan, stage: str) -> bool:
+    """Whether ``stage`` of ``plan`` may have rounds to run before it (:func:`next_step`).
+
+    The screening and the atmosphere (scene-wide sums; by processing tiles, intermediates to
+    store); by processing tiles, the first correction stage (the first passes of the
+    adjacency background, which every group reads).
+    """
+    if stage in ("screening", "atmosphere"):
+        return True
+    return plan.tile_blocks is not None and not plan.config.sc_only and stage == _first_correction(plan)
+
+
+def _first_correction(plan: ProductPlan) -> str:
+    """The first ``correction-{res}m`` stage: by processing tiles, its round stores the adjacency background."""
+    return f"correction-{plan.groups[0]}m"
+
+
 #: Prefix of the entries of the known values that say an intermediate is stored for every tile.
 STORED = "stored:"
 
@@ -969,9 +987,9 @@ def _stored_intermediates(plan: ProductPlan, inp: _Inputs, known: Totals) -> dic
 def next_step(plan: ProductPlan, stage: str, known: Totals) -> Step | None:
     """The round the tiles must run before ``stage`` can (None: the stage can run). Computes nothing.
 
-    Only the :data:`ROUND_STAGES` have rounds: ``screening`` (sums, and by processing tiles the
-    pixel layers to store), ``atmosphere`` (sums, and intermediates to store) and, by processing
-    tiles, ``correction`` (the first passes of its adjacency background to store).
+    Only the stages of :func:`has_rounds` have rounds: ``screening`` (sums, and by processing tiles
+    the pixel layers to store), ``atmosphere`` (sums, and intermediates to store) and, by processing
+    tiles, the first ``correction-{res}m`` (the first passes of the adjacency background to store).
     """
     pending, store = _pending(plan, stage, known)
     if store is not None:
@@ -1025,10 +1043,11 @@ def _pending(plan: ProductPlan, stage: str, known: Totals, with_sum: bool = Fals
     ``with_sum``: for an intermediate of :data:`SUM_WITH_STORE`, also the sum that reads it
     next, built on its files (a tile reads its own blocks of them once it has stored them).
     """
-    if stage not in ROUND_STAGES or (stage == "correction" and not _background_due(plan, known)):
+    correcting = stage.startswith("correction-")
+    if stage not in ("screening", "atmosphere") and not (correcting and _background_due(plan, known)):
         return None, None
     inp = _inputs(plan)
-    if stage == "correction":
+    if correcting:
         # The background's box mean and refinement read neighbouring blocks of the first passes.
         first = _first_passes(plan, inp, known)
         return None, (_Store(BACKGROUND, first) if first else None)
@@ -1194,12 +1213,6 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
         maps = [(atm.retrieved.aot, _path(plan, _ATMOSPHERE, "aot"), False),
                 (atm.retrieved.water_vapour, _path(plan, _ATMOSPHERE, "water_vapour"), False)]  # fmt: skip
         _store_window(maps, window, whole)
-    elif stage == "correction" and tile is not None:
-        _correct(plan, inp, known, None, window)
-    elif stage == "correction":
-        for group in plan.groups:
-            _correct(plan, inp, known, group, None)
-            _mark(plan, f"correction-{group}m", window)
     elif stage.startswith("correction-") and stage[len("correction-") : -1].isdigit():
         group = int(stage[len("correction-") : -1])
         if group not in plan.groups:
@@ -1222,7 +1235,7 @@ def _tile_needs(plan: ProductPlan, stage: str, inp: _Inputs, known: Totals) -> s
             # A round said to be stored whose tiles did not all store it is the error to report.
             _require(plan, ("screening-pixels",))
         return pending.name if pending is not None else name
-    return BACKGROUND if stage == "correction" and _background_due(plan, known) else None
+    return BACKGROUND if stage.startswith("correction-") and _background_due(plan, known) else None
 
 
 def _stored_atmosphere(plan: ProductPlan, inp: _Inputs, scl: da.Array, known: Totals) -> _Atmosphere:
@@ -1371,7 +1384,7 @@ def _stored_first_passes(plan: ProductPlan, inp: _Inputs, known: Totals) -> dict
     """The first passes stored by every tile, by resolution and band (none before they are)."""
     if STORED + BACKGROUND not in known:
         return {}
-    _require(plan, (f"correction-{BACKGROUND}",))
+    _require(plan, (f"{_first_correction(plan)}-{BACKGROUND}",))
     out: dict[int, dict[str, da.Array]] = {}
     for (res, b), (path, coarse) in _background_files(plan, inp.product).items():
         out.setdefault(res, {})[b] = checkpoint_array(path, (coarse[0], coarse[1]), F32)
@@ -1396,24 +1409,45 @@ def _finalise_tasks(outputs: Mapping[str, tuple[Any, RasterSpec]], plan: Product
     return tasks(outputs, plan.work, store=False) if outputs else []
 
 
-def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int | None, tile: Tile | None) -> None:
-    """Store ``group``'s outputs over the whole product, or (``tile``) the tile's window of every output."""
+def _correct(plan: ProductPlan, inp: _Inputs, known: Totals, group: int, tile: Tile | None) -> None:
+    """Store ``group``'s outputs over the whole product (encoding the groups stored before meanwhile),
+    or (``tile``) the tile's window of them."""
     product, _ = _product_rasters(plan, inp, known)
     outputs, stage_spec = layout_outputs(product, plan.config.format)
+    groups = _by_group(outputs, plan)
     if tile is not None:
-        # A tile writes its window of every output (all groups share the chunk grid).
-        for name, (arr, _) in outputs.items():
+        # Tiles write windows of the group's outputs (all groups share the chunk grid); the groups
+        # stored before are encoded by encode_group, beside the tiles.
+        for name, (arr, _) in groups[group].items():
             if tuple(arr.numblocks[-2:]) != plan.grid:
                 raise OutputError(f"{name}: chunk grid {arr.numblocks[-2:]} is not the product's {plan.grid}")
-        create_staged(outputs, plan.work, stage_spec, keep_existing=True)
-        store_blocks(outputs, plan.work, tile.rows, tile.cols)
+        create_staged(groups[group], plan.work, stage_spec, keep_existing=True)
+        store_blocks(groups[group], plan.work, tile.rows, tile.cols)
         return
-    assert group is not None
-    groups = _by_group(outputs, plan)
     earlier = {n: o for g in plan.groups[: plan.groups.index(group)] for n, o in groups[g].items()}
     # The files of the groups stored before are encoded while this group is computed: the
     # cores its store leaves idle (its last chunks, waits on neighbours) encode.
     compute(store_delayed(groups[group], plan.work, stage_spec), *_finalise_tasks(earlier, plan))
+
+
+def encode_group(plan: ProductPlan, group: int, known: Totals) -> StageDone:
+    """Encode the files of correction group ``group`` (``correction-{group}m`` stored by every tile).
+
+    By processing tiles the next group's tiles run meanwhile, as the whole-product stage
+    encodes the groups stored before while it computes the next (:func:`run_stage`);
+    packaging then encodes only the files left.
+
+    Raises
+    ------
+    OutputError
+        A block of the group is not stored, or a file cannot be encoded.
+    """
+    stage = f"correction-{group}m"
+    _require(plan, (stage,))
+    product, _ = _product_rasters(plan, _inputs(plan), known)
+    outputs, _ = layout_outputs(product, plan.config.format)
+    compute(*_finalise_tasks(_by_group(outputs, plan)[group], plan))
+    return StageDone(f"encoding-{group}m", None, plan.whole.blocks)
 
 
 # ----------------------------------------------------------------------------- packaging

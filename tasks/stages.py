@@ -17,7 +17,8 @@ intermediate must be stored first (the classification's layers, the DDV layers, 
 water vapour, the correction's first passes), each tile stores its window
 (``{stage}-{name}-tile{n}``) and the next reduce follows; then the stage runs per tile. The
 tiles of each such round run side by side, at most ``options.tiles_at_once`` in flight (all by
-default); the rounds follow one another.
+default); the rounds follow one another. Once every tile has stored the 10 m correction group,
+an ``encoding-10m`` task encodes its files while the 20 m group's tiles run.
 
 Every task of a product checks, as it starts, that the product's time budget (counted
 from its plan) has not run out: the budget bounds the product, not each task.
@@ -166,6 +167,22 @@ def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], kno
         out = stages.stored(out, stored_name)
     with forward_logs(), on_task_runner_cluster():
         return stages.add_sums(plan, stage, out)
+
+
+@task(
+    name="encoding",
+    task_run_name="encoding-{group}m-{plan.l2a_id}",
+    tags=[PRODUCT_TAG],
+    cache_policy=NO_CACHE,
+    **STAGE_RETRIES,
+)
+def encoding(plan: ProductPlan, group: int, known: dict[str, tuple[float, ...]], budget_s: float) -> StageDone:
+    """Encode the files of correction group ``group`` once every tile has stored it (beside the next group's tiles)."""
+    _within_budget(plan, budget_s, f"encoding the {group} m files")
+    watch = Stopwatch()
+    with forward_logs(), on_task_runner_cluster():
+        done = stages.encode_group(plan, group, known)
+    return replace(done, seconds=round(watch.elapsed(), 2))
 
 
 @dataclass
@@ -339,6 +356,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     def map_tiles(submit: Callable[..., Any], what: str) -> list[Any]:
         return _map_tiles(submit, plan.tiles, at_once, plan.product_id, deadline, budget, what)
 
+    encodings: list[Any] = []
     try:
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
@@ -347,7 +365,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         for stage in plan.stages()[1:-1]:
             kind = _stage_task(stage, budget)
             step = None
-            if stage in stages.ROUND_STAGES:
+            if stages.has_rounds(plan, stage):
                 ((known, step),) = gather([reduce.submit(plan, stage, [], known, budget)], stage)
             while step is not None:
                 what = f"{step.kind} {step.name} of {stage}"
@@ -358,12 +376,20 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                 futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
                 ((known, step),) = gather(futures, f"the reduce of {what}")
             after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget), f"the tiles of {stage}")
+            if stage.startswith("correction-") and stage != plan.stages()[-2]:
+                # This group's files are encoded while the next group's tiles run (not waited for
+                # until packaging), as the whole-product stages do.
+                group = int(stage[len("correction-") : -1])
+                encodings.append(encoding.with_options(timeout_seconds=budget).submit(plan, group, known, budget))
+        after += gather(encodings, "the encoding of the files stored before")
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome
         (outcome,) = gather(
             [packaging.with_options(timeout_seconds=budget).submit(plan, after, ref, budget)], "packaging"
         )
     except BaseException:
+        # An encoding still running writes into the work folder: removed only once it has ended.
+        wait(encodings, timeout=max(1.0, deadline - time.time()))
         stages.discard(plan)
         raise
     log.info("%s: done by %d tiles in %.1f s", plan.l2a_id, len(plan.tiles), watch.elapsed())

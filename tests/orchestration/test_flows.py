@@ -125,8 +125,9 @@ def test_per_tile_tasks_make_the_same_product(
 
     flow = process_product_flow.with_options(task_runner=in_process_runner())
     href = str(flow_products["2023-07-16"])
-    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles, at most 3 in flight.
-    tiles = ProcessingOptions(resolution=20, chunk_m=1800.0, tile_blocks=2, tiles_at_once=3)
+    # 1.8 km chunks: 3 x 3 blocks; tiles of 2 x 2 blocks: 4 tiles, at most 3 in flight. At 10 m: both
+    # correction groups, the 10 m files encoded while the 20 m tiles run.
+    tiles = ProcessingOptions(resolution=10, chunk_m=1800.0, tile_blocks=2, tiles_at_once=3)
     with caplog.at_level("WARNING", logger="distributed.scheduler"):
         state = flow(href, str(tmp_path / "tiles"), options=tiles, return_state=True)
     assert state.is_completed(), state.message
@@ -136,28 +137,31 @@ def test_per_tile_tasks_make_the_same_product(
     assert not [r.getMessage()[:120] for r in caplog.records if "Detected different `run_spec`" in r.getMessage()]
     (outcome,) = state.result().outcomes
     assert outcome.status == "done" and outcome.aot is not None and outcome.cloud_cover is not None
-    whole = flow(href, str(tmp_path / "whole"), options=ProcessingOptions(resolution=20, chunk_m=1800.0))
+    whole = flow(href, str(tmp_path / "whole"), options=ProcessingOptions(resolution=10, chunk_m=1800.0))
     (reference,) = whole.outcomes
     assert (outcome.aot, outcome.water_vapour, outcome.cloud_cover) == (reference.aot, reference.water_vapour,
                                                                         reference.cloud_cover)  # fmt: skip
-    for name in ("SCL_20m.tif", "B04_20m.tif", "AOT_20m.tif", "WVP_20m.tif", "TCI_20m.tif"):
+    names = sorted(p.name for p in Path(outcome.output_dir).glob("*.tif"))
+    assert names == sorted(p.name for p in Path(reference.output_dir).glob("*.tif")) and len(names) == 19, names
+    for name in names:
         with rasterio.open(Path(outcome.output_dir) / name) as a, rasterio.open(Path(reference.output_dir) / name) as b:
             assert np.array_equal(a.read(), b.read()), name
     # The flow graph shows the same stages, split over the tiles, with the scene-wide sums between.
-    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correction-tile") and r.state is not None
+    runs = _task_runs(state, lambda rs: sum(r.name.startswith("correction-20m-tile") and r.state is not None
                                             and r.state.is_completed() for r in rs) == 4)  # fmt: skip
     names = [r.name for r in runs]
-    for stage in ("screening", "atmosphere", "correction"):
+    for stage in ("screening", "atmosphere", "correction-10m", "correction-20m"):
         assert sum(n.startswith(f"{stage}-tile") for n in names) == 4, (stage, sorted(names))
+    assert sum(n.startswith("encoding-10m-") for n in names) == 1, sorted(names)
     # The scene-wide sums (B10 leakage, the negative check, the WV land mean) are added up by the reduce tasks,
     # over the whole product; the DDV sums come with the stores of what they read.
     assert not [n for n in names if "-sums-" in n], sorted(names)
     # Intermediates stored before the sums and neighbourhoods that read them.
     for prefix in ("screening-pixels", "screening-shadows", "atmosphere-ddv", "atmosphere-wv_raw",
-                   "correction-background"):  # fmt: skip
+                   "correction-10m-background"):  # fmt: skip
         assert sum(n.startswith(f"{prefix}-tile") for n in names) == 4, sorted(names)
-    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "correction-reduce", "packaging-", "skip-done",
-                   "publish"):  # fmt: skip
+    for prefix in ("tiling-", "screening-reduce", "atmosphere-reduce", "correction-10m-reduce", "packaging-",
+                   "skip-done", "publish"):  # fmt: skip
         assert any(n.startswith(prefix) for n in names), (prefix, sorted(names))
     again = flow(href, str(tmp_path / "tiles"), options=tiles)
     assert [o.status for o in again.outcomes] == ["skipped"]

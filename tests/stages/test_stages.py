@@ -42,7 +42,7 @@ def test_tiles_make_the_same_product_as_one_graph(cloudy_l1c: Path, tmp_path: Pa
     tiled = process_product(cloudy_l1c, tmp_path / "tiles", config, progress=seen.append, tile_blocks=2)
     whole = process_product(cloudy_l1c, tmp_path / "whole", config)
     assert tiled.status == whole.status == "done"
-    assert seen == ["plan", "decode", "screening", "atmosphere", "correction", "packaging"]
+    assert seen == ["plan", "decode", "screening", "atmosphere", "correction-10m", "correction-20m", "packaging"]
     assert list(whole.seconds) == ["plan", "decode", "screening", "atmosphere", "correction-10m", "correction-20m",
                                    "packaging"]  # fmt: skip
 
@@ -72,7 +72,9 @@ def test_plan_states_the_stages_tiles_and_work_folder(cloudy_l1c: Path, tmp_path
     plan = plan_product(cloudy_l1c, tmp_path, ProcessingConfig(chunk_m=CHUNK_M), tile_blocks=2)
     assert isinstance(plan, ProductPlan)
     assert plan.grid == (3, 3) and plan.groups == (10, 20)
-    assert plan.stages() == ("decode", "screening", "atmosphere", "correction", "packaging")
+    # The same stages as the whole product's, split into tiles.
+    assert plan.stages() == ("decode", "screening", "atmosphere", "correction-10m", "correction-20m", "packaging")
+    assert [stages.has_rounds(plan, s) for s in plan.stages()] == [False, True, True, True, False, False]
     assert [(t.rows, t.cols) for t in plan.tiles] == [((0, 2), (0, 2)), ((0, 2), (2, 3)), ((2, 3), (0, 2)),
                                                       ((2, 3), (2, 3))]  # fmt: skip
     left, bottom, right, top = plan.tiles[0].bounds
@@ -177,11 +179,11 @@ def test_a_missing_tile_is_never_published(cloudy_l1c: Path, tmp_path: Path) -> 
     for t in plan.tiles[:-1]:
         run_stage(plan, "screening", known, t)
     with pytest.raises(OutputError, match="stage screening has 1 chunk block"):
-        run_stage(plan, "correction", known, plan.tiles[0])
+        run_stage(plan, "correction-60m", known, plan.tiles[0])
     run_stage(plan, "screening", known, plan.tiles[-1])
     for t in plan.tiles[:-1]:
-        run_stage(plan, "correction", known, t)
-    with pytest.raises(OutputError, match="stage correction has 1 chunk block"):
+        run_stage(plan, "correction-60m", known, t)
+    with pytest.raises(OutputError, match="stage correction-60m has 1 chunk block"):
         package(plan, known)
     assert not any(p.name.endswith(".json") for p in tmp_path.rglob("*")), "a product was published"
     stages.discard(plan)
@@ -293,7 +295,7 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
         return out
 
     known: dict[str, tuple[float, ...]] = {}
-    for stage in ("screening", "atmosphere", "correction"):
+    for stage in plan.stages()[1:-1]:
         while (step := next_step(plan, stage, known)) is not None:
             if step.kind == "sum":
                 known[step.name] = add_parts(plan, [sum_parts(plan, stage, known, t) for t in plan.tiles])[1]
@@ -313,7 +315,7 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
         assert seen[("shadows", t.index)]["displacement"] == seen[("screening", t.index)]["displacement"] == 0
         assert seen[("screening", t.index)]["shadow zone"] == 0
         assert seen[("background", t.index)]["first pass"] == first_files * t.blocks
-        assert seen[("correction", t.index)]["first pass"] == 0
+        assert seen[("correction-10m", t.index)]["first pass"] == seen[("correction-20m", t.index)]["first pass"] == 0
         assert seen[("wv_raw", t.index)]["apda"] == t.blocks
         assert seen[("atmosphere", t.index)]["apda"] == seen[("background", t.index)]["apda"] == 0
     assert package(plan, known).status == "done"
