@@ -1178,12 +1178,7 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
     window = plan.whole if tile is None else tile
     names = plan.stages()
     if stage in names:
-        before = names[: names.index(stage)]
-        if tile is not None and stage.startswith("correction-"):
-            # A tile of a correction group reads nothing of the other groups: the groups' tiles may run
-            # side by side (over the whole product a group encodes the groups stored before it).
-            before = tuple(n for n in before if not n.startswith("correction-"))
-        _require(plan, before)
+        _require(plan, names[: names.index(stage)])
     inp = _inputs(plan)
 
     def refuse(needed: str | None) -> None:

@@ -279,7 +279,7 @@ def _gather(futures: list[Any], product_id: str, deadline: float, budget_s: floa
     return [f.result() for f in futures]
 
 
-def _map_tiles(submit: Callable[..., Any], tiles: Sequence[Any], at_once: int, product_id: str,
+def _map_tiles(submit: Callable[..., Any], tiles: Sequence[Tile], at_once: int, product_id: str,
                deadline: float, budget_s: float, what: str) -> list[Any]:  # fmt: skip
     """The results of ``submit(tile=tile)`` for every tile, in tile order, with at most ``at_once`` tasks in flight.
 
@@ -327,27 +327,6 @@ def _submit_stage_tile(stage_task: Any, plan: ProductPlan, stage: str, known: di
     )
 
 
-def _submit_group_tile(stage_task: Any, plan: ProductPlan, known: dict[str, tuple[float, ...]], budget_s: float,
-                       corrections: list[str], submitted: dict[str, list[Any]], encodings: list[Any],
-                       tile: tuple[str, Tile]) -> Any:  # fmt: skip
-    """Submit one tile of a correction group; after a group's last tile (not the last group's), its encoding.
-
-    ``submitted`` collects the round's futures by group. The encoding task waits on its group's
-    tile futures on the cluster (Dask dependencies: no thread waits for them); ``encodings``
-    collects it for the flow to wait on before packaging.
-    """
-    stage, t = tile
-    future = _submit_stage_tile(stage_task, plan, stage, known, budget_s, t)
-    mine = submitted.setdefault(stage, [])
-    mine.append(future)
-    if stage != corrections[-1] and len(mine) == len(plan.tiles):
-        group = int(stage[len("correction-") : -1])
-        encode = encoding.with_options(timeout_seconds=budget_s)
-        # Prefect's stubs type ``wait_for`` as futures of one result type; these are the tiles' StageDone futures.
-        encodings.append(encode.submit(plan, group, known, budget_s, wait_for=list(mine)))  # type: ignore[call-overload]
-    return future
-
-
 def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
                      timeout_minutes: float) -> ProductOutcome:  # fmt: skip
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
@@ -372,9 +351,10 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     def gather(futures: list[Any], what: str) -> list[Any]:
         return _gather(futures, plan.product_id, deadline, budget, what)
 
-    def map_tiles(submit: Callable[..., Any], what: str, items: Sequence[Any] | None = None) -> list[Any]:
-        items = plan.tiles if items is None else items
-        return _map_tiles(submit, items, options.tiles_at_once or len(items), plan.product_id, deadline, budget, what)
+    at_once = options.tiles_at_once or len(plan.tiles)
+
+    def map_tiles(submit: Callable[..., Any], what: str) -> list[Any]:
+        return _map_tiles(submit, plan.tiles, at_once, plan.product_id, deadline, budget, what)
 
     encodings: list[Any] = []
     try:
@@ -382,10 +362,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         after: list[StageDone | None] = []
         reduce = reduce_sums.with_options(timeout_seconds=budget)
         store = tile_store.with_options(timeout_seconds=budget)
-        corrections = [s for s in plan.stages() if s.startswith("correction-")]
         for stage in plan.stages()[1:-1]:
-            if stage in corrections[1:]:
-                continue  # in the first correction stage's round
             kind = _stage_task(stage, budget)
             step = None
             if stages.has_rounds(plan, stage):
@@ -398,15 +375,12 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                 )
                 futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
                 ((known, step),) = gather(futures, f"the reduce of {what}")
-            if stage not in corrections:
-                after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget),
-                                   f"the tiles of {stage}")  # fmt: skip
-                continue
-            # The correction groups read nothing of each other: their tiles make one round, group after
-            # group, and a group's files are encoded once its tiles are done, beside the next group's.
-            items = [(group_stage, tile) for group_stage in corrections for tile in plan.tiles]
-            submit = partial(_submit_group_tile, kind, plan, known, budget, corrections, {}, encodings)
-            after += map_tiles(submit, "the tiles of the correction", items)
+            after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget), f"the tiles of {stage}")
+            if stage.startswith("correction-") and stage != plan.stages()[-2]:
+                # This group's files are encoded while the next group's tiles run (not waited for
+                # until packaging), as the whole-product stages do.
+                group = int(stage[len("correction-") : -1])
+                encodings.append(encoding.with_options(timeout_seconds=budget).submit(plan, group, known, budget))
         after += gather(encodings, "the encoding of the files stored before")
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome

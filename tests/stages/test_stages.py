@@ -305,12 +305,8 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
                 reduced, total = add_parts(plan, parts)
                 known[reduced] = total
             known = stages.stored(known, step.name)
-        if stage == "correction-10m":
-            continue  # run after the 20 m group's tiles: the groups' tiles read nothing of each other
         for t in plan.tiles:
             counting(stage, t, run_stage, stage, known)
-    for t in plan.tiles:
-        counting("correction-10m", t, run_stage, "correction-10m", known)
     first_files = len(list(Path(plan.work, ".correction").glob("first_*.npy")))
     assert first_files == len(WORKING_BANDS) + len(BANDS_10M)  # every band corrected, on its grid
     for t in plan.tiles:
