@@ -29,11 +29,13 @@ across 10, 20 and 60 m), the same stage is split into rounds (:func:`next_step`)
 totals still unknown are added up from every block's parts (:func:`add_sums`, over the whole
 product: the same totals as every tile's parts, :func:`sum_parts`, added by
 :func:`add_parts`); where wide neighbourhoods read an intermediate
-(the classification's pixel layers and shadow zones, the DDV layers, the raw water
-vapour on APDA's 60 m cells, the first passes of the correction's adjacency background), every tile first
-stores its window of it (:func:`store_part`, which also returns its parts of a sum that
-reads only those blocks: :data:`SUM_WITH_STORE`); then every tile computes and stores
-its window of the stage (:func:`run_stage`). Both ways give the same totals and the
+(the classification's pixel layers with the shadow zones' coarse inputs, then the shadow
+zones, the DDV layers, the raw water vapour on APDA's 60 m cells, the first passes of the
+correction's adjacency background), every tile first stores its window of it
+(:func:`store_part`, which also returns its parts of a sum that reads only those blocks:
+:data:`SUM_WITH_STORE`); then every tile computes and stores its window of the stage
+(:func:`run_stage`; a correction group's files are encoded by :func:`encode_group` once its
+tiles are done, beside the next group's tiles). Both ways give the same totals and the
 same bytes.
 
 A tile reads its window plus the margins its kernels need from the kept files and
@@ -926,7 +928,6 @@ class Step:
     name: str
 
 
-#: The stages that may need rounds of the tiles before they run (:func:`next_step`); for the others it is None.
 def has_rounds(plan: ProductPlan, stage: str) -> bool:
     """Whether ``stage`` of ``plan`` may have rounds to run before it (:func:`next_step`).
 
