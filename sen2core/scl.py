@@ -270,7 +270,7 @@ def _to_coarse(
     func: Callable[..., Sequence[Any]], arrays: Sequence[da.Array], factor: int, n_out: int, dtype: Any
 ) -> list[da.Array]:
     """Run a ``factor``-coarsening kernel per chunk (chunks are multiples of ``factor``)."""
-    out_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in arrays[0].chunks)
+    out_chunks = _coarse_chunks(arrays[0].chunks, factor)
 
     def packed(*blocks: np.ndarray) -> np.ndarray:
         return np.stack([np.asarray(o, dtype=np.float64) for o in func(*blocks)])
@@ -286,9 +286,15 @@ def _to_coarse(
     return [_layers(stacked, i, dtype) for i in range(n_out)]
 
 
+def _coarse_chunks(chunks: Any, factor: int) -> Chunks:
+    """The chunks of a ``factor``-coarser grid: one cell per started ``factor`` x ``factor`` block of a chunk."""
+    rows, cols = (tuple(-(-c // factor) for c in dim) for dim in chunks)
+    return (rows, cols)
+
+
 def _to_fine(coarse: da.Array, factor: int, chunks: Chunks, dtype: Any) -> da.Array:
     """Nearest-neighbour upsampling of a coarse array onto the fine chunks."""
-    coarse_chunks = tuple(tuple(-(-c // factor) for c in dim) for dim in chunks)
+    coarse_chunks = _coarse_chunks(chunks, factor)
     if coarse.chunks != coarse_chunks:
         coarse = coarse.rechunk(coarse_chunks)
 
@@ -393,9 +399,7 @@ def shadow_input_grids(chunks: Chunks, resolution_m: float, config: SceneClassif
     for name, (grid, dtype) in SHADOW_INPUTS.items():
         if (name.startswith("match_") and not cfg.shadow_height_matching) or (name.startswith("terrain_") and not dem):
             continue
-        f = factors[grid]
-        coarse = (tuple(-(-c // f) for c in aligned[0]), tuple(-(-c // f) for c in aligned[1]))
-        out[name] = (coarse, dtype)
+        out[name] = (_coarse_chunks(aligned, factors[grid]), dtype)
     return out
 
 
@@ -652,15 +656,19 @@ def _shadow_inputs(inp: _Inputs, cloud: da.Array, dark: da.Array, max_sun_zenith
     """
     cfg, k = inp.cfg, inp.k
     drow, dcol = _displacement(inp, max_sun_zenith_deg)
-    out = dict(zip(("projection_cloud", "projection_drow", "projection_dcol"), _to_coarse(
-        lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
-        [cloud, drow, dcol], k, 3, np.float32,
-    ), strict=True))  # fmt: skip
+
+    def named(prefix: str, func: Callable[..., Sequence[Any]], arrays: list[da.Array], factor: int
+              ) -> dict[str, da.Array]:  # fmt: skip
+        # Names and dtypes as SHADOW_INPUTS states them (the files processing tiles store them in).
+        names = [n for n in SHADOW_INPUTS if n.startswith(prefix)]
+        layers = _to_coarse(func, arrays, factor, len(names), SHADOW_INPUTS[names[0]][1])
+        return dict(zip(names, layers, strict=True))
+
+    out = named("projection_", lambda c, r, co: (morphology.block_any(c, k), block_mean(r, k), block_mean(co, k)),
+                [cloud, drow, dcol], k)  # fmt: skip
     if cfg.shadow_height_matching:
         m = match_grid_factor(inp.resolution_m, cfg)
-        counts = _to_coarse(lambda c, d, r, co: match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m, 5,
-                            np.float64)  # fmt: skip
-        out.update(zip(("match_cloud", "match_dark", "match_pixels", "match_drow", "match_dcol"), counts, strict=True))
+        out.update(named("match_", lambda c, d, r, co: match_counts(c, d, r, co, m), [cloud, dark, drow, dcol], m))
     if inp.dem is not None:
 
         def coarse_terrain(z: np.ndarray, zen: np.ndarray, azi: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -668,8 +676,7 @@ def _shadow_inputs(inp: _Inputs, cloud: da.Array, dark: da.Array, max_sun_zenith
             zen_c, az_c = coarse_sun(zen_f, sin_az, cos_az, k)
             return block_mean(z, k), zen_c, az_c
 
-        terrain = _to_coarse(coarse_terrain, [inp.dem, inp.sz, inp.sa], k, 3, np.float64)
-        out.update(zip(("terrain_dem", "terrain_sun_zenith", "terrain_sun_azimuth"), terrain, strict=True))
+        out.update(named("terrain_", coarse_terrain, [inp.dem, inp.sz, inp.sa], k))
     return out
 
 
