@@ -143,6 +143,7 @@ __all__ = [
     "Totals",
     "add_parts",
     "add_sums",
+    "correction_group",
     "parts_with",
     "decode",
     "encode_group",
@@ -940,6 +941,12 @@ def has_rounds(plan: ProductPlan, stage: str) -> bool:
     return plan.tile_blocks is not None and not plan.config.sc_only and stage == _first_correction(plan)
 
 
+def correction_group(stage: str) -> int | None:
+    """The resolution group (m) of a ``correction-{res}m`` stage; None for any other stage."""
+    res = stage[len("correction-") : -1] if stage.startswith("correction-") and stage.endswith("m") else ""
+    return int(res) if res.isdigit() else None
+
+
 def _first_correction(plan: ProductPlan) -> str:
     """The first ``correction-{res}m`` stage: by processing tiles, its round stores the adjacency background."""
     return f"correction-{plan.groups[0]}m"
@@ -1214,8 +1221,7 @@ def run_stage(plan: ProductPlan, stage: str, known: Totals, tile: Tile | None = 
         maps = [(atm.retrieved.aot, _path(plan, _ATMOSPHERE, "aot"), False),
                 (atm.retrieved.water_vapour, _path(plan, _ATMOSPHERE, "water_vapour"), False)]  # fmt: skip
         _store_window(maps, window, whole)
-    elif stage.startswith("correction-") and stage[len("correction-") : -1].isdigit():
-        group = int(stage[len("correction-") : -1])
+    elif (group := correction_group(stage)) is not None:
         if group not in plan.groups:
             raise ConfigurationError(f"{plan.l2a_id}: no stage {stage} (groups: {plan.groups})")
         _correct(plan, inp, known, group, None if tile is None else window)

@@ -376,10 +376,10 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
                 futures = [reduce.submit(plan, stage, parts, known, budget, step.name)]
                 ((known, step),) = gather(futures, f"the reduce of {what}")
             after += map_tiles(partial(_submit_stage_tile, kind, plan, stage, known, budget), f"the tiles of {stage}")
-            if stage.startswith("correction-") and stage != plan.stages()[-2]:
+            group = stages.correction_group(stage)
+            if group is not None and group != plan.groups[-1]:
                 # This group's files are encoded while the next group's tiles run (not waited for
                 # until packaging), as the whole-product stages do.
-                group = int(stage[len("correction-") : -1])
                 encodings.append(encoding.with_options(timeout_seconds=budget).submit(plan, group, known, budget))
         after += gather(encodings, "the encoding of the files stored before")
         after.insert(0, StageDone("sums", totals=known))
