@@ -4,7 +4,8 @@ The range is whole UTC days, ``start`` and ``end`` included. Products already do
 are skipped unless ``overwrite``. At most ``max_concurrency`` products run at once
 in this flow run (a bounded submission window, see :mod:`flows.common`); to cap
 products across all runs as well, set a tag concurrency limit on ``sen2core-product``
-(``prefect concurrency-limit create sen2core-product 4``). A progress artifact
+(``prefect concurrency-limit create sen2core-product 4``; the product tasks carry the tag
+while such a limit exists, :func:`tasks.product.product_tags`). A progress artifact
 shows how far the run is.
 """
 

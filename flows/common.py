@@ -41,7 +41,7 @@ from typing import Any
 from prefect import get_run_logger
 
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome, RunSummary, TimeWindow
-from tasks.product import process_l1c, skip_done
+from tasks.product import process_l1c, product_tags, skip_done
 from tasks.publish import publish_products
 from tasks.report import ProgressArtifact, report_run
 from tasks.stages import ProductRun, collect_product, process_by_tiles
@@ -90,13 +90,17 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions | N
     """Submit the work of one product; return its handle (a :class:`~tasks.stages.ProductRun`, or one future).
 
     The one place that knows what processing a product means: the chain of its stage
-    tasks (default), or one task (``options.task_per_stage=False``).
+    tasks (default), or one task (``options.task_per_stage=False``). The tasks carry the
+    product tag only when the server has a limit on it (:func:`tasks.product.product_tags`).
     """
     options = options or ProcessingOptions()
+    tags = product_tags()
     if options.task_per_stage:
-        return submit_stages(ref, output_root, options, overwrite, timeout_minutes)
+        return submit_stages(ref, output_root, options, overwrite, timeout_minutes, tags)
     budget = max(1.0, timeout_minutes * 60.0)
-    return process_l1c.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite, budget)
+    return process_l1c.with_options(timeout_seconds=budget, tags=tags).submit(
+        ref, output_root, options, overwrite, budget
+    )
 
 
 #: Seconds between checks of the products in flight (the wait for the next finished one is bounded).
@@ -168,7 +172,7 @@ def _tiled(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite:
            progress: ProgressArtifact | None) -> ProductOutcome:  # fmt: skip
     logger = get_run_logger()
     try:
-        outcome = process_by_tiles(ref, output_root, options, overwrite, timeout_minutes)
+        outcome = process_by_tiles(ref, output_root, options, overwrite, timeout_minutes, product_tags())
     except Exception as exc:  # noqa: BLE001 - a bad product fails alone and is reported
         outcome = _failed(ref, exc)
         logger.error("%s failed: %s", ref.product_id, outcome.error)

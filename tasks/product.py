@@ -30,11 +30,36 @@ from tasks.retry import PRODUCT_RETRIES
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRODUCT_TAG", "Selection", "outcome_from_result", "process_l1c", "skip_done", "to_config"]
+__all__ = ["PRODUCT_TAG", "Selection", "outcome_from_result", "process_l1c", "product_tags", "skip_done", "to_config"]
 
-#: Tag of every product task: ``prefect concurrency-limit create sen2core-product N`` caps the products
-#: processed at once across all flow runs (on top of each flow's own ``max_concurrency``).
+#: Tag of the product tasks once a limit is set on it: ``prefect concurrency-limit create sen2core-product N``
+#: caps the product tasks running at once across all flow runs (on top of each flow's own ``max_concurrency``).
 PRODUCT_TAG = "sen2core-product"
+
+
+def product_tags() -> list[str]:
+    """The tags of one product's tasks: ``[PRODUCT_TAG]`` if the run's Prefect server has a concurrency limit on it.
+
+    A tagged task asks the server for a slot of every limit on its tags as it starts, limit or
+    not. Prefect's server on SQLite answers that request 503 when another write commits at the
+    same moment (the end of the task before, its logs and events), and the client retries two
+    seconds later: a stage of the staged flow started 1.8 to 2.5 s late, up to three times per
+    product (1830 px scene, 2 workers). Without a limit the tag bounds nothing, so the tasks go
+    without it. Read as each product is submitted: a limit created during a backfill applies from
+    the next product on. When the server cannot be read, the tasks keep the tag (the engine then
+    applies whatever limit there is).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_concurrency_limit_by_tag(PRODUCT_TAG)
+    except ObjectNotFound:
+        return []
+    except Exception as exc:  # noqa: BLE001 - any failure to read: tagged, as if a limit existed
+        log.debug("concurrency limit on %s not read (%s): product tasks tagged", PRODUCT_TAG, exc)
+    return [PRODUCT_TAG]
 
 
 def to_config(options: ProcessingOptions, overwrite: bool = False, granule: str | None = None) -> ProcessingConfig:
@@ -97,7 +122,6 @@ def on_task_runner_cluster() -> Iterator[Any]:
     task_run_name="l2a-{ref.product_id}",
     timeout_seconds=3600,
     cache_policy=NO_CACHE,
-    tags=[PRODUCT_TAG],
     **PRODUCT_RETRIES,
 )
 def process_l1c(

@@ -46,7 +46,7 @@ from sen2core.stages import ProductPlan, StageDone, Step, SumParts, Tile
 from sen2core.stopwatch import Stopwatch
 from tasks.logs import forward_logs
 from tasks.models import L1CRef, ProcessingOptions, ProductOutcome
-from tasks.product import PRODUCT_TAG, on_task_runner_cluster, outcome_from_result, to_config
+from tasks.product import on_task_runner_cluster, outcome_from_result, to_config
 from tasks.retry import STAGE_RETRIES
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,7 @@ def _known(after: Sequence[StageDone | None]) -> dict[str, tuple[float, ...]]:
     return known
 
 
-@task(
-    name="tiling", task_run_name="tiling-{ref.product_id}", tags=[PRODUCT_TAG], cache_policy=NO_CACHE, **STAGE_RETRIES
-)
+@task(name="tiling", task_run_name="tiling-{ref.product_id}", cache_policy=NO_CACHE, **STAGE_RETRIES)
 def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool) -> ProductPlan | L2AResult:
     """Plan the product and decode its bands into its work folder (or return its result if it is done)."""
     watch = Stopwatch()
@@ -97,7 +95,7 @@ def tiling(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite:
     return plan
 
 
-@task(name="stage", task_run_name="{stage}-{plan.l2a_id}", tags=[PRODUCT_TAG], cache_policy=NO_CACHE, **STAGE_RETRIES)
+@task(name="stage", task_run_name="{stage}-{plan.l2a_id}", cache_policy=NO_CACHE, **STAGE_RETRIES)
 def run_stage(
     plan: ProductPlan | L2AResult, stage: str, after: list[StageDone | None], budget_s: float, tile: Tile | None = None
 ) -> StageDone | None:
@@ -115,7 +113,6 @@ def run_stage(
 @task(
     name="packaging",
     task_run_name="packaging-{plan.l2a_id}",
-    tags=[PRODUCT_TAG],
     cache_policy=NO_CACHE,
     **STAGE_RETRIES,
 )
@@ -139,7 +136,6 @@ def packaging(plan: ProductPlan | L2AResult, after: list[StageDone | None], ref:
 @task(
     name="store",
     task_run_name="{stage}-{name}-tile{tile.index}",
-    tags=[PRODUCT_TAG],
     cache_policy=NO_CACHE,
     **STAGE_RETRIES,
 )
@@ -172,7 +168,6 @@ def reduce_sums(plan: ProductPlan, stage: str, parts: list[SumParts | None], kno
 @task(
     name="encoding",
     task_run_name="encoding-{group}m-{plan.l2a_id}",
-    tags=[PRODUCT_TAG],
     cache_policy=NO_CACHE,
     **STAGE_RETRIES,
 )
@@ -198,29 +193,31 @@ class ProductRun:
         return self.futures[-1]
 
 
-def _stage_task(stage: str, budget_s: float) -> Any:
+def _stage_task(stage: str, budget_s: float, tags: Sequence[str]) -> Any:
     kind = stage.split("-")[0] if stage.startswith("correction") else stage
-    return run_stage.with_options(name=kind, timeout_seconds=budget_s)
+    return run_stage.with_options(name=kind, timeout_seconds=budget_s, tags=list(tags))
 
 
 def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
-                   timeout_minutes: float) -> ProductRun:  # fmt: skip
+                   timeout_minutes: float, tags: Sequence[str] = ()) -> ProductRun:  # fmt: skip
     """Submit the task chain of one product at once; the flow waits on :attr:`ProductRun.last`.
 
     ``timeout_minutes`` bounds the whole chain, counted from its plan: each task's Prefect
     timeout is the whole budget (a backstop for one task that hangs), and every task after
-    the tiling refuses to start once the budget has run out.
+    the tiling refuses to start once the budget has run out. ``tags``: the tasks' tags
+    (:func:`tasks.product.product_tags`).
     """
     budget = max(1.0, timeout_minutes * 60.0)
     config = to_config(options, overwrite, ref.granule)
-    plan = tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite)
+    plan = tiling.with_options(timeout_seconds=budget, tags=list(tags)).submit(ref, output_root, options, overwrite)
     futures = [plan]
     done: list[Any] = []
     for stage in stages.stage_names(config)[1:-1]:  # decode is part of the tiling task
-        done.append(_stage_task(stage, budget).submit(plan, stage, list(done), budget))
+        done.append(_stage_task(stage, budget, tags).submit(plan, stage, list(done), budget))
         futures.append(done[-1])
+    final = packaging.with_options(timeout_seconds=budget, tags=list(tags))
     # Prefect resolves the plan's future to its value when the task runs; its stubs type only the value.
-    futures.append(packaging.with_options(timeout_seconds=budget).submit(plan, list(done), ref, budget))  # type: ignore[call-overload]
+    futures.append(final.submit(plan, list(done), ref, budget))  # type: ignore[call-overload]
     return ProductRun(ref, futures)
 
 
@@ -328,7 +325,7 @@ def _submit_stage_tile(stage_task: Any, plan: ProductPlan, stage: str, known: di
 
 
 def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
-                     timeout_minutes: float) -> ProductOutcome:  # fmt: skip
+                     timeout_minutes: float, tags: Sequence[str] = ()) -> ProductOutcome:  # fmt: skip
     """Process one product by processing tiles on the flow's task runner (must run inside a flow).
 
     The tiles of a round (an intermediate to store, the stage itself) run side by side,
@@ -338,11 +335,16 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     The tiles' graphs share keys (the neighbouring blocks a tile's margins need): computed
     unfused, each key has the same definition in every tile's graph, so the scheduler shares
     it instead of refusing the second one. ``timeout_minutes`` bounds the whole product, counted from its plan. A
-    failed product leaves nothing behind.
+    failed product leaves nothing behind. ``tags``: the tags of its tasks but the reduces
+    (:func:`tasks.product.product_tags`).
     """
     budget = max(1.0, timeout_minutes * 60.0)
     watch = Stopwatch()
-    (plan,) = _gather([tiling.with_options(timeout_seconds=budget).submit(ref, output_root, options, overwrite)],
+
+    def product_task(kind: Any) -> Any:  # a task of this product: its budget, its tags
+        return kind.with_options(timeout_seconds=budget, tags=list(tags))
+
+    (plan,) = _gather([product_task(tiling).submit(ref, output_root, options, overwrite)],
                       ref.product_id, time.time() + budget, budget, "tiling")  # fmt: skip
     if isinstance(plan, L2AResult):
         return outcome_from_result(ref, plan, None)
@@ -361,9 +363,9 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
         reduce = reduce_sums.with_options(timeout_seconds=budget)
-        store = tile_store.with_options(timeout_seconds=budget)
+        store = product_task(tile_store)
         for stage in plan.stages()[1:-1]:
-            kind = _stage_task(stage, budget)
+            kind = _stage_task(stage, budget, tags)
             step = None
             if stages.has_rounds(plan, stage):
                 ((known, step),) = gather([reduce.submit(plan, stage, [], known, budget)], stage)
@@ -380,13 +382,11 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
             if group is not None and group != plan.groups[-1]:
                 # This group's files are encoded while the next group's tiles run (not waited for
                 # until packaging), as the whole-product stages do.
-                encodings.append(encoding.with_options(timeout_seconds=budget).submit(plan, group, known, budget))
+                encodings.append(product_task(encoding).submit(plan, group, known, budget))
         after += gather(encodings, "the encoding of the files stored before")
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome
-        (outcome,) = gather(
-            [packaging.with_options(timeout_seconds=budget).submit(plan, after, ref, budget)], "packaging"
-        )
+        (outcome,) = gather([product_task(packaging).submit(plan, after, ref, budget)], "packaging")
     except BaseException:
         # An encoding still running writes into the work folder: removed only once it has ended.
         wait(encodings, timeout=max(1.0, deadline - time.time()))

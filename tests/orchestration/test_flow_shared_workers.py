@@ -86,6 +86,9 @@ def test_each_run_on_shared_workers_reports_to_its_own_server(flow_products: dic
             names = sorted((r.name, r.state_name) for r in runs)
             assert sorted(r.name.split("-")[0] for r in runs) == sorted(TASKS), names
             assert {r.state_name for r in runs} == {"Completed"}, names
+            # With a limit on the product tag, the product's tasks carry it (tasks.product.product_tags).
+            product = [r for r in runs if r.name.split("-")[0] in ("tiling", "screening", "correction", "packaging")]
+            assert product and all(r.tags == ["sen2core-product"] for r in product), [(r.name, r.tags) for r in runs]
             # The product's concurrency slot was taken and given back on this server.
             with SyncPrefectClient(api_url) as client:
                 limit = client.read_concurrency_limit_by_tag("sen2core-product")
