@@ -53,7 +53,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -1147,7 +1147,7 @@ def parts_with(stores: list[StageDone]) -> list[SumParts | None]:
     return [d.parts for d in stores] if any(d.parts is not None for d in stores) else []
 
 
-def add_parts(plan: ProductPlan, parts: list[SumParts | None]) -> tuple[str, tuple[float, ...]]:
+def add_parts(plan: ProductPlan, parts: Sequence[SumParts | None]) -> tuple[str, tuple[float, ...]]:
     """The scene-wide total from every tile's parts, added in the order a whole-product run adds them.
 
     Raises

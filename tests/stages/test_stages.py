@@ -17,6 +17,7 @@ from rio_cogeo.cogeo import cog_validate
 from sen2core import correction, lazy, scl, stages
 from sen2core.errors import ConfigurationError, OutputError
 from sen2core.io.write.raster import collect_negative_fractions
+from sen2core.kernels import scene_class
 from sen2core.pipeline import ProcessingConfig, process_product
 from sen2core.run import BANDS_10M, WORKING_BANDS
 from sen2core.stages import (
@@ -262,8 +263,9 @@ def test_a_tile_computes_only_its_own_blocks_of_the_wide_neighbourhoods(
     assert isinstance(plan, ProductPlan)
     stages.decode(plan)
     calls = {"shadow zone": 0, "first pass": 0, "apda": 0, "displacement": 0}
-    project, boa, apda = scl.project_cloud_shadow, correction._boa_block, correction._wv_block
-    displacement = scl.shadow_displacement_field
+    # The kernels as scl calls them (patched in scl's namespace below).
+    project, boa, apda = scene_class.project_cloud_shadow, correction._boa_block, correction._wv_block
+    displacement = scene_class.shadow_displacement_field
 
     def counted_displacement(sz: Any, *args: Any, **kwargs: Any) -> Any:
         calls["displacement"] += np.size(sz) > 0
