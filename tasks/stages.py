@@ -193,9 +193,14 @@ class ProductRun:
         return self.futures[-1]
 
 
+def _product_task(kind: Any, budget_s: float, tags: Sequence[str]) -> Any:
+    """Task ``kind`` as a product's task: the product's budget as its timeout, the product's tags."""
+    return kind.with_options(timeout_seconds=budget_s, tags=list(tags))
+
+
 def _stage_task(stage: str, budget_s: float, tags: Sequence[str]) -> Any:
     kind = stage.split("-")[0] if stage.startswith("correction") else stage
-    return run_stage.with_options(name=kind, timeout_seconds=budget_s, tags=list(tags))
+    return _product_task(run_stage, budget_s, tags).with_options(name=kind)
 
 
 def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, overwrite: bool,
@@ -209,13 +214,13 @@ def submit_product(ref: L1CRef, output_root: str, options: ProcessingOptions, ov
     """
     budget = max(1.0, timeout_minutes * 60.0)
     config = to_config(options, overwrite, ref.granule)
-    plan = tiling.with_options(timeout_seconds=budget, tags=list(tags)).submit(ref, output_root, options, overwrite)
+    plan = _product_task(tiling, budget, tags).submit(ref, output_root, options, overwrite)
     futures = [plan]
     done: list[Any] = []
     for stage in stages.stage_names(config)[1:-1]:  # decode is part of the tiling task
         done.append(_stage_task(stage, budget, tags).submit(plan, stage, list(done), budget))
         futures.append(done[-1])
-    final = packaging.with_options(timeout_seconds=budget, tags=list(tags))
+    final = _product_task(packaging, budget, tags)
     # Prefect resolves the plan's future to its value when the task runs; its stubs type only the value.
     futures.append(final.submit(plan, list(done), ref, budget))  # type: ignore[call-overload]
     return ProductRun(ref, futures)
@@ -340,11 +345,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
     """
     budget = max(1.0, timeout_minutes * 60.0)
     watch = Stopwatch()
-
-    def product_task(kind: Any) -> Any:  # a task of this product: its budget, its tags
-        return kind.with_options(timeout_seconds=budget, tags=list(tags))
-
-    (plan,) = _gather([product_task(tiling).submit(ref, output_root, options, overwrite)],
+    (plan,) = _gather([_product_task(tiling, budget, tags).submit(ref, output_root, options, overwrite)],
                       ref.product_id, time.time() + budget, budget, "tiling")  # fmt: skip
     if isinstance(plan, L2AResult):
         return outcome_from_result(ref, plan, None)
@@ -363,7 +364,7 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
         known: dict[str, tuple[float, ...]] = {}
         after: list[StageDone | None] = []
         reduce = reduce_sums.with_options(timeout_seconds=budget)
-        store = product_task(tile_store)
+        store = _product_task(tile_store, budget, tags)
         for stage in plan.stages()[1:-1]:
             kind = _stage_task(stage, budget, tags)
             step = None
@@ -382,11 +383,11 @@ def process_by_tiles(ref: L1CRef, output_root: str, options: ProcessingOptions, 
             if group is not None and group != plan.groups[-1]:
                 # This group's files are encoded while the next group's tiles run (not waited for
                 # until packaging), as the whole-product stages do.
-                encodings.append(product_task(encoding).submit(plan, group, known, budget))
+                encodings.append(_product_task(encoding, budget, tags).submit(plan, group, known, budget))
         after += gather(encodings, "the encoding of the files stored before")
         after.insert(0, StageDone("sums", totals=known))
         outcome: ProductOutcome
-        (outcome,) = gather([product_task(packaging).submit(plan, after, ref, budget)], "packaging")
+        (outcome,) = gather([_product_task(packaging, budget, tags).submit(plan, after, ref, budget)], "packaging")
     except BaseException:
         # An encoding still running writes into the work folder: removed only once it has ended.
         wait(encodings, timeout=max(1.0, deadline - time.time()))
